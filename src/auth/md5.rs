@@ -1,0 +1,1 @@
+//! md5 password checks as Postgres does them. Placeholder: being written.

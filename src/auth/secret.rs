@@ -1,0 +1,107 @@
+//! What pgweir stores about a user's password: plaintext, an md5 hash or a SCRAM verifier,
+//! parsed from the strings Postgres itself uses (`md5<hex>`, `SCRAM-SHA-256$…`).
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use thiserror::Error;
+
+/// A parsed SCRAM-SHA-256 verifier: `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramVerifier {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub stored_key: [u8; 32],
+    pub server_key: [u8; 32],
+}
+
+/// A user's secret in one of the three forms Postgres knows.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredSecret {
+    Plain(String),
+    /// The 32 lowercase hex digits after `md5`: md5(password || user).
+    Md5(String),
+    Scram(ScramVerifier),
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SecretError {
+    #[error("md5 secret must be \"md5\" followed by 32 hex digits")]
+    BadMd5,
+    #[error("SCRAM verifier must look like SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>")]
+    BadScram,
+}
+
+impl StoredSecret {
+    /// Reads a secret the way Postgres reads `rolpassword`: by its prefix.
+    pub fn parse(s: &str) -> Result<Self, SecretError> {
+        if let Some(rest) = s.strip_prefix("SCRAM-SHA-256$") {
+            return parse_scram(rest).map(StoredSecret::Scram);
+        }
+        if let Some(hex) = s.strip_prefix("md5") {
+            if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(StoredSecret::Md5(hex.to_ascii_lowercase()));
+            }
+            if s.len() == 35 {
+                return Err(SecretError::BadMd5);
+            }
+        }
+        Ok(StoredSecret::Plain(s.to_owned()))
+    }
+}
+
+fn parse_scram(rest: &str) -> Result<ScramVerifier, SecretError> {
+    let (params, keys) = rest.split_once('$').ok_or(SecretError::BadScram)?;
+    let (iter, salt) = params.split_once(':').ok_or(SecretError::BadScram)?;
+    let (stored, server) = keys.split_once(':').ok_or(SecretError::BadScram)?;
+    let iterations = iter.parse().map_err(|_| SecretError::BadScram)?;
+    let salt = B64.decode(salt).map_err(|_| SecretError::BadScram)?;
+    let key = |k: &str| -> Result<[u8; 32], SecretError> {
+        B64.decode(k)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or(SecretError::BadScram)
+    };
+    Ok(ScramVerifier {
+        iterations,
+        salt,
+        stored_key: key(stored)?,
+        server_key: key(server)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_form() {
+        assert_eq!(
+            StoredSecret::parse("secret").unwrap(),
+            StoredSecret::Plain("secret".into())
+        );
+        let md5 = "md5".to_string() + &"A".repeat(32);
+        assert_eq!(
+            StoredSecret::parse(&md5).unwrap(),
+            StoredSecret::Md5("a".repeat(32))
+        );
+        let v = "SCRAM-SHA-256$4096:c2FsdA==$\
+                 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:\
+                 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        match StoredSecret::parse(v).unwrap() {
+            StoredSecret::Scram(s) => {
+                assert_eq!(s.iterations, 4096);
+                assert_eq!(s.salt, b"salt");
+                assert_eq!(s.server_key, [1; 32]);
+            }
+            _ => panic!("not scram"),
+        }
+        assert_eq!(
+            StoredSecret::parse("SCRAM-SHA-256$x"),
+            Err(SecretError::BadScram)
+        );
+        assert_eq!(
+            StoredSecret::parse(&("md5".to_string() + &"z".repeat(32))),
+            Err(SecretError::BadMd5)
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! pgweir: a transaction-mode connection pooler for PostgreSQL.
+//!
+//! The data path, in the order a connection meets it:
+//! [`listener`] accepts → [`client`] runs startup, TLS refusal and authentication
+//! ([`auth`]) → [`pool`] checks out a server connection ([`server`]) → [`client::relay`]
+//! moves bytes both ways, framed by [`protocol`] → the server goes back to the pool.
+//! [`config`] is read once at start; [`cancel`] routes CancelRequests.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cancel;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod listener;
+pub mod pool;
+pub mod protocol;
+pub mod server;
