@@ -23,6 +23,18 @@ pub enum StoredSecret {
     Scram(ScramVerifier),
 }
 
+/// Shows only which form a secret has, never its content.
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let form = match self {
+            StoredSecret::Plain(_) => "Plain",
+            StoredSecret::Md5(_) => "Md5",
+            StoredSecret::Scram(_) => "Scram",
+        };
+        write!(f, "StoredSecret::{form}(***)")
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SecretError {
     #[error("md5 secret must be \"md5\" followed by 32 hex digits")]
