@@ -1,0 +1,82 @@
+//! The integration-test harness shared by every file in `tests/`.
+//!
+//! Each test binary gets one throwaway PostgreSQL 15 cluster ([`cluster()`]), started
+//! on first use and torn down by a watchdog when the test process exits. Tests run
+//! pgweir itself as a child process ([`Pgweir`]) with a generated config on a free
+//! port, and talk to it with real clients: tokio-postgres, `psql` and `pgbench`.
+//! Nothing here mocks PostgreSQL: a missing installation is a test failure that says
+//! how to install it.
+#![allow(dead_code, unused_imports)]
+
+mod cluster;
+mod pgweir;
+mod tools;
+
+pub use cluster::{
+    cluster, Cluster, TestUser, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER,
+};
+pub use pgweir::{Pgweir, PgweirBuilder};
+pub use tools::{pg_tool, run_tool};
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls};
+
+/// Asks the kernel for a port nobody is listening on. The port is released again
+/// before returning, so there is a tiny race with other processes; tests accept it.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// True when the test process runs as root, the case where Postgres refuses to
+/// start unless we switch to the `postgres` OS user.
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("Uid:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .map(|uid| uid == "0")
+        .unwrap_or(false)
+}
+
+/// Connects with tokio-postgres and drives the connection on a background task, so
+/// the returned client is ready to use.
+pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The SQLSTATE of a server-reported error, if the error came from a server (or
+/// from pgweir speaking as one).
+pub fn sqlstate(err: &tokio_postgres::Error) -> Option<SqlState> {
+    err.as_db_error().map(|db| db.code().clone())
+}
+
+/// Unwraps an error that must carry a SQLSTATE, with a readable panic otherwise.
+pub fn expect_sqlstate<T: std::fmt::Debug>(
+    result: Result<T, tokio_postgres::Error>,
+    what: &str,
+) -> SqlState {
+    match result {
+        Ok(value) => panic!("{what}: expected an error, got {value:?}"),
+        Err(err) => {
+            sqlstate(&err).unwrap_or_else(|| panic!("{what}: error without SQLSTATE: {err:?}"))
+        }
+    }
+}
+
+/// Bounds how long a future may take, so a hung pooler fails the test instead of
+/// hanging the whole suite.
+pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what}: did not finish within {secs}s"),
+    }
+}

@@ -1,0 +1,277 @@
+//! Running the pgweir binary under test: a generated config, a free port, a child
+//! process that is killed when the handle drops.
+//!
+//! Each test builds its own [`Pgweir`] so pools are never shared between tests.
+//! pgweir's stderr goes to a file in the instance's temp dir; it is printed when a
+//! test panics, which is usually the quickest way to see why.
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tokio_postgres::{Client, Config};
+
+use super::cluster::spawn_detached;
+use super::{
+    cluster, connect, free_port, TestUser, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER,
+};
+
+/// How a test wants pgweir configured. Defaults: SCRAM client auth, transaction
+/// mode, pool size 2, the `pgweir_test` database and all four test users with their
+/// plaintext passwords (so pgweir can log in upstream as each of them).
+#[derive(Debug, Clone)]
+pub struct PgweirBuilder {
+    auth_type: String,
+    pool_mode: String,
+    pool_size: usize,
+    max_client_conn: usize,
+    databases: Vec<String>,
+    users: BTreeMap<String, String>,
+    extra: String,
+}
+
+impl Default for PgweirBuilder {
+    fn default() -> Self {
+        let users = [SCRAM_USER, MD5_USER, PLAIN_USER, TRUST_USER]
+            .iter()
+            .map(|u| (u.name.to_string(), u.password.to_string()))
+            .collect();
+        PgweirBuilder {
+            auth_type: "scram-sha-256".into(),
+            pool_mode: "transaction".into(),
+            pool_size: 2,
+            max_client_conn: 100,
+            databases: vec![TEST_DB.to_string()],
+            users,
+            extra: String::new(),
+        }
+    }
+}
+
+impl PgweirBuilder {
+    /// How clients authenticate to pgweir: scram-sha-256, md5, plain or trust.
+    pub fn auth_type(mut self, auth_type: &str) -> Self {
+        self.auth_type = auth_type.into();
+        self
+    }
+
+    /// The default pool mode: session, transaction or statement.
+    pub fn pool_mode(mut self, mode: &str) -> Self {
+        self.pool_mode = mode.into();
+        self
+    }
+
+    /// `default_pool_size`.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    pub fn max_client_conn(mut self, max: usize) -> Self {
+        self.max_client_conn = max;
+        self
+    }
+
+    /// Exposes another cluster database under its own name.
+    pub fn database(mut self, name: &str) -> Self {
+        self.databases.push(name.into());
+        self
+    }
+
+    /// Adds a user or replaces a test user's configured password (plaintext,
+    /// `md5<hex>` or a SCRAM verifier).
+    pub fn user(mut self, name: &str, password: &str) -> Self {
+        self.users.insert(name.into(), password.into());
+        self
+    }
+
+    /// Raw TOML appended to the generated config, for keys the builder lacks.
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push('\n');
+        self.extra.push_str(toml);
+        self
+    }
+
+    /// The config file pgweir will be started with.
+    pub fn config_toml(&self, listen_port: u16) -> String {
+        let mut toml = format!(
+            "[pgweir]\nlisten_addr = \"127.0.0.1\"\nlisten_port = {listen_port}\n\
+             auth_type = \"{}\"\nmax_client_conn = {}\nworkers = 2\nlog_level = \"info\"\n\n\
+             [pool]\npool_mode = \"{}\"\ndefault_pool_size = {}\n",
+            self.auth_type, self.max_client_conn, self.pool_mode, self.pool_size
+        );
+        for db in &self.databases {
+            toml.push_str(&format!(
+                "\n[databases.{db}]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{db}\"\n",
+                cluster().port
+            ));
+        }
+        for (name, password) in &self.users {
+            toml.push_str(&format!("\n[users.{name}]\npassword = \"{password}\"\n"));
+        }
+        toml.push_str(&self.extra);
+        toml
+    }
+
+    /// Writes the config, starts pgweir and waits until it accepts connections.
+    pub fn start(self) -> Pgweir {
+        cluster();
+        let dir = tempfile::Builder::new()
+            .prefix("pgweir-run-")
+            .tempdir()
+            .expect("temp dir for pgweir");
+        let port = free_port();
+        let config_path = dir.path().join("pgweir.toml");
+        std::fs::write(&config_path, self.config_toml(port)).expect("write pgweir.toml");
+        Pgweir::spawn(dir, config_path, port)
+    }
+}
+
+/// A running pgweir child process.
+pub struct Pgweir {
+    child: Child,
+    /// The port pgweir listens on (127.0.0.1).
+    pub port: u16,
+    pub config_path: PathBuf,
+    log_path: PathBuf,
+    /// Keeps the config and log alive for as long as the process runs.
+    _dir: TempDir,
+}
+
+impl Pgweir {
+    pub fn builder() -> PgweirBuilder {
+        PgweirBuilder::default()
+    }
+
+    /// pgweir with every default: SCRAM, transaction mode, pool size 2.
+    pub fn start() -> Pgweir {
+        PgweirBuilder::default().start()
+    }
+
+    fn spawn(dir: TempDir, config_path: PathBuf, port: u16) -> Pgweir {
+        let log_path = dir.path().join("pgweir.log");
+        let log = std::fs::File::create(&log_path).expect("create pgweir.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_pgweir"))
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn the pgweir binary");
+        spawn_detached(&format!(
+            "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null",
+            me = std::process::id(),
+            pid = child.id(),
+        ));
+        let mut pgweir = Pgweir {
+            child,
+            port,
+            config_path,
+            log_path,
+            _dir: dir,
+        };
+        pgweir.wait_ready();
+        pgweir
+    }
+
+    /// Polls the port until pgweir accepts; panics with its log if it exits first.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "pgweir exited during startup ({status}); its log:\n{}",
+                    self.log()
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "pgweir did not listen on port {} within 20s; its log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Everything pgweir has written to stderr/stdout so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The OS pid of the pgweir process (for /proc inspection).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A tokio-postgres config pointing at pgweir.
+    pub fn config(&self, user: &str, password: &str, db: &str) -> Config {
+        let mut config = Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(user)
+            .password(password)
+            .dbname(db)
+            .connect_timeout(Duration::from_secs(10));
+        config
+    }
+
+    /// Connects as any user; the error is returned for auth tests to inspect.
+    pub async fn try_connect(
+        &self,
+        user: &str,
+        password: &str,
+        db: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        connect(&self.config(user, password, db)).await
+    }
+
+    /// Connects as a test user to `db`, panicking (with pgweir's log) on failure.
+    pub async fn connect_as(&self, user: &TestUser, db: &str) -> Client {
+        match self.try_connect(user.name, user.password, db).await {
+            Ok(client) => client,
+            Err(err) => panic!(
+                "connect via pgweir as {} to {db}: {err:?}\npgweir log:\n{}",
+                user.name,
+                self.log()
+            ),
+        }
+    }
+
+    /// The everyday connection: the SCRAM user to `pgweir_test`.
+    pub async fn connect(&self) -> Client {
+        self.connect_as(&SCRAM_USER, TEST_DB).await
+    }
+
+    /// A libpq connection string for psql/pgbench (password via PGPASSWORD).
+    pub fn conninfo(&self, user: &str, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname={db} sslmode=disable",
+            self.port
+        )
+    }
+}
+
+impl Drop for Pgweir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail = &log[log.len().saturating_sub(8000)..];
+            eprintln!(
+                "---- pgweir log (port {}, last 8000 bytes) ----\n{tail}\n----",
+                self.port
+            );
+        }
+    }
+}
