@@ -51,10 +51,9 @@ async fn hba_rules_and_stored_passwords_match_what_the_auth_tests_assume() {
 async fn wrong_password_is_refused_directly() {
     let mut config = cluster().direct_config(&SCRAM_USER, TEST_DB);
     config.password("nope");
-    let err = connect(&config)
-        .await
-        .err()
-        .expect("wrong password must fail");
+    let Err(err) = connect(&config).await else {
+        panic!("wrong password must fail");
+    };
     assert_eq!(common::sqlstate(&err).unwrap().code(), "28P01");
 }
 

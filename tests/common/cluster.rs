@@ -339,14 +339,17 @@ fn shell_line(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// Starts a shell in its own session (so Ctrl-C on the test run does not kill it)
-/// and forgets it: dropping a `Child` neither kills nor waits for it.
+/// Starts a shell in its own session (so Ctrl-C on the test run does not kill it),
+/// double-forked so it is re-parented to init and never becomes our zombie.
 pub(super) fn spawn_detached(script: &str) {
-    Command::new("setsid")
-        .args(["sh", "-c", script])
+    let quoted = format!("'{}'", script.replace('\'', "'\\''"));
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "setsid sh -c {quoted} </dev/null >/dev/null 2>&1 &"
+        ))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+        .status()
         .expect("spawn watchdog shell (setsid sh)");
+    assert!(status.success(), "watchdog shell failed to start");
 }

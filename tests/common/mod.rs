@@ -80,3 +80,34 @@ pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F:
         Err(_) => panic!("{what}: did not finish within {secs}s"),
     }
 }
+
+/// Connects and forwards the connection's asynchronous messages (notices and
+/// notifications) to a channel, which plain [`connect`] throws away.
+pub async fn connect_with_messages(
+    config: &Config,
+) -> (
+    Client,
+    tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::AsyncMessage>,
+) {
+    let (client, mut connection) = config.connect(NoTls).await.expect("connect");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) =
+            futures_util::future::poll_fn(|cx| connection.poll_message(cx)).await
+        {
+            let _ = tx.send(message);
+        }
+    });
+    (client, rx)
+}
+
+/// Peak resident memory of a process in KiB (`VmHWM` in /proc/PID/status).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmHWM in /proc status")
+}
