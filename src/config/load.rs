@@ -1,0 +1,159 @@
+//! Builds a [`Config`] from the file's text, one section at a time, with the defaults
+//! and rules each key has. The [`Reader`] does the TOML walking and collects problems;
+//! this file only says which keys exist, what they must be, and what they default to.
+
+use std::collections::BTreeMap;
+
+use toml_edit::ImDocument;
+
+use super::error::Problem;
+use super::reader::{EnvLookup, Reader, Section};
+use super::{
+    AuthType, Config, DatabaseConfig, GeneralConfig, PoolDefaults, PoolMode, UserConfig, LOG_LEVELS,
+};
+
+/// Where Postgres listens unless a database entry says otherwise.
+const DEFAULT_SERVER_PORT: u16 = 5432;
+/// Ports a listener or a server may use.
+const PORTS: std::ops::RangeInclusive<i64> = 1..=65535;
+/// Sizes and limits that must be at least one.
+const AT_LEAST_ONE: std::ops::RangeInclusive<i64> = 1..=i64::MAX;
+/// Counts where zero has a meaning of its own.
+const NON_NEGATIVE: std::ops::RangeInclusive<i64> = 0..=i64::MAX;
+
+/// Parses and validates the whole file, returning every problem found if any.
+pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Problem>> {
+    let mut r = Reader::new(text, env);
+    let doc = match ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let line = r.line(e.span());
+            // The parser's message may span lines; keep one problem per line.
+            let message = e.message().replace('\n', "; ");
+            r.problem(String::new(), line, format!("invalid TOML: {message}"));
+            return Err(r.into_problems());
+        }
+    };
+    let mut root = Section::root(doc.as_table());
+    let config = Config {
+        pgweir: r
+            .table(&mut root, "pgweir")
+            .map(|sec| general(&mut r, sec))
+            .unwrap_or_default(),
+        pool: r
+            .table(&mut root, "pool")
+            .map(|sec| pool(&mut r, sec))
+            .unwrap_or_default(),
+        databases: databases(&mut r, &mut root),
+        users: r
+            .table(&mut root, "users")
+            .map(|mut sec| named(&mut r, &mut sec, |r, _, user_sec| user(r, user_sec)))
+            .unwrap_or_default(),
+    };
+    r.finish(root);
+    let problems = r.into_problems();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+/// `[pgweir]`.
+fn general(r: &mut Reader<'_>, mut sec: Section<'_>) -> GeneralConfig {
+    let d = GeneralConfig::default();
+    let s = &mut sec;
+    let config = GeneralConfig {
+        listen_addr: r.string(s, "listen_addr").unwrap_or(d.listen_addr),
+        listen_port: r.int(s, "listen_port", PORTS).unwrap_or(d.listen_port),
+        auth_type: r
+            .choice(s, "auth_type", &AuthType::ALL, AuthType::as_str)
+            .unwrap_or(d.auth_type),
+        max_client_conn: r
+            .int(s, "max_client_conn", AT_LEAST_ONE)
+            .unwrap_or(d.max_client_conn),
+        workers: r.int(s, "workers", NON_NEGATIVE).unwrap_or(d.workers),
+        log_level: r
+            .choice(s, "log_level", &LOG_LEVELS, |level| level)
+            .map_or(d.log_level, str::to_owned),
+        server_connect_timeout: r
+            .duration(s, "server_connect_timeout")
+            .unwrap_or(d.server_connect_timeout),
+    };
+    r.finish(sec);
+    config
+}
+
+/// `[pool]`.
+fn pool(r: &mut Reader<'_>, mut sec: Section<'_>) -> PoolDefaults {
+    let d = PoolDefaults::default();
+    let s = &mut sec;
+    let config = PoolDefaults {
+        pool_mode: r
+            .choice(s, "pool_mode", &PoolMode::ALL, PoolMode::as_str)
+            .unwrap_or(d.pool_mode),
+        default_pool_size: r
+            .int(s, "default_pool_size", AT_LEAST_ONE)
+            .unwrap_or(d.default_pool_size),
+    };
+    r.finish(sec);
+    config
+}
+
+/// `[databases]`, which must name at least one database.
+fn databases(r: &mut Reader<'_>, root: &mut Section<'_>) -> BTreeMap<String, DatabaseConfig> {
+    let Some(mut sec) = r.table(root, "databases") else {
+        if !root.has("databases") {
+            r.problem(root.key_path("databases"), None, "no databases configured");
+        }
+        return BTreeMap::new();
+    };
+    if sec.is_empty() {
+        r.problem(sec.path().to_owned(), sec.line(), "no databases configured");
+    }
+    named(r, &mut sec, database)
+}
+
+/// `[databases.NAME]`. Fields that are missing or invalid get placeholders: a problem
+/// has been recorded, so this value is never handed out.
+fn database(r: &mut Reader<'_>, name: &str, mut sec: Section<'_>) -> DatabaseConfig {
+    r.require(&sec, "host");
+    let s = &mut sec;
+    let config = DatabaseConfig {
+        host: r.string(s, "host").unwrap_or_default(),
+        port: r.int(s, "port", PORTS).unwrap_or(DEFAULT_SERVER_PORT),
+        dbname: r.string(s, "dbname").unwrap_or_else(|| name.to_owned()),
+        user: r.string(s, "user"),
+        password: r.secret(s, "password"),
+        pool_size: r.int(s, "pool_size", AT_LEAST_ONE),
+        pool_mode: r.choice(s, "pool_mode", &PoolMode::ALL, PoolMode::as_str),
+    };
+    r.finish(sec);
+    config
+}
+
+/// `[users.NAME]`.
+fn user(r: &mut Reader<'_>, mut sec: Section<'_>) -> UserConfig {
+    let s = &mut sec;
+    let config = UserConfig {
+        password: r.secret(s, "password"),
+        pool_mode: r.choice(s, "pool_mode", &PoolMode::ALL, PoolMode::as_str),
+    };
+    r.finish(sec);
+    config
+}
+
+/// A table of named tables, each built by `each`.
+fn named<'a, T>(
+    r: &mut Reader<'_>,
+    sec: &mut Section<'a>,
+    each: impl Fn(&mut Reader<'_>, &str, Section<'a>) -> T,
+) -> BTreeMap<String, T> {
+    r.tables(sec)
+        .into_iter()
+        .map(|(name, child)| {
+            let value = each(r, &name, child);
+            (name, value)
+        })
+        .collect()
+}
