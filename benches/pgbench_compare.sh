@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Reproduces the pgweir vs PgBouncer vs direct table on one machine in one run.
+#
+#   benches/pgbench_compare.sh             # 30 s per run (about 3.5 minutes in all)
+#   DURATION=5 benches/pgbench_compare.sh  # a quick look
+#
+# A throwaway PostgreSQL (max_connections 600) gets `pgbench -i -s 10`. Then
+# `pgbench -S -c 500 -j 2 -T $DURATION` runs with -M simple and -M extended through
+# pgweir (built here in release mode) and through Debian's PgBouncer, both with a
+# pool of 20 in transaction mode and max_client_conn 1000, and `pgbench -S -c 20`
+# runs straight against Postgres. Each pooler's CPU time (utime + stime from
+# /proc/PID/stat, all threads) is sampled around its run and reported per 100k
+# transactions. Prints a Markdown table at the end. Installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-30}"
+CLIENTS="${CLIENTS:-500}"
+DIRECT_CLIENTS=20
+POOL=20
+PG_BIN=/usr/lib/postgresql/15/bin
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'pgbench_compare: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+    local port
+    for port in $(seq "$1" $(($1 + 200))); do
+        port_busy "$port" || { echo "$port"; return 0; }
+    done
+    die "no free port near $1"
+}
+
+install_missing() {
+    local pkgs=()
+    [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pgbench" ] || pkgs+=(postgresql-15 postgresql-client-15)
+    command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || pkgs+=(pgbouncer)
+    if [ ${#pkgs[@]} -gt 0 ]; then
+        say "installing ${pkgs[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+    fi
+    command -v cargo >/dev/null 2>&1 || die "Rust is missing: see https://rustup.rs"
+}
+
+cleanup() {
+    set +e
+    [ -n "${PGWEIR_PID:-}" ] && kill "$PGWEIR_PID" 2>/dev/null
+    [ -f "${WORK:-/nonexistent}/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null
+    [ -f "${WORK:-/nonexistent}/data/postmaster.pid" ] &&
+        as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" stop -m immediate >/dev/null 2>&1
+    wait 2>/dev/null
+    [ -n "${WORK:-}" ] && rm -rf "$WORK"
+}
+
+start_postgres() {
+    PG_PORT="$(free_port 55500)"
+    say "PostgreSQL on 127.0.0.1:$PG_PORT"
+    mkdir "$WORK/data"
+    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$WORK/data" "$WORK"
+    as_pg "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth-local=trust \
+        --auth-host=scram-sha-256 --no-locale -E UTF8 >/dev/null
+    cat >>"$WORK/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$WORK'
+max_connections = 600
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+CONF
+    as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w start >/dev/null
+    local psql=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PG_PORT" -U postgres -d postgres)
+    "${psql[@]}" -c "CREATE ROLE bench LOGIN PASSWORD 'bench'"
+    "${psql[@]}" -c "CREATE DATABASE bench OWNER bench"
+    say "pgbench -i -s 10"
+    PGPASSWORD=bench "$PG_BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PG_PORT" -U bench bench >/dev/null 2>&1
+}
+
+start_pgweir() {
+    PGWEIR_PORT="$(free_port 55700)"
+    cat >"$WORK/pgweir.toml" <<TOML
+[pgweir]
+listen_addr = "127.0.0.1"
+listen_port = $PGWEIR_PORT
+auth_type = "scram-sha-256"
+max_client_conn = 1000
+workers = 0
+log_level = "warn"
+
+[pool]
+pool_mode = "transaction"
+default_pool_size = $POOL
+
+[databases.bench]
+host = "127.0.0.1"
+port = $PG_PORT
+
+[users.bench]
+password = "bench"
+TOML
+    ./target/release/pgweir --config "$WORK/pgweir.toml" 2>"$WORK/pgweir.log" &
+    PGWEIR_PID=$!
+    wait_port "$PGWEIR_PORT" pgweir "$WORK/pgweir.log"
+}
+
+start_pgbouncer() {
+    PGBOUNCER_PORT="$(free_port 55900)"
+    echo '"bench" "bench"' >"$WORK/userlist.txt"
+    cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $WORK/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+max_client_conn = 1000
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+INI
+    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
+    local bouncer
+    bouncer="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
+    # runuser may reset limits; 1000 clients need more than a default 1024 files.
+    as_pg sh -c "ulimit -n $(ulimit -Hn); exec $bouncer -d $WORK/pgbouncer.ini"
+    wait_port "$PGBOUNCER_PORT" pgbouncer "$WORK/pgbouncer.log"
+}
+
+wait_port() {
+    for _ in $(seq 100); do
+        port_busy "$1" && return 0
+        sleep 0.1
+    done
+    cat "$3" >&2
+    die "$2 did not start listening on $1"
+}
+
+# utime + stime of a process in clock ticks (fields 14 and 15 of /proc/PID/stat;
+# the name field may hold spaces, so count from after its closing parenthesis).
+cpu_ticks() {
+    sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# run_one LABEL MODE CLIENTS PORT PID(or -) -> one Markdown row on stdout
+run_one() {
+    local label="$1" mode="$2" clients="$3" port="$4" pid="$5" before after out
+    say "$label: pgbench -S -M $mode -c $clients -j 2 -T $DURATION"
+    [ "$pid" != - ] && before="$(cpu_ticks "$pid")"
+    out="$(PGPASSWORD=bench "$PG_BIN/pgbench" -S -M "$mode" -c "$clients" -j 2 -T "$DURATION" \
+        -h 127.0.0.1 -p "$port" -U bench bench 2>&1)" || { echo "$out" >&2; die "$label -M $mode failed"; }
+    [ "$pid" != - ] && after="$(cpu_ticks "$pid")"
+    local tps lat txs cpu=n/a
+    tps="$(awk '/^tps = / { printf "%.0f", $3 }' <<<"$out")"
+    lat="$(awk '/^latency average = / { print $4 }' <<<"$out")"
+    txs="$(awk -F': ' '/^number of transactions actually processed/ { print $2 }' <<<"$out" | cut -d/ -f1)"
+    if [ "$pid" != - ] && [ "${txs:-0}" -gt 0 ]; then
+        cpu="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$txs" \
+            'BEGIN { printf "%.2f", t / hz / n * 100000 }')"
+    fi
+    echo "| $label | $mode | $clients | $tps | $lat | $cpu |"
+}
+
+main() {
+    install_missing
+    ulimit -n "$(ulimit -Hn)"
+    say "building pgweir (release)"
+    cargo build --release --locked >&2
+    WORK="$(mktemp -d -t pgweir-bench-XXXXXX)"
+    chmod 755 "$WORK"
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    start_postgres
+    start_pgweir
+    start_pgbouncer
+    local rows=()
+    for mode in simple extended; do
+        rows+=("$(run_one pgweir "$mode" "$CLIENTS" "$PGWEIR_PORT" "$PGWEIR_PID")")
+        rows+=("$(run_one "pgbouncer $(pgbouncer --version 2>/dev/null | awk 'NR==1 { print $2 }')" \
+            "$mode" "$CLIENTS" "$PGBOUNCER_PORT" "$(cat "$WORK/pgbouncer.pid")")")
+        rows+=("$(run_one "postgres (direct)" "$mode" "$DIRECT_CLIENTS" "$PG_PORT" -)")
+    done
+    echo
+    echo "pgbench -S -j 2 -T $DURATION, scale 10, pool $POOL (transaction mode), $(nproc) cores, $(date -u +%F)"
+    echo
+    echo "| target | mode | clients | TPS | avg latency ms | CPU s/100k tx |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: |"
+    printf '%s\n' "${rows[@]}"
+}
+
+main "$@"
