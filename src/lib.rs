@@ -7,6 +7,7 @@
 //! [`config`] is read once at start; [`cancel`] routes CancelRequests.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod auth;
 pub mod cancel;
 pub mod client;

@@ -14,6 +14,13 @@ pub struct ScramVerifier {
     pub server_key: [u8; 32],
 }
 
+/// Shows the parameters, never the keys.
+impl std::fmt::Debug for ScramVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScramVerifier(iterations={}, ***)", self.iterations)
+    }
+}
+
 /// A user's secret in one of the three forms Postgres knows.
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoredSecret {
@@ -39,7 +46,9 @@ impl std::fmt::Debug for StoredSecret {
 pub enum SecretError {
     #[error("md5 secret must be \"md5\" followed by 32 hex digits")]
     BadMd5,
-    #[error("SCRAM verifier must look like SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>")]
+    #[error(
+        "SCRAM verifier must look like SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>"
+    )]
     BadScram,
 }
 

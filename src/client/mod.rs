@@ -1,1 +1,259 @@
-//! Placeholder: being written.
+//! One client connection from accept to goodbye: the startup packet (refusing TLS and GSS
+//! for now, routing CancelRequests), authentication ([`login`]), the first ParameterStatus,
+//! BackendKeyData and ReadyForQuery, then the [`relay`]. Every failure a client can see is
+//! turned into an ErrorResponse with its SQLSTATE here.
+
+pub mod login;
+pub mod params;
+pub mod relay;
+pub mod txn;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::app::App;
+use crate::auth::scram::ScramError;
+use crate::cancel::ClientKey;
+use crate::error::{ClientVisible, Severity, SqlState};
+use crate::pool::PoolError;
+use crate::protocol::startup::{self, StartupMessage, StartupPacket};
+use crate::protocol::{backend, ProtocolError, TxStatus, MAX_STARTUP_PACKET};
+use crate::server::{ServerConn, ServerError};
+use params::ClientParams;
+
+/// How long a client may take from connect to the end of authentication (PgBouncer's
+/// `client_login_timeout` default).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Startup parameters that are about the connection, not session settings.
+const CONNECTION_PARAMS: &[&str] = &["user", "database", "options", "replication"];
+
+/// Why a client session ended early.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error("invalid {0} message")]
+    Malformed(&'static str),
+    #[error("password authentication failed for user \"{0}\"")]
+    AuthFailed(String),
+    #[error(transparent)]
+    Sasl(ScramError),
+    #[error("no user name given in the startup packet")]
+    NoUser,
+    #[error("replication connections are not supported by pgweir")]
+    Replication,
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("client did not log in within {0:?}")]
+    LoginTimeout(Duration),
+    #[error("client connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("client closed the connection")]
+    Closed,
+}
+
+impl ClientError {
+    /// A SCRAM failure is a wrong password unless the client broke the protocol.
+    fn from_scram(e: ScramError, user: &str) -> Self {
+        match e {
+            ScramError::BadProof => ClientError::AuthFailed(user.to_owned()),
+            e => ClientError::Sasl(e),
+        }
+    }
+
+    /// Whether the client can still be told about it.
+    fn reportable(&self) -> bool {
+        !matches!(self, ClientError::Io(_) | ClientError::Closed)
+    }
+}
+
+impl ClientVisible for ClientError {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            ClientError::Protocol(e) => e.sqlstate(),
+            ClientError::AuthFailed(_) => SqlState::INVALID_PASSWORD,
+            ClientError::Sasl(e) => SqlState(e.sqlstate()),
+            ClientError::NoUser => SqlState::INVALID_AUTHORIZATION,
+            ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
+            ClientError::Pool(e) => e.sqlstate(),
+            ClientError::Server(e) => e.sqlstate(),
+            ClientError::LoginTimeout(_) => SqlState::CANNOT_CONNECT_NOW,
+            ClientError::Malformed(_) | ClientError::Io(_) | ClientError::Closed => {
+                SqlState::PROTOCOL_VIOLATION
+            }
+        }
+    }
+}
+
+/// Serves one accepted connection to the end, reporting a fatal error if there is one.
+pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+    let mut buf = BytesMut::with_capacity(8192);
+    if let Err(e) = session(&app, &mut stream, &mut buf).await {
+        if e.reportable() {
+            tracing::info!(client = %peer, error = %e, "closing client connection");
+            let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
+            let _ = stream.write_all(&msg).await;
+        } else {
+            tracing::debug!(client = %peer, error = %e, "client connection ended");
+        }
+    }
+}
+
+async fn session(app: &App, stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), ClientError> {
+    let login = tokio::time::timeout(LOGIN_TIMEOUT, log_in(app, stream, buf));
+    let Some(ready) = login
+        .await
+        .map_err(|_| ClientError::LoginTimeout(LOGIN_TIMEOUT))??
+    else {
+        return Ok(());
+    };
+    relay::run(ready, stream, buf).await
+}
+
+/// Startup and authentication. `None` when the connection was only a CancelRequest.
+async fn log_in(
+    app: &App,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Option<relay::Session>, ClientError> {
+    let startup = loop {
+        match read_startup(stream, buf).await? {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                stream.write_all(b"N").await?;
+            }
+            StartupPacket::Cancel { pid, secret } => {
+                forward_cancel(app, ClientKey { pid, secret }).await;
+                return Ok(None);
+            }
+            StartupPacket::Startup(m) => break m,
+        }
+    };
+    let mut out = BytesMut::new();
+    negotiate_version(&startup, &mut out);
+    if startup
+        .get("replication")
+        .is_some_and(|r| r != "false" && r != "0")
+    {
+        return Err(ClientError::Replication);
+    }
+    let user = startup
+        .get("user")
+        .filter(|u| !u.is_empty())
+        .ok_or(ClientError::NoUser)?;
+    let database = startup
+        .get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(user);
+    if !out.is_empty() {
+        stream.write_all(&out).await?;
+        out.clear();
+    }
+    login::authenticate(app, stream, buf, user).await?;
+    backend::authentication_ok(&mut out);
+    stream.write_all(&out).await?;
+    out.clear();
+
+    let pool = app.pools.get(database, user)?;
+    let defaults = pool.startup_params().await?;
+    let params = ClientParams::new(&defaults, &session_settings(&startup));
+    let cancel = app.cancels.register();
+    for (k, v) in &params.reported.0 {
+        backend::parameter_status(&mut out, k, v);
+    }
+    let key = cancel.key();
+    backend::backend_key_data(&mut out, key.pid, key.secret);
+    backend::ready_for_query(&mut out, TxStatus::Idle);
+    stream.write_all(&out).await?;
+    Ok(Some(relay::Session::new(pool, params, cancel)))
+}
+
+/// Answers a newer 3.x minor version, and any `_pq_.` options, with what pgweir speaks.
+fn negotiate_version(m: &StartupMessage, out: &mut BytesMut) {
+    let unknown: Vec<String> = m
+        .params
+        .iter()
+        .filter(|(k, _)| k.starts_with("_pq_."))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if m.minor > 0 || !unknown.is_empty() {
+        backend::negotiate_protocol_version(out, 0, &unknown);
+    }
+}
+
+/// Startup parameters that are session settings, with `options` expanded.
+fn session_settings(m: &StartupMessage) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = m
+        .params
+        .iter()
+        .filter(|(k, _)| !CONNECTION_PARAMS.contains(&k.as_str()) && !k.starts_with("_pq_."))
+        .cloned()
+        .collect();
+    if let Some(opts) = m.get("options") {
+        out.extend(startup::parse_options(opts));
+    }
+    out
+}
+
+/// Reads one untagged startup-phase packet.
+async fn read_startup(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<StartupPacket, ClientError> {
+    fill(stream, buf, 4).await?;
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if !(8..=MAX_STARTUP_PACKET).contains(&len) {
+        return Err(ProtocolError::BadStartupLength(len).into());
+    }
+    fill(stream, buf, len).await?;
+    let packet = buf.split_to(len);
+    Ok(startup::parse(&packet[4..])?)
+}
+
+/// Reads one tagged message of at most `max` bytes, whole.
+async fn read_message(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<(u8, Bytes), ClientError> {
+    fill(stream, buf, 5).await?;
+    let tag = buf[0];
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if !(4..=max).contains(&len) {
+        return Err(ProtocolError::BadLength(len as u32).into());
+    }
+    fill(stream, buf, len + 1).await?;
+    buf.advance(5);
+    Ok((tag, buf.split_to(len - 4).freeze()))
+}
+
+/// Reads until `buf` holds at least `n` bytes.
+async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Result<(), ClientError> {
+    while buf.len() < n {
+        buf.reserve(n - buf.len());
+        if stream.read_buf(buf).await? == 0 {
+            return Err(ClientError::Closed);
+        }
+    }
+    Ok(())
+}
+
+/// Forwards a cancel to the server the key's client holds right now, if any.
+async fn forward_cancel(app: &App, key: ClientKey) {
+    match app.cancels.target(key) {
+        Some(t) => {
+            if let Err(e) = ServerConn::cancel(t.addr, t.key).await {
+                tracing::warn!(error = %e, "forwarding cancel request failed");
+            }
+        }
+        None => tracing::debug!("cancel request for no active query; dropped"),
+    }
+}

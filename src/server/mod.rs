@@ -1,1 +1,222 @@
-//! Placeholder: being written.
+//! Connections from pgweir to a Postgres server: opening and logging in ([`login`]), the
+//! parameters the server reported, its real cancel key, and the few queries pgweir runs on
+//! its own behalf (resets, rollbacks, SETs) whose responses no client sees.
+
+pub mod login;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::backend::{ErrorFields, Message};
+use postgres_protocol::message::frontend;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::Secret;
+use crate::error::{ClientVisible, SqlState};
+use crate::protocol::TxStatus;
+
+/// Identifies one server connection in logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServerId(pub u64);
+
+impl ServerId {
+    fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ServerId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// The cancel key a Postgres backend gave pgweir; never shown to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerKey {
+    pub pid: i32,
+    pub secret: i32,
+}
+
+/// Where and as whom a pool logs in.
+#[derive(Debug, Clone)]
+pub struct ServerTarget {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+/// Parameter values a server reported with ParameterStatus, in arrival order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerParams(pub Vec<(String, String)>);
+
+impl ServerParams {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some((_, v)) => value.clone_into(v),
+            None => self.0.push((name.to_owned(), value.to_owned())),
+        }
+    }
+}
+
+/// Failures talking to a server.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("could not connect to server {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("timed out connecting to server {0}")]
+    ConnectTimeout(String),
+    #[error("server connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server closed the connection unexpectedly")]
+    Closed,
+    /// The server refused with an ErrorResponse; passed on as Postgres wrote it.
+    #[error("{message}")]
+    Upstream { code: String, message: String },
+    #[error("pgweir has no password it can use to log in to the server as user \"{0}\"")]
+    NoPassword(String),
+    #[error("server requested an unsupported authentication method {0}")]
+    UnsupportedAuth(String),
+    #[error("server sent an unexpected message during {0}")]
+    Protocol(&'static str),
+}
+
+impl ClientVisible for ServerError {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            ServerError::Upstream { code, .. } => {
+                // Codes are ASCII from the server; keep the known static ones, else class 08.
+                KNOWN_UPSTREAM
+                    .iter()
+                    .copied()
+                    .find(|s| s.0 == code)
+                    .unwrap_or(SqlState::CONNECTION_FAILURE)
+            }
+            ServerError::NoPassword(_) => SqlState::INVALID_PASSWORD,
+            ServerError::Protocol(_) => SqlState::PROTOCOL_VIOLATION,
+            _ => SqlState::CONNECTION_FAILURE,
+        }
+    }
+}
+
+/// Upstream login failures whose SQLSTATE a client should see unchanged.
+const KNOWN_UPSTREAM: &[SqlState] = &[
+    SqlState::INVALID_PASSWORD,
+    SqlState::INVALID_AUTHORIZATION,
+    SqlState::INVALID_CATALOG_NAME,
+    SqlState::TOO_MANY_CONNECTIONS,
+    SqlState::CANNOT_CONNECT_NOW,
+    SqlState::ADMIN_SHUTDOWN,
+];
+
+/// A logged-in server connection.
+#[derive(Debug)]
+pub struct ServerConn {
+    pub id: ServerId,
+    pub stream: TcpStream,
+    /// Bytes read from the server not yet relayed or consumed.
+    pub rbuf: BytesMut,
+    pub key: ServerKey,
+    /// Current values of the parameters the server reports.
+    pub params: ServerParams,
+    /// Startup settings pgweir applied with SET that the server does not report.
+    pub applied: ServerParams,
+    /// Where to send a CancelRequest for this backend.
+    pub addr: SocketAddr,
+    pub created: Instant,
+}
+
+impl ServerConn {
+    /// Whether the socket is still usable: a closed socket or unsolicited bytes (such as the
+    /// FATAL a terminated backend sends) mean it must not be handed to a client.
+    pub fn looks_alive(&self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Runs `sql` with the simple protocol and waits for ReadyForQuery, recording any
+    /// ParameterStatus. Returns the transaction status, or the server's error.
+    pub async fn run_internal(&mut self, sql: &str) -> Result<TxStatus, ServerError> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out)?;
+        self.stream.write_all(&out).await?;
+        let mut failure = None;
+        loop {
+            match self.read_message().await? {
+                Message::ReadyForQuery(b) => {
+                    let status = TxStatus::from_byte(b.status())
+                        .ok_or(ServerError::Protocol("internal query"))?;
+                    return match failure {
+                        Some(e) => Err(e),
+                        None => Ok(status),
+                    };
+                }
+                Message::ParameterStatus(p) => {
+                    let (n, v) = (p.name()?, p.value()?);
+                    self.params.set(n, v);
+                }
+                Message::ErrorResponse(e) => failure = Some(upstream_error(e.fields())),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads one whole message from the server.
+    pub(crate) async fn read_message(&mut self) -> Result<Message, ServerError> {
+        loop {
+            if let Some(m) = Message::parse(&mut self.rbuf)? {
+                return Ok(m);
+            }
+            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(ServerError::Closed);
+            }
+        }
+    }
+
+    /// Sends a CancelRequest for this backend over a new connection.
+    pub async fn cancel(addr: SocketAddr, key: ServerKey) -> std::io::Result<()> {
+        let mut s = TcpStream::connect(addr).await?;
+        let mut buf = BytesMut::new();
+        frontend::cancel_request(key.pid, key.secret, &mut buf);
+        s.write_all(&buf).await?;
+        // Postgres closes the connection once it has read the request.
+        let _ = s.read(&mut [0u8; 1]).await;
+        Ok(())
+    }
+}
+
+/// Builds [`ServerError::Upstream`] from ErrorResponse fields.
+pub(crate) fn upstream_error(mut fields: ErrorFields<'_>) -> ServerError {
+    let (mut code, mut message) = (None, None);
+    while let Ok(Some(f)) = fields.next() {
+        let value = String::from_utf8_lossy(f.value_bytes()).into_owned();
+        match f.type_() {
+            b'C' => code = Some(value),
+            b'M' => message = Some(value),
+            _ => {}
+        }
+    }
+    ServerError::Upstream {
+        code: code.unwrap_or_else(|| SqlState::CONNECTION_FAILURE.0.to_owned()),
+        message: message.unwrap_or_else(|| "server error".to_owned()),
+    }
+}

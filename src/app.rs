@@ -1,0 +1,29 @@
+//! The state every connection shares: configuration, user secrets, pools and cancel keys.
+//! Built once at start; handed to each client task as an `Arc`.
+
+use std::sync::Arc;
+
+use crate::auth::UserDirectory;
+use crate::cancel::CancelRegistry;
+use crate::config::Config;
+use crate::pool::Pools;
+
+#[derive(Debug)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub users: UserDirectory,
+    pub pools: Pools,
+    pub cancels: Arc<CancelRegistry>,
+}
+
+impl App {
+    pub fn new(config: Config) -> Self {
+        let config = Arc::new(config);
+        App {
+            users: UserDirectory::from_config(&config),
+            pools: Pools::new(Arc::clone(&config)),
+            cancels: Arc::new(CancelRegistry::default()),
+            config,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The session parameters a client expects, and bringing a server in line with them before
+//! the client's first message on it. Parameters the server reports (ParameterStatus) are
+//! compared with the server's last report; other startup settings are compared with what
+//! pgweir itself set on that server. Differences are fixed in one round trip.
+
+use crate::server::{ServerConn, ServerError, ServerParams};
+
+/// Reported parameters a client may set and so may differ between sessions.
+const SETTABLE_REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "standard_conforming_strings",
+    "default_transaction_read_only",
+];
+
+/// What one client's session should look like.
+#[derive(Debug, Clone, Default)]
+pub struct ClientParams {
+    /// Reported parameters as the client believes them to be.
+    pub reported: ServerParams,
+    /// Other settings from the startup packet (including `options`), by name.
+    pub other: Vec<(String, String)>,
+}
+
+impl ClientParams {
+    /// Starts from the pool's defaults and applies the client's startup settings.
+    pub fn new(defaults: &ServerParams, startup: &[(String, String)]) -> Self {
+        let mut p = ClientParams {
+            reported: defaults.clone(),
+            other: Vec::new(),
+        };
+        for (k, v) in startup {
+            match SETTABLE_REPORTED.iter().find(|s| s.eq_ignore_ascii_case(k)) {
+                Some(name) => p.reported.set(name, v),
+                None => p.other.push((k.clone(), v.clone())),
+            }
+        }
+        p
+    }
+
+    /// The SQL that makes `server` match this client, or `None` when it already does.
+    fn sync_sql(&self, server: &ServerConn) -> Option<String> {
+        let mut sql = String::new();
+        for name in SETTABLE_REPORTED {
+            if let Some(want) = self.reported.get(name) {
+                if server.params.get(name) != Some(want) {
+                    push_set(&mut sql, name, want);
+                }
+            }
+        }
+        for (k, v) in &self.other {
+            if server.applied.get(k) != Some(v.as_str()) {
+                push_set(&mut sql, k, v);
+            }
+        }
+        for (k, _) in &server.applied.0 {
+            if !self.other.iter().any(|(o, _)| o == k) {
+                sql.push_str(&format!("RESET {};", quote_ident(k)));
+            }
+        }
+        (!sql.is_empty()).then_some(sql)
+    }
+
+    /// Brings `server` in line; afterwards reported values are as the server spells them.
+    pub async fn apply_to(&mut self, server: &mut ServerConn) -> Result<(), ServerError> {
+        let Some(sql) = self.sync_sql(server) else {
+            return Ok(());
+        };
+        server.run_internal(&sql).await?;
+        server.applied = ServerParams(self.other.clone());
+        for name in SETTABLE_REPORTED {
+            if let (Some(_), Some(now)) = (self.reported.get(name), server.params.get(name)) {
+                let now = now.to_owned();
+                self.reported.set(name, &now);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn push_set(sql: &mut String, name: &str, value: &str) {
+    sql.push_str(&format!(
+        "SET {} = '{}';",
+        quote_ident(name),
+        value.replace('\'', "''")
+    ));
+}
+
+/// Quotes a parameter name; dotted custom names (`app.x`) are quoted part by part.
+fn quote_ident(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_settings_split_into_reported_and_other() {
+        let defaults = ServerParams(vec![("TimeZone".into(), "UTC".into())]);
+        let p = ClientParams::new(
+            &defaults,
+            &[
+                ("timezone".into(), "Europe/Paris".into()),
+                ("search_path".into(), "a".into()),
+            ],
+        );
+        assert_eq!(p.reported.get("TimeZone"), Some("Europe/Paris"));
+        assert_eq!(p.other, vec![("search_path".into(), "a".into())]);
+    }
+
+    #[test]
+    fn quoting_defeats_injection() {
+        let mut sql = String::new();
+        push_set(&mut sql, "search_path", "x'; DROP TABLE t; --");
+        assert_eq!(sql, "SET \"search_path\" = 'x''; DROP TABLE t; --';");
+        assert_eq!(quote_ident("a.b\""), "\"a\".\"b\"\"\"");
+    }
+}

@@ -1,0 +1,362 @@
+//! The relay: what happens to a Query message (or a Parse/Bind/Execute/Sync batch).
+//!
+//! 1. While the client holds no server, [`run`] waits for its next message. Terminate ends
+//!    the session; a lone Flush is dropped; anything else needs a server.
+//! 2. The pool hands over a server ([`crate::pool::Pool::checkout`]), the client's session
+//!    parameters are applied to it if they differ ([`ClientParams::apply_to`]) and the
+//!    client's cancel key is pointed at it.
+//! 3. [`pump`] moves bytes both ways without blocking either direction: client bytes are
+//!    framed by header and forwarded as slices of the read buffer; the [`TxnTracker`]
+//!    counts the ReadyForQuery each Query/Sync is owed; server bytes are forwarded the same
+//!    way while the tracker reads each ReadyForQuery's status. Large messages stream
+//!    through; reading stops while the other side's queue is full.
+//! 4. When the pool mode's release point is reached (transaction: ReadyForQuery 'I' with
+//!    nothing owed; statement: any ReadyForQuery; session: never) the server goes back to
+//!    the pool and the client returns to step 1.
+//! 5. If the client leaves while linked, the server is rolled back (and in session mode
+//!    reset with DISCARD ALL) before reuse, or closed if anything is still in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::params::ClientParams;
+use super::txn::TxnTracker;
+use super::ClientError;
+use crate::cancel::{CancelHandle, CancelTarget};
+use crate::config::PoolMode;
+use crate::error::{Severity, SqlState};
+use crate::pool::{Pool, PooledServer};
+use crate::protocol::framer::{Disposition, Framer, Inspector, OutQueue};
+use crate::protocol::{backend, be, fe, ProtocolError, TxStatus};
+use crate::server::{ServerConn, ServerParams};
+
+/// Bytes requested from the socket per read.
+const READ_CHUNK: usize = 32 * 1024;
+/// Reading from one side pauses while this much waits to be written to the other.
+const HIGH_WATER: usize = 256 * 1024;
+/// How long pgweir waits for a rollback or reset before closing the server instead.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A logged-in client between transactions.
+#[derive(Debug)]
+pub struct Session {
+    pool: Arc<Pool>,
+    params: ClientParams,
+    cancel: CancelHandle,
+}
+
+impl Session {
+    pub fn new(pool: Arc<Pool>, params: ClientParams, cancel: CancelHandle) -> Self {
+        Session {
+            pool,
+            params,
+            cancel,
+        }
+    }
+}
+
+/// How a linked stretch ended.
+enum End {
+    /// The release point was reached; `rollback` when statement mode caught a transaction.
+    Release {
+        rollback: bool,
+    },
+    ClientGone,
+    ServerGone,
+}
+
+/// Serves a logged-in client until it leaves.
+pub async fn run(
+    mut s: Session,
+    client: &mut TcpStream,
+    cbuf: &mut BytesMut,
+) -> Result<(), ClientError> {
+    let mut cframer = Framer::default();
+    let mut to_client = OutQueue::default();
+    loop {
+        to_client.write_all(client).await?;
+        if !next_request(client, cbuf).await? {
+            return Ok(());
+        }
+        let mut server = s.pool.checkout().await?;
+        s.params.apply_to(&mut server).await?;
+        s.cancel.set_target(Some(CancelTarget {
+            addr: server.addr,
+            key: server.key,
+        }));
+        let mut link = Link::default();
+        let end = pump(
+            &mut s,
+            &mut link,
+            client,
+            cbuf,
+            &mut cframer,
+            &mut to_client,
+            &mut server,
+        )
+        .await;
+        s.cancel.set_target(None);
+        match end? {
+            End::Release { rollback: false } => server.release(),
+            End::Release { rollback: true } => cleanup(server, &["ROLLBACK"]).await,
+            End::ClientGone => {
+                let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
+                client_gone(s.pool.mode, server, &link, at_boundary).await;
+                return Ok(());
+            }
+            End::ServerGone => {
+                to_client.write_all(client).await?;
+                return Err(ClientError::Server(crate::server::ServerError::Closed));
+            }
+        }
+    }
+}
+
+/// Waits until the client sends a message that needs a server. False when it says goodbye.
+async fn next_request(client: &mut TcpStream, cbuf: &mut BytesMut) -> Result<bool, ClientError> {
+    loop {
+        if cbuf.len() >= 5 {
+            match cbuf[0] {
+                fe::TERMINATE => return Ok(false),
+                fe::FLUSH => {
+                    let _ = cbuf.split_to(5);
+                    continue;
+                }
+                _ => return Ok(true),
+            }
+        }
+        cbuf.reserve(READ_CHUNK);
+        if client.read_buf(cbuf).await? == 0 {
+            return Ok(false);
+        }
+    }
+}
+
+/// Per-link state: what is owed and what is queued for the server.
+#[derive(Default)]
+struct Link {
+    tracker: TxnTracker,
+    sframer: Framer,
+    to_server: OutQueue,
+    terminated: bool,
+    /// Statement mode saw a transaction left open.
+    violation: bool,
+}
+
+impl Link {
+    fn at_release_point(&self, mode: PoolMode, cframer: &Framer, rbuf: &BytesMut) -> bool {
+        let drained = self.to_server.is_empty()
+            && !cframer.mid_message()
+            && !self.sframer.mid_message()
+            && rbuf.is_empty();
+        drained
+            && match mode {
+                PoolMode::Transaction => self.tracker.transaction_done(),
+                PoolMode::Statement => self.tracker.quiet(),
+                PoolMode::Session => false,
+            }
+    }
+}
+
+/// Relays both ways until the release point, or until either side goes away.
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    s: &mut Session,
+    link: &mut Link,
+    client: &mut TcpStream,
+    cbuf: &mut BytesMut,
+    cframer: &mut Framer,
+    to_client: &mut OutQueue,
+    server: &mut PooledServer,
+) -> Result<End, ClientError> {
+    let mode = s.pool.mode;
+    let ServerConn {
+        stream,
+        rbuf,
+        params: sparams,
+        ..
+    } = &mut **server;
+    let (mut sr, mut sw) = stream.split();
+    let (mut cr, mut cw) = client.split();
+    drain_client(link, cbuf, cframer)?;
+    loop {
+        if link.terminated {
+            return Ok(End::ClientGone);
+        }
+        if link.at_release_point(mode, cframer, rbuf) {
+            if link.violation {
+                let mut m = BytesMut::new();
+                backend::error_response(
+                    &mut m,
+                    Severity::Error,
+                    SqlState::ACTIVE_SQL_TRANSACTION,
+                    "transaction blocks are not allowed in statement pooling mode",
+                );
+                backend::ready_for_query(&mut m, TxStatus::Idle);
+                to_client.push(m.freeze());
+            }
+            return Ok(End::Release {
+                rollback: link.violation,
+            });
+        }
+        cbuf.reserve(READ_CHUNK);
+        rbuf.reserve(READ_CHUNK);
+        tokio::select! {
+            r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER => {
+                if r? == 0 {
+                    return Ok(End::ClientGone);
+                }
+                drain_client(link, cbuf, cframer)?;
+            }
+            r = sr.read_buf(rbuf), if to_client.len() < HIGH_WATER => {
+                if !matches!(r, Ok(n) if n > 0) {
+                    return Ok(End::ServerGone);
+                }
+                let Link { tracker, sframer, violation, .. } = &mut *link;
+                let mut side = ServerSide { tracker, violation, sparams, client: &mut s.params.reported, mode };
+                if sframer.drain(rbuf, &mut side, to_client).is_err() {
+                    return Ok(End::ServerGone);
+                }
+            }
+            r = link.to_server.write_some(&mut sw), if !link.to_server.is_empty() => {
+                if r.is_err() {
+                    return Ok(End::ServerGone);
+                }
+            }
+            r = to_client.write_some(&mut cw), if !to_client.is_empty() => {
+                r?;
+            }
+        }
+    }
+}
+
+fn drain_client(
+    link: &mut Link,
+    cbuf: &mut BytesMut,
+    cframer: &mut Framer,
+) -> Result<(), ProtocolError> {
+    let Link {
+        tracker,
+        to_server,
+        terminated,
+        ..
+    } = link;
+    cframer.drain(
+        cbuf,
+        &mut ClientSide {
+            tracker,
+            terminated,
+        },
+        to_server,
+    )
+}
+
+/// Client-to-server messages: counted, and forwarded unless the client says goodbye.
+struct ClientSide<'a> {
+    tracker: &'a mut TxnTracker,
+    terminated: &'a mut bool,
+}
+
+impl Inspector for ClientSide<'_> {
+    fn wants_body(&self, _tag: u8) -> bool {
+        false
+    }
+
+    fn on_message(&mut self, tag: u8, _len: usize, _body: Option<&[u8]>) -> Disposition {
+        if tag == fe::TERMINATE {
+            *self.terminated = true;
+            return Disposition::Drop;
+        }
+        self.tracker.client_sent(tag);
+        Disposition::Forward
+    }
+}
+
+/// Server-to-client messages: ReadyForQuery and ParameterStatus are read, all forwarded
+/// except a ReadyForQuery that statement mode must replace.
+struct ServerSide<'a> {
+    tracker: &'a mut TxnTracker,
+    violation: &'a mut bool,
+    sparams: &'a mut ServerParams,
+    client: &'a mut ServerParams,
+    mode: PoolMode,
+}
+
+impl Inspector for ServerSide<'_> {
+    fn wants_body(&self, tag: u8) -> bool {
+        tag == be::READY_FOR_QUERY || tag == be::PARAMETER_STATUS
+    }
+
+    fn on_message(&mut self, tag: u8, _len: usize, body: Option<&[u8]>) -> Disposition {
+        self.tracker.server_sent(tag, body);
+        match (tag, body) {
+            (be::PARAMETER_STATUS, Some(b)) => {
+                if let Some((name, value)) = parse_parameter_status(b) {
+                    self.sparams.set(name, value);
+                    self.client.set(name, value);
+                }
+            }
+            (be::READY_FOR_QUERY, _)
+                if self.mode == PoolMode::Statement
+                    && self.tracker.quiet()
+                    && self.tracker.status() != TxStatus::Idle =>
+            {
+                *self.violation = true;
+                return Disposition::Drop;
+            }
+            _ => {}
+        }
+        Disposition::Forward
+    }
+}
+
+fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {
+    let mut parts = body.split(|&b| b == 0);
+    let name = std::str::from_utf8(parts.next()?).ok()?;
+    let value = std::str::from_utf8(parts.next()?).ok()?;
+    Some((name, value))
+}
+
+/// The client left while holding `server`: make it clean for the next client, or close it.
+async fn client_gone(mode: PoolMode, server: PooledServer, link: &Link, at_boundary: bool) {
+    if !link.tracker.quiet() || !at_boundary || link.sframer.mid_message() {
+        // Something is still running or half-sent: stop the query and close the connection.
+        let (addr, key) = (server.addr, server.key);
+        drop(server);
+        tokio::spawn(async move {
+            let _ = ServerConn::cancel(addr, key).await;
+        });
+        return;
+    }
+    let in_tx = link.tracker.status() != TxStatus::Idle;
+    let steps: &[&str] = match (mode, in_tx) {
+        (PoolMode::Session, true) => &["ROLLBACK", "DISCARD ALL"],
+        (PoolMode::Session, false) => &["DISCARD ALL"],
+        (_, true) => &["ROLLBACK"],
+        (_, false) => &[],
+    };
+    cleanup(server, steps).await;
+}
+
+/// Runs reset statements; the server goes back to the pool only if all end idle.
+async fn cleanup(mut server: PooledServer, steps: &[&str]) {
+    for sql in steps {
+        let r = tokio::time::timeout(CLEANUP_TIMEOUT, server.run_internal(sql)).await;
+        if !matches!(r, Ok(Ok(TxStatus::Idle))) {
+            tracing::debug!(
+                server = server.id.0,
+                statement = sql,
+                "reset failed; closing server"
+            );
+            return;
+        }
+        if *sql == "DISCARD ALL" {
+            server.applied = ServerParams::default();
+        }
+    }
+    server.release();
+}

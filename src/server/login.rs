@@ -1,0 +1,192 @@
+//! Opening a server connection: TCP connect, StartupMessage, the authentication exchange the
+//! server asks for (SCRAM-SHA-256, md5, cleartext or none), then ParameterStatus and
+//! BackendKeyData up to the first ReadyForQuery.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use md5::{Digest, Md5};
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::{
+    upstream_error, ServerConn, ServerError, ServerId, ServerKey, ServerParams, ServerTarget,
+};
+use crate::auth::secret::StoredSecret;
+
+/// Connects and logs in, all within `timeout`.
+pub async fn connect(target: &ServerTarget, timeout: Duration) -> Result<ServerConn, ServerError> {
+    let addr = format!("{}:{}", target.host, target.port);
+    match tokio::time::timeout(timeout, connect_inner(target, &addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(ServerError::ConnectTimeout(addr)),
+    }
+}
+
+async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, ServerError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| ServerError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
+    let mut conn = ServerConn {
+        id: ServerId::next(),
+        stream,
+        rbuf: BytesMut::with_capacity(8192),
+        key: ServerKey { pid: 0, secret: 0 },
+        params: ServerParams::default(),
+        applied: ServerParams::default(),
+        addr: peer,
+        created: Instant::now(),
+    };
+    let mut out = BytesMut::new();
+    let params = [
+        ("user", target.user.as_str()),
+        ("database", target.dbname.as_str()),
+    ];
+    frontend::startup_message(params.iter().copied(), &mut out)?;
+    conn.stream.write_all(&out).await?;
+    authenticate(&mut conn, target).await?;
+    finish_startup(&mut conn).await?;
+    Ok(conn)
+}
+
+/// Answers authentication requests until AuthenticationOk.
+async fn authenticate(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), ServerError> {
+    let secret = target
+        .password
+        .as_ref()
+        .and_then(|p| StoredSecret::parse(p.expose()).ok());
+    let mut scram: Option<ScramSha256> = None;
+    loop {
+        let mut out = BytesMut::new();
+        match conn.read_message().await? {
+            Message::AuthenticationOk => return Ok(()),
+            Message::AuthenticationCleartextPassword => {
+                let pw = plain(&secret, target)?;
+                frontend::password_message(pw.as_bytes(), &mut out)?;
+            }
+            Message::AuthenticationMd5Password(body) => {
+                let hash = md5_response(&secret, target, body.salt())?;
+                frontend::password_message(hash.as_bytes(), &mut out)?;
+            }
+            Message::AuthenticationSasl(body) => {
+                let mut mechs = body.mechanisms();
+                let mut offered = false;
+                while let Some(m) = fallible_iterator::FallibleIterator::next(&mut mechs)? {
+                    offered |= m == SCRAM_SHA_256;
+                }
+                if !offered {
+                    return Err(ServerError::UnsupportedAuth(
+                        "SASL without SCRAM-SHA-256".into(),
+                    ));
+                }
+                let pw = plain(&secret, target)?;
+                let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+                frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)?;
+                scram = Some(s);
+            }
+            Message::AuthenticationSaslContinue(body) => {
+                let s = scram
+                    .as_mut()
+                    .ok_or(ServerError::Protocol("SASL exchange"))?;
+                s.update(body.data())?;
+                frontend::sasl_response(s.message(), &mut out)?;
+            }
+            Message::AuthenticationSaslFinal(body) => {
+                let s = scram
+                    .as_mut()
+                    .ok_or(ServerError::Protocol("SASL exchange"))?;
+                s.finish(body.data())?;
+            }
+            Message::ErrorResponse(e) => return Err(upstream_error(e.fields())),
+            Message::AuthenticationKerberosV5
+            | Message::AuthenticationScmCredential
+            | Message::AuthenticationGss
+            | Message::AuthenticationSspi => {
+                return Err(ServerError::UnsupportedAuth("GSS/SSPI/Kerberos".into()))
+            }
+            _ => return Err(ServerError::Protocol("authentication")),
+        }
+        if !out.is_empty() {
+            conn.stream.write_all(&out).await?;
+        }
+    }
+}
+
+/// The plaintext password, which SCRAM and cleartext logins need.
+fn plain<'a>(secret: &'a Option<StoredSecret>, t: &ServerTarget) -> Result<&'a str, ServerError> {
+    match secret {
+        Some(StoredSecret::Plain(p)) => Ok(p),
+        _ => Err(ServerError::NoPassword(t.user.clone())),
+    }
+}
+
+/// md5 works from the plaintext or from a stored `md5…` hash alike.
+fn md5_response(
+    secret: &Option<StoredSecret>,
+    t: &ServerTarget,
+    salt: [u8; 4],
+) -> Result<String, ServerError> {
+    match secret {
+        Some(StoredSecret::Plain(p)) => Ok(md5_hash(t.user.as_bytes(), p.as_bytes(), salt)),
+        Some(StoredSecret::Md5(hex)) => {
+            let mut h = Md5::new();
+            h.update(hex.as_bytes());
+            h.update(salt);
+            Ok(format!("md5{:x}", h.finalize()))
+        }
+        _ => Err(ServerError::NoPassword(t.user.clone())),
+    }
+}
+
+/// Collects ParameterStatus and BackendKeyData up to ReadyForQuery.
+async fn finish_startup(conn: &mut ServerConn) -> Result<(), ServerError> {
+    loop {
+        match conn.read_message().await? {
+            Message::ParameterStatus(p) => {
+                let (n, v) = (p.name()?.to_owned(), p.value()?.to_owned());
+                conn.params.set(&n, &v);
+            }
+            Message::BackendKeyData(k) => {
+                conn.key = ServerKey {
+                    pid: k.process_id(),
+                    secret: k.secret_key(),
+                }
+            }
+            Message::ReadyForQuery(_) => return Ok(()),
+            Message::ErrorResponse(e) => return Err(upstream_error(e.fields())),
+            Message::NoticeResponse(_) => {}
+            _ => return Err(ServerError::Protocol("startup")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_from_stored_hash_equals_md5_from_plaintext() {
+        let t = ServerTarget {
+            host: String::new(),
+            port: 0,
+            dbname: String::new(),
+            user: "alice".into(),
+            password: None,
+        };
+        let salt = [1, 2, 3, 4];
+        let from_plain = md5_response(&Some(StoredSecret::Plain("pw".into())), &t, salt).unwrap();
+        let stored = format!("{:x}", Md5::digest(b"pwalice"));
+        let from_hash = md5_response(&Some(StoredSecret::Md5(stored)), &t, salt).unwrap();
+        assert_eq!(from_plain, from_hash);
+        assert!(md5_response(&None, &t, salt).is_err());
+    }
+}
