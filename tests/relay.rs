@@ -241,7 +241,7 @@ async fn notification_to_self_in_transaction_mode() {
     let config = pgweir.config(SCRAM_USER.name, SCRAM_USER.password, TEST_DB);
     let (client, mut messages) = connect_with_messages(&config).await;
     client
-        .simple_query("LISTEN self_chan; NOTIFY self_chan, 'me'; UNLISTEN self_chan")
+        .simple_query("LISTEN self_chan; NOTIFY self_chan, 'me'")
         .await
         .unwrap();
     let note = within(5, "notification to self", async {

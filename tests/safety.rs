@@ -62,7 +62,7 @@ async fn assert_next_client_is_clean(pgweir: &Pgweir, db: &str, table: &str) {
         None,
         "the next client inherited an open transaction"
     );
-    let admin = cluster().admin().await;
+    let admin = cluster().admin_on(db).await;
     let direct: i64 = admin
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await

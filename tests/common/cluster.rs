@@ -256,7 +256,13 @@ impl Cluster {
 
     /// A superuser connection straight to Postgres, for watching and killing backends.
     pub async fn admin(&self) -> Client {
-        let config = self.direct_config(&ADMIN, "postgres");
+        self.admin_on("postgres").await
+    }
+
+    /// A superuser connection straight to database `db`, for checking what really
+    /// got committed there.
+    pub async fn admin_on(&self, db: &str) -> Client {
+        let config = self.direct_config(&ADMIN, db);
         connect(&config)
             .await
             .expect("admin connection to the test cluster")
