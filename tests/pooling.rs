@@ -281,3 +281,56 @@ async fn statement_mode_serves_many_clients_on_one_server() {
         "pool of 1 but pids {pids:?}"
     );
 }
+
+/// One client's workload: statements whose answers only make sense for it. Uses
+/// unnamed statements: named ones do not survive between transactions in this mode.
+async fn own_answers(client: Client, id: i32) {
+    use tokio_postgres::types::Type;
+    for round in 0..20 {
+        let mine = format!("{id}-{round}");
+        let rows = client
+            .query_typed(
+                "SELECT set_config('pgweir.me', $1, false)",
+                &[(&mine, Type::TEXT)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows[0].get::<_, &str>(0),
+            mine,
+            "answer meant for another client"
+        );
+        let n = id * 1000 + round;
+        let rows = client
+            .query_typed("SELECT $1::int4", &[(&n, Type::INT4)])
+            .await
+            .unwrap();
+        assert_eq!(
+            rows[0].get::<_, i32>(0),
+            n,
+            "answer meant for another client"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fifty_clients_on_three_servers_get_only_their_own_answers() {
+    let pgweir = Pgweir::builder().pool_size(3).start();
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(pgweir.connect().await);
+    }
+    let work = clients
+        .into_iter()
+        .enumerate()
+        .map(|(id, client)| tokio::spawn(own_answers(client, id as i32)));
+    for result in within(
+        60,
+        "50 concurrent clients",
+        futures_util::future::join_all(work),
+    )
+    .await
+    {
+        result.expect("a client's task panicked");
+    }
+}

@@ -211,3 +211,46 @@ async fn backend_terminated_mid_query_errors_only_its_client() {
     .await;
     assert_eq!(rows, 10);
 }
+
+#[tokio::test]
+async fn client_leaving_politely_mid_transaction() {
+    let table = "left_mid_tx";
+    fresh_table(TEST_DB, table).await;
+    let pgweir = Pgweir::builder().pool_size(1).start();
+    let client = pgweir.connect().await;
+    client
+        .batch_execute(&format!("BEGIN; INSERT INTO {table} VALUES (1)"))
+        .await
+        .unwrap();
+    drop(client); // tokio-postgres sends Terminate
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_next_client_is_clean(&pgweir, TEST_DB, table).await;
+}
+
+#[tokio::test]
+async fn idle_pooled_server_killed_is_not_handed_out() {
+    let db = cluster().create_database("idle_kill");
+    let pgweir = Pgweir::builder().database(&db).pool_size(1).start();
+    let client = pgweir.connect_as(&SCRAM_USER, &db).await;
+    client.query_one("SELECT 1", &[]).await.unwrap();
+    let admin = cluster().admin().await;
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND usename = $2",
+            &[&db, &SCRAM_USER.name],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let row = within(
+        10,
+        "query after the idle server died",
+        client.query_one("SELECT 2", &[]),
+    )
+    .await;
+    assert_eq!(
+        row.expect("an idle server's death must not reach a client")
+            .get::<_, i32>(0),
+        2
+    );
+}

@@ -220,3 +220,52 @@ async fn psql_large_object_import_uses_function_call() {
         "large object content differs"
     );
 }
+
+/// Runs `SHOW name` through psql with extra environment (PGTZ, PGOPTIONS...),
+/// which libpq turns into startup parameters.
+async fn psql_show(pgweir: &Pgweir, name: &str, envs: &[(&str, &str)]) -> String {
+    let mut cmd = pg_tool("psql", SCRAM_USER.password);
+    cmd.envs(envs.iter().copied()).args([
+        "-X",
+        "-t",
+        "-A",
+        "-c",
+        &format!("SHOW {name}"),
+        &pgweir.conninfo(SCRAM_USER.name, TEST_DB),
+    ]);
+    let out = run_tool(cmd).await;
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn timezone_and_datestyle_startup_parameters_follow_each_client() {
+    let pgweir = Pgweir::builder().pool_size(1).start();
+    let tokyo = psql_show(&pgweir, "TimeZone", &[("PGTZ", "Asia/Tokyo")]).await;
+    assert_eq!(tokyo, "Asia/Tokyo");
+    let lima = psql_show(&pgweir, "TimeZone", &[("PGTZ", "America/Lima")]).await;
+    assert_eq!(lima, "America/Lima");
+    let style = psql_show(&pgweir, "DateStyle", &[("PGDATESTYLE", "SQL, DMY")]).await;
+    assert_eq!(style, "SQL, DMY");
+    let default_style = psql_show(&pgweir, "DateStyle", &[]).await;
+    assert_eq!(
+        default_style, "ISO, MDY",
+        "DateStyle leaked from the previous client"
+    );
+}
+
+#[tokio::test]
+async fn options_startup_parameter_applies_to_its_client_only() {
+    let pgweir = Pgweir::builder().pool_size(1).start();
+    let with = psql_show(&pgweir, "work_mem", &[("PGOPTIONS", "-c work_mem=3MB")]).await;
+    assert_eq!(with, "3MB", "options=-c work_mem=3MB not applied");
+    let without = psql_show(&pgweir, "work_mem", &[]).await;
+    assert_eq!(
+        without, "4MB",
+        "options leaked to the next client of the server"
+    );
+}

@@ -11,6 +11,7 @@
 mod cluster;
 mod pgweir;
 mod tools;
+pub mod wire;
 
 pub use cluster::{
     cluster, Cluster, TestUser, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER,

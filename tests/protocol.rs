@@ -1,0 +1,193 @@
+//! The extended protocol spoken by hand, for the cases drivers rarely produce:
+//! Flush without Sync, an error that makes the server skip to Sync, several Syncs
+//! in flight, named statements with Describe and Close, and what pgweir itself says
+//! at login (its own BackendKeyData, the cached ParameterStatus set).
+
+mod common;
+
+use std::time::Duration;
+
+use common::wire::{tags, Wire};
+use common::{Pgweir, SCRAM_USER, TEST_DB};
+
+fn trust_pgweir(pool_size: usize) -> Pgweir {
+    Pgweir::builder()
+        .auth_type("trust")
+        .pool_size(pool_size)
+        .start()
+}
+
+async fn login(pgweir: &Pgweir) -> Wire {
+    Wire::startup(pgweir.port, SCRAM_USER.name, TEST_DB).await.0
+}
+
+#[tokio::test]
+async fn flush_delivers_responses_before_sync() {
+    let pgweir = trust_pgweir(1);
+    let mut wire = login(&pgweir).await;
+    wire.parse("", "SELECT 'flushed'")
+        .bind("", "")
+        .describe(b'P', "")
+        .execute("")
+        .flush();
+    wire.send().await;
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(wire.recv().await);
+    }
+    assert_eq!(tags(&got), "12TDC", "responses before Sync");
+    assert_eq!(got[3].first_column().as_deref(), Some("flushed"));
+    wire.sync().send().await;
+    let rest = wire.until_ready().await;
+    assert_eq!(tags(&rest), "Z");
+    assert_eq!(rest[0].body, b"I");
+}
+
+#[tokio::test]
+async fn error_mid_pipeline_skips_to_sync_and_frees_the_server() {
+    let pgweir = trust_pgweir(1);
+    let mut first = login(&pgweir).await;
+    first
+        .run("SELECT 1 / (random() * 0)::int")
+        .run("SELECT 'skipped'")
+        .sync();
+    first.send().await;
+    let msgs = first.until_ready().await;
+    assert_eq!(
+        tags(&msgs),
+        "12EZ",
+        "the server skips everything up to Sync"
+    );
+    assert_eq!(msgs[2].sqlstate().as_deref(), Some("22012"));
+    assert_eq!(msgs[3].body, b"I");
+
+    let mut second = login(&pgweir).await;
+    second.query("SELECT 'second'").send().await;
+    let msgs = second.until_ready().await;
+    assert_eq!(tags(&msgs), "TDCZ", "the only server was not given back");
+
+    first.run("SELECT 'first again'").sync().send().await;
+    let msgs = first.until_ready().await;
+    assert_eq!(msgs[2].first_column().as_deref(), Some("first again"));
+}
+
+#[tokio::test]
+async fn many_syncs_in_flight_stay_with_their_client() {
+    let pgweir = trust_pgweir(1);
+    let mut a = login(&pgweir).await;
+    let mut b = login(&pgweir).await;
+    for i in 0..3 {
+        a.run(&format!("SELECT 'a{i}' FROM pg_sleep(0.2)")).sync();
+    }
+    a.send().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    b.query("SELECT 'b'").send().await;
+
+    let mut a_rows = Vec::new();
+    for _ in 0..3 {
+        let msgs = a.until_ready().await;
+        assert_eq!(tags(&msgs), "12DCZ");
+        a_rows.push(msgs[2].first_column().unwrap());
+    }
+    assert_eq!(a_rows, ["a0", "a1", "a2"]);
+    let msgs = b.until_ready().await;
+    assert_eq!(msgs[1].first_column().as_deref(), Some("b"));
+}
+
+#[tokio::test]
+async fn hundred_syncs_in_one_write() {
+    let pgweir = trust_pgweir(2);
+    let mut wire = login(&pgweir).await;
+    for i in 0..100 {
+        wire.run(&format!("SELECT {i}")).sync();
+    }
+    wire.send().await;
+    for i in 0..100 {
+        let msgs = wire.until_ready().await;
+        assert_eq!(msgs[2].first_column(), Some(i.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn named_statement_describe_bind_close() {
+    let pgweir = trust_pgweir(1);
+    let mut wire = login(&pgweir).await;
+    wire.parse("s1", "SELECT 'named'::text AS v")
+        .describe(b'S', "s1")
+        .bind("p1", "s1")
+        .execute("p1")
+        .close(b'P', "p1")
+        .close(b'S', "s1")
+        .sync();
+    wire.send().await;
+    let msgs = wire.until_ready().await;
+    assert_eq!(tags(&msgs), "1tT2DC33Z");
+    assert_eq!(msgs[4].first_column().as_deref(), Some("named"));
+}
+
+#[tokio::test]
+async fn empty_query_and_terminate() {
+    let pgweir = trust_pgweir(1);
+    let mut wire = login(&pgweir).await;
+    wire.query("").send().await;
+    assert_eq!(tags(&wire.until_ready().await), "IZ");
+    wire.terminate().send().await;
+    let eof = tokio::time::timeout(Duration::from_secs(5), wire.read_msg()).await;
+    assert!(
+        matches!(eof, Ok(None)),
+        "pgweir must close after Terminate: {eof:?}"
+    );
+}
+
+#[tokio::test]
+async fn backend_key_is_pgweirs_own() {
+    let pgweir = trust_pgweir(1);
+    let (mut wire, login) = Wire::startup(pgweir.port, SCRAM_USER.name, TEST_DB).await;
+    let key = login
+        .iter()
+        .find(|m| m.tag == b'K')
+        .expect("BackendKeyData at login");
+    wire.query("SELECT pg_backend_pid()").send().await;
+    let msgs = wire.until_ready().await;
+    let server_pid: i32 = msgs[1].first_column().unwrap().parse().unwrap();
+    assert_ne!(
+        key.key_pid(),
+        server_pid,
+        "the client was given the server's own key"
+    );
+}
+
+#[tokio::test]
+async fn login_completes_while_every_server_is_busy() {
+    let pgweir = trust_pgweir(1);
+    let mut holder = login(&pgweir).await;
+    holder.query("BEGIN").send().await;
+    assert_eq!(holder.until_ready().await.last().unwrap().body, b"T");
+
+    let (_wire, login) = tokio::time::timeout(
+        Duration::from_secs(3),
+        Wire::startup(pgweir.port, SCRAM_USER.name, TEST_DB),
+    )
+    .await
+    .expect("login must not wait for a free server");
+    let params: Vec<(String, String)> = login
+        .iter()
+        .filter(|m| m.tag == b'S')
+        .map(|m| m.parameter())
+        .collect();
+    for name in [
+        "server_version",
+        "server_encoding",
+        "client_encoding",
+        "DateStyle",
+        "integer_datetimes",
+        "standard_conforming_strings",
+    ] {
+        assert!(
+            params.iter().any(|(n, _)| n == name),
+            "ParameterStatus {name} missing: {params:?}"
+        );
+    }
+    assert_eq!(tags(&login[..1]), "R", "AuthenticationOk first");
+    assert_eq!(login.last().unwrap().body, b"I");
+}
