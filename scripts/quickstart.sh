@@ -29,7 +29,7 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 find_pg_bindir() {
     local dir
-    for dir in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -Vr); do
+    for dir in /usr/lib/postgresql/15/bin $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -Vr); do
         if [ -x "$dir/initdb" ] && [ -x "$dir/pgbench" ] && [ -x "$dir/psql" ]; then
             echo "$dir"
             return 0
@@ -98,8 +98,9 @@ start_pgweir() {
     local config="$CONFIG"
     if [ "$PG_PORT" != 5432 ] || [ "$PGWEIR_PORT" != 6432 ]; then
         config="$WORK/pgweir.toml"
-        sed -e "s/^port = 5432\$/port = $PG_PORT/" \
-            -e "s/^listen_port = 6432\$/listen_port = $PGWEIR_PORT/" "$CONFIG" >"$config"
+        sed -e "s/^port = 5432\([^0-9]\|\$\)/port = $PG_PORT\1/" \
+            -e "s/^listen_port = 6432\([^0-9]\|\$\)/listen_port = $PGWEIR_PORT\1/" \
+            "$CONFIG" >"$config"
         say "using $config: $CONFIG with ports changed to $PGWEIR_PORT (pgweir), $PG_PORT (Postgres)"
     fi
     say "starting pgweir on 127.0.0.1:$PGWEIR_PORT ($config)"
