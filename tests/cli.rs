@@ -181,3 +181,36 @@ fn pgweir_toml_in_the_working_directory_is_the_default() {
         .unwrap();
     assert_listens(&mut child, port);
 }
+
+/// Starts pgweir at `log_level = "error"`, lets it run briefly and returns its log.
+fn log_at_error_level(rust_log: Option<&str>) -> String {
+    let pgweir = Pgweir::builder().log_level("error");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(dir.path().join("pgweir.toml"), pgweir.config_toml(port)).unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let mut cmd = pgweir_cmd();
+    cmd.current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    if let Some(filter) = rust_log {
+        cmd.env("RUST_LOG", filter);
+    }
+    let mut child = cmd.spawn().unwrap();
+    assert_listens(&mut child, port);
+    std::fs::read_to_string(&log_path).unwrap()
+}
+
+#[test]
+fn rust_log_overrides_log_level() {
+    let quiet = log_at_error_level(None);
+    assert!(
+        !quiet.contains("INFO"),
+        "log_level = error still logged INFO:\n{quiet}"
+    );
+    let loud = log_at_error_level(Some("info"));
+    assert!(
+        loud.contains("INFO"),
+        "RUST_LOG=info logged no INFO line:\n{loud}"
+    );
+}

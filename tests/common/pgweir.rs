@@ -30,6 +30,7 @@ pub struct PgweirBuilder {
     max_client_conn: usize,
     databases: Vec<String>,
     users: BTreeMap<String, String>,
+    general: String,
     extra: String,
 }
 
@@ -46,6 +47,7 @@ impl Default for PgweirBuilder {
             max_client_conn: 100,
             databases: vec![TEST_DB.to_string()],
             users,
+            general: "log_level = \"info\"\n".into(),
             extra: String::new(),
         }
     }
@@ -88,6 +90,21 @@ impl PgweirBuilder {
         self
     }
 
+    /// A raw `key = value` line for the `[pgweir]` section (`log_level = "info"` is
+    /// there unless replaced with [`PgweirBuilder::log_level`]).
+    pub fn general(mut self, line: &str) -> Self {
+        self.general.push_str(line);
+        self.general.push('\n');
+        self
+    }
+
+    pub fn log_level(mut self, level: &str) -> Self {
+        self.general = self
+            .general
+            .replace("log_level = \"info\"", &format!("log_level = \"{level}\""));
+        self
+    }
+
     /// Raw TOML appended to the generated config, for keys the builder lacks.
     pub fn extra(mut self, toml: &str) -> Self {
         self.extra.push('\n');
@@ -99,9 +116,9 @@ impl PgweirBuilder {
     pub fn config_toml(&self, listen_port: u16) -> String {
         let mut toml = format!(
             "[pgweir]\nlisten_addr = \"127.0.0.1\"\nlisten_port = {listen_port}\n\
-             auth_type = \"{}\"\nmax_client_conn = {}\nworkers = 2\nlog_level = \"info\"\n\n\
+             auth_type = \"{}\"\nmax_client_conn = {}\nworkers = 2\n{}\n\
              [pool]\npool_mode = \"{}\"\ndefault_pool_size = {}\n",
-            self.auth_type, self.max_client_conn, self.pool_mode, self.pool_size
+            self.auth_type, self.max_client_conn, self.general, self.pool_mode, self.pool_size
         );
         for db in &self.databases {
             toml.push_str(&format!(
