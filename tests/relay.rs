@@ -184,8 +184,9 @@ async fn a_100_mb_bytea_round_trips_without_pgweir_buffering_it() {
     );
 
     let grown_mib = peak_rss_kib(pgweir.pid()).saturating_sub(before) / 1024;
+    eprintln!("pgweir peak RSS grew by {grown_mib} MiB for a 100 MB value");
     assert!(
-        grown_mib < 50,
+        grown_mib < 20,
         "pgweir's peak memory grew by {grown_mib} MiB for a 100 MB value: it must stream, not buffer"
     );
 }
