@@ -140,3 +140,53 @@ async fn server_error_mid_copy_out_reaches_the_client() {
     let row = client.query_one("SELECT 5", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 5);
 }
+
+/// Runs psql with `args` through pgweir and returns (success, stdout, stderr).
+async fn psql(pgweir: &Pgweir, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = common::pg_tool("psql", common::SCRAM_USER.password);
+    cmd.args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .arg(pgweir.conninfo(common::SCRAM_USER.name, common::TEST_DB));
+    let out = common::run_tool(cmd).await;
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn psql_copy_uses_the_simple_protocol_both_ways() {
+    let pgweir = Pgweir::builder().pool_size(1).start();
+    let client = pgweir.connect().await;
+    make_table(&client, "psql_copy").await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.tsv");
+    let rows: String = (0..5000).map(|i| format!("{i}\tline {i}\n")).collect();
+    std::fs::write(&good, rows).unwrap();
+    let copy_in = format!("\\copy psql_copy FROM '{}'", good.display());
+    let (ok, _, err) = psql(&pgweir, &["-c", &copy_in]).await;
+    assert!(ok, "\\copy FROM failed: {err}");
+    assert_eq!(count(&client, "psql_copy").await, 5000);
+
+    let out = dir.path().join("out.tsv");
+    let copy_out = format!(
+        "\\copy (SELECT * FROM psql_copy ORDER BY x) TO '{}'",
+        out.display()
+    );
+    let (ok, _, err) = psql(&pgweir, &["-c", &copy_out]).await;
+    assert!(ok, "\\copy TO failed: {err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 5000);
+
+    let bad = dir.path().join("bad.tsv");
+    std::fs::write(&bad, "1\tok\nnot-a-number\tbad\n").unwrap();
+    let copy_bad = format!("\\copy psql_copy FROM '{}'", bad.display());
+    let (ok, _, err) = psql(&pgweir, &["-c", &copy_bad]).await;
+    assert!(
+        !ok && err.contains("invalid input syntax"),
+        "bad \\copy: {err}"
+    );
+    let (ok, out, err) = psql(&pgweir, &["-c", "SELECT count(*) FROM psql_copy"]).await;
+    assert!(ok, "psql after a failed \\copy: {err}");
+    assert_eq!(out.trim(), "5000");
+}

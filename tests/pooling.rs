@@ -335,3 +335,29 @@ async fn fifty_clients_on_three_servers_get_only_their_own_answers() {
         result.expect("a client's task panicked");
     }
 }
+
+#[tokio::test]
+async fn statement_mode_handles_pipelined_statements() {
+    use tokio_postgres::types::Type;
+    let pgweir = Pgweir::builder()
+        .pool_mode("statement")
+        .pool_size(1)
+        .start();
+    let client = pgweir.connect().await;
+    let queries = (0..30i32).map(|i| {
+        let client = &client;
+        async move {
+            let rows = client
+                .query_typed("SELECT $1::int4 + 1", &[(&i, Type::INT4)])
+                .await
+                .unwrap();
+            assert_eq!(rows[0].get::<_, i32>(0), i + 1);
+        }
+    });
+    within(
+        20,
+        "pipelined statements",
+        futures_util::future::join_all(queries),
+    )
+    .await;
+}

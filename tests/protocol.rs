@@ -191,3 +191,65 @@ async fn login_completes_while_every_server_is_busy() {
     assert_eq!(tags(&login[..1]), "R", "AuthenticationOk first");
     assert_eq!(login.last().unwrap().body, b"I");
 }
+
+/// A FunctionCall message calling `oid` with two binary int4 arguments.
+fn function_call(oid: u32, a: i32, b: i32) -> Vec<u8> {
+    let mut body = oid.to_be_bytes().to_vec();
+    body.extend_from_slice(&1i16.to_be_bytes()); // one format code for all args
+    body.extend_from_slice(&1i16.to_be_bytes()); // binary
+    body.extend_from_slice(&2i16.to_be_bytes());
+    for arg in [a, b] {
+        body.extend_from_slice(&4i32.to_be_bytes());
+        body.extend_from_slice(&arg.to_be_bytes());
+    }
+    body.extend_from_slice(&1i16.to_be_bytes()); // binary result
+    let mut msg = vec![b'F'];
+    msg.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+    msg.extend_from_slice(&body);
+    msg
+}
+
+#[tokio::test]
+async fn function_call_outside_a_transaction() {
+    let pgweir = trust_pgweir(1);
+    let mut wire = login(&pgweir).await;
+    wire.query("SELECT 'int4pl'::regproc::oid").send().await;
+    let oid: u32 = wire.until_ready().await[1]
+        .first_column()
+        .unwrap()
+        .parse()
+        .unwrap();
+    wire.raw(&function_call(oid, 2, 3)).send().await;
+    let msgs = wire.until_ready().await;
+    assert_eq!(tags(&msgs), "VZ");
+    assert_eq!(&msgs[0].body[4..], &5i32.to_be_bytes());
+    assert_eq!(msgs[1].body, b"I");
+    let mut other = login(&pgweir).await;
+    other.query("SELECT 'free'").send().await;
+    assert_eq!(
+        tags(&other.until_ready().await),
+        "TDCZ",
+        "server not given back after FunctionCall"
+    );
+}
+
+#[tokio::test]
+async fn garbage_from_one_client_does_not_hurt_the_others() {
+    let pgweir = trust_pgweir(1);
+    let mut bad = login(&pgweir).await;
+    bad.raw(&[b'Q', 0, 0, 0, 2]).send().await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), bad.read_msg()).await;
+    match answer {
+        Ok(None) => {}
+        Ok(Some(msg)) => assert_eq!(msg.tag, b'E', "a bad length must be an error: {msg:?}"),
+        Err(_) => panic!("pgweir neither answered nor closed after a bad message length"),
+    }
+    let mut huge = Wire::connect(pgweir.port).await;
+    huge.raw(&[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]).send().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), huge.read_msg()).await;
+
+    let mut good = login(&pgweir).await;
+    good.query("SELECT 'unharmed'").send().await;
+    let msgs = good.until_ready().await;
+    assert_eq!(msgs[1].first_column().as_deref(), Some("unharmed"));
+}

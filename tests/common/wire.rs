@@ -146,6 +146,12 @@ impl Wire {
         self
     }
 
+    /// Queues bytes exactly as given, for messages the writers cannot make.
+    pub fn raw(&mut self, bytes: &[u8]) -> &mut Self {
+        self.out.extend_from_slice(bytes);
+        self
+    }
+
     /// Unnamed Parse + Bind + Execute of `sql`, without Sync.
     pub fn run(&mut self, sql: &str) -> &mut Self {
         self.parse("", sql).bind("", "").execute("")
