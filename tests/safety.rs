@@ -254,3 +254,29 @@ async fn idle_pooled_server_killed_is_not_handed_out() {
         2
     );
 }
+
+#[tokio::test]
+async fn client_killed_while_queued_does_not_lose_the_server() {
+    let pgweir = Pgweir::builder().pool_size(1).start();
+    let holder = pgweir.connect().await;
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let (queued, task) = killable_client(&pgweir, TEST_DB).await;
+    let waiting = tokio::spawn(async move {
+        let _ = queued.simple_query("SELECT 'queued'").await;
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    kill(task).await;
+    waiting.abort();
+    holder.batch_execute("COMMIT").await.unwrap();
+    for round in 0..3 {
+        let next = within(10, "client after a queued one died", pgweir.connect()).await;
+        let row = within(
+            10,
+            "query after a queued one died",
+            next.query_one("SELECT $1::int4", &[&round]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(row.get::<_, i32>(0), round);
+    }
+}
