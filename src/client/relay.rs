@@ -85,7 +85,9 @@ pub async fn run(
         if !next_request(client, cbuf).await? {
             return Ok(());
         }
-        let mut server = s.pool.checkout().await?;
+        let Some(mut server) = checkout(&s.pool, client, cbuf).await? else {
+            return Ok(());
+        };
         s.params.apply_to(&mut server).await?;
         s.cancel.set_target(Some(CancelTarget {
             addr: server.addr,
@@ -135,6 +137,29 @@ async fn next_request(client: &mut TcpStream, cbuf: &mut BytesMut) -> Result<boo
         ensure_spare(cbuf);
         if client.read_buf(cbuf).await? == 0 {
             return Ok(false);
+        }
+    }
+}
+
+/// Takes a server, leaving the queue at once if the client disconnects while it waits.
+/// Whatever the client sends meanwhile stays buffered for the server.
+async fn checkout(
+    pool: &Arc<Pool>,
+    client: &mut TcpStream,
+    cbuf: &mut BytesMut,
+) -> Result<Option<PooledServer>, ClientError> {
+    let wait = pool.checkout();
+    tokio::pin!(wait);
+    loop {
+        ensure_spare(cbuf);
+        tokio::select! {
+            biased;
+            server = &mut wait => return Ok(Some(server?)),
+            read = client.read_buf(cbuf) => {
+                if read? == 0 {
+                    return Ok(None);
+                }
+            }
         }
     }
 }
