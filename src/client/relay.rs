@@ -34,8 +34,11 @@ use crate::protocol::framer::{Disposition, Framer, Inspector, OutQueue};
 use crate::protocol::{backend, be, fe, ProtocolError, TxStatus};
 use crate::server::{ServerConn, ServerParams};
 
-/// Bytes requested from the socket per read.
+/// Read buffers grow by this much when their spare room runs low.
 const READ_CHUNK: usize = 32 * 1024;
+/// Spare room below which a read buffer grows. Forwarded bytes are split off the front of
+/// the buffer, so the same allocation serves many reads before a new one is needed.
+const MIN_SPARE: usize = 4 * 1024;
 /// Reading from one side pauses while this much waits to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
 /// How long pgweir waits for a rollback or reset before closing the server instead.
@@ -82,7 +85,9 @@ pub async fn run(
         if !next_request(client, cbuf).await? {
             return Ok(());
         }
-        let mut server = s.pool.checkout().await?;
+        let Some(mut server) = checkout(&s.pool, client, cbuf).await? else {
+            return Ok(());
+        };
         s.params.apply_to(&mut server).await?;
         s.cancel.set_target(Some(CancelTarget {
             addr: server.addr,
@@ -129,9 +134,32 @@ async fn next_request(client: &mut TcpStream, cbuf: &mut BytesMut) -> Result<boo
                 _ => return Ok(true),
             }
         }
-        cbuf.reserve(READ_CHUNK);
+        ensure_spare(cbuf);
         if client.read_buf(cbuf).await? == 0 {
             return Ok(false);
+        }
+    }
+}
+
+/// Takes a server, leaving the queue at once if the client disconnects while it waits.
+/// Whatever the client sends meanwhile stays buffered for the server.
+async fn checkout(
+    pool: &Arc<Pool>,
+    client: &mut TcpStream,
+    cbuf: &mut BytesMut,
+) -> Result<Option<PooledServer>, ClientError> {
+    let wait = pool.checkout();
+    tokio::pin!(wait);
+    loop {
+        ensure_spare(cbuf);
+        tokio::select! {
+            biased;
+            server = &mut wait => return Ok(Some(server?)),
+            read = client.read_buf(cbuf) => {
+                if read? == 0 {
+                    return Ok(None);
+                }
+            }
         }
     }
 }
@@ -203,8 +231,8 @@ async fn pump(
                 rollback: link.violation,
             });
         }
-        cbuf.reserve(READ_CHUNK);
-        rbuf.reserve(READ_CHUNK);
+        ensure_spare(cbuf);
+        ensure_spare(rbuf);
         tokio::select! {
             r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER => {
                 if r? == 0 {
@@ -231,6 +259,12 @@ async fn pump(
                 r?;
             }
         }
+    }
+}
+
+fn ensure_spare(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < MIN_SPARE {
+        buf.reserve(READ_CHUNK);
     }
 }
 
