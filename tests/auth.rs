@@ -180,3 +180,21 @@ async fn forced_user_serves_every_client_as_one_server_user() {
         .unwrap_or_else(|e| panic!("forced db login: {e:?}\n{}", pgweir.log()));
     assert_eq!(current_user(&client).await, SCRAM_USER.name);
 }
+
+/// As in Postgres, `md5` with only a SCRAM verifier stored falls back to SCRAM.
+#[tokio::test]
+async fn md5_auth_type_falls_back_to_scram_for_a_verifier() {
+    let verifier = postgres_protocol::password::scram_sha_256(b"verifier_pw");
+    let pgweir = forced_user_pgweir("md5", "verifier_client", &verifier);
+    let client = pgweir
+        .try_connect("verifier_client", "verifier_pw", "forced")
+        .await
+        .unwrap_or_else(|e| panic!("SCRAM fallback under md5: {e:?}"));
+    assert_eq!(current_user(&client).await, SCRAM_USER.name);
+    login_failure(
+        pgweir
+            .try_connect("verifier_client", "nope", "forced")
+            .await,
+        "verifier_client",
+    );
+}

@@ -84,7 +84,18 @@ async fn bad_data_mid_copy_fails_the_copy_and_keeps_the_client() {
     sink.send(Bytes::from_static(b"not-a-number\tbad\n"))
         .await
         .unwrap();
-    let _ = sink.send(Bytes::from_static(b"4\tnever\n")).await;
+    // Keep streaming after the bad row: the server has already failed the COPY and
+    // discards the rest, which must not confuse pgweir's bookkeeping.
+    let tail = Bytes::from(
+        (4..2000)
+            .map(|i| format!("{i}\tlate\n"))
+            .collect::<String>(),
+    );
+    for _ in 0..200 {
+        if sink.send(tail.clone()).await.is_err() {
+            break;
+        }
+    }
     let result = within(10, "failing COPY", sink.finish()).await;
     assert_eq!(
         expect_sqlstate(result, "COPY with a bad row").code(),

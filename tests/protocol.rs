@@ -253,3 +253,39 @@ async fn garbage_from_one_client_does_not_hurt_the_others() {
     let msgs = good.until_ready().await;
     assert_eq!(msgs[1].first_column().as_deref(), Some("unharmed"));
 }
+
+#[tokio::test]
+async fn portal_suspended_and_resumed_in_one_batch() {
+    let pgweir = trust_pgweir(1);
+    let mut wire = login(&pgweir).await;
+    wire.query("BEGIN").send().await;
+    wire.until_ready().await;
+    wire.parse("", "SELECT generate_series(1, 5)")
+        .bind("c", "")
+        .execute_rows("c", 2)
+        .execute_rows("c", 2)
+        .execute_rows("c", 2)
+        .sync();
+    wire.send().await;
+    let msgs = wire.until_ready().await;
+    assert_eq!(tags(&msgs), "12DDsDDsDCZ");
+    assert_eq!(msgs.last().unwrap().body, b"T");
+    wire.query("COMMIT").send().await;
+    assert_eq!(wire.until_ready().await.last().unwrap().body, b"I");
+}
+
+#[tokio::test]
+async fn database_defaults_to_the_user_name() {
+    let pgweir = Pgweir::builder()
+        .auth_type("trust")
+        .extra(&format!(
+            "[databases.{}]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{TEST_DB}\"\n",
+            SCRAM_USER.name,
+            common::cluster().port
+        ))
+        .start();
+    let (mut wire, _) = Wire::startup_with(pgweir.port, &[("user", SCRAM_USER.name)]).await;
+    wire.query("SELECT current_database()").send().await;
+    let msgs = wire.until_ready().await;
+    assert_eq!(msgs[1].first_column().as_deref(), Some(TEST_DB));
+}

@@ -280,3 +280,45 @@ async fn client_killed_while_queued_does_not_lose_the_server() {
         assert_eq!(row.get::<_, i32>(0), round);
     }
 }
+
+#[tokio::test]
+async fn client_killed_in_a_failed_transaction() {
+    let table = "killed_failed_tx";
+    fresh_table(TEST_DB, table).await;
+    let pgweir = Pgweir::builder().pool_size(1).start();
+    let (client, task) = killable_client(&pgweir, TEST_DB).await;
+    client
+        .batch_execute(&format!("BEGIN; INSERT INTO {table} VALUES (1)"))
+        .await
+        .unwrap();
+    assert!(client.batch_execute("SELECT 1/0").await.is_err());
+    kill(task).await;
+    assert_next_client_is_clean(&pgweir, TEST_DB, table).await;
+}
+
+#[tokio::test]
+async fn session_client_killed_while_a_query_is_running() {
+    let table = "killed_session_query";
+    fresh_table(TEST_DB, table).await;
+    let pgweir = Pgweir::builder().pool_mode("session").pool_size(1).start();
+    let (client, task) = killable_client(&pgweir, TEST_DB).await;
+    client
+        .batch_execute(&format!(
+            "SET work_mem = '9MB'; BEGIN; INSERT INTO {table} VALUES (1)"
+        ))
+        .await
+        .unwrap();
+    let running = tokio::spawn(async move {
+        let _ = client.simple_query("SELECT pg_sleep(2)").await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kill(task).await;
+    running.abort();
+    assert_next_client_is_clean(&pgweir, TEST_DB, table).await;
+    let next = pgweir.connect().await;
+    let work_mem: String = next.query_one("SHOW work_mem", &[]).await.unwrap().get(0);
+    assert_eq!(
+        work_mem, "4MB",
+        "session state survived an abnormal disconnect"
+    );
+}

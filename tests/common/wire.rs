@@ -82,8 +82,13 @@ impl Wire {
     /// Sends a 3.0 StartupMessage and reads up to ReadyForQuery; returns everything
     /// the login produced (AuthenticationOk, ParameterStatus, BackendKeyData, ...).
     pub async fn startup(port: u16, user: &str, db: &str) -> (Wire, Vec<Msg>) {
+        Wire::startup_with(port, &[("user", user), ("database", db)]).await
+    }
+
+    /// Like [`Wire::startup`] with any startup parameters.
+    pub async fn startup_with(port: u16, params: &[(&str, &str)]) -> (Wire, Vec<Msg>) {
         let mut wire = Wire::connect(port).await;
-        frontend::startup_message([("user", user), ("database", db)], &mut wire.out).unwrap();
+        frontend::startup_message(params.iter().copied(), &mut wire.out).unwrap();
         wire.send().await;
         let login = wire.until_ready().await;
         if let Some(err) = login.iter().find(|m| m.tag == b'E') {
@@ -122,7 +127,12 @@ impl Wire {
     }
 
     pub fn execute(&mut self, portal: &str) -> &mut Self {
-        frontend::execute(portal, 0, &mut self.out).unwrap();
+        self.execute_rows(portal, 0)
+    }
+
+    /// Execute returning at most `max_rows` rows (then PortalSuspended).
+    pub fn execute_rows(&mut self, portal: &str, max_rows: i32) -> &mut Self {
+        frontend::execute(portal, max_rows, &mut self.out).unwrap();
         self
     }
 
