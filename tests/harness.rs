@@ -68,3 +68,19 @@ async fn fresh_databases_let_test_users_create_tables() {
         .await
         .unwrap();
 }
+
+#[test]
+fn server_runs_as_postgres_when_we_are_root() {
+    let pid_file = std::fs::read_to_string(cluster().data_dir().join("postmaster.pid")).unwrap();
+    let pid = pid_file.lines().next().unwrap().trim();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_string();
+    if common::is_root() {
+        assert_ne!(uid, "0", "the postmaster must not run as root");
+    }
+}
