@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::auth::UserDirectory;
 use crate::cancel::CancelRegistry;
+use crate::client::limits::ClientCounts;
 use crate::config::Config;
 use crate::pool::Pools;
 
@@ -12,8 +13,10 @@ use crate::pool::Pools;
 pub struct App {
     pub config: Arc<Config>,
     pub users: UserDirectory,
-    pub pools: Pools,
+    pub pools: Arc<Pools>,
     pub cancels: Arc<CancelRegistry>,
+    /// Connected clients per database and user.
+    pub clients: Arc<ClientCounts>,
 }
 
 impl App {
@@ -23,6 +26,7 @@ impl App {
             users: UserDirectory::from_config(&config),
             pools: Pools::new(Arc::clone(&config)),
             cancels: Arc::new(CancelRegistry::default()),
+            clients: Arc::new(ClientCounts::default()),
             config,
         }
     }

@@ -19,6 +19,8 @@ impl SqlState {
     pub const ADMIN_SHUTDOWN: SqlState = SqlState("57P01");
     pub const CANNOT_CONNECT_NOW: SqlState = SqlState("57P03");
     pub const QUERY_CANCELED: SqlState = SqlState("57014");
+    pub const IDLE_SESSION_TIMEOUT: SqlState = SqlState("57P05");
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: SqlState = SqlState("25P03");
     pub const ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25001");
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
 }

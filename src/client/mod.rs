@@ -3,6 +3,7 @@
 //! BackendKeyData and ReadyForQuery, then the [`relay`]. Every failure a client can see is
 //! turned into an ErrorResponse with its SQLSTATE here.
 
+pub mod limits;
 pub mod login;
 pub mod params;
 pub mod relay;
@@ -25,11 +26,8 @@ use crate::pool::PoolError;
 use crate::protocol::startup::{self, StartupMessage, StartupPacket};
 use crate::protocol::{backend, ProtocolError, TxStatus, MAX_STARTUP_PACKET};
 use crate::server::{ServerConn, ServerError};
+use limits::Refused;
 use params::ClientParams;
-
-/// How long a client may take from connect to the end of authentication (PgBouncer's
-/// `client_login_timeout` default).
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Startup parameters that are about the connection, not session settings.
 const CONNECTION_PARAMS: &[&str] = &["user", "database", "options", "replication"];
@@ -53,8 +51,20 @@ pub enum ClientError {
     Pool(#[from] PoolError),
     #[error(transparent)]
     Server(#[from] ServerError),
-    #[error("client did not log in within {0:?}")]
+    #[error("client_login_timeout: client did not log in within {0:?}")]
     LoginTimeout(Duration),
+    #[error("too many client connections for {kind} \"{name}\" ({setting})")]
+    TooManyClients {
+        kind: &'static str,
+        name: String,
+        setting: &'static str,
+    },
+    #[error("client_idle_timeout: terminating connection after {0:?} idle")]
+    IdleTimeout(Duration),
+    #[error("idle_transaction_timeout: terminating connection idle in a transaction for {0:?}")]
+    IdleInTransaction(Duration),
+    #[error("query_timeout: query ran longer than {0:?} and was canceled")]
+    QueryTimeout(Duration),
     #[error("client connection lost: {0}")]
     Io(#[from] std::io::Error),
     #[error("client closed the connection")]
@@ -87,6 +97,10 @@ impl ClientVisible for ClientError {
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Server(e) => e.sqlstate(),
             ClientError::LoginTimeout(_) => SqlState::CANNOT_CONNECT_NOW,
+            ClientError::TooManyClients { .. } => SqlState::TOO_MANY_CONNECTIONS,
+            ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
+            ClientError::IdleInTransaction(_) => SqlState::IDLE_IN_TRANSACTION_TIMEOUT,
+            ClientError::QueryTimeout(_) => SqlState::QUERY_CANCELED,
             ClientError::Malformed(_) | ClientError::Io(_) | ClientError::Closed => {
                 SqlState::PROTOCOL_VIOLATION
             }
@@ -109,11 +123,16 @@ pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
 }
 
 async fn session(app: &App, stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), ClientError> {
-    let login = tokio::time::timeout(LOGIN_TIMEOUT, log_in(app, stream, buf));
-    let Some(ready) = login
-        .await
-        .map_err(|_| ClientError::LoginTimeout(LOGIN_TIMEOUT))??
-    else {
+    let limit = app.config.pgweir.client_login_timeout;
+    let login = log_in(app, stream, buf);
+    let ready = if limit.is_zero() {
+        login.await?
+    } else {
+        tokio::time::timeout(limit, login)
+            .await
+            .map_err(|_| ClientError::LoginTimeout(limit))??
+    };
+    let Some(ready) = ready else {
         return Ok(());
     };
     relay::run(ready, stream, buf).await
@@ -162,6 +181,16 @@ async fn log_in(
     stream.write_all(&out).await?;
     out.clear();
 
+    let g = &app.config.pgweir;
+    let slot = app
+        .clients
+        .admit(
+            database,
+            user,
+            g.max_db_client_connections,
+            g.max_user_client_connections,
+        )
+        .map_err(|refused| too_many(refused, database, user))?;
     let pool = app.pools.get(database, user)?;
     let defaults = pool.startup_params().await?;
     let params = ClientParams::new(&defaults, &session_settings(&startup));
@@ -173,7 +202,19 @@ async fn log_in(
     backend::backend_key_data(&mut out, key.pid, key.secret);
     backend::ready_for_query(&mut out, TxStatus::Idle);
     stream.write_all(&out).await?;
-    Ok(Some(relay::Session::new(pool, params, cancel)))
+    Ok(Some(relay::Session::new(pool, params, cancel, slot)))
+}
+
+fn too_many(refused: Refused, database: &str, user: &str) -> ClientError {
+    let (kind, name, setting) = match refused {
+        Refused::Database => ("database", database, "max_db_client_connections"),
+        Refused::User => ("user", user, "max_user_client_connections"),
+    };
+    ClientError::TooManyClients {
+        kind,
+        name: name.to_owned(),
+        setting,
+    }
 }
 
 /// Answers a newer 3.x minor version, and any `_pq_.` options, with what pgweir speaks.

@@ -17,12 +17,13 @@
 //!    reset with DISCARD ALL) before reuse, or closed if anything is still in flight.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use super::limits::ClientSlot;
 use super::params::ClientParams;
 use super::txn::TxnTracker;
 use super::ClientError;
@@ -50,14 +51,22 @@ pub struct Session {
     pool: Arc<Pool>,
     params: ClientParams,
     cancel: CancelHandle,
+    /// Held for the session: the client's place under the client-count limits.
+    _slot: ClientSlot,
 }
 
 impl Session {
-    pub fn new(pool: Arc<Pool>, params: ClientParams, cancel: CancelHandle) -> Self {
+    pub fn new(
+        pool: Arc<Pool>,
+        params: ClientParams,
+        cancel: CancelHandle,
+        slot: ClientSlot,
+    ) -> Self {
         Session {
             pool,
             params,
             cancel,
+            _slot: slot,
         }
     }
 }
@@ -70,6 +79,8 @@ enum End {
     },
     ClientGone,
     ServerGone,
+    /// query_timeout or idle_transaction_timeout ran out.
+    Expired(ClientError),
 }
 
 /// Serves a logged-in client until it leaves.
@@ -82,7 +93,8 @@ pub async fn run(
     let mut to_client = OutQueue::default();
     loop {
         to_client.write_all(client).await?;
-        if !next_request(client, cbuf).await? {
+        let idle_limit = s.pool.settings.client_idle_timeout;
+        if !next_request(client, cbuf, idle_limit).await? {
             return Ok(());
         }
         let Some(mut server) = checkout(&s.pool, client, cbuf).await? else {
@@ -110,8 +122,14 @@ pub async fn run(
             End::Release { rollback: true } => cleanup(server, &["ROLLBACK"]).await,
             End::ClientGone => {
                 let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
-                client_gone(s.pool.mode, server, &link, at_boundary).await;
+                client_gone(s.pool.mode(), server, &link, at_boundary).await;
                 return Ok(());
+            }
+            End::Expired(e) => {
+                let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
+                client_gone(s.pool.mode(), server, &link, at_boundary).await;
+                to_client.write_all(client).await?;
+                return Err(e);
             }
             End::ServerGone => {
                 to_client.write_all(client).await?;
@@ -121,8 +139,25 @@ pub async fn run(
     }
 }
 
-/// Waits until the client sends a message that needs a server. False when it says goodbye.
-async fn next_request(client: &mut TcpStream, cbuf: &mut BytesMut) -> Result<bool, ClientError> {
+/// Waits until the client sends a message that needs a server, at most `idle_limit` (zero:
+/// forever). False when it says goodbye.
+async fn next_request(
+    client: &mut TcpStream,
+    cbuf: &mut BytesMut,
+    idle_limit: Duration,
+) -> Result<bool, ClientError> {
+    if idle_limit.is_zero() {
+        return wait_for_request(client, cbuf).await;
+    }
+    tokio::time::timeout(idle_limit, wait_for_request(client, cbuf))
+        .await
+        .map_err(|_| ClientError::IdleTimeout(idle_limit))?
+}
+
+async fn wait_for_request(
+    client: &mut TcpStream,
+    cbuf: &mut BytesMut,
+) -> Result<bool, ClientError> {
     loop {
         if cbuf.len() >= 5 {
             match cbuf[0] {
@@ -173,9 +208,32 @@ struct Link {
     terminated: bool,
     /// Statement mode saw a transaction left open.
     violation: bool,
+    /// Whether the tracker was quiet at the last look, and since when.
+    phase: Option<(bool, Instant)>,
 }
 
 impl Link {
+    /// Notes a change between busy (a request outstanding) and quiet, for the timeouts.
+    fn note_phase(&mut self) {
+        let quiet = self.tracker.quiet();
+        if self.phase.is_none_or(|(q, _)| q != quiet) {
+            self.phase = Some((quiet, Instant::now()));
+        }
+    }
+
+    /// When the current phase runs out under `t`, and the error it ends with.
+    fn deadline(&self, t: &Timeouts) -> Option<(Instant, ClientError)> {
+        let (quiet, since) = self.phase?;
+        if !quiet && !t.query.is_zero() {
+            return Some((since + t.query, ClientError::QueryTimeout(t.query)));
+        }
+        let in_tx = self.tracker.status() != TxStatus::Idle;
+        if quiet && in_tx && !t.idle_tx.is_zero() {
+            return Some((since + t.idle_tx, ClientError::IdleInTransaction(t.idle_tx)));
+        }
+        None
+    }
+
     fn at_release_point(&self, mode: PoolMode, cframer: &Framer, rbuf: &BytesMut) -> bool {
         let drained = self.to_server.is_empty()
             && !cframer.mid_message()
@@ -190,6 +248,18 @@ impl Link {
     }
 }
 
+/// The timeouts that apply while a client holds a server (zero: off).
+struct Timeouts {
+    query: Duration,
+    idle_tx: Duration,
+}
+
+impl Timeouts {
+    fn any(&self) -> bool {
+        !self.query.is_zero() || !self.idle_tx.is_zero()
+    }
+}
+
 /// Relays both ways until the release point, or until either side goes away.
 #[allow(clippy::too_many_arguments)]
 async fn pump(
@@ -201,7 +271,12 @@ async fn pump(
     to_client: &mut OutQueue,
     server: &mut PooledServer,
 ) -> Result<End, ClientError> {
-    let mode = s.pool.mode;
+    let mode = s.pool.mode();
+    let timeouts = Timeouts {
+        query: s.pool.settings.query_timeout,
+        idle_tx: s.pool.settings.idle_transaction_timeout,
+    };
+    let timed = timeouts.any();
     let ServerConn {
         stream,
         rbuf,
@@ -233,7 +308,26 @@ async fn pump(
         }
         ensure_spare(cbuf);
         ensure_spare(rbuf);
+        if timed {
+            link.note_phase();
+        }
+        let deadline = if timed {
+            link.deadline(&timeouts)
+        } else {
+            None
+        };
+        let expiry = async {
+            match &deadline {
+                Some((at, _)) => tokio::time::sleep_until((*at).into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = expiry => {
+                if let Some((_, e)) = deadline {
+                    return Ok(End::Expired(e));
+                }
+            }
             r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER => {
                 if r? == 0 {
                     return Ok(End::ClientGone);

@@ -35,16 +35,18 @@ pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Proble
         }
     };
     let mut root = Section::root(doc.as_table());
+    let pgweir = r
+        .table(&mut root, "pgweir")
+        .map(|sec| general(&mut r, sec))
+        .unwrap_or_default();
+    let pool = r
+        .table(&mut root, "pool")
+        .map(|sec| pool(&mut r, sec))
+        .unwrap_or_default();
     let config = Config {
-        pgweir: r
-            .table(&mut root, "pgweir")
-            .map(|sec| general(&mut r, sec))
-            .unwrap_or_default(),
-        pool: r
-            .table(&mut root, "pool")
-            .map(|sec| pool(&mut r, sec))
-            .unwrap_or_default(),
-        databases: databases(&mut r, &mut root),
+        pgweir,
+        databases: databases(&mut r, &mut root, &pool),
+        pool,
         users: r
             .table(&mut root, "users")
             .map(|mut sec| named(&mut r, &mut sec, |r, _, user_sec| user(r, user_sec)))
@@ -72,6 +74,12 @@ fn general(r: &mut Reader<'_>, mut sec: Section<'_>) -> GeneralConfig {
         max_client_conn: r
             .int(s, "max_client_conn", AT_LEAST_ONE)
             .unwrap_or(d.max_client_conn),
+        max_db_client_connections: r
+            .int(s, "max_db_client_connections", NON_NEGATIVE)
+            .unwrap_or(d.max_db_client_connections),
+        max_user_client_connections: r
+            .int(s, "max_user_client_connections", NON_NEGATIVE)
+            .unwrap_or(d.max_user_client_connections),
         workers: r.int(s, "workers", NON_NEGATIVE).unwrap_or(d.workers),
         log_level: r
             .choice(s, "log_level", &LOG_LEVELS, |level| level)
@@ -79,6 +87,12 @@ fn general(r: &mut Reader<'_>, mut sec: Section<'_>) -> GeneralConfig {
         server_connect_timeout: r
             .duration(s, "server_connect_timeout")
             .unwrap_or(d.server_connect_timeout),
+        server_login_retry: r
+            .duration(s, "server_login_retry")
+            .unwrap_or(d.server_login_retry),
+        client_login_timeout: r
+            .duration(s, "client_login_timeout")
+            .unwrap_or(d.client_login_timeout),
     };
     r.finish(sec);
     config
@@ -86,22 +100,64 @@ fn general(r: &mut Reader<'_>, mut sec: Section<'_>) -> GeneralConfig {
 
 /// `[pool]`.
 fn pool(r: &mut Reader<'_>, mut sec: Section<'_>) -> PoolDefaults {
-    let d = PoolDefaults::default();
     let s = &mut sec;
+    // The durations are read first; `base` then supplies them and the other defaults.
+    let base = pool_timeouts(r, s, PoolDefaults::default());
     let config = PoolDefaults {
         pool_mode: r
             .choice(s, "pool_mode", &PoolMode::ALL, PoolMode::as_str)
-            .unwrap_or(d.pool_mode),
+            .unwrap_or(base.pool_mode),
         default_pool_size: r
             .int(s, "default_pool_size", AT_LEAST_ONE)
-            .unwrap_or(d.default_pool_size),
+            .unwrap_or(base.default_pool_size),
+        min_pool_size: r
+            .int(s, "min_pool_size", NON_NEGATIVE)
+            .unwrap_or(base.min_pool_size),
+        reserve_pool_size: r
+            .int(s, "reserve_pool_size", NON_NEGATIVE)
+            .unwrap_or(base.reserve_pool_size),
+        max_db_connections: r
+            .int(s, "max_db_connections", NON_NEGATIVE)
+            .unwrap_or(base.max_db_connections),
+        max_user_connections: r
+            .int(s, "max_user_connections", NON_NEGATIVE)
+            .unwrap_or(base.max_user_connections),
+        server_check_query: r
+            .string(s, "server_check_query")
+            .unwrap_or(base.server_check_query),
+        ..base
     };
+    if config.min_pool_size > config.default_pool_size {
+        let limit = format!("default_pool_size ({})", config.default_pool_size);
+        r.key_problem(&sec, "min_pool_size", format!("must not exceed {limit}"));
+    }
     r.finish(sec);
     config
 }
 
-/// `[databases]`, which must name at least one database.
-fn databases(r: &mut Reader<'_>, root: &mut Section<'_>) -> BTreeMap<String, DatabaseConfig> {
+/// The durations of `[pool]`, on top of `d` (which supplies every other field).
+fn pool_timeouts(r: &mut Reader<'_>, s: &mut Section<'_>, d: PoolDefaults) -> PoolDefaults {
+    let mut read = |key, default| r.duration(s, key).unwrap_or(default);
+    PoolDefaults {
+        reserve_pool_timeout: read("reserve_pool_timeout", d.reserve_pool_timeout),
+        server_idle_timeout: read("server_idle_timeout", d.server_idle_timeout),
+        server_lifetime: read("server_lifetime", d.server_lifetime),
+        query_wait_timeout: read("query_wait_timeout", d.query_wait_timeout),
+        query_timeout: read("query_timeout", d.query_timeout),
+        idle_transaction_timeout: read("idle_transaction_timeout", d.idle_transaction_timeout),
+        client_idle_timeout: read("client_idle_timeout", d.client_idle_timeout),
+        server_check_delay: read("server_check_delay", d.server_check_delay),
+        ..d
+    }
+}
+
+/// `[databases]`, which must name at least one database. Each entry is checked
+/// against the `[pool]` defaults it inherits.
+fn databases(
+    r: &mut Reader<'_>,
+    root: &mut Section<'_>,
+    defaults: &PoolDefaults,
+) -> BTreeMap<String, DatabaseConfig> {
     let Some(mut sec) = r.table(root, "databases") else {
         if !root.has("databases") {
             r.problem(root.key_path("databases"), None, "no databases configured");
@@ -111,12 +167,19 @@ fn databases(r: &mut Reader<'_>, root: &mut Section<'_>) -> BTreeMap<String, Dat
     if sec.is_empty() {
         r.problem(sec.path().to_owned(), sec.line(), "no databases configured");
     }
-    named(r, &mut sec, database)
+    named(r, &mut sec, |r, name, db_sec| {
+        database(r, name, db_sec, defaults)
+    })
 }
 
 /// `[databases.NAME]`. Fields that are missing or invalid get placeholders: a problem
 /// has been recorded, so this value is never handed out.
-fn database(r: &mut Reader<'_>, name: &str, mut sec: Section<'_>) -> DatabaseConfig {
+fn database(
+    r: &mut Reader<'_>,
+    name: &str,
+    mut sec: Section<'_>,
+    defaults: &PoolDefaults,
+) -> DatabaseConfig {
     r.require(&sec, "host");
     let s = &mut sec;
     let config = DatabaseConfig {
@@ -127,9 +190,44 @@ fn database(r: &mut Reader<'_>, name: &str, mut sec: Section<'_>) -> DatabaseCon
         password: r.secret(s, "password"),
         pool_size: r.int(s, "pool_size", AT_LEAST_ONE),
         pool_mode: r.choice(s, "pool_mode", &PoolMode::ALL, PoolMode::as_str),
+        min_pool_size: r.int(s, "min_pool_size", NON_NEGATIVE),
+        reserve_pool_size: r.int(s, "reserve_pool_size", NON_NEGATIVE),
+        max_db_connections: r.int(s, "max_db_connections", NON_NEGATIVE),
+        server_lifetime: r.duration(s, "server_lifetime"),
     };
+    check_min_pool_size(r, &sec, &config, defaults);
     r.finish(sec);
     config
+}
+
+/// A database cannot keep more connections warm than its pool may hold. The problem
+/// goes on whichever of the database's own keys causes it: `min_pool_size` if it sets
+/// one, else `pool_size` (the `[pool]` pair itself was checked in [`pool`]).
+fn check_min_pool_size(
+    r: &mut Reader<'_>,
+    sec: &Section<'_>,
+    db: &DatabaseConfig,
+    defaults: &PoolDefaults,
+) {
+    let size = db.pool_size.unwrap_or(defaults.default_pool_size);
+    match (db.min_pool_size, db.pool_size) {
+        (Some(min), _) if min > size => {
+            let limit = match db.pool_size {
+                Some(_) => format!("pool_size ({size})"),
+                None => format!("[pool] default_pool_size ({size})"),
+            };
+            r.key_problem(sec, "min_pool_size", format!("must not exceed {limit}"));
+        }
+        (None, Some(_)) if defaults.min_pool_size > size => {
+            let min = defaults.min_pool_size;
+            r.key_problem(
+                sec,
+                "pool_size",
+                format!("must be at least [pool] min_pool_size ({min})"),
+            );
+        }
+        _ => {}
+    }
 }
 
 /// `[users.NAME]`.
@@ -138,6 +236,12 @@ fn user(r: &mut Reader<'_>, mut sec: Section<'_>) -> UserConfig {
     let config = UserConfig {
         password: r.secret(s, "password"),
         pool_mode: r.choice(s, "pool_mode", &PoolMode::ALL, PoolMode::as_str),
+        pool_size: r.int(s, "pool_size", AT_LEAST_ONE),
+        reserve_pool_size: r.int(s, "reserve_pool_size", NON_NEGATIVE),
+        max_user_connections: r.int(s, "max_user_connections", NON_NEGATIVE),
+        query_timeout: r.duration(s, "query_timeout"),
+        idle_transaction_timeout: r.duration(s, "idle_transaction_timeout"),
+        client_idle_timeout: r.duration(s, "client_idle_timeout"),
     };
     r.finish(sec);
     config

@@ -6,13 +6,20 @@
 //!
 //! The types and defaults live here; `load` says which keys each section has,
 //! `reader` walks the TOML and collects problems, `duration` and `env` parse the
-//! value forms shared by many keys, and [`ConfigError`] lists everything that is wrong.
+//! value forms shared by many keys, `settings` resolves what one pool actually uses
+//! ([`Config::pool_settings`]), and [`ConfigError`] lists everything that is wrong.
+//!
+//! Every timeout is a [`Duration`]. Zero is a valid value whose meaning is PgBouncer's
+//! for that key, documented on each field: for most it switches the timeout off, but
+//! not for all (a zero `server_lifetime` means "use a server once"). Counts where
+//! PgBouncer treats 0 as "no limit" are `usize` with the same convention.
 
 mod duration;
 mod env;
 mod error;
 mod load;
 mod reader;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +30,7 @@ use std::time::Duration;
 
 pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
+pub use settings::PoolSettings;
 
 /// The values `log_level` accepts, quietest first.
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -65,11 +73,22 @@ pub struct GeneralConfig {
     pub listen_port: u16,
     pub auth_type: AuthType,
     pub max_client_conn: usize,
+    /// Most client connections to one database (summed over its users), so one busy
+    /// application cannot take every `max_client_conn` slot; 0 = no limit.
+    pub max_db_client_connections: usize,
+    /// Most client connections by one user (over all databases); 0 = no limit.
+    pub max_user_client_connections: usize,
     /// Tokio worker threads; 0 means one per CPU core.
     pub workers: usize,
     pub log_level: String,
     /// How long a new server connection may take to connect and log in.
     pub server_connect_timeout: Duration,
+    /// After a failed server login, how long clients of that pool get an error at once
+    /// instead of each trying a server that is down; zero retries immediately.
+    pub server_login_retry: Duration,
+    /// A client that has not finished startup and authentication by then is dropped,
+    /// so half-open connections cannot hold client slots; zero = no limit.
+    pub client_login_timeout: Duration,
 }
 
 /// PgBouncer's defaults, except that SCRAM is the default `auth_type`.
@@ -80,9 +99,13 @@ impl Default for GeneralConfig {
             listen_port: 6432,
             auth_type: AuthType::ScramSha256,
             max_client_conn: 100,
+            max_db_client_connections: 0,
+            max_user_client_connections: 0,
             workers: 0,
             log_level: "info".to_owned(),
             server_connect_timeout: Duration::from_secs(15),
+            server_login_retry: Duration::from_secs(15),
+            client_login_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -145,19 +168,67 @@ impl PoolMode {
     }
 }
 
-/// `[pool]`: defaults every pool starts from.
+/// `[pool]`: defaults every pool starts from. Which of them a database or user may
+/// override, and in what order, is in [`PoolSettings`].
 #[derive(Debug, Clone)]
 pub struct PoolDefaults {
     pub pool_mode: PoolMode,
     pub default_pool_size: usize,
+    /// Server connections kept open even when idle, so the first clients after a quiet
+    /// spell (or a Postgres restart) do not wait for logins; at most the pool size.
+    pub min_pool_size: usize,
+    /// Extra connections a pool may open for clients that have waited longer than
+    /// `reserve_pool_timeout`, to absorb bursts; 0 = no reserve.
+    pub reserve_pool_size: usize,
+    /// How long a client waits before the reserve may be used; zero = at once.
+    pub reserve_pool_timeout: Duration,
+    /// Most server connections to one database over all its pools; 0 = no limit.
+    pub max_db_connections: usize,
+    /// Most server connections as one user over all its pools; 0 = no limit.
+    pub max_user_connections: usize,
+    /// An unused server idle this long is closed (down to `min_pool_size`); zero = never.
+    pub server_idle_timeout: Duration,
+    /// An unused server connected this long is closed, so server-side memory and
+    /// configuration changes do not live forever; zero = use each server only once.
+    pub server_lifetime: Duration,
+    /// A client queued this long for a server gets an error and is disconnected;
+    /// zero = wait forever.
+    pub query_wait_timeout: Duration,
+    /// A query running this long is cancelled; zero = never. Meant as a network-failure
+    /// backstop slightly above the server's own `statement_timeout`.
+    pub query_timeout: Duration,
+    /// A client idle this long inside a transaction is disconnected, so it cannot hold
+    /// a server (and its locks) indefinitely; zero = never.
+    pub idle_transaction_timeout: Duration,
+    /// A client idle this long outside a transaction is disconnected; zero = never.
+    pub client_idle_timeout: Duration,
+    /// A server released longer ago than this is checked with `server_check_query`
+    /// before it is handed out, so a dead one is replaced unseen; zero = always check.
+    pub server_check_delay: Duration,
+    /// The check query. Empty (the default) sends an empty query, which Postgres
+    /// answers without parsing or planning anything (PgBouncer's `<empty>`).
+    pub server_check_query: String,
 }
 
-/// Transaction mode is why pgweir exists; the pool size is PgBouncer's.
+/// Transaction mode is why pgweir exists; every other value is PgBouncer's.
 impl Default for PoolDefaults {
     fn default() -> Self {
         PoolDefaults {
             pool_mode: PoolMode::Transaction,
             default_pool_size: 20,
+            min_pool_size: 0,
+            reserve_pool_size: 0,
+            reserve_pool_timeout: Duration::from_secs(5),
+            max_db_connections: 0,
+            max_user_connections: 0,
+            server_idle_timeout: Duration::from_secs(600),
+            server_lifetime: Duration::from_secs(3600),
+            query_wait_timeout: Duration::from_secs(120),
+            query_timeout: Duration::ZERO,
+            idle_transaction_timeout: Duration::ZERO,
+            client_idle_timeout: Duration::ZERO,
+            server_check_delay: Duration::from_secs(30),
+            server_check_query: String::new(),
         }
     }
 }
@@ -172,8 +243,14 @@ pub struct DatabaseConfig {
     /// Forced user: every client of this database shares one pool as this server user.
     pub user: Option<String>,
     pub password: Option<Secret>,
+    /// Overrides of the `[pool]` keys of the same name (`pool_size` overrides
+    /// `default_pool_size`); `None` = not set here.
     pub pool_size: Option<usize>,
     pub pool_mode: Option<PoolMode>,
+    pub min_pool_size: Option<usize>,
+    pub reserve_pool_size: Option<usize>,
+    pub max_db_connections: Option<usize>,
+    pub server_lifetime: Option<Duration>,
 }
 
 /// `[users.NAME]`: who may connect.
@@ -181,7 +258,15 @@ pub struct DatabaseConfig {
 pub struct UserConfig {
     /// Plaintext, `md5<hex>` or a `SCRAM-SHA-256$` verifier.
     pub password: Option<Secret>,
+    /// Overrides of the `[pool]` keys of the same name (`pool_size` overrides
+    /// `default_pool_size`); `None` = not set here.
     pub pool_mode: Option<PoolMode>,
+    pub pool_size: Option<usize>,
+    pub reserve_pool_size: Option<usize>,
+    pub max_user_connections: Option<usize>,
+    pub query_timeout: Option<Duration>,
+    pub idle_transaction_timeout: Option<Duration>,
+    pub client_idle_timeout: Option<Duration>,
 }
 
 /// A password or verifier from the config; `Debug` and `Display` never show it.

@@ -125,6 +125,17 @@ impl<'e> Reader<'e> {
         }
     }
 
+    /// Records a problem with `key` of `sec` found after reading it, such as a rule
+    /// between two keys, at the line of the key's value.
+    pub(super) fn key_problem(&mut self, sec: &Section<'_>, key: &str, message: impl Display) {
+        let span = sec
+            .table
+            .get_key_value(key)
+            .and_then(|(k, item)| item.span().or_else(|| k.span()));
+        let line = self.line(span);
+        self.problem(sec.key_path(key), line, message);
+    }
+
     /// Reports every key of `sec` that no getter took.
     pub(super) fn finish(&mut self, sec: Section<'_>) {
         for (key, _) in sec.table.iter() {

@@ -1,22 +1,30 @@
-//! Server connection pools, one per (database, user): checkout with a FIFO wait, the
-//! [`PooledServer`] guard that gives a connection back (or closes it) and the registry that
-//! creates pools on first use. The bookkeeping itself lives in [`state`], without I/O.
+//! Server connection pools, one per (database, user): checkout with a FIFO wait bounded by
+//! `query_wait_timeout` (and a reserve after `reserve_pool_timeout`), connections opened a
+//! few at a time by the pool itself, health checks before reuse, and the [`PooledServer`]
+//! guard that gives a connection back (or closes it). The bookkeeping lives in [`state`],
+//! without I/O; [`registry`] creates pools and runs their upkeep; [`limits`] counts server
+//! connections per database and per user across pools.
 
+pub mod limits;
+pub mod registry;
 pub mod state;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
+use tokio::sync::oneshot;
 
-use crate::config::{Config, PoolMode};
+use crate::config::{PoolMode, PoolSettings};
 use crate::error::{ClientVisible, SqlState};
 use crate::server::login::connect;
 use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
-use state::{Checkout, PoolState};
+use limits::Budgets;
+use state::{Checkout, Delivery, PoolState, Sizes, WaiterId};
+
+pub use registry::Pools;
 
 /// Names a pool: the database a client asked for and the server user it logs in as.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,6 +46,8 @@ pub enum PoolError {
     Server(Arc<ServerError>),
     #[error("database \"{0}\" does not exist")]
     UnknownDatabase(String),
+    #[error("query_wait_timeout: no server connection became free within {0:?}")]
+    WaitTimeout(Duration),
     #[error("the pool was closed while waiting for a server")]
     Closed,
 }
@@ -47,6 +57,7 @@ impl ClientVisible for PoolError {
         match self {
             PoolError::Server(e) => e.sqlstate(),
             PoolError::UnknownDatabase(_) => SqlState::INVALID_CATALOG_NAME,
+            PoolError::WaitTimeout(_) => SqlState::QUERY_CANCELED,
             PoolError::Closed => SqlState::CONNECTION_FAILURE,
         }
     }
@@ -58,13 +69,21 @@ impl From<ServerError> for PoolError {
     }
 }
 
+/// Process-wide connection settings every pool shares.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectSettings {
+    pub connect_timeout: Duration,
+    pub login_retry: Duration,
+}
+
 /// One pool of server connections.
 #[derive(Debug)]
 pub struct Pool {
     pub key: PoolKey,
     pub target: ServerTarget,
-    pub mode: PoolMode,
-    connect_timeout: Duration,
+    pub settings: PoolSettings,
+    connect: ConnectSettings,
+    budgets: Budgets,
     state: Mutex<PoolState<ServerConn, PoolError>>,
     /// Parameters the first server reported, shown to clients that log in before they have
     /// a server of their own.
@@ -75,74 +94,155 @@ impl Pool {
     pub fn new(
         key: PoolKey,
         target: ServerTarget,
-        mode: PoolMode,
-        size: usize,
-        connect_timeout: Duration,
+        settings: PoolSettings,
+        connect: ConnectSettings,
+        budgets: Budgets,
     ) -> Self {
+        let sizes = Sizes {
+            size: settings.pool_size,
+            reserve: settings.reserve_pool_size,
+            min: settings.min_pool_size,
+        };
         Pool {
             key,
             target,
-            mode,
-            connect_timeout,
-            state: Mutex::new(PoolState::new(size)),
+            settings,
+            connect,
+            budgets,
+            state: Mutex::new(PoolState::new(sizes)),
             defaults: RwLock::new(None),
         }
     }
 
-    /// Waits for a server in arrival order, opening one when the pool has room. Dropping the
-    /// future leaves the queue.
+    pub fn mode(&self) -> PoolMode {
+        self.settings.pool_mode
+    }
+
+    /// Waits for a server in arrival order. Dropping the future leaves the queue at once.
     pub async fn checkout(self: &Arc<Self>) -> Result<PooledServer, PoolError> {
         loop {
-            let next = self.state.lock().checkout();
-            let conn = match next {
-                Checkout::Ready(c) => c,
-                Checkout::Connect => self.open().await?,
-                Checkout::Wait(rx) => rx.await.map_err(|_| PoolError::Closed)??,
+            let next = self
+                .state
+                .lock()
+                .checkout(Instant::now(), self.connect.login_retry);
+            let (conn, idle_since) = match next {
+                Checkout::Ready(c, since) => (c, Some(since)),
+                Checkout::Fail(e) => return Err(e),
+                Checkout::Wait { id, rx, open } => {
+                    self.start_opens(open);
+                    (Waiting::new(self, id, rx).finish().await?, None)
+                }
             };
-            if conn.looks_alive() {
+            if let Some(conn) = self.verify(conn, idle_since).await {
                 return Ok(PooledServer {
                     conn: Some(conn),
                     pool: Arc::clone(self),
                 });
             }
-            tracing::debug!(pool = %self.key, server = conn.id.0, "idle server was closed; replacing it");
             self.discard();
         }
     }
 
-    /// Opens a connection for a reserved slot, recording the defaults on first success.
-    async fn open(&self) -> Result<ServerConn, PoolError> {
-        match connect(&self.target, self.connect_timeout).await {
-            Ok(c) => {
+    /// Checks a connection before handing it out: a closed socket is never used, and one
+    /// idle longer than `server_check_delay` must answer `server_check_query` first.
+    async fn verify(
+        &self,
+        mut conn: ServerConn,
+        idle_since: Option<Instant>,
+    ) -> Option<ServerConn> {
+        if !conn.looks_alive() {
+            tracing::debug!(pool = %self.key, server = conn.id.0, "idle server was closed; replacing it");
+            return None;
+        }
+        let delay = self.settings.server_check_delay;
+        if idle_since.is_some_and(|t| t.elapsed() >= delay) {
+            let check = self.settings.server_check_query.as_str();
+            let answered =
+                tokio::time::timeout(self.connect.connect_timeout, conn.run_internal(check)).await;
+            if !matches!(answered, Ok(Ok(crate::protocol::TxStatus::Idle))) {
+                tracing::debug!(pool = %self.key, server = conn.id.0, "server failed its check; replacing it");
+                return None;
+            }
+        }
+        Some(conn)
+    }
+
+    /// Starts `n` connection attempts whose results go to the queue (or idle).
+    fn start_opens(self: &Arc<Self>, n: usize) {
+        for _ in 0..n {
+            let pool = Arc::clone(self);
+            tokio::spawn(async move { pool.open_one().await });
+        }
+    }
+
+    async fn open_one(&self) {
+        let Some(permit) = self.budgets.acquire() else {
+            // The database or user is at its limit: retried by the upkeep.
+            self.state.lock().open_deferred();
+            return;
+        };
+        match connect(&self.target, self.connect.connect_timeout).await {
+            Ok(mut c) => {
+                c.permit = permit;
                 if self.defaults.read().is_none() {
                     *self.defaults.write() = Some(Arc::new(c.params.clone()));
                 }
                 tracing::debug!(pool = %self.key, server = c.id.0, "server connection opened");
-                Ok(c)
+                let born = c.created;
+                let extra = self.state.lock().opened(c, born, Instant::now());
+                drop(extra);
             }
             Err(e) => {
                 tracing::warn!(pool = %self.key, error = %e, "server connection failed");
-                let err = PoolError::from(e);
-                self.state.lock().connect_failed(&err);
-                Err(err)
+                self.state
+                    .lock()
+                    .open_failed(PoolError::from(e), Instant::now());
             }
         }
     }
 
-    fn checkin(&self, conn: ServerConn) {
-        self.state.lock().checkin(conn);
+    /// Gives back a clean connection, closing it instead once past `server_lifetime` (zero,
+    /// as in PgBouncer: every connection is used once).
+    fn checkin(self: &Arc<Self>, conn: ServerConn) {
+        if conn.created.elapsed() >= self.settings.server_lifetime {
+            tracing::debug!(pool = %self.key, server = conn.id.0, "server_lifetime reached; closing");
+            drop(conn);
+            self.discard();
+            return;
+        }
+        let born = conn.created;
+        let extra = self.state.lock().checkin(conn, born, Instant::now());
+        drop(extra);
     }
 
-    /// A checked-out connection was closed: free its slot, or refill it for a waiter.
+    /// A checked-out connection was closed: free its slot, or refill it for the queue.
     fn discard(self: &Arc<Self>) {
-        if self.state.lock().discard() {
-            let pool = Arc::clone(self);
-            tokio::spawn(async move {
-                if let Ok(c) = pool.open().await {
-                    pool.checkin(c);
-                }
-            });
-        }
+        let n = self.state.lock().discard();
+        self.start_opens(n);
+    }
+
+    /// Periodic upkeep, run by the registry: idle and lifetime expiry, min_pool_size, and
+    /// retrying opens a limit deferred.
+    pub(crate) fn maintain(self: &Arc<Self>) {
+        let s = &self.settings;
+        let (closed, open) = self.state.lock().maintain(
+            Instant::now(),
+            s.server_idle_timeout,
+            s.server_lifetime,
+            self.connect.login_retry,
+        );
+        drop(closed);
+        self.start_opens(open);
+    }
+
+    /// Closes one idle connection to make room under a shared limit; true if there was one.
+    pub(crate) fn evict_one_idle(&self) -> bool {
+        self.state.lock().take_one_idle().is_some()
+    }
+
+    /// Whether clients wait while the pool could open more but a shared limit stops it.
+    pub(crate) fn starved(&self) -> bool {
+        self.state.lock().starved()
     }
 
     /// The parameters to show a logging-in client, opening a server if none was seen yet.
@@ -163,10 +263,85 @@ impl Pool {
     }
 }
 
+/// A queued checkout. Dropped early (client gone, timeout), it leaves the queue, and a
+/// connection that was handed over in that instant goes back instead of leaking its slot.
+struct Waiting<'a> {
+    pool: &'a Arc<Pool>,
+    id: WaiterId,
+    rx: Option<oneshot::Receiver<Delivery<ServerConn, PoolError>>>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(
+        pool: &'a Arc<Pool>,
+        id: WaiterId,
+        rx: oneshot::Receiver<Delivery<ServerConn, PoolError>>,
+    ) -> Self {
+        Waiting {
+            pool,
+            id,
+            rx: Some(rx),
+        }
+    }
+
+    /// Waits up to `query_wait_timeout` (zero: forever), asking for a reserve connection
+    /// once `reserve_pool_timeout` has passed.
+    async fn finish(mut self) -> Result<ServerConn, PoolError> {
+        let s = &self.pool.settings;
+        let started = tokio::time::Instant::now();
+        let deadline = (!s.query_wait_timeout.is_zero()).then(|| started + s.query_wait_timeout);
+        let mut reserve_at = (s.reserve_pool_size > 0).then(|| started + s.reserve_pool_timeout);
+        let Some(rx) = self.rx.as_mut() else {
+            return Err(PoolError::Closed);
+        };
+        loop {
+            let wake = match (reserve_at, deadline) {
+                (Some(r), Some(d)) => Some(r.min(d)),
+                (r, d) => r.or(d),
+            };
+            let timer = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                got = &mut *rx => {
+                    self.rx = None;
+                    return got.map_err(|_| PoolError::Closed)?;
+                }
+                () = timer => {}
+            }
+            let now = tokio::time::Instant::now();
+            if reserve_at.is_some_and(|r| now >= r) {
+                reserve_at = None;
+                let n = self.pool.state.lock().grant_reserve(self.id);
+                self.pool.start_opens(n);
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(PoolError::WaitTimeout(s.query_wait_timeout));
+            }
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(mut rx) = self.rx.take() {
+            self.pool.state.lock().leave(self.id);
+            rx.close();
+            if let Ok(Ok(conn)) = rx.try_recv() {
+                self.pool.checkin(conn);
+            }
+        }
+    }
+}
+
 /// A server checked out of its pool. [`PooledServer::release`] gives it back for reuse;
 /// dropping it instead closes the connection, the safe end for a server in an unknown state.
 #[derive(Debug)]
 pub struct PooledServer {
+    /// Present from checkout until release or drop.
     conn: Option<ServerConn>,
     pool: Arc<Pool>,
 }
@@ -208,63 +383,5 @@ impl Drop for PooledServer {
             drop(c);
             self.pool.discard();
         }
-    }
-}
-
-/// Every pool, created on first use from the configuration.
-#[derive(Debug)]
-pub struct Pools {
-    config: Arc<Config>,
-    pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
-}
-
-impl Pools {
-    pub fn new(config: Arc<Config>) -> Self {
-        Pools {
-            config,
-            pools: RwLock::new(HashMap::new()),
-        }
-    }
-
-    /// The pool a client of `database` logged in as `user` uses.
-    pub fn get(&self, database: &str, user: &str) -> Result<Arc<Pool>, PoolError> {
-        let db = self
-            .config
-            .databases
-            .get(database)
-            .ok_or_else(|| PoolError::UnknownDatabase(database.to_owned()))?;
-        let server_user = db.user.clone().unwrap_or_else(|| user.to_owned());
-        let key = PoolKey {
-            database: database.to_owned(),
-            user: server_user.clone(),
-        };
-        if let Some(p) = self.pools.read().get(&key) {
-            return Ok(Arc::clone(p));
-        }
-        let cfg = &self.config;
-        let password = match &db.user {
-            Some(_) => db.password.clone(),
-            None => cfg.users.get(user).and_then(|u| u.password.clone()),
-        };
-        let mode = cfg
-            .users
-            .get(user)
-            .and_then(|u| u.pool_mode)
-            .or(db.pool_mode)
-            .unwrap_or(cfg.pool.pool_mode);
-        let target = ServerTarget {
-            host: db.host.clone(),
-            port: db.port,
-            dbname: db.dbname.clone(),
-            user: server_user,
-            password,
-        };
-        let size = db.pool_size.unwrap_or(cfg.pool.default_pool_size);
-        let timeout = cfg.pgweir.server_connect_timeout;
-        let mut pools = self.pools.write();
-        let pool = pools
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Pool::new(key, target, mode, size, timeout)));
-        Ok(Arc::clone(pool))
     }
 }

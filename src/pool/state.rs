@@ -1,104 +1,280 @@
 //! The bookkeeping of one pool, free of I/O so it can be tested without sockets: idle
 //! connections (reused most recently used first), how many are open or opening against the
-//! size limit, and the first-come-first-served queue of clients waiting for one.
+//! size limits, and the first-come-first-served queue of clients waiting for one.
 //!
-//! Callers hold a short lock around each call and never await inside it.
+//! The state never opens or closes anything itself: its answers tell the async layer in
+//! [`super`] how many connections to open and which ones to close. Callers hold a short lock
+//! around each call and never await inside it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+
+/// Connections opened at once per pool, so thousands of arriving clients don't become a
+/// thundering herd of logins.
+pub const MAX_OPENING: usize = 4;
 
 /// What a waiter eventually receives: a connection, or the reason none could be opened.
 pub type Delivery<C, E> = Result<C, E>;
 
+/// Sizes the state enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Connections for normal use.
+    pub size: usize,
+    /// Extra connections for clients that waited longer than reserve_pool_timeout.
+    pub reserve: usize,
+    /// Connections kept open even when idle.
+    pub min: usize,
+}
+
+/// Identifies a waiter so it can leave the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WaiterId(u64);
+
 /// The answer to a checkout request.
 #[derive(Debug)]
 pub enum Checkout<C, E> {
-    /// An idle connection, now the caller's.
-    Ready(C),
-    /// A slot is reserved: the caller opens a connection and must report back with
-    /// [`PoolState::checkin`] (after use) or [`PoolState::connect_failed`].
-    Connect,
-    /// The pool is full: a connection (or an error) will arrive here, in arrival order.
-    Wait(oneshot::Receiver<Delivery<C, E>>),
+    /// An idle connection, now the caller's, with when it went idle.
+    Ready(C, Instant),
+    /// Queued. The caller starts `open` connection attempts (they report back through
+    /// [`PoolState::opened`] / [`PoolState::open_failed`]) and awaits `rx`.
+    Wait {
+        id: WaiterId,
+        rx: oneshot::Receiver<Delivery<C, E>>,
+        open: usize,
+    },
+    /// Logging in failed recently and nothing is open: fail fast instead of retrying.
+    Fail(E),
+}
+
+/// A connection at rest.
+#[derive(Debug)]
+struct Idle<C> {
+    conn: C,
+    since: Instant,
+    born: Instant,
 }
 
 /// One pool's connections and waiters.
 #[derive(Debug)]
 pub struct PoolState<C, E> {
-    idle: Vec<C>,
-    /// Connections counted against `size`: idle, in use, or being opened.
+    sizes: Sizes,
+    /// Back is the most recently used.
+    idle: VecDeque<Idle<C>>,
+    /// Connections counted against the sizes: idle, in use, or being opened.
     open: usize,
-    size: usize,
-    waiters: VecDeque<oneshot::Sender<Delivery<C, E>>>,
+    opening: usize,
+    waiters: BTreeMap<WaiterId, (Instant, oneshot::Sender<Delivery<C, E>>)>,
+    next_id: u64,
+    /// Waiters allowed to cause a reserve connection.
+    reserve_grants: usize,
+    last_failure: Option<(Instant, E)>,
+    /// An open was called off because a shared limit was reached.
+    deferred: bool,
 }
 
 impl<C, E: Clone> PoolState<C, E> {
-    pub fn new(size: usize) -> Self {
+    pub fn new(sizes: Sizes) -> Self {
         PoolState {
-            idle: Vec::new(),
+            sizes,
+            idle: VecDeque::new(),
             open: 0,
-            size,
-            waiters: VecDeque::new(),
+            opening: 0,
+            waiters: BTreeMap::new(),
+            next_id: 0,
+            reserve_grants: 0,
+            last_failure: None,
+            deferred: false,
         }
     }
 
-    pub fn checkout(&mut self) -> Checkout<C, E> {
-        if let Some(c) = self.idle.pop() {
-            return Checkout::Ready(c);
+    /// Applies new sizes; connections beyond them close as they come back or idle out.
+    pub fn resize(&mut self, sizes: Sizes) {
+        self.sizes = sizes;
+    }
+
+    pub fn checkout(&mut self, now: Instant, retry: Duration) -> Checkout<C, E> {
+        if let Some(i) = self.idle.pop_back() {
+            return Checkout::Ready(i.conn, i.since);
         }
-        if self.open < self.size {
-            self.open += 1;
-            return Checkout::Connect;
+        if let Some(err) = self.failing(now, retry) {
+            return Checkout::Fail(err);
         }
         let (tx, rx) = oneshot::channel();
-        self.waiters.push_back(tx);
-        Checkout::Wait(rx)
-    }
-
-    /// Returns a healthy connection: straight to the oldest waiter still waiting, else idle.
-    pub fn checkin(&mut self, mut c: C) {
-        while let Some(w) = self.waiters.pop_front() {
-            // A failed send hands the connection back (it only ever sends `Ok`).
-            let Err(Ok(back)) = w.send(Ok(c)) else {
-                return;
-            };
-            c = back;
-        }
-        self.idle.push(c);
-    }
-
-    /// A connection that was open is gone. Returns true when a waiter needs it replaced: the
-    /// slot stays reserved and the caller opens a connection for the queue.
-    pub fn discard(&mut self) -> bool {
-        self.drop_dead_waiters();
-        if self.waiters.is_empty() {
-            self.open = self.open.saturating_sub(1);
-            false
-        } else {
-            true
+        let id = WaiterId(self.next_id);
+        self.next_id += 1;
+        self.waiters.insert(id, (now, tx));
+        Checkout::Wait {
+            id,
+            rx,
+            open: self.reserve_opens(self.sizes.size),
         }
     }
 
-    /// Opening a connection failed. When nothing else is open, nothing would ever wake the
+    /// The last login error, while it is fresher than `retry` and nothing is open.
+    fn failing(&self, now: Instant, retry: Duration) -> Option<E> {
+        match &self.last_failure {
+            Some((at, e)) if self.open == 0 && now.duration_since(*at) < retry => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    /// Reserves slots for new connections the queue needs, up to `limit` open.
+    fn reserve_opens(&mut self, limit: usize) -> usize {
+        let mut n = 0;
+        while self.open < limit && self.opening < MAX_OPENING && self.opening < self.waiters.len() {
+            self.open += 1;
+            self.opening += 1;
+            n += 1;
+        }
+        n
+    }
+
+    /// A waiter waited longer than reserve_pool_timeout: may open past the size, up to the
+    /// reserve. Returns how many connections to start.
+    pub fn grant_reserve(&mut self, id: WaiterId) -> usize {
+        if !self.waiters.contains_key(&id) {
+            return 0;
+        }
+        self.reserve_grants += 1;
+        let limit = self.sizes.size + self.sizes.reserve.min(self.reserve_grants);
+        self.reserve_opens(limit)
+    }
+
+    /// A waiter gave up (timed out, or its client left): it leaves the queue at once.
+    pub fn leave(&mut self, id: WaiterId) {
+        if self.waiters.remove(&id).is_some() && self.waiters.is_empty() {
+            self.reserve_grants = 0;
+        }
+    }
+
+    /// A connection attempt was called off before it started (a shared limit was reached).
+    pub fn open_deferred(&mut self) {
+        self.opening -= 1;
+        self.open -= 1;
+        self.deferred = true;
+    }
+
+    /// Clients wait and the pool has room, but a shared limit held an open back.
+    pub fn starved(&self) -> bool {
+        self.deferred && !self.waiters.is_empty()
+    }
+
+    /// A connection attempt succeeded; `born` is when it was opened.
+    pub fn opened(&mut self, conn: C, born: Instant, now: Instant) -> Option<C> {
+        self.deferred = false;
+        self.opening -= 1;
+        self.last_failure = None;
+        self.checkin(conn, born, now)
+    }
+
+    /// A connection attempt failed. When nothing else is open nothing would ever wake the
     /// waiters, so they all get the error.
-    pub fn connect_failed(&mut self, err: &E) {
-        self.open = self.open.saturating_sub(1);
+    pub fn open_failed(&mut self, err: E, now: Instant) {
+        self.opening -= 1;
+        self.open -= 1;
         if self.open == 0 {
-            for w in self.waiters.drain(..) {
+            for (_, (_, w)) in std::mem::take(&mut self.waiters) {
                 let _ = w.send(Err(err.clone()));
             }
+            self.reserve_grants = 0;
         }
+        self.last_failure = Some((now, err));
     }
 
-    fn drop_dead_waiters(&mut self) {
-        self.waiters.retain(|w| !w.is_closed());
+    /// Returns a healthy connection: straight to the oldest waiter, else idle, unless the
+    /// pool is over its size with nobody waiting (a reserve connection), when it comes back
+    /// to be closed.
+    pub fn checkin(&mut self, mut conn: C, born: Instant, now: Instant) -> Option<C> {
+        while let Some((_, (_, w))) = self.waiters.pop_first() {
+            // A failed send hands the connection back (only `Ok` is ever sent here).
+            let Err(Ok(back)) = w.send(Ok(conn)) else {
+                if self.waiters.is_empty() {
+                    self.reserve_grants = 0;
+                }
+                return None;
+            };
+            conn = back;
+        }
+        self.reserve_grants = 0;
+        if self.open > self.sizes.size {
+            self.open -= 1;
+            return Some(conn);
+        }
+        self.idle.push_back(Idle {
+            conn,
+            since: now,
+            born,
+        });
+        None
+    }
+
+    /// A checked-out connection was closed. Returns how many replacements the queue needs.
+    pub fn discard(&mut self) -> usize {
+        self.open -= 1;
+        self.reserve_opens(self.sizes.size)
+    }
+
+    /// Periodic upkeep: closes connections idle longer than `idle_timeout` (down to the
+    /// minimum) or older than `lifetime` (zero durations disable either), and says how many
+    /// to open to get back to the minimum.
+    pub fn maintain(
+        &mut self,
+        now: Instant,
+        idle_timeout: Duration,
+        lifetime: Duration,
+        retry: Duration,
+    ) -> (Vec<C>, usize) {
+        let mut closed = Vec::new();
+        let expired = |i: &Idle<C>, open: usize, min: usize| {
+            let too_old = !lifetime.is_zero() && now.duration_since(i.born) >= lifetime;
+            let too_idle = !idle_timeout.is_zero()
+                && now.duration_since(i.since) >= idle_timeout
+                && open > min;
+            too_old || too_idle
+        };
+        let mut kept = VecDeque::with_capacity(self.idle.len());
+        while let Some(i) = self.idle.pop_front() {
+            if expired(&i, self.open, self.sizes.min) {
+                self.open -= 1;
+                closed.push(i.conn);
+            } else {
+                kept.push_back(i);
+            }
+        }
+        self.idle = kept;
+        let mut open = 0;
+        if self.last_failure_expired(now, retry) {
+            while self.open < self.sizes.min.min(self.sizes.size) && self.opening < MAX_OPENING {
+                self.open += 1;
+                self.opening += 1;
+                open += 1;
+            }
+            open += self.reserve_opens(self.sizes.size);
+        }
+        (closed, open)
+    }
+
+    /// True when no login failure is fresher than `retry`.
+    fn last_failure_expired(&self, now: Instant, retry: Duration) -> bool {
+        self.last_failure
+            .as_ref()
+            .is_none_or(|(at, _)| now.duration_since(*at) >= retry)
+    }
+
+    /// Takes the least recently used idle connection out (for closing), releasing its slot.
+    pub fn take_one_idle(&mut self) -> Option<C> {
+        let i = self.idle.pop_front()?;
+        self.open -= 1;
+        Some(i.conn)
     }
 
     /// Takes every idle connection out (for closing), releasing their slots.
     pub fn take_idle(&mut self) -> Vec<C> {
         self.open -= self.idle.len();
-        std::mem::take(&mut self.idle)
+        self.idle.drain(..).map(|i| i.conn).collect()
     }
 
     pub fn idle_count(&self) -> usize {
@@ -112,6 +288,13 @@ impl<C, E: Clone> PoolState<C, E> {
     pub fn waiting_count(&self) -> usize {
         self.waiters.len()
     }
+
+    /// How long the longest-waiting client has waited.
+    pub fn max_wait(&self, now: Instant) -> Duration {
+        self.waiters
+            .first_key_value()
+            .map_or(Duration::ZERO, |(_, (since, _))| now.duration_since(*since))
+    }
 }
 
 #[cfg(test)]
@@ -119,80 +302,180 @@ mod tests {
     use super::*;
 
     type State = PoolState<u32, &'static str>;
+    const RETRY: Duration = Duration::from_secs(15);
+
+    fn sizes(size: usize, reserve: usize, min: usize) -> Sizes {
+        Sizes { size, reserve, min }
+    }
+
+    fn wait(
+        s: &mut State,
+        now: Instant,
+    ) -> (
+        WaiterId,
+        oneshot::Receiver<Delivery<u32, &'static str>>,
+        usize,
+    ) {
+        match s.checkout(now, RETRY) {
+            Checkout::Wait { id, rx, open } => (id, rx, open),
+            other => panic!("expected to wait, got {other:?}"),
+        }
+    }
 
     #[test]
-    fn opens_up_to_size_then_queues() {
-        let mut s = State::new(2);
-        assert!(matches!(s.checkout(), Checkout::Connect));
-        assert!(matches!(s.checkout(), Checkout::Connect));
-        assert!(matches!(s.checkout(), Checkout::Wait(_)));
-        assert_eq!(s.open_count(), 2);
-        assert_eq!(s.waiting_count(), 1);
+    fn queues_and_opens_at_most_size_and_max_opening() {
+        let now = Instant::now();
+        let mut s = State::new(sizes(6, 0, 0));
+        let waiters: Vec<_> = (0..10).map(|_| wait(&mut s, now)).collect();
+        let opens: usize = waiters.iter().map(|w| w.2).sum();
+        assert_eq!(opens, MAX_OPENING);
+        assert_eq!(s.waiting_count(), 10);
+        assert_eq!(s.open_count(), MAX_OPENING);
+        // Each finished login frees an opening slot for the next.
+        assert_eq!(s.opened(1, now, now), None);
+        assert_eq!(s.discard(), 1);
+    }
+
+    #[test]
+    fn a_deferred_open_is_retried_by_maintain() {
+        let now = Instant::now();
+        let mut s = State::new(sizes(2, 0, 0));
+        let (_, _rx, open) = wait(&mut s, now);
+        assert_eq!(open, 1);
+        s.open_deferred();
+        assert!(s.starved());
+        assert_eq!(s.open_count(), 0);
+        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY);
+        assert_eq!(open, 1);
+        s.opened(5, now, now);
+        assert!(!s.starved());
+    }
+
+    #[test]
+    fn connections_go_to_waiters_in_arrival_order_skipping_the_departed() {
+        let now = Instant::now();
+        let mut s = State::new(sizes(1, 0, 0));
+        let (a, _ra, _) = wait(&mut s, now);
+        let (_b, mut rb, _) = wait(&mut s, now);
+        let (_c, mut rc, _) = wait(&mut s, now);
+        s.leave(a);
+        assert_eq!(s.waiting_count(), 2);
+        s.opened(7, now, now);
+        assert_eq!(rb.try_recv().unwrap(), Ok(7));
+        assert!(rc.try_recv().is_err());
     }
 
     #[test]
     fn idle_connections_are_reused_most_recent_first() {
-        let mut s = State::new(2);
-        s.checkout();
-        s.checkout();
-        s.checkin(1);
-        s.checkin(2);
-        assert!(matches!(s.checkout(), Checkout::Ready(2)));
-        assert!(matches!(s.checkout(), Checkout::Ready(1)));
+        let now = Instant::now();
+        let mut s = State::new(sizes(2, 0, 0));
+        wait(&mut s, now);
+        wait(&mut s, now);
+        s.leave(WaiterId(0));
+        s.leave(WaiterId(1));
+        s.opened(1, now, now);
+        s.opened(2, now, now);
+        assert!(matches!(s.checkout(now, RETRY), Checkout::Ready(2, _)));
+        assert!(matches!(s.checkout(now, RETRY), Checkout::Ready(1, _)));
     }
 
     #[test]
-    fn waiters_are_served_in_arrival_order_skipping_the_departed() {
-        let mut s = State::new(1);
-        s.checkout();
-        let Checkout::Wait(first) = s.checkout() else {
-            panic!()
-        };
-        let Checkout::Wait(mut second) = s.checkout() else {
-            panic!()
-        };
-        let Checkout::Wait(mut third) = s.checkout() else {
-            panic!()
-        };
-        drop(first);
-        s.checkin(7);
-        assert_eq!(second.try_recv().unwrap(), Ok(7));
-        assert!(third.try_recv().is_err());
-        assert_eq!(s.idle_count(), 0);
-    }
-
-    #[test]
-    fn discard_keeps_the_slot_for_a_waiter() {
-        let mut s = State::new(1);
-        s.checkout();
-        assert!(!s.discard());
-        assert_eq!(s.open_count(), 0);
-        s.checkout();
-        let Checkout::Wait(_rx) = s.checkout() else {
-            panic!()
-        };
-        assert!(s.discard());
+    fn reserve_opens_only_when_granted_and_closes_when_load_goes() {
+        let now = Instant::now();
+        let mut s = State::new(sizes(1, 2, 0));
+        let (first, r1, open) = wait(&mut s, now);
+        assert_eq!(open, 1);
+        drop(r1);
+        s.leave(first);
+        s.opened(10, now, now);
+        // Connection 10 went idle because the waiter had left; take it.
+        assert!(matches!(s.checkout(now, RETRY), Checkout::Ready(10, _)));
+        let (w, mut rw, open) = wait(&mut s, now);
+        assert_eq!(open, 0, "pool is full: no reserve before the timeout");
+        assert_eq!(s.grant_reserve(w), 1);
+        assert_eq!(s.open_count(), 2);
+        assert_eq!(s.opened(11, now, now), None);
+        assert_eq!(rw.try_recv().unwrap(), Ok(11));
+        // Nobody waits: the first one back while over the size is closed, the next stays.
+        assert_eq!(s.checkin(10, now, now), Some(10));
+        assert_eq!(s.checkin(11, now, now), None);
         assert_eq!(s.open_count(), 1);
     }
 
     #[test]
-    fn failed_connect_with_nothing_open_fails_the_waiters() {
-        let mut s = State::new(1);
-        s.checkout();
-        let Checkout::Wait(mut rx) = s.checkout() else {
-            panic!()
-        };
-        s.connect_failed(&"down");
+    fn a_failed_login_fails_the_queue_then_fails_fast_until_retry() {
+        let now = Instant::now();
+        let mut s = State::new(sizes(2, 0, 0));
+        let (_, mut rx, open) = wait(&mut s, now);
+        assert_eq!(open, 1);
+        s.open_failed("down", now);
         assert_eq!(rx.try_recv().unwrap(), Err("down"));
-        assert_eq!(s.open_count(), 0);
+        assert!(matches!(
+            s.checkout(now + Duration::from_secs(1), RETRY),
+            Checkout::Fail("down")
+        ));
+        assert!(matches!(
+            s.checkout(now + RETRY, RETRY),
+            Checkout::Wait { open: 1, .. }
+        ));
     }
 
     #[test]
-    fn take_idle_frees_slots() {
-        let mut s = State::new(2);
-        s.checkout();
-        s.checkin(1);
-        assert_eq!(s.take_idle(), vec![1]);
-        assert_eq!(s.open_count(), 0);
+    fn maintain_expires_idle_down_to_min_and_old_ones_always() {
+        let t0 = Instant::now();
+        let mut s = State::new(sizes(3, 0, 1));
+        for _ in 0..3 {
+            wait(&mut s, t0);
+        }
+        for id in 0..3 {
+            s.leave(WaiterId(id));
+        }
+        s.opened(1, t0, t0);
+        s.opened(2, t0, t0);
+        s.opened(3, t0, t0);
+        let idle = Duration::from_secs(10);
+        let (closed, open) = s.maintain(t0 + idle, idle, Duration::ZERO, RETRY);
+        assert_eq!(closed, vec![1, 2]);
+        assert_eq!((s.open_count(), open), (1, 0));
+        let life = Duration::from_secs(60);
+        let (closed, open) = s.maintain(t0 + life, idle, life, RETRY);
+        assert_eq!(closed, vec![3]);
+        assert_eq!(open, 1, "refills to min_pool_size");
+    }
+
+    #[test]
+    fn maintain_does_not_refill_during_login_retry() {
+        let now = Instant::now();
+        let mut s = State::new(sizes(2, 0, 2));
+        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY);
+        assert_eq!(open, 2);
+        s.open_failed("down", now);
+        s.open_failed("down", now);
+        let (_, open) = s.maintain(
+            now + Duration::from_secs(1),
+            Duration::ZERO,
+            Duration::ZERO,
+            RETRY,
+        );
+        assert_eq!(open, 0);
+        let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, RETRY);
+        assert_eq!(open, 2);
+    }
+
+    #[test]
+    fn max_wait_reports_the_oldest_waiter() {
+        let t0 = Instant::now();
+        let mut s = State::new(sizes(0, 0, 0));
+        let (a, _ra, _) = wait(&mut s, t0);
+        let (_b, _rb, _) = wait(&mut s, t0 + Duration::from_secs(1));
+        assert_eq!(
+            s.max_wait(t0 + Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
+        s.leave(a);
+        assert_eq!(
+            s.max_wait(t0 + Duration::from_secs(3)),
+            Duration::from_secs(2)
+        );
     }
 }

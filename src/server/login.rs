@@ -45,6 +45,7 @@ async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, 
         applied: ServerParams::default(),
         addr: peer,
         created: Instant::now(),
+        permit: Default::default(),
     };
     let mut out = BytesMut::new();
     let params = [

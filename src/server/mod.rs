@@ -140,6 +140,8 @@ pub struct ServerConn {
     /// Where to send a CancelRequest for this backend.
     pub addr: SocketAddr,
     pub created: Instant,
+    /// This connection's share of max_db_connections / max_user_connections.
+    pub permit: crate::pool::limits::Permit,
 }
 
 impl ServerConn {

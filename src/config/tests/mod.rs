@@ -1,5 +1,10 @@
 //! Tests of `Config::parse` as a whole: defaults, every kind of problem with its line,
-//! environment expansion, and that secrets never reach error text.
+//! environment expansion, and that secrets never reach error text. The pool sizing,
+//! limit and timeout keys are in `limits`, and `Config::pool_settings` in `settings`;
+//! both use the helpers here.
+
+mod limits;
+mod settings;
 
 use std::path::Path;
 use std::time::Duration;
@@ -126,7 +131,7 @@ pool_mode = "session"
 
 #[test]
 fn example_file_parses() {
-    let config = parse(include_str!("../../config/pgweir.toml"));
+    let config = parse(include_str!("../../../config/pgweir.toml"));
     assert_eq!(config.pgweir.listen_addr, "127.0.0.1");
     assert_eq!(config.pgweir.listen_port, 6432);
     assert_eq!(config.pgweir.auth_type, AuthType::ScramSha256);

@@ -1,0 +1,72 @@
+# Shell helpers shared by the benchmark scripts: throwaway Postgres, ports, process CPU.
+# Sourced, not run. Expects PG_BIN and WORK (a temp dir) to be set by the caller;
+# start_postgres reads MAX_CONNECTIONS (default 600).
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+    local port
+    for port in $(seq "$1" $(($1 + 200))); do
+        port_busy "$port" || { echo "$port"; return 0; }
+    done
+    die "no free port near $1"
+}
+install_missing() {
+    local pkgs=()
+    [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pgbench" ] || pkgs+=(postgresql-15 postgresql-client-15)
+    command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || pkgs+=(pgbouncer)
+    if [ ${#pkgs[@]} -gt 0 ]; then
+        say "installing ${pkgs[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+    fi
+    command -v cargo >/dev/null 2>&1 || die "Rust is missing: see https://rustup.rs"
+}
+cleanup() {
+    set +e
+    [ -n "${PGWEIR_PID:-}" ] && kill "$PGWEIR_PID" 2>/dev/null
+    [ -f "${WORK:-/nonexistent}/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null
+    [ -f "${WORK:-/nonexistent}/data/postmaster.pid" ] &&
+        as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" stop -m immediate >/dev/null 2>&1
+    wait 2>/dev/null
+    [ -n "${WORK:-}" ] && rm -rf "$WORK"
+}
+start_postgres() {
+    PG_PORT="$(free_port 55500)"
+    say "PostgreSQL on 127.0.0.1:$PG_PORT"
+    mkdir "$WORK/data"
+    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$WORK/data" "$WORK"
+    as_pg "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth-local=trust \
+        --auth-host=scram-sha-256 --no-locale -E UTF8 >/dev/null
+    cat >>"$WORK/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$WORK'
+max_connections = ${MAX_CONNECTIONS:-600}
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+CONF
+    as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w start >/dev/null
+    local psql=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PG_PORT" -U postgres -d postgres)
+    "${psql[@]}" -c "CREATE ROLE bench LOGIN PASSWORD 'bench'"
+    "${psql[@]}" -c "CREATE DATABASE bench OWNER bench"
+    say "pgbench -i -s 10"
+    PGPASSWORD=bench "$PG_BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PG_PORT" -U bench bench >/dev/null 2>&1
+}
+wait_port() {
+    for _ in $(seq 100); do
+        port_busy "$1" && return 0
+        sleep 0.1
+    done
+    cat "$3" >&2
+    die "$2 did not start listening on $1"
+}
+# utime + stime of a process in clock ticks (fields 14 and 15 of /proc/PID/stat;
+# the name field may hold spaces, so count from after its closing parenthesis).
+cpu_ticks() {
+    sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
