@@ -46,8 +46,6 @@ async fn relay(mut inbound: TcpStream) -> std::io::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "pgweir does not yet keep a server out of the pool while a cancel to it is in \
-            flight (PgBouncer's sv_being_canceled); run with --ignored"]
 async fn a_late_cancel_does_not_hit_the_next_client_of_the_server() {
     let proxy = cancel_delaying_proxy().await;
     let pgweir = Pgweir::builder()
