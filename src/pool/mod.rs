@@ -109,7 +109,7 @@ impl Pool {
             settings,
             connect,
             budgets,
-            state: Mutex::new(PoolState::new(sizes)),
+            state: Mutex::new(PoolState::new(sizes, connect.login_retry)),
             defaults: RwLock::new(None),
         }
     }
@@ -121,10 +121,7 @@ impl Pool {
     /// Waits for a server in arrival order. Dropping the future leaves the queue at once.
     pub async fn checkout(self: &Arc<Self>) -> Result<PooledServer, PoolError> {
         loop {
-            let next = self
-                .state
-                .lock()
-                .checkout(Instant::now(), self.connect.login_retry);
+            let next = self.state.lock().checkout(Instant::now());
             let (conn, idle_since) = match next {
                 Checkout::Ready(c, since) => (c, Some(since)),
                 Checkout::Fail(e) => return Err(e),
@@ -217,7 +214,7 @@ impl Pool {
 
     /// A checked-out connection was closed: free its slot, or refill it for the queue.
     fn discard(self: &Arc<Self>) {
-        let n = self.state.lock().discard();
+        let n = self.state.lock().discard(Instant::now());
         self.start_opens(n);
     }
 
@@ -229,7 +226,6 @@ impl Pool {
             Instant::now(),
             s.server_idle_timeout,
             s.server_lifetime,
-            self.connect.login_retry,
             ServerConn::looks_alive,
         );
         drop(closed);
@@ -316,7 +312,11 @@ impl<'a> Waiting<'a> {
             let now = tokio::time::Instant::now();
             if reserve_at.is_some_and(|r| now >= r) {
                 reserve_at = None;
-                let n = self.pool.state.lock().grant_reserve(self.id);
+                let n = self
+                    .pool
+                    .state
+                    .lock()
+                    .grant_reserve(self.id, Instant::now());
                 self.pool.start_opens(n);
             }
             if deadline.is_some_and(|d| now >= d) {

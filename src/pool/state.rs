@@ -71,12 +71,14 @@ pub struct PoolState<C, E> {
     /// Waiters allowed to cause a reserve connection.
     reserve_grants: usize,
     last_failure: Option<(Instant, E)>,
+    /// After a failed login, no new login is tried for this long (`server_login_retry`).
+    retry: Duration,
     /// An open was called off because a shared limit was reached.
     deferred: bool,
 }
 
 impl<C, E: Clone> PoolState<C, E> {
-    pub fn new(sizes: Sizes) -> Self {
+    pub fn new(sizes: Sizes, retry: Duration) -> Self {
         PoolState {
             sizes,
             idle: VecDeque::new(),
@@ -86,6 +88,7 @@ impl<C, E: Clone> PoolState<C, E> {
             next_id: 0,
             reserve_grants: 0,
             last_failure: None,
+            retry,
             deferred: false,
         }
     }
@@ -95,11 +98,11 @@ impl<C, E: Clone> PoolState<C, E> {
         self.sizes = sizes;
     }
 
-    pub fn checkout(&mut self, now: Instant, retry: Duration) -> Checkout<C, E> {
+    pub fn checkout(&mut self, now: Instant) -> Checkout<C, E> {
         if let Some(i) = self.idle.pop_back() {
             return Checkout::Ready(i.conn, i.since);
         }
-        if let Some(err) = self.failing(now, retry) {
+        if let Some(err) = self.failing(now) {
             return Checkout::Fail(err);
         }
         let (tx, rx) = oneshot::channel();
@@ -109,20 +112,26 @@ impl<C, E: Clone> PoolState<C, E> {
         Checkout::Wait {
             id,
             rx,
-            open: self.reserve_opens(self.sizes.size),
+            open: self.reserve_opens(self.sizes.size, now),
         }
     }
 
     /// The last login error, while it is fresher than `retry` and nothing is open.
-    fn failing(&self, now: Instant, retry: Duration) -> Option<E> {
+    fn failing(&self, now: Instant) -> Option<E> {
         match &self.last_failure {
-            Some((at, e)) if self.open == 0 && now.duration_since(*at) < retry => Some(e.clone()),
+            Some((at, e)) if self.open == 0 && now.duration_since(*at) < self.retry => {
+                Some(e.clone())
+            }
             _ => None,
         }
     }
 
-    /// Reserves slots for new connections the queue needs, up to `limit` open.
-    fn reserve_opens(&mut self, limit: usize) -> usize {
+    /// Reserves slots for new connections the queue needs, up to `limit` open. None while a
+    /// failed login is fresher than `retry`: clients then wait for the servers still open.
+    fn reserve_opens(&mut self, limit: usize, now: Instant) -> usize {
+        if !self.last_failure_expired(now) {
+            return 0;
+        }
         let mut n = 0;
         while self.open < limit && self.opening < MAX_OPENING && self.opening < self.waiters.len() {
             self.open += 1;
@@ -134,13 +143,13 @@ impl<C, E: Clone> PoolState<C, E> {
 
     /// A waiter waited longer than reserve_pool_timeout: may open past the size, up to the
     /// reserve. Returns how many connections to start.
-    pub fn grant_reserve(&mut self, id: WaiterId) -> usize {
+    pub fn grant_reserve(&mut self, id: WaiterId, now: Instant) -> usize {
         if !self.waiters.contains_key(&id) {
             return 0;
         }
         self.reserve_grants += 1;
         let limit = self.sizes.size + self.sizes.reserve.min(self.reserve_grants);
-        self.reserve_opens(limit)
+        self.reserve_opens(limit, now)
     }
 
     /// A waiter gave up (timed out, or its client left): it leaves the queue at once.
@@ -212,9 +221,9 @@ impl<C, E: Clone> PoolState<C, E> {
     }
 
     /// A checked-out connection was closed. Returns how many replacements the queue needs.
-    pub fn discard(&mut self) -> usize {
+    pub fn discard(&mut self, now: Instant) -> usize {
         self.open -= 1;
-        self.reserve_opens(self.sizes.size)
+        self.reserve_opens(self.sizes.size, now)
     }
 
     /// Periodic upkeep: closes connections that are no longer `alive`, idle longer than
@@ -225,7 +234,6 @@ impl<C, E: Clone> PoolState<C, E> {
         now: Instant,
         idle_timeout: Duration,
         lifetime: Duration,
-        retry: Duration,
         alive: impl Fn(&C) -> bool,
     ) -> (Vec<C>, usize) {
         let mut closed = Vec::new();
@@ -248,22 +256,22 @@ impl<C, E: Clone> PoolState<C, E> {
         }
         self.idle = kept;
         let mut open = 0;
-        if self.last_failure_expired(now, retry) {
+        if self.last_failure_expired(now) {
             while self.open < self.sizes.min.min(self.sizes.size) && self.opening < MAX_OPENING {
                 self.open += 1;
                 self.opening += 1;
                 open += 1;
             }
-            open += self.reserve_opens(self.sizes.size);
+            open += self.reserve_opens(self.sizes.size, now);
         }
         (closed, open)
     }
 
     /// True when no login failure is fresher than `retry`.
-    fn last_failure_expired(&self, now: Instant, retry: Duration) -> bool {
+    fn last_failure_expired(&self, now: Instant) -> bool {
         self.last_failure
             .as_ref()
-            .is_none_or(|(at, _)| now.duration_since(*at) >= retry)
+            .is_none_or(|(at, _)| now.duration_since(*at) >= self.retry)
     }
 
     /// Takes the least recently used idle connection out (for closing), releasing its slot.
@@ -310,6 +318,12 @@ mod tests {
         Sizes { size, reserve, min }
     }
 
+    impl State {
+        fn new_for_test(sizes: Sizes) -> Self {
+            State::new(sizes, RETRY)
+        }
+    }
+
     fn wait(
         s: &mut State,
         now: Instant,
@@ -318,7 +332,7 @@ mod tests {
         oneshot::Receiver<Delivery<u32, &'static str>>,
         usize,
     ) {
-        match s.checkout(now, RETRY) {
+        match s.checkout(now) {
             Checkout::Wait { id, rx, open } => (id, rx, open),
             other => panic!("expected to wait, got {other:?}"),
         }
@@ -327,7 +341,7 @@ mod tests {
     #[test]
     fn queues_and_opens_at_most_size_and_max_opening() {
         let now = Instant::now();
-        let mut s = State::new(sizes(6, 0, 0));
+        let mut s = State::new_for_test(sizes(6, 0, 0));
         let waiters: Vec<_> = (0..10).map(|_| wait(&mut s, now)).collect();
         let opens: usize = waiters.iter().map(|w| w.2).sum();
         assert_eq!(opens, MAX_OPENING);
@@ -335,19 +349,19 @@ mod tests {
         assert_eq!(s.open_count(), MAX_OPENING);
         // Each finished login frees an opening slot for the next.
         assert_eq!(s.opened(1, now, now), None);
-        assert_eq!(s.discard(), 1);
+        assert_eq!(s.discard(now), 1);
     }
 
     #[test]
     fn a_deferred_open_is_retried_by_maintain() {
         let now = Instant::now();
-        let mut s = State::new(sizes(2, 0, 0));
+        let mut s = State::new_for_test(sizes(2, 0, 0));
         let (_, _rx, open) = wait(&mut s, now);
         assert_eq!(open, 1);
         s.open_deferred();
         assert!(s.starved());
         assert_eq!(s.open_count(), 0);
-        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY, |_| true);
+        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, |_| true);
         assert_eq!(open, 1);
         s.opened(5, now, now);
         assert!(!s.starved());
@@ -356,7 +370,7 @@ mod tests {
     #[test]
     fn connections_go_to_waiters_in_arrival_order_skipping_the_departed() {
         let now = Instant::now();
-        let mut s = State::new(sizes(1, 0, 0));
+        let mut s = State::new_for_test(sizes(1, 0, 0));
         let (a, _ra, _) = wait(&mut s, now);
         let (_b, mut rb, _) = wait(&mut s, now);
         let (_c, mut rc, _) = wait(&mut s, now);
@@ -370,31 +384,31 @@ mod tests {
     #[test]
     fn idle_connections_are_reused_most_recent_first() {
         let now = Instant::now();
-        let mut s = State::new(sizes(2, 0, 0));
+        let mut s = State::new_for_test(sizes(2, 0, 0));
         wait(&mut s, now);
         wait(&mut s, now);
         s.leave(WaiterId(0));
         s.leave(WaiterId(1));
         s.opened(1, now, now);
         s.opened(2, now, now);
-        assert!(matches!(s.checkout(now, RETRY), Checkout::Ready(2, _)));
-        assert!(matches!(s.checkout(now, RETRY), Checkout::Ready(1, _)));
+        assert!(matches!(s.checkout(now), Checkout::Ready(2, _)));
+        assert!(matches!(s.checkout(now), Checkout::Ready(1, _)));
     }
 
     #[test]
     fn reserve_opens_only_when_granted_and_closes_when_load_goes() {
         let now = Instant::now();
-        let mut s = State::new(sizes(1, 2, 0));
+        let mut s = State::new_for_test(sizes(1, 2, 0));
         let (first, r1, open) = wait(&mut s, now);
         assert_eq!(open, 1);
         drop(r1);
         s.leave(first);
         s.opened(10, now, now);
         // Connection 10 went idle because the waiter had left; take it.
-        assert!(matches!(s.checkout(now, RETRY), Checkout::Ready(10, _)));
+        assert!(matches!(s.checkout(now), Checkout::Ready(10, _)));
         let (w, mut rw, open) = wait(&mut s, now);
         assert_eq!(open, 0, "pool is full: no reserve before the timeout");
-        assert_eq!(s.grant_reserve(w), 1);
+        assert_eq!(s.grant_reserve(w, now), 1);
         assert_eq!(s.open_count(), 2);
         assert_eq!(s.opened(11, now, now), None);
         assert_eq!(rw.try_recv().unwrap(), Ok(11));
@@ -407,17 +421,17 @@ mod tests {
     #[test]
     fn a_failed_login_fails_the_queue_then_fails_fast_until_retry() {
         let now = Instant::now();
-        let mut s = State::new(sizes(2, 0, 0));
+        let mut s = State::new_for_test(sizes(2, 0, 0));
         let (_, mut rx, open) = wait(&mut s, now);
         assert_eq!(open, 1);
         s.open_failed("down", now);
         assert_eq!(rx.try_recv().unwrap(), Err("down"));
         assert!(matches!(
-            s.checkout(now + Duration::from_secs(1), RETRY),
+            s.checkout(now + Duration::from_secs(1)),
             Checkout::Fail("down")
         ));
         assert!(matches!(
-            s.checkout(now + RETRY, RETRY),
+            s.checkout(now + RETRY),
             Checkout::Wait { open: 1, .. }
         ));
     }
@@ -425,7 +439,7 @@ mod tests {
     #[test]
     fn maintain_expires_idle_down_to_min_and_old_ones_always() {
         let t0 = Instant::now();
-        let mut s = State::new(sizes(3, 0, 1));
+        let mut s = State::new_for_test(sizes(3, 0, 1));
         for _ in 0..3 {
             wait(&mut s, t0);
         }
@@ -436,26 +450,46 @@ mod tests {
         s.opened(2, t0, t0);
         s.opened(3, t0, t0);
         let idle = Duration::from_secs(10);
-        let (closed, open) = s.maintain(t0 + idle, idle, Duration::ZERO, RETRY, |_| true);
+        let (closed, open) = s.maintain(t0 + idle, idle, Duration::ZERO, |_| true);
         assert_eq!(closed, vec![1, 2]);
         assert_eq!((s.open_count(), open), (1, 0));
         let life = Duration::from_secs(60);
-        let (closed, open) = s.maintain(t0 + life, idle, life, RETRY, |_| true);
+        let (closed, open) = s.maintain(t0 + life, idle, life, |_| true);
         assert_eq!(closed, vec![3]);
         assert_eq!(open, 1, "refills to min_pool_size");
     }
 
     #[test]
+    fn no_new_login_during_retry_even_with_servers_open() {
+        let now = Instant::now();
+        let mut s = State::new_for_test(sizes(3, 0, 0));
+        let (_, _r1, open) = wait(&mut s, now);
+        assert_eq!(open, 1);
+        s.opened(1, now, now);
+        let (_, _r2, open) = wait(&mut s, now);
+        assert_eq!(open, 1);
+        s.open_failed("refused", now);
+        let later = now + Duration::from_secs(1);
+        let (_, _r3, open) = wait(&mut s, later);
+        assert_eq!(open, 0, "one server is open, but logins are on hold");
+        assert_eq!(s.discard(later), 0);
+        let (_, open) = s.maintain(later, Duration::ZERO, Duration::ZERO, |_| true);
+        assert_eq!(open, 0);
+        let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, |_| true);
+        assert_eq!(open, 2, "after the window both waiting clients get a login");
+    }
+
+    #[test]
     fn maintain_replaces_dead_idle_connections() {
         let now = Instant::now();
-        let mut s = State::new(sizes(2, 0, 2));
+        let mut s = State::new_for_test(sizes(2, 0, 2));
         wait(&mut s, now);
         wait(&mut s, now);
         s.leave(WaiterId(0));
         s.leave(WaiterId(1));
         s.opened(1, now, now);
         s.opened(2, now, now);
-        let (closed, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY, |c| *c != 2);
+        let (closed, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, |c| *c != 2);
         assert_eq!(closed, vec![2]);
         assert_eq!(open, 1);
     }
@@ -463,8 +497,8 @@ mod tests {
     #[test]
     fn maintain_does_not_refill_during_login_retry() {
         let now = Instant::now();
-        let mut s = State::new(sizes(2, 0, 2));
-        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY, |_| true);
+        let mut s = State::new_for_test(sizes(2, 0, 2));
+        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, |_| true);
         assert_eq!(open, 2);
         s.open_failed("down", now);
         s.open_failed("down", now);
@@ -472,18 +506,17 @@ mod tests {
             now + Duration::from_secs(1),
             Duration::ZERO,
             Duration::ZERO,
-            RETRY,
             |_| true,
         );
         assert_eq!(open, 0);
-        let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, RETRY, |_| true);
+        let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, |_| true);
         assert_eq!(open, 2);
     }
 
     #[test]
     fn max_wait_reports_the_oldest_waiter() {
         let t0 = Instant::now();
-        let mut s = State::new(sizes(0, 0, 0));
+        let mut s = State::new_for_test(sizes(0, 0, 0));
         let (a, _ra, _) = wait(&mut s, t0);
         let (_b, _rb, _) = wait(&mut s, t0 + Duration::from_secs(1));
         assert_eq!(
