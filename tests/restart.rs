@@ -292,3 +292,55 @@ async fn no_acknowledged_commit_is_lost_across_a_restart() {
         .await
         .expect("pgweir serves after the restart");
 }
+
+#[tokio::test]
+async fn queued_clients_get_an_error_when_postgres_stops() {
+    let _serial = SERIAL.lock().await;
+    let pgweir = Pgweir::builder()
+        .pool_size(1)
+        .general("server_connect_timeout = \"1s\"")
+        .general("server_login_retry = \"200ms\"")
+        .start();
+    let holder = pgweir.connect().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    backend_pid(&holder).await.unwrap();
+    let waiter = pgweir.connect().await;
+    let queued = tokio::spawn(async move { backend_pid(&waiter).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !queued.is_finished(),
+        "the pool of one is held; the query must queue"
+    );
+
+    on_cluster(common::Cluster::stop).await;
+    let since = Instant::now();
+    let result = within(10, "a queued query when Postgres stops", queued).await;
+    let took = since.elapsed();
+    on_cluster(common::Cluster::start_again).await;
+
+    let err = result
+        .unwrap()
+        .expect_err("Postgres is down; the queued query cannot succeed");
+    let code = common::sqlstate(&err).map(|c| c.code().to_string());
+    // A reconnect that meets Postgres mid-shutdown gets its 57P03 passed on.
+    assert!(
+        code.as_deref()
+            .is_some_and(|c| c.starts_with("08") || c == "57P03"),
+        "a connection error (class 08, or 57P03 from a shutting-down Postgres) \
+         expected: {err:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "server_connect_timeout is 1s but the queued client waited {took:?}"
+    );
+    assert!(
+        holder.batch_execute("COMMIT").await.is_err(),
+        "the COMMIT of a transaction whose server is gone must fail"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = pgweir.connect().await;
+    within(10, "a query after Postgres is back", backend_pid(&fresh))
+        .await
+        .expect("pgweir serves again once Postgres is back");
+}
