@@ -1,14 +1,20 @@
 //! CancelRequest routing. Each client gets a key pgweir made up; while the client holds a
 //! server, its key maps to that server's real key and address, so a cancel reaches exactly
-//! the query the client is running and nothing else.
+//! the query the client is running and nothing else. A cancel still on its way holds the
+//! server back from the pool ([`CancelHandle::settle`]), so it can never land on the next
+//! client's query.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
 use parking_lot::Mutex;
 use rand::Rng;
 use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
 
 use crate::server::ServerKey;
 
@@ -26,7 +32,15 @@ pub struct CancelTarget {
     pub key: ServerKey,
 }
 
-type Slot = Arc<Mutex<Option<CancelTarget>>>;
+/// One client's current target and the cancels forwarded to it not yet delivered.
+#[derive(Debug, Default)]
+struct SlotState {
+    target: Mutex<Option<CancelTarget>>,
+    in_flight: AtomicUsize,
+    delivered: Notify,
+}
+
+type Slot = Arc<SlotState>;
 
 /// Every connected client's key and current target.
 #[derive(Debug, Default)]
@@ -56,15 +70,21 @@ impl CancelRegistry {
     }
 
     /// The server to cancel for a client key, if the key is valid and the client holds one.
-    pub fn target(&self, key: ClientKey) -> Option<CancelTarget> {
+    /// The returned guard keeps that server out of the pool until it is dropped, which the
+    /// caller does once the cancel has been delivered.
+    pub fn target(&self, key: ClientKey) -> Option<(CancelTarget, InFlight)> {
         let clients = self.clients.lock();
         let (secret, slot) = clients.get(&key.pid)?;
         let matches: bool = secret.to_be_bytes().ct_eq(&key.secret.to_be_bytes()).into();
-        if matches {
-            *slot.lock()
-        } else {
-            None
+        if !matches {
+            return None;
         }
+        // Counted under the target lock, so a client that clears its target and then settles
+        // cannot miss this cancel.
+        let target = slot.target.lock();
+        let t = (*target)?;
+        slot.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some((t, InFlight(Arc::clone(slot))))
     }
 
     pub fn len(&self) -> usize {
@@ -90,7 +110,34 @@ impl CancelHandle {
     }
 
     pub fn set_target(&self, target: Option<CancelTarget>) {
-        *self.slot.lock() = target;
+        *self.slot.target.lock() = target;
+    }
+
+    /// Waits, at most `limit`, until every cancel forwarded to this client's server has been
+    /// delivered. Returns false if one is still on its way (the server must not be reused).
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let slot = &self.slot;
+        let wait = async {
+            loop {
+                let delivered = slot.delivered.notified();
+                if slot.in_flight.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                delivered.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+}
+
+/// A forwarded cancel not yet delivered.
+#[derive(Debug)]
+pub struct InFlight(Slot);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.delivered.notify_waiters();
     }
 }
 
@@ -109,20 +156,40 @@ mod tests {
         let reg = Arc::new(CancelRegistry::default());
         let h = reg.register();
         let key = h.key();
-        assert_eq!(reg.target(key), None);
+        assert!(reg.target(key).is_none());
         let t = CancelTarget {
             addr: "127.0.0.1:5432".parse().unwrap(),
             key: ServerKey { pid: 42, secret: 7 },
         };
         h.set_target(Some(t));
-        assert_eq!(reg.target(key), Some(t));
+        assert_eq!(reg.target(key).map(|(t, _)| t), Some(t));
         let wrong = ClientKey {
             secret: key.secret.wrapping_add(1),
             ..key
         };
-        assert_eq!(reg.target(wrong), None);
+        assert!(reg.target(wrong).is_none());
         drop(h);
-        assert_eq!(reg.target(key), None);
+        assert!(reg.target(key).is_none());
         assert!(reg.is_empty());
+    }
+
+    #[tokio::test]
+    async fn settle_waits_for_cancels_in_flight() {
+        let reg = Arc::new(CancelRegistry::default());
+        let h = reg.register();
+        assert!(h.settle(Duration::from_millis(1)).await);
+        h.set_target(Some(CancelTarget {
+            addr: "127.0.0.1:5432".parse().unwrap(),
+            key: ServerKey { pid: 1, secret: 2 },
+        }));
+        let (_, in_flight) = reg.target(h.key()).unwrap();
+        h.set_target(None);
+        assert!(!h.settle(Duration::from_millis(20)).await);
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(in_flight);
+        });
+        assert!(h.settle(Duration::from_secs(5)).await);
+        later.await.unwrap();
     }
 }

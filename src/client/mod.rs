@@ -290,10 +290,11 @@ async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Result<()
 /// Forwards a cancel to the server the key's client holds right now, if any.
 async fn forward_cancel(app: &App, key: ClientKey) {
     match app.cancels.target(key) {
-        Some(t) => {
+        Some((t, in_flight)) => {
             if let Err(e) = ServerConn::cancel(t.addr, t.key).await {
                 tracing::warn!(error = %e, "forwarding cancel request failed");
             }
+            drop(in_flight);
         }
         None => tracing::debug!("cancel request for no active query; dropped"),
     }

@@ -42,6 +42,9 @@ const READ_CHUNK: usize = 32 * 1024;
 const MIN_SPARE: usize = 4 * 1024;
 /// Reading from one side pauses while this much waits to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
+/// How long a server waits for a cancel still on its way before it is closed instead of
+/// reused (PgBouncer's `cancel_wait_timeout`).
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// How long pgweir waits for a rollback or reset before closing the server instead.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -117,7 +120,9 @@ pub async fn run(
         )
         .await;
         s.cancel.set_target(None);
+        let settled = s.cancel.settle(CANCEL_WAIT).await;
         match end? {
+            End::Release { .. } if !settled => drop(server),
             End::Release { rollback: false } => server.release(),
             End::Release { rollback: true } => cleanup(server, &["ROLLBACK"]).await,
             End::ClientGone => {

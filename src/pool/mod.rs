@@ -230,6 +230,7 @@ impl Pool {
             s.server_idle_timeout,
             s.server_lifetime,
             self.connect.login_retry,
+            ServerConn::looks_alive,
         );
         drop(closed);
         self.start_opens(open);

@@ -217,23 +217,25 @@ impl<C, E: Clone> PoolState<C, E> {
         self.reserve_opens(self.sizes.size)
     }
 
-    /// Periodic upkeep: closes connections idle longer than `idle_timeout` (down to the
-    /// minimum) or older than `lifetime` (zero durations disable either), and says how many
-    /// to open to get back to the minimum.
+    /// Periodic upkeep: closes connections that are no longer `alive`, idle longer than
+    /// `idle_timeout` (down to the minimum) or older than `lifetime` (zero durations disable
+    /// either), and says how many to open to get back to the minimum.
     pub fn maintain(
         &mut self,
         now: Instant,
         idle_timeout: Duration,
         lifetime: Duration,
         retry: Duration,
+        alive: impl Fn(&C) -> bool,
     ) -> (Vec<C>, usize) {
         let mut closed = Vec::new();
         let expired = |i: &Idle<C>, open: usize, min: usize| {
+            let dead = !alive(&i.conn);
             let too_old = !lifetime.is_zero() && now.duration_since(i.born) >= lifetime;
             let too_idle = !idle_timeout.is_zero()
                 && now.duration_since(i.since) >= idle_timeout
                 && open > min;
-            too_old || too_idle
+            dead || too_old || too_idle
         };
         let mut kept = VecDeque::with_capacity(self.idle.len());
         while let Some(i) = self.idle.pop_front() {
@@ -345,7 +347,7 @@ mod tests {
         s.open_deferred();
         assert!(s.starved());
         assert_eq!(s.open_count(), 0);
-        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY);
+        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY, |_| true);
         assert_eq!(open, 1);
         s.opened(5, now, now);
         assert!(!s.starved());
@@ -434,20 +436,35 @@ mod tests {
         s.opened(2, t0, t0);
         s.opened(3, t0, t0);
         let idle = Duration::from_secs(10);
-        let (closed, open) = s.maintain(t0 + idle, idle, Duration::ZERO, RETRY);
+        let (closed, open) = s.maintain(t0 + idle, idle, Duration::ZERO, RETRY, |_| true);
         assert_eq!(closed, vec![1, 2]);
         assert_eq!((s.open_count(), open), (1, 0));
         let life = Duration::from_secs(60);
-        let (closed, open) = s.maintain(t0 + life, idle, life, RETRY);
+        let (closed, open) = s.maintain(t0 + life, idle, life, RETRY, |_| true);
         assert_eq!(closed, vec![3]);
         assert_eq!(open, 1, "refills to min_pool_size");
+    }
+
+    #[test]
+    fn maintain_replaces_dead_idle_connections() {
+        let now = Instant::now();
+        let mut s = State::new(sizes(2, 0, 2));
+        wait(&mut s, now);
+        wait(&mut s, now);
+        s.leave(WaiterId(0));
+        s.leave(WaiterId(1));
+        s.opened(1, now, now);
+        s.opened(2, now, now);
+        let (closed, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY, |c| *c != 2);
+        assert_eq!(closed, vec![2]);
+        assert_eq!(open, 1);
     }
 
     #[test]
     fn maintain_does_not_refill_during_login_retry() {
         let now = Instant::now();
         let mut s = State::new(sizes(2, 0, 2));
-        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY);
+        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, RETRY, |_| true);
         assert_eq!(open, 2);
         s.open_failed("down", now);
         s.open_failed("down", now);
@@ -456,9 +473,10 @@ mod tests {
             Duration::ZERO,
             Duration::ZERO,
             RETRY,
+            |_| true,
         );
         assert_eq!(open, 0);
-        let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, RETRY);
+        let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, RETRY, |_| true);
         assert_eq!(open, 2);
     }
 

@@ -301,9 +301,12 @@ impl Drop for Pgweir {
         if std::thread::panicking() {
             let log = self.log();
             let tail = &log[log.len().saturating_sub(8000)..];
+            let kept = std::env::temp_dir().join(format!("pgweir-failed-{}.log", self.port));
+            let _ = std::fs::write(&kept, &log);
             eprintln!(
-                "---- pgweir log (port {}, last 8000 bytes) ----\n{tail}\n----",
-                self.port
+                "---- pgweir log (port {}, last 8000 bytes; all of it in {}) ----\n{tail}\n----",
+                self.port,
+                kept.display()
             );
         }
     }
