@@ -157,8 +157,6 @@ async fn min_pool_size_keeps_servers_open_with_no_clients() {
 }
 
 #[tokio::test]
-#[ignore = "pgweir bug: dead idle servers still count toward min_pool_size, so the janitor \
-            never replaces killed ones until a query checks them out"]
 async fn min_pool_size_is_refilled_after_its_servers_are_killed() {
     let (pgweir, db) = warm_pool("minkill").await;
     // A client stays connected (idle, holding no server), as PgBouncer refills
