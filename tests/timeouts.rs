@@ -416,3 +416,78 @@ async fn server_login_retry_fails_fast_without_hammering_a_dead_server() {
         "other databases work"
     );
 }
+
+/// A TCP proxy in front of the test cluster that counts the connections it accepts,
+/// so a test can see every login attempt pgweir makes.
+async fn counting_proxy() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let upstream = ("127.0.0.1", cluster().port);
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+#[ignore = "pgweir bug: while a pool still has a live server, every new waiter starts a \
+            login attempt even inside server_login_retry (PgBouncer's launch_new_connection \
+            never does)"]
+async fn server_login_retry_also_holds_while_some_servers_are_alive() {
+    let (port, accepted) = counting_proxy().await;
+    cluster().psql(
+        "postgres",
+        "CREATE ROLE pgweir_one_conn LOGIN CONNECTION LIMIT 1 PASSWORD 'one_pw'",
+    );
+    let pgweir = Pgweir::builder()
+        .auth_type("trust")
+        .pool_size(3)
+        .user("pgweir_one_conn", "one_pw")
+        .general("server_login_retry = \"10s\"")
+        .pool("query_wait_timeout = \"500ms\"")
+        .extra(&format!(
+            "[databases.proxied]\nhost = \"127.0.0.1\"\nport = {port}\ndbname = \"{TEST_DB}\"\n"
+        ))
+        .start();
+    let connect = || pgweir.try_connect("pgweir_one_conn", "one_pw", "proxied");
+
+    // The role may hold one backend: the holder's. The next login fails (53300).
+    let holder = connect().await.unwrap();
+    holder.batch_execute("BEGIN").await.unwrap();
+    let queued = connect().await.unwrap();
+    let err = within(
+        5,
+        "a query that needs a second server",
+        queued.simple_query("SELECT 1"),
+    )
+    .await
+    .expect_err("the role's second login fails, so the query cannot run");
+    let (code, _) = code_and_message(&err);
+    assert_eq!(code, "57014", "it waits for the held server: {err:?}");
+    let tried = accepted.load(Ordering::SeqCst);
+    assert_eq!(tried, 2, "the holder's login and one failed attempt");
+
+    // Inside server_login_retry, more clients must not mean more login attempts.
+    let mut later = Vec::new();
+    for _ in 0..3 {
+        later.push(connect().await.unwrap());
+    }
+    let results =
+        futures_util::future::join_all(later.iter().map(|c| c.simple_query("SELECT 1"))).await;
+    assert!(results.iter().all(Result::is_err));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        tried,
+        "pgweir tried to log in again inside server_login_retry"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+}
