@@ -123,6 +123,40 @@ async fn reserve_pool_opens_after_reserve_pool_timeout_and_closes_when_load_goes
     );
 }
 
+#[tokio::test]
+async fn reserve_pool_size_caps_the_extra_servers() {
+    let db = cluster().create_database("reservecap");
+    let pgweir = Pgweir::builder()
+        .database(&db)
+        .pool_size(1)
+        .pool("reserve_pool_size = 1")
+        .pool("reserve_pool_timeout = \"100ms\"")
+        .start();
+    let (stop, peak) = watch_peak(db.clone());
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(pgweir.connect_as(&SCRAM_USER, &db).await);
+    }
+    let busy = clients
+        .iter()
+        .map(|c| c.simple_query("SELECT pg_sleep(0.3)"));
+    let results = within(
+        20,
+        "five slow queries",
+        futures_util::future::join_all(busy),
+    )
+    .await;
+    for result in results {
+        result.expect("every client is served in the end");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let peak = peak.await.unwrap();
+    assert_eq!(
+        peak, 2,
+        "pool_size 1 + reserve_pool_size 1 under a queue of five: {peak} backends"
+    );
+}
+
 /// pgweir with `min_pool_size = 3` (pool size 4) on a fresh database, its pool
 /// brought to life by one client that has already left again.
 async fn warm_pool(prefix: &str) -> (Pgweir, String) {
