@@ -430,3 +430,66 @@ async fn max_user_connections_caps_a_user_over_all_databases() {
     );
     backend_pid(&b).await;
 }
+
+/// A TCP proxy to the test cluster that holds each new connection for `delay` before
+/// connecting it through (a slow server login), and records the most connections
+/// ever waiting in that state at once: how many logins pgweir runs in parallel.
+async fn slow_login_proxy(delay: Duration) -> (u16, Arc<AtomicI64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let most = Arc::new(AtomicI64::new(0));
+    let pending = Arc::new(AtomicI64::new(0));
+    let record = most.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let now = pending.fetch_add(1, Ordering::SeqCst) + 1;
+            record.fetch_max(now, Ordering::SeqCst);
+            let pending = pending.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                pending.fetch_sub(1, Ordering::SeqCst);
+                let upstream = ("127.0.0.1", cluster().port);
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (port, most)
+}
+
+#[tokio::test]
+async fn a_burst_of_clients_opens_servers_a_few_at_a_time() {
+    let db = cluster().create_database("herd");
+    let (port, most) = slow_login_proxy(Duration::from_millis(200)).await;
+    let pgweir = Pgweir::builder()
+        .pool_size(20)
+        .extra(&format!(
+            "[databases.{db}]\nhost = \"127.0.0.1\"\nport = {port}\n"
+        ))
+        .start();
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(pgweir.connect_as(&SCRAM_USER, &db).await);
+    }
+    let burst = clients
+        .iter()
+        .map(|c| c.simple_query("SELECT pg_sleep(0.5)"));
+    let results = within(
+        30,
+        "a burst of 20 queries",
+        futures_util::future::join_all(burst),
+    )
+    .await;
+    for result in results {
+        result.expect("every client of the burst is served");
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= 5,
+        "20 clients at once made pgweir start {most} server logins in parallel"
+    );
+    let admin = cluster().admin().await;
+    let opened = cluster().backend_count(&admin, SCRAM_USER.name, &db).await;
+    assert!(opened > 1, "the pool never grew past one server");
+}
