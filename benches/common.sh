@@ -57,6 +57,35 @@ CONF
     say "pgbench -i -s 10"
     PGPASSWORD=bench "$PG_BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PG_PORT" -U bench bench >/dev/null 2>&1
 }
+# start_pgweir AUTH_TYPE MAX_CLIENT_CONN EXTRA_POOL_LINES: pgweir (release build) on a free
+# port in front of the bench database, transaction mode, pool $POOL. Sets PGWEIR_PORT/_PID.
+start_pgweir() {
+    PGWEIR_PORT="$(free_port 55700)"
+    cat >"$WORK/pgweir.toml" <<TOML
+[pgweir]
+listen_addr = "127.0.0.1"
+listen_port = $PGWEIR_PORT
+auth_type = "$1"
+max_client_conn = $2
+log_level = "warn"
+
+[pool]
+pool_mode = "transaction"
+default_pool_size = $POOL
+$3
+
+[databases.bench]
+host = "127.0.0.1"
+port = $PG_PORT
+
+[users.bench]
+password = "bench"
+TOML
+    ./target/release/pgweir --config "$WORK/pgweir.toml" 2>"$WORK/pgweir.log" &
+    PGWEIR_PID=$!
+    wait_port "$PGWEIR_PORT" pgweir "$WORK/pgweir.log"
+}
+
 wait_port() {
     for _ in $(seq 100); do
         port_busy "$1" && return 0

@@ -24,34 +24,6 @@ MAX_CONNECTIONS=300
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
-start_pgweir() {
-    PGWEIR_PORT="$(free_port 55700)"
-    cat >"$WORK/pgweir.toml" <<TOML
-[pgweir]
-listen_addr = "127.0.0.1"
-listen_port = $PGWEIR_PORT
-auth_type = "md5"
-max_client_conn = $((CLIENTS + 100))
-log_level = "warn"
-
-[pool]
-pool_mode = "transaction"
-default_pool_size = $POOL
-reserve_pool_size = $RESERVE
-reserve_pool_timeout = 5
-
-[databases.bench]
-host = "127.0.0.1"
-port = $PG_PORT
-
-[users.bench]
-password = "bench"
-TOML
-    ./target/release/pgweir --config "$WORK/pgweir.toml" 2>"$WORK/pgweir.log" &
-    PGWEIR_PID=$!
-    wait_port "$PGWEIR_PORT" pgweir "$WORK/pgweir.log"
-}
-
 # Polls pg_stat_activity until $WORK/stop exists; leaves the peak in $WORK/peak.
 watch_backends() {
     local peak=0 n
@@ -76,7 +48,8 @@ main() {
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     start_postgres
-    start_pgweir
+    start_pgweir md5 $((CLIENTS + 100)) "reserve_pool_size = $RESERVE
+reserve_pool_timeout = 5"
     watch_backends &
     local watcher=$!
     say "pgbench -S -c $CLIENTS -j 2 -T $DURATION through pgweir (pool $POOL + reserve $RESERVE)"

@@ -23,33 +23,6 @@ PG_BIN=/usr/lib/postgresql/15/bin
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
-start_pgweir() {
-    PGWEIR_PORT="$(free_port 55700)"
-    cat >"$WORK/pgweir.toml" <<TOML
-[pgweir]
-listen_addr = "127.0.0.1"
-listen_port = $PGWEIR_PORT
-auth_type = "scram-sha-256"
-max_client_conn = 1000
-workers = 0
-log_level = "warn"
-
-[pool]
-pool_mode = "transaction"
-default_pool_size = $POOL
-
-[databases.bench]
-host = "127.0.0.1"
-port = $PG_PORT
-
-[users.bench]
-password = "bench"
-TOML
-    ./target/release/pgweir --config "$WORK/pgweir.toml" 2>"$WORK/pgweir.log" &
-    PGWEIR_PID=$!
-    wait_port "$PGWEIR_PORT" pgweir "$WORK/pgweir.log"
-}
-
 start_pgbouncer() {
     PGBOUNCER_PORT="$(free_port 55900)"
     echo '"bench" "bench"' >"$WORK/userlist.txt"
@@ -108,7 +81,7 @@ main() {
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     start_postgres
-    start_pgweir
+    start_pgweir scram-sha-256 1000 ""
     start_pgbouncer
     local rows=()
     for mode in simple extended; do

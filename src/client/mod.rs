@@ -195,7 +195,7 @@ async fn log_in(
     let defaults = pool.startup_params().await?;
     let params = ClientParams::new(&defaults, &session_settings(&startup));
     let cancel = app.cancels.register();
-    for (k, v) in &params.reported.0 {
+    for (k, v) in params.reported.iter() {
         backend::parameter_status(&mut out, k, v);
     }
     let key = cancel.key();

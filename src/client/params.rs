@@ -1,20 +1,11 @@
 //! The session parameters a client expects, and bringing a server in line with them before
 //! the client's first message on it. Parameters the server reports (ParameterStatus) are
-//! compared with the server's last report; other startup settings are compared with what
-//! pgweir itself set on that server. Differences are fixed in one round trip.
+//! compared with the server's last report, slot by slot ([`TRACKED`]); other startup
+//! settings are compared with what pgweir itself set on that server. Differences are fixed in
+//! one round trip. This runs every time a client gets a server, so the common case (nothing
+//! differs) is a handful of string comparisons.
 
-use crate::server::{ServerConn, ServerError, ServerParams};
-
-/// Reported parameters a client may set and so may differ between sessions.
-const SETTABLE_REPORTED: &[&str] = &[
-    "application_name",
-    "client_encoding",
-    "DateStyle",
-    "IntervalStyle",
-    "TimeZone",
-    "standard_conforming_strings",
-    "default_transaction_read_only",
-];
+use crate::server::{tracked_slot, ServerConn, ServerError, ServerParams, TRACKED};
 
 /// What one client's session should look like.
 #[derive(Debug, Clone, Default)]
@@ -33,8 +24,8 @@ impl ClientParams {
             other: Vec::new(),
         };
         for (k, v) in startup {
-            match SETTABLE_REPORTED.iter().find(|s| s.eq_ignore_ascii_case(k)) {
-                Some(name) => p.reported.set(name, v),
+            match tracked_slot(k) {
+                Some(i) => p.reported.set(TRACKED[i], v),
                 None => p.other.push((k.clone(), v.clone())),
             }
         }
@@ -44,21 +35,23 @@ impl ClientParams {
     /// The SQL that makes `server` match this client, or `None` when it already does.
     fn sync_sql(&self, server: &ServerConn) -> Option<String> {
         let mut sql = String::new();
-        for name in SETTABLE_REPORTED {
-            if let Some(want) = self.reported.get(name) {
-                if server.params.get(name) != Some(want) {
+        for (i, name) in TRACKED.iter().enumerate() {
+            if let Some(want) = self.reported.tracked(i) {
+                if server.params.tracked(i) != Some(want) {
                     push_set(&mut sql, name, want);
                 }
             }
         }
-        for (k, v) in &self.other {
-            if server.applied.get(k) != Some(v.as_str()) {
-                push_set(&mut sql, k, v);
+        if self.other != server.applied {
+            for (k, v) in &self.other {
+                if !server.applied.iter().any(|(a, av)| a == k && av == v) {
+                    push_set(&mut sql, k, v);
+                }
             }
-        }
-        for (k, _) in &server.applied.0 {
-            if !self.other.iter().any(|(o, _)| o == k) {
-                sql.push_str(&format!("RESET {};", quote_ident(k)));
+            for (k, _) in &server.applied {
+                if !self.other.iter().any(|(o, _)| o == k) {
+                    sql.push_str(&format!("RESET {};", quote_ident(k)));
+                }
             }
         }
         (!sql.is_empty()).then_some(sql)
@@ -70,9 +63,9 @@ impl ClientParams {
             return Ok(());
         };
         server.run_internal(&sql).await?;
-        server.applied = ServerParams(self.other.clone());
-        for name in SETTABLE_REPORTED {
-            if let (Some(_), Some(now)) = (self.reported.get(name), server.params.get(name)) {
+        server.applied.clone_from(&self.other);
+        for (i, name) in TRACKED.iter().enumerate() {
+            if let (Some(_), Some(now)) = (self.reported.tracked(i), server.params.tracked(i)) {
                 let now = now.to_owned();
                 self.reported.set(name, &now);
             }
@@ -103,7 +96,8 @@ mod tests {
 
     #[test]
     fn startup_settings_split_into_reported_and_other() {
-        let defaults = ServerParams(vec![("TimeZone".into(), "UTC".into())]);
+        let mut defaults = ServerParams::default();
+        defaults.set("TimeZone", "UTC");
         let p = ClientParams::new(
             &defaults,
             &[

@@ -488,7 +488,7 @@ async fn cleanup(mut server: PooledServer, steps: &[&str]) {
             return;
         }
         if *sql == "DISCARD ALL" {
-            server.applied = ServerParams::default();
+            server.applied.clear();
         }
     }
     server.release();

@@ -48,13 +48,29 @@ pub struct ServerTarget {
     pub password: Option<Secret>,
 }
 
-/// Parameter values a server reported with ParameterStatus, in arrival order.
+/// Reported parameters a client may change, so they can differ between sessions and must
+/// be compared each time a client gets a server. Kept in fixed slots for a cheap comparison.
+pub const TRACKED: [&str; 7] = [
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "IntervalStyle",
+    "TimeZone",
+    "standard_conforming_strings",
+    "default_transaction_read_only",
+];
+
+/// Parameter values a server reported with ParameterStatus, in arrival order, with the
+/// [`TRACKED`] ones also in fixed slots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServerParams(pub Vec<(String, String)>);
+pub struct ServerParams {
+    list: Vec<(String, String)>,
+    tracked: [Option<String>; TRACKED.len()],
+}
 
 impl ServerParams {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.list
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
@@ -62,14 +78,31 @@ impl ServerParams {
 
     pub fn set(&mut self, name: &str, value: &str) {
         match self
-            .0
+            .list
             .iter_mut()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
         {
             Some((_, v)) => value.clone_into(v),
-            None => self.0.push((name.to_owned(), value.to_owned())),
+            None => self.list.push((name.to_owned(), value.to_owned())),
+        }
+        if let Some(i) = tracked_slot(name) {
+            self.tracked[i] = Some(value.to_owned());
         }
     }
+
+    /// The value in [`TRACKED`] slot `i`.
+    pub fn tracked(&self, i: usize) -> Option<&str> {
+        self.tracked.get(i).and_then(|v| v.as_deref())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.list.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// The [`TRACKED`] slot of a parameter name, whatever its case.
+pub fn tracked_slot(name: &str) -> Option<usize> {
+    TRACKED.iter().position(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// Failures talking to a server.
@@ -136,7 +169,7 @@ pub struct ServerConn {
     /// Current values of the parameters the server reports.
     pub params: ServerParams,
     /// Startup settings pgweir applied with SET that the server does not report.
-    pub applied: ServerParams,
+    pub applied: Vec<(String, String)>,
     /// Where to send a CancelRequest for this backend.
     pub addr: SocketAddr,
     pub created: Instant,
