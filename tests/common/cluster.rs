@@ -190,6 +190,33 @@ impl Cluster {
         run_ok(&mut cmd, "pg_ctl start");
     }
 
+    /// Stops Postgres (`pg_ctl stop -m fast`): every backend is terminated and new
+    /// connections are refused until [`Cluster::start_again`]. For fault tests only;
+    /// they must not run alongside other tests of the same binary.
+    pub fn stop(&self) {
+        let mut cmd = self.server_cmd("pg_ctl");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", "60", "-m", "fast", "stop"]);
+        run_ok(&mut cmd, "pg_ctl stop");
+    }
+
+    /// Starts Postgres again after [`Cluster::stop`], on the same port and data.
+    pub fn start_again(&self) {
+        self.pg_ctl_start();
+    }
+
+    /// `pg_ctl restart -m fast`: backends are terminated, committed data survives.
+    pub fn restart(&self) {
+        let mut cmd = self.server_cmd("pg_ctl");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir.join("postgres.log"))
+            .args(["-w", "-t", "60", "-m", "fast", "restart"]);
+        run_ok(&mut cmd, "pg_ctl restart");
+    }
+
     fn create_roles_and_databases(&self) {
         let mut roles = String::from("SET password_encryption = 'scram-sha-256';\n");
         roles.push_str(&format!(
@@ -278,6 +305,26 @@ impl Cluster {
             .await
             .expect("count backends");
         row.get(0)
+    }
+
+    /// Polls [`Cluster::backend_count`] every 20 ms until it equals `want` or
+    /// `timeout` passes; returns the last count seen, so callers assert on it.
+    pub async fn wait_backends(
+        &self,
+        admin: &Client,
+        user: &str,
+        db: &str,
+        want: i64,
+        timeout: std::time::Duration,
+    ) -> i64 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let now = self.backend_count(admin, user, db).await;
+            if now == want || std::time::Instant::now() >= deadline {
+                return now;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 

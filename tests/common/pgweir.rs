@@ -31,6 +31,8 @@ pub struct PgweirBuilder {
     databases: Vec<String>,
     users: BTreeMap<String, String>,
     general: String,
+    /// Raw `key = value` lines for the `[pool]` section.
+    pool: String,
     extra: String,
 }
 
@@ -48,6 +50,7 @@ impl Default for PgweirBuilder {
             databases: vec![TEST_DB.to_string()],
             users,
             general: "log_level = \"info\"\n".into(),
+            pool: String::new(),
             extra: String::new(),
         }
     }
@@ -98,6 +101,14 @@ impl PgweirBuilder {
         self
     }
 
+    /// A raw `key = value` line for the `[pool]` section, for the pool-wide settings
+    /// that no database or user table may override (`query_wait_timeout`, ...).
+    pub fn pool(mut self, line: &str) -> Self {
+        self.pool.push_str(line);
+        self.pool.push('\n');
+        self
+    }
+
     pub fn log_level(mut self, level: &str) -> Self {
         self.general = self
             .general
@@ -117,8 +128,13 @@ impl PgweirBuilder {
         let mut toml = format!(
             "[pgweir]\nlisten_addr = \"127.0.0.1\"\nlisten_port = {listen_port}\n\
              auth_type = \"{}\"\nmax_client_conn = {}\nworkers = 2\n{}\n\
-             [pool]\npool_mode = \"{}\"\ndefault_pool_size = {}\n",
-            self.auth_type, self.max_client_conn, self.general, self.pool_mode, self.pool_size
+             [pool]\npool_mode = \"{}\"\ndefault_pool_size = {}\n{}",
+            self.auth_type,
+            self.max_client_conn,
+            self.general,
+            self.pool_mode,
+            self.pool_size,
+            self.pool
         );
         for db in &self.databases {
             toml.push_str(&format!(

@@ -28,6 +28,20 @@ impl Msg {
             .map(|(_, value)| value)
     }
 
+    /// The primary message of an ErrorResponse or NoticeResponse.
+    pub fn message(&self) -> Option<String> {
+        self.fields()
+            .find(|(code, _)| *code == b'M')
+            .map(|(_, value)| value)
+    }
+
+    /// The severity (`ERROR`, `FATAL`, ...) of an ErrorResponse or NoticeResponse.
+    pub fn severity(&self) -> Option<String> {
+        self.fields()
+            .find(|(code, _)| *code == b'V')
+            .map(|(_, value)| value)
+    }
+
     /// `(code, value)` pairs of an ErrorResponse/NoticeResponse body.
     fn fields(&self) -> impl Iterator<Item = (u8, String)> + '_ {
         self.body

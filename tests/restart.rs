@@ -1,0 +1,361 @@
+//! Postgres going away under a running pgweir: stopped (clients get an error within
+//! `server_connect_timeout`, not a hang), restarted (pools recover with no operator
+//! action, idle clients never notice), and no commit acknowledged to a client is
+//! lost. These tests stop and start this binary's cluster, so they live in their
+//! own test binary and take [`SERIAL`] so that only one disturbs it at a time.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use common::{cluster, within, Pgweir, SCRAM_USER, TEST_DB};
+
+/// Held for the whole of each test: they all stop or restart the shared cluster.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+async fn backend_pid(client: &Client) -> Result<i32, tokio_postgres::Error> {
+    let rows = client.simple_query("SELECT pg_backend_pid()").await?;
+    Ok(rows
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).and_then(|pid| pid.parse().ok()),
+            _ => None,
+        })
+        .expect("a pid row"))
+}
+
+/// Runs a blocking cluster operation (pg_ctl) off the async runtime.
+async fn on_cluster(op: fn(&common::Cluster)) {
+    tokio::task::spawn_blocking(move || op(cluster()))
+        .await
+        .expect("pg_ctl thread");
+}
+
+#[tokio::test]
+async fn postgres_down_gives_errors_within_server_connect_timeout_then_recovers() {
+    let _serial = SERIAL.lock().await;
+    let pgweir = Pgweir::builder()
+        .general("server_connect_timeout = \"1s\"")
+        .general("server_login_retry = \"300ms\"")
+        .start();
+    let idle = pgweir.connect().await;
+    let before = backend_pid(&idle).await.unwrap();
+
+    on_cluster(common::Cluster::stop).await;
+    let since = Instant::now();
+    let result = within(10, "a client while Postgres is down", async {
+        let client = pgweir
+            .try_connect(SCRAM_USER.name, SCRAM_USER.password, TEST_DB)
+            .await?;
+        client.simple_query("SELECT 1").await.map(|_| ())
+    })
+    .await;
+    let took = since.elapsed();
+    on_cluster(common::Cluster::start_again).await;
+
+    let err = result.expect_err("Postgres is down; the query cannot succeed");
+    let code = common::sqlstate(&err).map(|c| c.code().to_string());
+    assert!(
+        code.as_deref().is_some_and(|c| c.starts_with("08")),
+        "a connection-class (08) error expected: {err:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "server_connect_timeout is 1s but the client waited {took:?}"
+    );
+
+    // Past server_login_retry, with no operator action: the client that stayed idle
+    // through it all carries on, on a new server.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = within(10, "the idle client's query", backend_pid(&idle))
+        .await
+        .expect("an idle client must not notice that Postgres was restarted");
+    assert_ne!(after, before);
+    let fresh = pgweir.connect().await;
+    backend_pid(&fresh)
+        .await
+        .expect("a new client after the restart");
+}
+
+/// pgweir with `min_pool_size = 2` (pool size 3) on a fresh database whose pool is
+/// warm: two servers open, no client connected.
+async fn warm_pool(admin: &Client) -> (Pgweir, String) {
+    let db = cluster().create_database("restartmin");
+    let pgweir = Pgweir::builder()
+        .database(&db)
+        .pool_size(3)
+        .pool("min_pool_size = 2")
+        .general("server_login_retry = \"200ms\"")
+        .start();
+    let client = pgweir.connect_as(&SCRAM_USER, &db).await;
+    backend_pid(&client).await.unwrap();
+    drop(client);
+    let warm = cluster()
+        .wait_backends(admin, SCRAM_USER.name, &db, 2, Duration::from_secs(3))
+        .await;
+    assert_eq!(warm, 2, "min_pool_size = 2 before the restart");
+    (pgweir, db)
+}
+
+/// Without min_pool_size nothing connects in the background during the restart, so
+/// no login failure is remembered and the first query after it must just work. (With
+/// min_pool_size, refill attempts that meet a Postgres still shutting down or starting
+/// make clients fail fast for server_login_retry, as in PgBouncer.)
+#[tokio::test]
+async fn a_restart_is_invisible_to_idle_clients() {
+    let _serial = SERIAL.lock().await;
+    let db = cluster().create_database("restartidle");
+    let pgweir = Pgweir::builder().database(&db).pool_size(3).start();
+    let clients = [
+        pgweir.connect_as(&SCRAM_USER, &db).await,
+        pgweir.connect_as(&SCRAM_USER, &db).await,
+    ];
+    let mut before = Vec::new();
+    for client in &clients {
+        client.batch_execute("BEGIN").await.unwrap();
+        before.push(backend_pid(client).await.unwrap());
+    }
+    for client in &clients {
+        client.batch_execute("COMMIT").await.unwrap();
+    }
+
+    on_cluster(common::Cluster::restart).await;
+    for client in &clients {
+        let pid = within(10, "a query after the restart", backend_pid(client))
+            .await
+            .expect("a client idle through a restart must not see an error");
+        assert!(!before.contains(&pid), "a server from before the restart");
+    }
+    let both = tokio::join!(backend_pid(&clients[0]), backend_pid(&clients[1]));
+    both.0.expect("concurrent queries after the restart");
+    both.1.expect("concurrent queries after the restart");
+}
+
+#[tokio::test]
+async fn min_pool_size_refills_after_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let admin = cluster().admin().await;
+    let (pgweir, db) = warm_pool(&admin).await;
+    drop(admin);
+    // A client stays connected (idle, holding no server), as PgBouncer refills
+    // min_pool_size only for pools that have clients.
+    let idle = pgweir.connect_as(&SCRAM_USER, &db).await;
+
+    on_cluster(common::Cluster::restart).await;
+    let admin = cluster().admin().await;
+    let refilled = cluster()
+        .wait_backends(&admin, SCRAM_USER.name, &db, 2, Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        refilled, 2,
+        "min_pool_size must be back after a restart without waiting for a query"
+    );
+    // Past server_login_retry (200ms) the connected client carries on.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    within(10, "the idle client's query", backend_pid(&idle))
+        .await
+        .expect("the client that stayed connected through the restart");
+}
+
+/// What the writers share: when to stop, whether the restart is over, and how many
+/// commits were acknowledged so far.
+#[derive(Clone, Default)]
+struct Progress {
+    stop: Arc<AtomicBool>,
+    restarted: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+}
+
+/// Inserts ids `base..` one autocommit statement at a time until told to stop,
+/// reconnecting after errors; returns the ids whose INSERT was acknowledged, and how
+/// many of those came after the restart.
+async fn writer(
+    pgweir: Arc<Pgweir>,
+    db: String,
+    base: i32,
+    progress: Progress,
+) -> (Vec<i32>, usize) {
+    let mut acked = Vec::new();
+    let mut after_restart = 0;
+    let mut client: Option<Client> = None;
+    let mut next = base;
+    while !progress.stop.load(Ordering::Relaxed) {
+        let Some(c) = client.as_ref() else {
+            client = pgweir
+                .try_connect(SCRAM_USER.name, SCRAM_USER.password, &db)
+                .await
+                .ok();
+            if client.is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            continue;
+        };
+        let id = next;
+        next += 1;
+        let sql = format!("INSERT INTO acked VALUES ({id})");
+        match c.simple_query(&sql).await {
+            Ok(_) => {
+                acked.push(id);
+                progress.acks.fetch_add(1, Ordering::Relaxed);
+                if progress.restarted.load(Ordering::Relaxed) {
+                    after_restart += 1;
+                }
+            }
+            Err(_) => client = None,
+        }
+    }
+    (acked, after_restart)
+}
+
+#[tokio::test]
+async fn no_acknowledged_commit_is_lost_across_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let db = cluster().create_database("durable");
+    cluster().psql(
+        &db,
+        "CREATE TABLE acked (id int PRIMARY KEY); GRANT ALL ON acked TO PUBLIC",
+    );
+    let pgweir = Arc::new(
+        Pgweir::builder()
+            .database(&db)
+            .pool_size(4)
+            .general("server_login_retry = \"100ms\"")
+            .start(),
+    );
+    let open_tx = pgweir.connect_as(&SCRAM_USER, &db).await;
+    open_tx
+        .batch_execute("BEGIN; INSERT INTO acked VALUES (-1)")
+        .await
+        .unwrap();
+
+    let progress = Progress::default();
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            tokio::spawn(writer(
+                pgweir.clone(),
+                db.clone(),
+                w * 1_000_000,
+                progress.clone(),
+            ))
+        })
+        .collect();
+    within(20, "the writers' first commits", async {
+        while progress.acks.load(Ordering::Relaxed) < 30 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    on_cluster(common::Cluster::restart).await;
+    progress.restarted.store(true, Ordering::Relaxed);
+    let commit = within(10, "COMMIT of a transaction cut by the restart", async {
+        open_tx.batch_execute("COMMIT").await
+    })
+    .await;
+    assert!(
+        commit.is_err(),
+        "COMMIT of a transaction whose server was restarted away must fail"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    progress.stop.store(true, Ordering::Relaxed);
+
+    let mut acked = BTreeSet::new();
+    let mut after_restart = 0;
+    for w in writers {
+        let (ids, after) = within(15, "a writer to stop", w).await.unwrap();
+        acked.extend(ids);
+        after_restart += after;
+    }
+    let admin = cluster().admin_on(&db).await;
+    let stored: BTreeSet<i32> = admin
+        .query("SELECT id FROM acked", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    eprintln!(
+        "writers: {} commits acknowledged, {after_restart} after the restart; {} rows stored",
+        acked.len(),
+        stored.len()
+    );
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged commits are missing after the restart: {lost:?}",
+        lost.len()
+    );
+    assert!(
+        !stored.contains(&-1),
+        "the transaction whose COMMIT failed was committed"
+    );
+    assert!(
+        acked.len() > after_restart,
+        "no commit was acknowledged before the restart, so none could be lost"
+    );
+    assert!(
+        after_restart > 0,
+        "no writer got a commit through after the restart"
+    );
+    let check = pgweir.connect_as(&SCRAM_USER, TEST_DB).await;
+    backend_pid(&check)
+        .await
+        .expect("pgweir serves after the restart");
+}
+
+#[tokio::test]
+async fn queued_clients_get_an_error_when_postgres_stops() {
+    let _serial = SERIAL.lock().await;
+    let pgweir = Pgweir::builder()
+        .pool_size(1)
+        .general("server_connect_timeout = \"1s\"")
+        .general("server_login_retry = \"200ms\"")
+        .start();
+    let holder = pgweir.connect().await;
+    holder.batch_execute("BEGIN").await.unwrap();
+    backend_pid(&holder).await.unwrap();
+    let waiter = pgweir.connect().await;
+    let queued = tokio::spawn(async move { backend_pid(&waiter).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !queued.is_finished(),
+        "the pool of one is held; the query must queue"
+    );
+
+    on_cluster(common::Cluster::stop).await;
+    let since = Instant::now();
+    let result = within(10, "a queued query when Postgres stops", queued).await;
+    let took = since.elapsed();
+    on_cluster(common::Cluster::start_again).await;
+
+    let err = result
+        .unwrap()
+        .expect_err("Postgres is down; the queued query cannot succeed");
+    let code = common::sqlstate(&err).map(|c| c.code().to_string());
+    // A reconnect that meets Postgres mid-shutdown gets its 57P03 passed on.
+    assert!(
+        code.as_deref()
+            .is_some_and(|c| c.starts_with("08") || c == "57P03"),
+        "a connection error (class 08, or 57P03 from a shutting-down Postgres) \
+         expected: {err:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "server_connect_timeout is 1s but the queued client waited {took:?}"
+    );
+    assert!(
+        holder.batch_execute("COMMIT").await.is_err(),
+        "the COMMIT of a transaction whose server is gone must fail"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = pgweir.connect().await;
+    within(10, "a query after Postgres is back", backend_pid(&fresh))
+        .await
+        .expect("pgweir serves again once Postgres is back");
+}
