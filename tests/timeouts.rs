@@ -439,9 +439,6 @@ async fn counting_proxy() -> (u16, Arc<AtomicUsize>) {
 }
 
 #[tokio::test]
-#[ignore = "pgweir bug: while a pool still has a live server, every new waiter starts a \
-            login attempt even inside server_login_retry (PgBouncer's launch_new_connection \
-            never does)"]
 async fn server_login_retry_also_holds_while_some_servers_are_alive() {
     let (port, accepted) = counting_proxy().await;
     cluster().psql(
