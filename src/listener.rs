@@ -54,7 +54,7 @@ async fn refuse(mut stream: TcpStream, peer: SocketAddr) {
     let msg = backend::error_bytes(
         Severity::Fatal,
         SqlState::TOO_MANY_CONNECTIONS,
-        "sorry, too many clients already (max_client_conn)",
+        "too many client connections (max_client_conn)",
     );
     let _ = stream.write_all(&msg).await;
 }
