@@ -7,23 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 use common::wire::Wire;
-use common::{cluster, within, Pgweir, TestUser, SCRAM_USER, TEST_DB};
-
-async fn backend_pid(client: &Client) -> i32 {
-    let rows = client
-        .simple_query("SELECT pg_backend_pid()")
-        .await
-        .expect("SELECT pg_backend_pid()");
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).and_then(|pid| pid.parse().ok()),
-            _ => None,
-        })
-        .expect("a pid row")
-}
+use common::{backend_pid, cluster, within, Pgweir, TestUser, SCRAM_USER, TEST_DB};
 
 /// A `[databases.NAME]` table for a cluster database, with extra keys.
 fn database_table(name: &str, keys: &str) -> String {

@@ -10,15 +10,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use common::{cluster, pg_tool, run_tool, within, Pgweir, SCRAM_USER, TEST_DB};
-
-async fn backend_pid(client: &Client) -> i32 {
-    client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
+use common::{backend_pid, cluster, pg_tool, run_tool, within, Pgweir, SCRAM_USER, TEST_DB};
 
 /// Polls `pg_stat_activity` directly on Postgres until stopped and returns the
 /// most backends it ever saw for `user` in `db`.

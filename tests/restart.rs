@@ -12,23 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-use common::{cluster, within, Pgweir, SCRAM_USER, TEST_DB};
+use common::{cluster, try_backend_pid, within, Pgweir, SCRAM_USER, TEST_DB};
 
 /// Held for the whole of each test: they all stop or restart the shared cluster.
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-async fn backend_pid(client: &Client) -> Result<i32, tokio_postgres::Error> {
-    let rows = client.simple_query("SELECT pg_backend_pid()").await?;
-    Ok(rows
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).and_then(|pid| pid.parse().ok()),
-            _ => None,
-        })
-        .expect("a pid row"))
-}
 
 /// Runs a blocking cluster operation (pg_ctl) off the async runtime.
 async fn on_cluster(op: fn(&common::Cluster)) {
@@ -45,7 +34,7 @@ async fn postgres_down_gives_errors_within_server_connect_timeout_then_recovers(
         .general("server_login_retry = \"300ms\"")
         .start();
     let idle = pgweir.connect().await;
-    let before = backend_pid(&idle).await.unwrap();
+    let before = try_backend_pid(&idle).await.unwrap();
 
     on_cluster(common::Cluster::stop).await;
     let since = Instant::now();
@@ -73,12 +62,12 @@ async fn postgres_down_gives_errors_within_server_connect_timeout_then_recovers(
     // Past server_login_retry, with no operator action: the client that stayed idle
     // through it all carries on, on a new server.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let after = within(10, "the idle client's query", backend_pid(&idle))
+    let after = within(10, "the idle client's query", try_backend_pid(&idle))
         .await
         .expect("an idle client must not notice that Postgres was restarted");
     assert_ne!(after, before);
     let fresh = pgweir.connect().await;
-    backend_pid(&fresh)
+    try_backend_pid(&fresh)
         .await
         .expect("a new client after the restart");
 }
@@ -94,7 +83,7 @@ async fn warm_pool(admin: &Client) -> (Pgweir, String) {
         .general("server_login_retry = \"200ms\"")
         .start();
     let client = pgweir.connect_as(&SCRAM_USER, &db).await;
-    backend_pid(&client).await.unwrap();
+    try_backend_pid(&client).await.unwrap();
     drop(client);
     let warm = cluster()
         .wait_backends(admin, SCRAM_USER.name, &db, 2, Duration::from_secs(3))
@@ -119,7 +108,7 @@ async fn a_restart_is_invisible_to_idle_clients() {
     let mut before = Vec::new();
     for client in &clients {
         client.batch_execute("BEGIN").await.unwrap();
-        before.push(backend_pid(client).await.unwrap());
+        before.push(try_backend_pid(client).await.unwrap());
     }
     for client in &clients {
         client.batch_execute("COMMIT").await.unwrap();
@@ -127,12 +116,12 @@ async fn a_restart_is_invisible_to_idle_clients() {
 
     on_cluster(common::Cluster::restart).await;
     for client in &clients {
-        let pid = within(10, "a query after the restart", backend_pid(client))
+        let pid = within(10, "a query after the restart", try_backend_pid(client))
             .await
             .expect("a client idle through a restart must not see an error");
         assert!(!before.contains(&pid), "a server from before the restart");
     }
-    let both = tokio::join!(backend_pid(&clients[0]), backend_pid(&clients[1]));
+    let both = tokio::join!(try_backend_pid(&clients[0]), try_backend_pid(&clients[1]));
     both.0.expect("concurrent queries after the restart");
     both.1.expect("concurrent queries after the restart");
 }
@@ -158,7 +147,7 @@ async fn min_pool_size_refills_after_a_restart() {
     );
     // Past server_login_retry (200ms) the connected client carries on.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    within(10, "the idle client's query", backend_pid(&idle))
+    within(10, "the idle client's query", try_backend_pid(&idle))
         .await
         .expect("the client that stayed connected through the restart");
 }
@@ -303,7 +292,7 @@ async fn no_acknowledged_commit_is_lost_across_a_restart() {
         "no writer got a commit through after the restart"
     );
     let check = pgweir.connect_as(&SCRAM_USER, TEST_DB).await;
-    backend_pid(&check)
+    try_backend_pid(&check)
         .await
         .expect("pgweir serves after the restart");
 }
@@ -318,9 +307,9 @@ async fn queued_clients_get_an_error_when_postgres_stops() {
         .start();
     let holder = pgweir.connect().await;
     holder.batch_execute("BEGIN").await.unwrap();
-    backend_pid(&holder).await.unwrap();
+    try_backend_pid(&holder).await.unwrap();
     let waiter = pgweir.connect().await;
-    let queued = tokio::spawn(async move { backend_pid(&waiter).await });
+    let queued = tokio::spawn(async move { try_backend_pid(&waiter).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         !queued.is_finished(),
@@ -355,7 +344,11 @@ async fn queued_clients_get_an_error_when_postgres_stops() {
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let fresh = pgweir.connect().await;
-    within(10, "a query after Postgres is back", backend_pid(&fresh))
-        .await
-        .expect("pgweir serves again once Postgres is back");
+    within(
+        10,
+        "a query after Postgres is back",
+        try_backend_pid(&fresh),
+    )
+    .await
+    .expect("pgweir serves again once Postgres is back");
 }

@@ -12,25 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-use common::{cluster, within, Pgweir, MD5_USER, SCRAM_USER};
-
-/// The pid of the backend that ran the query. Simple protocol: tokio-postgres's
-/// `query` prepares a named statement, which may land on another server in
-/// transaction mode.
-async fn backend_pid(client: &Client) -> i32 {
-    let rows = client
-        .simple_query("SELECT pg_backend_pid()")
-        .await
-        .expect("SELECT pg_backend_pid()");
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).and_then(|pid| pid.parse().ok()),
-            _ => None,
-        })
-        .expect("a pid row")
-}
+use common::{backend_pid, cluster, within, Pgweir, MD5_USER, SCRAM_USER};
 
 /// All backends in `db`, whoever they log in as.
 async fn db_backends(admin: &Client, db: &str) -> i64 {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use common::wire::Wire;
-use common::{cluster, within, Pgweir, SCRAM_USER, TEST_DB};
+use common::{backend_pid, cluster, within, Pgweir, SCRAM_USER, TEST_DB};
 
 /// The first column of the first row of a simple query, as text.
 async fn scalar(client: &Client, sql: &str) -> String {
@@ -29,13 +29,6 @@ async fn scalar(client: &Client, sql: &str) -> String {
             _ => None,
         })
         .unwrap_or_else(|| panic!("{sql}: no row"))
-}
-
-async fn backend_pid(client: &Client) -> i32 {
-    scalar(client, "SELECT pg_backend_pid()")
-        .await
-        .parse()
-        .unwrap()
 }
 
 /// The SQLSTATE and message of a failed query or login.

@@ -112,3 +112,25 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .and_then(|kib| kib.parse().ok())
         .expect("VmHWM in /proc status")
 }
+
+/// The backend pid serving `client` right now. Uses the simple protocol, so it names no
+/// prepared statement that could land on another server in transaction mode.
+pub async fn try_backend_pid(client: &Client) -> Result<i32, tokio_postgres::Error> {
+    let rows = client.simple_query("SELECT pg_backend_pid()").await?;
+    Ok(rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                row.get(0).and_then(|pid| pid.parse().ok())
+            }
+            _ => None,
+        })
+        .expect("a pid row"))
+}
+
+/// [`try_backend_pid`] for tests where the query must succeed.
+pub async fn backend_pid(client: &Client) -> i32 {
+    try_backend_pid(client)
+        .await
+        .expect("SELECT pg_backend_pid()")
+}
