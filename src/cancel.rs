@@ -87,10 +87,12 @@ impl CancelRegistry {
         Some((t, InFlight(Arc::clone(slot))))
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.clients.lock().len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

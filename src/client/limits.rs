@@ -44,6 +44,7 @@ impl ClientCounts {
         })
     }
 
+    #[cfg(test)]
     pub fn database(&self, db: &str) -> usize {
         self.by_db.lock().get(db).copied().unwrap_or(0)
     }

@@ -36,6 +36,7 @@ impl Budget {
         }
     }
 
+    #[cfg(test)]
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Acquire)
     }

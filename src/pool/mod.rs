@@ -252,12 +252,6 @@ impl Pool {
         server.release();
         Ok(params)
     }
-
-    /// Counts for logs and tests: (idle, open, waiting).
-    pub fn counts(&self) -> (usize, usize, usize) {
-        let s = self.state.lock();
-        (s.idle_count(), s.open_count(), s.waiting_count())
-    }
 }
 
 /// A queued checkout. Dropped early (client gone, timeout), it leaves the queue, and a
@@ -353,10 +347,6 @@ impl PooledServer {
         if let Some(c) = self.conn.take() {
             self.pool.checkin(c);
         }
-    }
-
-    pub fn pool(&self) -> &Arc<Pool> {
-        &self.pool
     }
 }
 

@@ -93,11 +93,6 @@ impl<C, E: Clone> PoolState<C, E> {
         }
     }
 
-    /// Applies new sizes; connections beyond them close as they come back or idle out.
-    pub fn resize(&mut self, sizes: Sizes) {
-        self.sizes = sizes;
-    }
-
     pub fn checkout(&mut self, now: Instant) -> Checkout<C, E> {
         if let Some(i) = self.idle.pop_back() {
             return Checkout::Ready(i.conn, i.since);
@@ -279,12 +274,6 @@ impl<C, E: Clone> PoolState<C, E> {
         let i = self.idle.pop_front()?;
         self.open -= 1;
         Some(i.conn)
-    }
-
-    /// Takes every idle connection out (for closing), releasing their slots.
-    pub fn take_idle(&mut self) -> Vec<C> {
-        self.open -= self.idle.len();
-        self.idle.drain(..).map(|i| i.conn).collect()
     }
 
     pub fn idle_count(&self) -> usize {

@@ -45,11 +45,6 @@ impl Framer {
         self.remaining > 0
     }
 
-    /// The tag of the first complete header in `buf`, if the framer is at a boundary.
-    pub fn peek_tag(&self, buf: &[u8]) -> Option<u8> {
-        (self.remaining == 0 && buf.len() >= 5).then(|| buf[0])
-    }
-
     /// Moves every forwardable byte at the front of `buf` into `out`, calling the inspector for
     /// each message that starts. Leaves in `buf` only an incomplete header or an incomplete
     /// body the inspector asked to see.
