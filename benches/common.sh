@@ -7,6 +7,9 @@ die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# free_port BASE: the first port from BASE that nothing listens on. Callers use bases below
+# Linux's ephemeral range (32768-60999): after a run with thousands of client connections, a
+# port there may still be held by a TIME_WAIT socket and fail to bind.
 free_port() {
     local port
     for port in $(seq "$1" $(($1 + 200))); do
@@ -35,7 +38,7 @@ cleanup() {
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
 }
 start_postgres() {
-    PG_PORT="$(free_port 55500)"
+    PG_PORT="$(free_port 25500)"
     say "PostgreSQL on 127.0.0.1:$PG_PORT"
     mkdir "$WORK/data"
     [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$WORK/data" "$WORK"
@@ -60,7 +63,7 @@ CONF
 # start_pgweir AUTH_TYPE MAX_CLIENT_CONN EXTRA_POOL_LINES: pgweir (release build) on a free
 # port in front of the bench database, transaction mode, pool $POOL. Sets PGWEIR_PORT/_PID.
 start_pgweir() {
-    PGWEIR_PORT="$(free_port 55700)"
+    PGWEIR_PORT="$(free_port 25700)"
     cat >"$WORK/pgweir.toml" <<TOML
 [pgweir]
 listen_addr = "127.0.0.1"

@@ -24,7 +24,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 source benches/common.sh
 
 start_pgbouncer() {
-    PGBOUNCER_PORT="$(free_port 55900)"
+    PGBOUNCER_PORT="$(free_port 25900)"
     echo '"bench" "bench"' >"$WORK/userlist.txt"
     cat >"$WORK/pgbouncer.ini" <<INI
 [databases]

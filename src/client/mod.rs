@@ -110,7 +110,7 @@ impl ClientVisible for ClientError {
 
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
 pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
-    let mut buf = BytesMut::with_capacity(8192);
+    let mut buf = BytesMut::new();
     if let Err(e) = session(&app, &mut stream, &mut buf).await {
         if e.reportable() {
             tracing::info!(client = %peer, error = %e, "closing client connection");
@@ -279,7 +279,8 @@ async fn read_message(
 /// Reads until `buf` holds at least `n` bytes.
 async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Result<(), ClientError> {
     while buf.len() < n {
-        buf.reserve(n - buf.len());
+        // Room for the rest of the packet, and enough that a login takes few reads.
+        buf.reserve((n - buf.len()).max(1024));
         if stream.read_buf(buf).await? == 0 {
             return Err(ClientError::Closed);
         }
