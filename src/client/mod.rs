@@ -110,7 +110,7 @@ impl ClientVisible for ClientError {
 
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
 pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(8192);
     if let Err(e) = session(&app, &mut stream, &mut buf).await {
         if e.reportable() {
             tracing::info!(client = %peer, error = %e, "closing client connection");

@@ -36,7 +36,7 @@ use crate::protocol::{backend, be, fe, ProtocolError, TxStatus};
 use crate::server::{ServerConn, ServerParams};
 
 /// Read buffers grow by this much when their spare room runs low.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 32 * 1024;
 /// Spare room below which a read buffer grows. Forwarded bytes are split off the front of
 /// the buffer, so the same allocation serves many reads before a new one is needed.
 const MIN_SPARE: usize = 4 * 1024;
@@ -174,17 +174,9 @@ async fn wait_for_request(
                 _ => return Ok(true),
             }
         }
-        if cbuf.is_empty() {
-            // An idle client holds no buffer: thousands of idle clients cost no buffer memory.
-            *cbuf = BytesMut::new();
-        }
-        client.readable().await?;
         ensure_spare(cbuf);
-        match client.try_read_buf(cbuf) {
-            Ok(0) => return Ok(false),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e.into()),
+        if client.read_buf(cbuf).await? == 0 {
+            return Ok(false);
         }
     }
 }
