@@ -4,35 +4,18 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use common::{backend_pid, cluster, pg_tool, run_tool, within, Pgweir, SCRAM_USER, TEST_DB};
+use common::{
+    backend_pid, cluster, pg_tool, run_tool, watch_peak, within, Pgweir, SCRAM_USER, TEST_DB,
+};
 
 /// Polls `pg_stat_activity` directly on Postgres until stopped and returns the
 /// most backends it ever saw for `user` in `db`.
-fn watch_backends(
-    user: &'static str,
-    db: String,
-) -> (Arc<AtomicBool>, tokio::task::JoinHandle<i64>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let handle = tokio::spawn(async move {
-        let admin = cluster().admin().await;
-        let peak = AtomicI64::new(0);
-        while !flag.load(Ordering::Relaxed) {
-            let now = cluster().backend_count(&admin, user, &db).await;
-            peak.fetch_max(now, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        peak.load(Ordering::Relaxed)
-    });
-    (stop, handle)
-}
-
 fn pgbench(pgweir: &Pgweir, db: &str, args: &[&str]) -> std::process::Command {
     let mut cmd = pg_tool("pgbench", SCRAM_USER.password);
     cmd.args([
@@ -55,7 +38,7 @@ fn report_number(report: &str, prefix: &str) -> Option<u64> {
 }
 
 async fn pgbench_run(pgweir: &Pgweir, db: &str, mode: &str) {
-    let (stop, watcher) = watch_backends(SCRAM_USER.name, db.to_string());
+    let (stop, watcher) = watch_peak(Some(SCRAM_USER.name), db.to_string());
     let out = run_tool(pgbench(
         pgweir,
         db,

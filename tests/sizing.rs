@@ -8,41 +8,11 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::Client;
-
-use common::{backend_pid, cluster, within, Pgweir, MD5_USER, SCRAM_USER};
-
-/// All backends in `db`, whoever they log in as.
-async fn db_backends(admin: &Client, db: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-            &[&db],
-        )
-        .await
-        .expect("count backends")
-        .get(0)
-}
-
-/// Polls [`db_backends`] every 10 ms until stopped; returns the highest count seen.
-fn watch_peak(db: String) -> (Arc<AtomicBool>, tokio::task::JoinHandle<i64>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let handle = tokio::spawn(async move {
-        let admin = cluster().admin().await;
-        let peak = AtomicI64::new(0);
-        while !flag.load(Ordering::Relaxed) {
-            peak.fetch_max(db_backends(&admin, &db).await, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        peak.load(Ordering::Relaxed)
-    });
-    (stop, handle)
-}
+use common::{backend_pid, cluster, watch_peak, within, Pgweir, MD5_USER, SCRAM_USER};
 
 #[tokio::test]
 async fn reserve_pool_opens_after_reserve_pool_timeout_and_closes_when_load_goes() {
@@ -116,7 +86,7 @@ async fn reserve_pool_size_caps_the_extra_servers() {
         .pool("reserve_pool_size = 1")
         .pool("reserve_pool_timeout = \"100ms\"")
         .start();
-    let (stop, peak) = watch_peak(db.clone());
+    let (stop, peak) = watch_peak(None, db.clone());
     let mut clients = Vec::new();
     for _ in 0..5 {
         clients.push(pgweir.connect_as(&SCRAM_USER, &db).await);
@@ -328,7 +298,7 @@ async fn max_db_connections_caps_backends_over_all_pools_of_a_database() {
         .pool("max_db_connections = 2")
         .start();
     let admin = cluster().admin().await;
-    let (stop, peak) = watch_peak(db.clone());
+    let (stop, peak) = watch_peak(None, db.clone());
 
     // Both pools log in first: a new pool opens a server to learn the parameters it
     // shows clients, and that login would wait for the cap like any query.
@@ -348,7 +318,7 @@ async fn max_db_connections_caps_backends_over_all_pools_of_a_database() {
         !query.is_finished(),
         "another user's client got a server although the database was at max_db_connections"
     );
-    assert_eq!(db_backends(&admin, &db).await, 2);
+    assert_eq!(cluster().db_backend_count(&admin, &db).await, 2);
 
     // A server of the first pool goes idle: it is closed to make room.
     a1.batch_execute("COMMIT").await.unwrap();

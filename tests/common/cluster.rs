@@ -307,6 +307,18 @@ impl Cluster {
         row.get(0)
     }
 
+    /// All backends in `db`, whoever they log in as.
+    pub async fn db_backend_count(&self, admin: &Client, db: &str) -> i64 {
+        let row = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&db],
+            )
+            .await
+            .expect("count backends");
+        row.get(0)
+    }
+
     /// Polls [`Cluster::backend_count`] every 20 ms until it equals `want` or
     /// `timeout` passes; returns the last count seen, so callers assert on it.
     pub async fn wait_backends(

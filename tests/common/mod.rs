@@ -134,3 +134,31 @@ pub async fn backend_pid(client: &Client) -> i32 {
         .await
         .expect("SELECT pg_backend_pid()")
 }
+
+/// Polls `pg_stat_activity` directly on Postgres every 10 ms until the returned flag is
+/// set, then yields the most backends it saw in `db` (only `user`'s, when given).
+pub fn watch_peak(
+    user: Option<&'static str>,
+    db: String,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<i64>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = tokio::spawn(async move {
+        let admin = cluster().admin().await;
+        let mut peak = 0;
+        while !flag.load(Ordering::Relaxed) {
+            let now = match user {
+                Some(u) => cluster().backend_count(&admin, u, &db).await,
+                None => cluster().db_backend_count(&admin, &db).await,
+            };
+            peak = peak.max(now);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        peak
+    });
+    (stop, handle)
+}
