@@ -125,6 +125,12 @@ fn pool(r: &mut Reader<'_>, mut sec: Section<'_>) -> PoolDefaults {
         server_check_query: r
             .string(s, "server_check_query")
             .unwrap_or(base.server_check_query),
+        max_prepared_statements: r
+            .int(s, "max_prepared_statements", NON_NEGATIVE)
+            .unwrap_or(base.max_prepared_statements),
+        pin_session_state: r
+            .boolean(s, "pin_session_state")
+            .unwrap_or(base.pin_session_state),
         ..base
     };
     if config.min_pool_size > config.default_pool_size {
@@ -194,6 +200,7 @@ fn database(
         reserve_pool_size: r.int(s, "reserve_pool_size", NON_NEGATIVE),
         max_db_connections: r.int(s, "max_db_connections", NON_NEGATIVE),
         server_lifetime: r.duration(s, "server_lifetime"),
+        pin_session_state: r.boolean(s, "pin_session_state"),
     };
     check_min_pool_size(r, &sec, &config, defaults);
     r.finish(sec);

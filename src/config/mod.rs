@@ -208,6 +208,15 @@ pub struct PoolDefaults {
     /// The check query. Empty (the default) sends an empty query, which Postgres
     /// answers without parsing or planning anything (PgBouncer's `<empty>`).
     pub server_check_query: String,
+    /// Protocol-level prepared statements kept on each server connection (least recently
+    /// used closed first), so clients' named statements work in transaction and statement
+    /// mode; 0 turns the support off and passes statement names through unchanged.
+    pub max_prepared_statements: usize,
+    /// Whether a client that creates state which cannot follow it to another server
+    /// (LISTEN, session advisory locks, temp tables, WITH HOLD cursors, LOAD, SQL
+    /// PREPARE) keeps its server until that state is gone. When false, such statements
+    /// are refused with an error instead.
+    pub pin_session_state: bool,
 }
 
 /// Transaction mode is why pgweir exists; every other value is PgBouncer's.
@@ -229,6 +238,8 @@ impl Default for PoolDefaults {
             client_idle_timeout: Duration::ZERO,
             server_check_delay: Duration::from_secs(30),
             server_check_query: String::new(),
+            max_prepared_statements: 200,
+            pin_session_state: true,
         }
     }
 }
@@ -251,6 +262,7 @@ pub struct DatabaseConfig {
     pub reserve_pool_size: Option<usize>,
     pub max_db_connections: Option<usize>,
     pub server_lifetime: Option<Duration>,
+    pub pin_session_state: Option<bool>,
 }
 
 /// `[users.NAME]`: who may connect.

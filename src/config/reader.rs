@@ -232,6 +232,16 @@ impl<'e> Reader<'e> {
         self.check(&entry, converted.ok_or(rule))
     }
 
+    /// A boolean.
+    pub(super) fn boolean<'a>(&mut self, sec: &mut Section<'a>, key: &'a str) -> Option<bool> {
+        let entry = self.take(sec, key)?;
+        let Some(b) = entry.item.as_bool() else {
+            self.wrong_type(&entry, "a boolean");
+            return None;
+        };
+        Some(b)
+    }
+
     /// A duration: an integer of seconds or a string with a unit.
     pub(super) fn duration<'a>(&mut self, sec: &mut Section<'a>, key: &'a str) -> Option<Duration> {
         let entry = self.take(sec, key)?;

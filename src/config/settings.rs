@@ -30,6 +30,8 @@ pub struct PoolSettings {
     pub client_idle_timeout: Duration,
     pub server_check_delay: Duration,
     pub server_check_query: String,
+    pub max_prepared_statements: usize,
+    pub pin_session_state: bool,
 }
 
 impl Config {
@@ -41,6 +43,7 @@ impl Config {
     /// - `max_user_connections`: user, `[pool]`;
     /// - `min_pool_size`, `max_db_connections`, `server_lifetime`: database, `[pool]`;
     /// - `query_timeout`, `idle_transaction_timeout`, `client_idle_timeout`: user, `[pool]`;
+    /// - `pin_session_state`: database, `[pool]`;
     /// - everything else: `[pool]` only.
     ///
     /// As in PgBouncer, the keys that shape the pool itself (the first two groups) come
@@ -97,5 +100,7 @@ fn resolve(
         client_idle_timeout: client_timeout(|u| u.client_idle_timeout, d.client_idle_timeout),
         server_check_delay: d.server_check_delay,
         server_check_query: d.server_check_query.clone(),
+        max_prepared_statements: d.max_prepared_statements,
+        pin_session_state: db.pin_session_state.unwrap_or(d.pin_session_state),
     }
 }

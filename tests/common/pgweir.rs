@@ -33,6 +33,8 @@ pub struct PgweirBuilder {
     general: String,
     /// Raw `key = value` lines for the `[pool]` section.
     pool: String,
+    /// Raw `key = value` lines added to every `[databases.NAME]` section.
+    database_lines: String,
     extra: String,
 }
 
@@ -51,6 +53,7 @@ impl Default for PgweirBuilder {
             users,
             general: "log_level = \"info\"\n".into(),
             pool: String::new(),
+            database_lines: String::new(),
             extra: String::new(),
         }
     }
@@ -109,6 +112,14 @@ impl PgweirBuilder {
         self
     }
 
+    /// A raw `key = value` line for every `[databases.NAME]` section
+    /// (`pin_session_state = false`, ...).
+    pub fn database_setting(mut self, line: &str) -> Self {
+        self.database_lines.push_str(line);
+        self.database_lines.push('\n');
+        self
+    }
+
     pub fn log_level(mut self, level: &str) -> Self {
         self.general = self
             .general
@@ -138,8 +149,9 @@ impl PgweirBuilder {
         );
         for db in &self.databases {
             toml.push_str(&format!(
-                "\n[databases.{db}]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{db}\"\n",
-                cluster().port
+                "\n[databases.{db}]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{db}\"\n{}",
+                cluster().port,
+                self.database_lines
             ));
         }
         for (name, password) in &self.users {
