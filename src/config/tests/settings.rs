@@ -28,6 +28,8 @@ fn defaults() -> PoolSettings {
         client_idle_timeout: Duration::ZERO,
         server_check_delay: secs(30),
         server_check_query: String::new(),
+        max_prepared_statements: 200,
+        pin_session_state: true,
     }
 }
 
@@ -50,6 +52,8 @@ idle_transaction_timeout = "5m"
 client_idle_timeout = "6m"
 server_check_delay = "7s"
 server_check_query = "SELECT 1"
+max_prepared_statements = 50
+pin_session_state = false
 
 [databases.app]
 host = "h"
@@ -59,6 +63,7 @@ min_pool_size = 3
 reserve_pool_size = 4
 max_db_connections = 30
 server_lifetime = "20m"
+pin_session_state = true
 
 [databases.plain]
 host = "h"
@@ -92,6 +97,8 @@ fn pool_level() -> PoolSettings {
         client_idle_timeout: secs(360),
         server_check_delay: secs(7),
         server_check_query: "SELECT 1".to_owned(),
+        max_prepared_statements: 50,
+        pin_session_state: false,
     }
 }
 
@@ -122,6 +129,7 @@ fn database_overrides_beat_the_pool_level() {
         reserve_pool_size: 4,
         max_db_connections: 30,
         server_lifetime: secs(1200),
+        pin_session_state: true,
         ..pool_level()
     };
     assert_eq!(config.pool_settings("app", "alice"), Some(expected));
@@ -144,6 +152,7 @@ fn user_overrides_beat_database_and_pool_level() {
         min_pool_size: 3,
         max_db_connections: 30,
         server_lifetime: secs(1200),
+        pin_session_state: true,
         ..user_level.clone()
     };
     assert_eq!(config.pool_settings("app", "bob"), Some(on_app));
