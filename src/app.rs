@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::auth::UserDirectory;
 use crate::cancel::CancelRegistry;
 use crate::client::limits::ClientCounts;
+use crate::client::state::SessionShared;
 use crate::config::Config;
 use crate::pool::Pools;
 
@@ -17,6 +18,8 @@ pub struct App {
     pub cancels: Arc<CancelRegistry>,
     /// Connected clients per database and user.
     pub clients: Arc<ClientCounts>,
+    /// Prepared statements and pinning counts shared by every session.
+    pub sessions: Arc<SessionShared>,
 }
 
 impl App {
@@ -27,6 +30,7 @@ impl App {
             pools: Pools::new(Arc::clone(&config)),
             cancels: Arc::new(CancelRegistry::default()),
             clients: Arc::new(ClientCounts::default()),
+            sessions: Arc::new(SessionShared::default()),
             config,
         }
     }

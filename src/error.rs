@@ -23,6 +23,10 @@ impl SqlState {
     pub const IDLE_IN_TRANSACTION_TIMEOUT: SqlState = SqlState("25P03");
     pub const ACTIVE_SQL_TRANSACTION: SqlState = SqlState("25001");
     pub const INTERNAL_ERROR: SqlState = SqlState("XX000");
+    pub const DUPLICATE_PREPARED_STATEMENT: SqlState = SqlState("42P05");
+    pub const INVALID_SQL_STATEMENT_NAME: SqlState = SqlState("26000");
+    pub const IN_FAILED_SQL_TRANSACTION: SqlState = SqlState("25P02");
+    pub const PROGRAM_LIMIT_EXCEEDED: SqlState = SqlState("54000");
 }
 
 impl fmt::Display for SqlState {

@@ -3,10 +3,12 @@
 //! BackendKeyData and ReadyForQuery, then the [`relay`]. Every failure a client can see is
 //! turned into an ErrorResponse with its SQLSTATE here.
 
+pub mod inspect;
 pub mod limits;
 pub mod login;
 pub mod params;
 pub mod relay;
+pub mod state;
 pub mod txn;
 
 use std::net::SocketAddr;
@@ -202,7 +204,8 @@ async fn log_in(
     backend::backend_key_data(&mut out, key.pid, key.secret);
     backend::ready_for_query(&mut out, TxStatus::Idle);
     stream.write_all(&out).await?;
-    Ok(Some(relay::Session::new(pool, params, cancel, slot)))
+    let shared = Arc::clone(&app.sessions);
+    Ok(Some(relay::Session::new(pool, params, cancel, slot, shared)))
 }
 
 fn too_many(refused: Refused, database: &str, user: &str) -> ClientError {

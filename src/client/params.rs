@@ -5,6 +5,7 @@
 //! one round trip. This runs every time a client gets a server, so the common case (nothing
 //! differs) is a handful of string comparisons.
 
+use super::state::literal;
 use crate::server::{tracked_slot, ServerConn, ServerError, ServerParams, TRACKED};
 
 /// What one client's session should look like.
@@ -29,32 +30,43 @@ impl ClientParams {
                 None => p.other.push((k.clone(), v.clone())),
             }
         }
+        p.other.sort();
         p
     }
 
     /// The SQL that makes `server` match this client, or `None` when it already does.
+    /// Values are set with `set_config`, which takes them exactly as Postgres reported them
+    /// (a list such as `search_path` included), as a startup packet would.
     fn sync_sql(&self, server: &ServerConn) -> Option<String> {
-        let mut sql = String::new();
+        let mut sets = Vec::new();
+        let mut resets = String::new();
         for (i, name) in TRACKED.iter().enumerate() {
             if let Some(want) = self.reported.tracked(i) {
                 if server.params.tracked(i) != Some(want) {
-                    push_set(&mut sql, name, want);
+                    sets.push(set_config(name, want));
                 }
             }
         }
         if self.other != server.applied {
             for (k, v) in &self.other {
-                if !server.applied.iter().any(|(a, av)| a == k && av == v) {
-                    push_set(&mut sql, k, v);
+                if !server.applied.iter().any(|(a, av)| a.eq_ignore_ascii_case(k) && av == v) {
+                    sets.push(set_config(k, v));
                 }
             }
             for (k, _) in &server.applied {
-                if !self.other.iter().any(|(o, _)| o == k) {
-                    sql.push_str(&format!("RESET {};", quote_ident(k)));
+                if !self.other.iter().any(|(o, _)| o.eq_ignore_ascii_case(k)) {
+                    resets.push_str(&format!("RESET {};", quote_ident(k)));
                 }
             }
         }
-        (!sql.is_empty()).then_some(sql)
+        if sets.is_empty() && resets.is_empty() {
+            return None;
+        }
+        let mut sql = resets;
+        if !sets.is_empty() {
+            sql.push_str(&format!("SELECT {};", sets.join(", ")));
+        }
+        Some(sql)
     }
 
     /// Brings `server` in line; afterwards reported values are as the server spells them.
@@ -74,12 +86,12 @@ impl ClientParams {
     }
 }
 
-fn push_set(sql: &mut String, name: &str, value: &str) {
-    sql.push_str(&format!(
-        "SET {} = '{}';",
-        quote_ident(name),
-        value.replace('\'', "''")
-    ));
+fn set_config(name: &str, value: &str) -> String {
+    format!(
+        "pg_catalog.set_config({}, {}, false)",
+        literal(name),
+        literal(value)
+    )
 }
 
 /// Quotes a parameter name; dotted custom names (`app.x`) are quoted part by part.
@@ -111,9 +123,10 @@ mod tests {
 
     #[test]
     fn quoting_defeats_injection() {
-        let mut sql = String::new();
-        push_set(&mut sql, "search_path", "x'; DROP TABLE t; --");
-        assert_eq!(sql, "SET \"search_path\" = 'x''; DROP TABLE t; --';");
+        assert_eq!(
+            set_config("search_path", "x'; DROP TABLE t; --"),
+            "pg_catalog.set_config('search_path', 'x''; DROP TABLE t; --', false)"
+        );
         assert_eq!(quote_ident("a.b\""), "\"a\".\"b\"\"\"");
     }
 }

@@ -10,11 +10,17 @@
 //!    counts the ReadyForQuery each Query/Sync is owed; server bytes are forwarded the same
 //!    way while the tracker reads each ReadyForQuery's status. Large messages stream
 //!    through; reading stops while the other side's queue is full.
+//!    In transaction and statement mode the inspectors ([`super::inspect`]) also rename
+//!    prepared statements for this server and watch for statements that change session
+//!    settings or create state that pins the client to its server.
 //! 4. When the pool mode's release point is reached (transaction: ReadyForQuery 'I' with
-//!    nothing owed; statement: any ReadyForQuery; session: never) the server goes back to
-//!    the pool and the client returns to step 1.
-//! 5. If the client leaves while linked, the server is rolled back (and in session mode
-//!    reset with DISCARD ALL) before reuse, or closed if anything is still in flight.
+//!    nothing owed; statement: any ReadyForQuery; session: never), what the transaction may
+//!    have changed is read back from the server ([`super::state`]). A client left holding
+//!    pinned state keeps its server and goes on at step 3; otherwise the server goes back
+//!    to the pool and the client returns to step 1.
+//! 5. If the client leaves while linked, the server is rolled back (and reset with
+//!    DISCARD ALL in session mode or when it holds the client's session state) before
+//!    reuse, or closed if anything is still in flight.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,17 +29,21 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use super::inspect::{ClientSide, ServerSide, ServerTracking, Tracking};
 use super::limits::ClientSlot;
 use super::params::ClientParams;
+use super::state::{check_sql, read_check, SessionShared, Watch};
 use super::txn::TxnTracker;
 use super::ClientError;
 use crate::cancel::{CancelHandle, CancelTarget};
 use crate::config::PoolMode;
 use crate::error::{Severity, SqlState};
 use crate::pool::{Pool, PooledServer};
-use crate::protocol::framer::{Disposition, Framer, Inspector, OutQueue};
-use crate::protocol::{backend, be, fe, ProtocolError, TxStatus};
-use crate::server::{ServerConn, ServerParams};
+use crate::prepared::{ClientStatements, Pending, Rewriter, ServerStatements};
+use crate::protocol::framer::{Framer, OutQueue};
+use crate::protocol::{backend, fe, ProtocolError, TxStatus};
+use crate::server::{ServerConn, ServerError};
+use crate::sql::{PinReason, Pins};
 
 /// Read buffers grow by this much when their spare room runs low.
 const READ_CHUNK: usize = 32 * 1024;
@@ -54,6 +64,15 @@ pub struct Session {
     pool: Arc<Pool>,
     params: ClientParams,
     cancel: CancelHandle,
+    shared: Arc<SessionShared>,
+    /// The client's named prepared statements.
+    statements: ClientStatements,
+    /// State that ties the client to the server it holds.
+    pins: Pins,
+    /// Custom settings (`app.tenant`) the client has set, read back by name.
+    custom_names: Vec<String>,
+    /// The client ran LOAD: its server can never be cleaned, only closed.
+    loaded: bool,
     /// Held for the session: the client's place under the client-count limits.
     _slot: ClientSlot,
 }
@@ -64,12 +83,31 @@ impl Session {
         params: ClientParams,
         cancel: CancelHandle,
         slot: ClientSlot,
+        shared: Arc<SessionShared>,
     ) -> Self {
         Session {
             pool,
             params,
             cancel,
+            shared,
+            statements: ClientStatements::default(),
+            pins: Pins::default(),
+            custom_names: Vec::new(),
+            loaded: false,
             _slot: slot,
+        }
+    }
+
+    /// Whether the server must be reset (or closed) before anyone else may use it.
+    fn holds_state(&self, link: &Link) -> bool {
+        !self.pins.is_empty() || self.loaded || link.watch.any()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.pins.is_empty() {
+            self.shared.unpinned();
         }
     }
 }
@@ -94,20 +132,27 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     let mut cframer = Framer::default();
     let mut to_client = OutQueue::default();
+    let mut pinned_to: Option<PooledServer> = None;
     loop {
         to_client.write_all(client).await?;
-        let idle_limit = s.pool.settings.client_idle_timeout;
-        if !next_request(client, cbuf, idle_limit).await? {
-            return Ok(());
-        }
-        let Some(mut server) = checkout(&s.pool, client, cbuf).await? else {
-            return Ok(());
+        let mut server = match pinned_to.take() {
+            Some(server) => server,
+            None => {
+                let idle_limit = s.pool.settings.client_idle_timeout;
+                if !next_request(client, cbuf, idle_limit).await? {
+                    return Ok(());
+                }
+                let Some(mut server) = checkout(&s.pool, client, cbuf).await? else {
+                    return Ok(());
+                };
+                s.params.apply_to(&mut server).await?;
+                s.cancel.set_target(Some(CancelTarget {
+                    addr: server.addr,
+                    key: server.key,
+                }));
+                server
+            }
         };
-        s.params.apply_to(&mut server).await?;
-        s.cancel.set_target(Some(CancelTarget {
-            addr: server.addr,
-            key: server.key,
-        }));
         let mut link = Link::default();
         let end = pump(
             &mut s,
@@ -119,29 +164,88 @@ pub async fn run(
             &mut server,
         )
         .await;
+        if let Ok(End::Release { rollback }) = end {
+            if rollback && !rolled_back(&mut server).await {
+                s.cancel.set_target(None);
+                drop(server);
+                continue;
+            }
+            settle_state(&mut s, &mut server, &link, &mut to_client).await?;
+            if !s.pins.is_empty() {
+                // The client keeps this server, and its cancel key keeps pointing at it.
+                pinned_to = Some(server);
+                continue;
+            }
+        }
         s.cancel.set_target(None);
         let settled = s.cancel.settle(CANCEL_WAIT).await;
+        let reset = s.holds_state(&link);
         match end? {
             End::Release { .. } if !settled => drop(server),
-            End::Release { rollback: false } => server.release(),
-            End::Release { rollback: true } => cleanup(server, &["ROLLBACK"]).await,
+            End::Release { .. } => server.release(),
             End::ClientGone => {
                 let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
-                client_gone(s.pool.mode(), server, &link, at_boundary).await;
+                client_gone(&s, server, &link, at_boundary, reset).await;
                 return Ok(());
             }
             End::Expired(e) => {
                 let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
-                client_gone(s.pool.mode(), server, &link, at_boundary).await;
+                client_gone(&s, server, &link, at_boundary, reset).await;
                 to_client.write_all(client).await?;
                 return Err(e);
             }
             End::ServerGone => {
                 to_client.write_all(client).await?;
-                return Err(ClientError::Server(crate::server::ServerError::Closed));
+                return Err(ClientError::Server(ServerError::Closed));
             }
         }
     }
+}
+
+/// Statement mode caught a transaction left open: roll it back. False if that failed and
+/// the server must be closed.
+async fn rolled_back(server: &mut PooledServer) -> bool {
+    let r = tokio::time::timeout(CLEANUP_TIMEOUT, server.run_internal("ROLLBACK")).await;
+    matches!(r, Ok(Ok(TxStatus::Idle)))
+}
+
+/// At the end of a transaction that may have changed session state, reads back what the
+/// server now holds for the client: its settings (which then follow it to other servers)
+/// and the state that pins it here.
+async fn settle_state(
+    s: &mut Session,
+    server: &mut ServerConn,
+    link: &Link,
+    to_client: &mut OutQueue,
+) -> Result<(), ClientError> {
+    if !link.watch.any() {
+        return Ok(());
+    }
+    let sql = check_sql(&link.watch, &s.custom_names);
+    let got = tokio::time::timeout(CLEANUP_TIMEOUT, server.query_rows(&sql))
+        .await
+        .map_err(|_| ServerError::Protocol("session state check (timed out)"))??;
+    to_client.push(got.notifications.freeze());
+    let checked = read_check(&link.watch, &got.rows);
+    if let Some(settings) = checked.settings {
+        server.applied.clone_from(&settings);
+        s.params.other = settings;
+    }
+    let mut pins = checked.pins.unwrap_or(s.pins);
+    if s.loaded {
+        pins.insert(PinReason::Load);
+    }
+    if pins != s.pins {
+        let reasons: Vec<&str> = pins.iter().map(PinReason::as_str).collect();
+        tracing::debug!(server = server.id.0, pinned_by = ?reasons, "client pinning changed");
+        match (s.pins.is_empty(), pins.is_empty()) {
+            (true, false) => s.shared.pinned(),
+            (false, true) => s.shared.unpinned(),
+            _ => {}
+        }
+        s.pins = pins;
+    }
+    Ok(())
 }
 
 /// Waits until the client sends a message that needs a server, at most `idle_limit` (zero:
@@ -208,6 +312,12 @@ async fn checkout(
 #[derive(Default)]
 struct Link {
     tracker: TxnTracker,
+    /// Replies owed for prepared-statement bookkeeping.
+    pending: Pending,
+    /// What the client's statements on this link may have changed.
+    watch: Watch,
+    /// The client sent something on this link (a pinned client's link starts idle).
+    active: bool,
     sframer: Framer,
     to_server: OutQueue,
     terminated: bool,
@@ -245,6 +355,7 @@ impl Link {
             && !self.sframer.mid_message()
             && rbuf.is_empty();
         drained
+            && self.active
             && match mode {
                 PoolMode::Transaction => self.tracker.transaction_done(),
                 PoolMode::Statement => self.tracker.quiet(),
@@ -282,15 +393,17 @@ async fn pump(
         idle_tx: s.pool.settings.idle_transaction_timeout,
     };
     let timed = timeouts.any();
+    let tracking = mode != PoolMode::Session;
     let ServerConn {
         stream,
         rbuf,
         params: sparams,
+        statements: sstmts,
         ..
     } = &mut **server;
     let (mut sr, mut sw) = stream.split();
     let (mut cr, mut cw) = client.split();
-    drain_client(link, cbuf, cframer)?;
+    drain_client(s, link, cbuf, cframer, sstmts)?;
     loop {
         if link.terminated {
             return Ok(End::ClientGone);
@@ -337,14 +450,27 @@ async fn pump(
                 if r? == 0 {
                     return Ok(End::ClientGone);
                 }
-                drain_client(link, cbuf, cframer)?;
+                drain_client(s, link, cbuf, cframer, sstmts)?;
             }
             r = sr.read_buf(rbuf), if to_client.len() < HIGH_WATER => {
                 if !matches!(r, Ok(n) if n > 0) {
                     return Ok(End::ServerGone);
                 }
-                let Link { tracker, sframer, violation, .. } = &mut *link;
-                let mut side = ServerSide { tracker, violation, sparams, client: &mut s.params.reported, mode };
+                let Link { tracker, sframer, violation, pending, watch, .. } = &mut *link;
+                let tracking = tracking.then_some(ServerTracking {
+                    pending,
+                    client: &mut s.statements,
+                    server: sstmts,
+                    watch,
+                });
+                let mut side = ServerSide {
+                    tracker,
+                    violation,
+                    sparams,
+                    client: &mut s.params.reported,
+                    mode,
+                    tracking,
+                };
                 if sframer.drain(rbuf, &mut side, to_client).is_err() {
                     return Ok(End::ServerGone);
                 }
@@ -368,96 +494,52 @@ fn ensure_spare(buf: &mut BytesMut) {
 }
 
 fn drain_client(
+    s: &mut Session,
     link: &mut Link,
     cbuf: &mut BytesMut,
     cframer: &mut Framer,
+    server: &mut ServerStatements,
 ) -> Result<(), ProtocolError> {
+    link.active |= !cbuf.is_empty();
     let Link {
         tracker,
+        pending,
+        watch,
         to_server,
         terminated,
         ..
     } = link;
+    let tracking = (s.pool.mode() != PoolMode::Session).then(|| Tracking {
+        registry: &s.shared.statements,
+        rw: Rewriter {
+            client: &mut s.statements,
+            server,
+            pending,
+            max: s.pool.settings.max_prepared_statements,
+        },
+        watch,
+        pins: s.pins,
+        pin_allowed: s.pool.settings.pin_session_state,
+        custom_names: &mut s.custom_names,
+        loaded: &mut s.loaded,
+    });
     cframer.drain(
         cbuf,
         &mut ClientSide {
             tracker,
             terminated,
+            tracking,
         },
         to_server,
     )
 }
 
-/// Client-to-server messages: counted, and forwarded unless the client says goodbye.
-struct ClientSide<'a> {
-    tracker: &'a mut TxnTracker,
-    terminated: &'a mut bool,
-}
-
-impl Inspector for ClientSide<'_> {
-    fn wants_body(&self, _tag: u8) -> bool {
-        false
-    }
-
-    fn on_message(&mut self, tag: u8, _len: usize, _body: Option<&[u8]>) -> Disposition {
-        if tag == fe::TERMINATE {
-            *self.terminated = true;
-            return Disposition::Drop;
-        }
-        self.tracker.client_sent(tag);
-        Disposition::Forward
-    }
-}
-
-/// Server-to-client messages: ReadyForQuery and ParameterStatus are read, all forwarded
-/// except a ReadyForQuery that statement mode must replace.
-struct ServerSide<'a> {
-    tracker: &'a mut TxnTracker,
-    violation: &'a mut bool,
-    sparams: &'a mut ServerParams,
-    client: &'a mut ServerParams,
-    mode: PoolMode,
-}
-
-impl Inspector for ServerSide<'_> {
-    fn wants_body(&self, tag: u8) -> bool {
-        tag == be::READY_FOR_QUERY || tag == be::PARAMETER_STATUS
-    }
-
-    fn on_message(&mut self, tag: u8, _len: usize, body: Option<&[u8]>) -> Disposition {
-        self.tracker.server_sent(tag, body);
-        match (tag, body) {
-            (be::PARAMETER_STATUS, Some(b)) => {
-                if let Some((name, value)) = parse_parameter_status(b) {
-                    self.sparams.set(name, value);
-                    self.client.set(name, value);
-                }
-            }
-            (be::READY_FOR_QUERY, _)
-                if self.mode == PoolMode::Statement
-                    && self.tracker.quiet()
-                    && self.tracker.status() != TxStatus::Idle =>
-            {
-                *self.violation = true;
-                return Disposition::Drop;
-            }
-            _ => {}
-        }
-        Disposition::Forward
-    }
-}
-
-fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {
-    let mut parts = body.split(|&b| b == 0);
-    let name = std::str::from_utf8(parts.next()?).ok()?;
-    let value = std::str::from_utf8(parts.next()?).ok()?;
-    Some((name, value))
-}
-
 /// The client left while holding `server`: make it clean for the next client, or close it.
-async fn client_gone(mode: PoolMode, server: PooledServer, link: &Link, at_boundary: bool) {
-    if !link.tracker.quiet() || !at_boundary || link.sframer.mid_message() {
-        // Something is still running or half-sent: stop the query and close the connection.
+/// `reset`: the server holds the client's session state and needs DISCARD ALL.
+async fn client_gone(s: &Session, server: PooledServer, link: &Link, at_boundary: bool, reset: bool) {
+    if !link.tracker.quiet() || !at_boundary || link.sframer.mid_message() || s.loaded {
+        // Something is still running or half-sent, or a library was loaded that no reset
+        // unloads: stop the query and close the connection.
         let (addr, key) = (server.addr, server.key);
         drop(server);
         tokio::spawn(async move {
@@ -466,11 +548,12 @@ async fn client_gone(mode: PoolMode, server: PooledServer, link: &Link, at_bound
         return;
     }
     let in_tx = link.tracker.status() != TxStatus::Idle;
-    let steps: &[&str] = match (mode, in_tx) {
-        (PoolMode::Session, true) => &["ROLLBACK", "DISCARD ALL"],
-        (PoolMode::Session, false) => &["DISCARD ALL"],
-        (_, true) => &["ROLLBACK"],
-        (_, false) => &[],
+    let discard = reset || s.pool.mode() == PoolMode::Session;
+    let steps: &[&str] = match (in_tx, discard) {
+        (true, true) => &["ROLLBACK", "DISCARD ALL"],
+        (false, true) => &["DISCARD ALL"],
+        (true, false) => &["ROLLBACK"],
+        (false, false) => &[],
     };
     cleanup(server, steps).await;
 }
@@ -489,6 +572,7 @@ async fn cleanup(mut server: PooledServer, steps: &[&str]) {
         }
         if *sql == "DISCARD ALL" {
             server.applied.clear();
+            server.statements.clear();
         }
     }
     server.release();

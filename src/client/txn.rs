@@ -32,8 +32,9 @@ impl Default for TxnTracker {
 }
 
 impl TxnTracker {
-    /// A message from the client, forwarded to the server.
-    pub fn client_sent(&mut self, tag: u8) {
+    /// A message from the client, forwarded to the server. Returns how many of the Syncs
+    /// sent earlier the server ignored (it was in COPY FROM STDIN), normally zero.
+    pub fn client_sent(&mut self, tag: u8) -> u32 {
         match tag {
             fe::QUERY => {
                 self.pending += 1;
@@ -53,9 +54,11 @@ impl TxnTracker {
             fe::COPY_DONE | fe::COPY_FAIL if self.copy_in => {
                 self.pending = self.pending.saturating_sub(self.syncs_since_start);
                 self.copy_in = false;
+                return std::mem::take(&mut self.syncs_since_start);
             }
             _ => {}
         }
+        0
     }
 
     /// A message from the server; `body` is needed only for ReadyForQuery.

@@ -74,6 +74,14 @@ pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: i32) {
     });
 }
 
+pub fn notification(buf: &mut BytesMut, pid: i32, channel: &str, payload: &str) {
+    message(buf, be::NOTIFICATION_RESPONSE, |b| {
+        b.put_i32(pid);
+        cstr(b, channel);
+        cstr(b, payload);
+    });
+}
+
 pub fn ready_for_query(buf: &mut BytesMut, status: TxStatus) {
     message(buf, be::READY_FOR_QUERY, |b| b.put_u8(status.as_byte()));
 }

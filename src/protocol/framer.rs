@@ -1,7 +1,9 @@
 //! Streaming message framing for the relay: finds message boundaries by header, shows the
-//! relay each message's tag (and the body of the small ones it asks for), and hands the bytes
-//! to forward on as zero-copy slices of the read buffer. A large message is passed through
-//! in pieces as it arrives, so it is never held whole in memory.
+//! relay each message's tag (and the body, or the start of the body, of the ones it asks
+//! for), and hands the bytes to forward on as zero-copy slices of the read buffer. A large
+//! message is passed through in pieces as it arrives, so it is never held whole in memory;
+//! when the relay rewrites one (a statement name in a 1 GB Bind), only its head is replaced
+//! and the rest still streams.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -11,43 +13,100 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::ProtocolError;
 
-/// Bodies larger than this are never buffered for inspection, whatever the inspector asks.
+/// Bodies larger than this are never buffered whole for inspection unless an inspector
+/// asks for more with [`Want::whole`].
 pub const MAX_INSPECTED_BODY: usize = 64 * 1024;
 
-/// What to do with a message the framer found.
+/// How much of a message's body an inspector needs to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Want {
+    /// Bodies up to this many bytes are buffered and shown whole.
+    pub whole: usize,
+    /// Of a longer body, this many leading bytes are shown; zero shows nothing.
+    pub prefix: usize,
+}
+
+impl Want {
+    pub const NOTHING: Want = Want {
+        whole: 0,
+        prefix: 0,
+    };
+    /// Whole bodies up to [`MAX_INSPECTED_BODY`], nothing of longer ones.
+    pub const SMALL: Want = Want {
+        whole: MAX_INSPECTED_BODY,
+        prefix: 0,
+    };
+    /// Whole bodies up to [`MAX_INSPECTED_BODY`], the first that many bytes of longer ones.
+    pub const HEAD: Want = Want {
+        whole: MAX_INSPECTED_BODY,
+        prefix: MAX_INSPECTED_BODY,
+    };
+}
+
+/// What the inspector gets to see of a message's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View<'a> {
+    Whole(&'a [u8]),
+    /// The first bytes of a body too long to show whole.
+    Prefix(&'a [u8]),
+    Nothing,
+}
+
+impl<'a> View<'a> {
+    /// The bytes shown, whole or not.
+    pub fn bytes(self) -> Option<&'a [u8]> {
+        match self {
+            View::Whole(b) | View::Prefix(b) => Some(b),
+            View::Nothing => None,
+        }
+    }
+
+    pub fn whole(self) -> Option<&'a [u8]> {
+        match self {
+            View::Whole(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// What to do with a message the framer found.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
     Forward,
     Drop,
+    /// Send `with` in place of the message's first `head` bytes (counted from its tag, so
+    /// `head` = the message's length replaces it all), then forward the rest unchanged.
+    Replace { with: Bytes, head: usize },
 }
 
 /// The relay's view of a byte stream, one message at a time.
 pub trait Inspector {
-    /// Whether the message's whole body must be buffered before [`Inspector::on_message`].
-    fn wants_body(&self, tag: u8) -> bool;
-    /// Called once per message, at its start. `body` is the whole body when asked for and
-    /// small enough, else `None` (then the message is streamed).
-    fn on_message(&mut self, tag: u8, len: usize, body: Option<&[u8]>) -> Disposition;
+    /// How much of the body of a message with this tag must be seen before
+    /// [`Inspector::on_message`].
+    fn wants(&self, tag: u8) -> Want;
+    /// Called once per message, at its start, with `len` the whole message's length
+    /// including its tag.
+    fn on_message(&mut self, tag: u8, len: usize, body: View<'_>) -> Disposition;
 }
 
 /// Tracks where in the stream the next message header starts.
 #[derive(Debug, Default)]
 pub struct Framer {
-    /// Bytes of the current streamed message not yet seen.
-    remaining: usize,
-    /// Whether those bytes are dropped rather than forwarded.
-    discarding: bool,
+    /// Bytes of the current message still to be dropped, before `forward`.
+    skip: usize,
+    /// Bytes of the current message still to be forwarded.
+    forward: usize,
 }
 
 impl Framer {
     /// True while a streamed message is only partly through.
     pub fn mid_message(&self) -> bool {
-        self.remaining > 0
+        self.skip > 0 || self.forward > 0
     }
 
     /// Moves every forwardable byte at the front of `buf` into `out`, calling the inspector for
-    /// each message that starts. Leaves in `buf` only an incomplete header or an incomplete
-    /// body the inspector asked to see.
+    /// each message that starts. Leaves in `buf` only an incomplete header or the incomplete
+    /// part of a body the inspector asked to see.
     pub fn drain(
         &mut self,
         buf: &mut BytesMut,
@@ -56,19 +115,24 @@ impl Framer {
     ) -> Result<(), ProtocolError> {
         let mut fwd = 0;
         loop {
-            if self.remaining > 0 {
-                let n = self.remaining.min(buf.len() - fwd);
+            if self.skip > 0 {
+                let n = self.skip.min(buf.len() - fwd);
                 if n == 0 {
                     break;
                 }
-                self.remaining -= n;
-                if self.discarding {
-                    out.push_split(buf, fwd);
-                    fwd = 0;
-                    buf.advance(n);
-                } else {
-                    fwd += n;
+                out.push_split(buf, fwd);
+                fwd = 0;
+                buf.advance(n);
+                self.skip -= n;
+                continue;
+            }
+            if self.forward > 0 {
+                let n = self.forward.min(buf.len() - fwd);
+                if n == 0 {
+                    break;
                 }
+                fwd += n;
+                self.forward -= n;
                 continue;
             }
             let rest = &buf[fwd..];
@@ -81,23 +145,32 @@ impl Framer {
                 return Err(ProtocolError::BadLength(raw_len));
             }
             let total = 1 + raw_len as usize;
-            let inspect = insp.wants_body(tag) && total - 5 <= MAX_INSPECTED_BODY;
-            if inspect {
-                if rest.len() < total {
-                    buf.reserve(total - rest.len());
-                    break;
-                }
-                match insp.on_message(tag, total, Some(&rest[5..total])) {
-                    Disposition::Forward => fwd += total,
-                    Disposition::Drop => {
-                        out.push_split(buf, fwd);
-                        fwd = 0;
-                        buf.advance(total);
-                    }
-                }
+            let want = insp.wants(tag);
+            let body_len = total - 5;
+            let shown = if body_len <= want.whole {
+                body_len
             } else {
-                self.discarding = insp.on_message(tag, total, None) == Disposition::Drop;
-                self.remaining = total;
+                want.prefix.min(body_len)
+            };
+            if rest.len() < 5 + shown {
+                buf.reserve(5 + shown - rest.len());
+                break;
+            }
+            let view = match shown {
+                _ if body_len <= want.whole => View::Whole(&rest[5..total]),
+                0 => View::Nothing,
+                n => View::Prefix(&rest[5..5 + n]),
+            };
+            match insp.on_message(tag, total, view) {
+                Disposition::Forward => self.forward = total,
+                Disposition::Drop => self.skip = total,
+                Disposition::Replace { with, head } => {
+                    out.push_split(buf, fwd);
+                    fwd = 0;
+                    out.push(with);
+                    self.skip = head.min(total);
+                    self.forward = total - self.skip;
+                }
             }
         }
         out.push_split(buf, fwd);
@@ -195,15 +268,31 @@ mod tests {
     }
 
     impl Inspector for Rec {
-        fn wants_body(&self, tag: u8) -> bool {
-            tag == b'Z'
+        fn wants(&self, tag: u8) -> Want {
+            match tag {
+                b'Z' => Want::SMALL,
+                b'B' => Want {
+                    whole: 4,
+                    prefix: 2,
+                },
+                _ => Want::NOTHING,
+            }
         }
-        fn on_message(&mut self, tag: u8, _len: usize, body: Option<&[u8]>) -> Disposition {
-            self.seen.push((tag, body.map(<[u8]>::to_vec)));
-            if tag == b'x' {
-                Disposition::Drop
-            } else {
-                Disposition::Forward
+        fn on_message(&mut self, tag: u8, len: usize, body: View<'_>) -> Disposition {
+            self.seen.push((tag, body.bytes().map(<[u8]>::to_vec)));
+            match tag {
+                b'x' => Disposition::Drop,
+                // Renames: the first two body bytes become "NEW", the rest streams.
+                b'B' => {
+                    let mut with = vec![b'B'];
+                    with.extend_from_slice(&((len - 5 - 2 + 3 + 4) as u32).to_be_bytes());
+                    with.extend_from_slice(b"NEW");
+                    Disposition::Replace {
+                        with: Bytes::from(with),
+                        head: 7,
+                    }
+                }
+                _ => Disposition::Forward,
             }
         }
     }
@@ -257,6 +346,22 @@ mod tests {
         buf.extend_from_slice(&m[5..]);
         f.drain(&mut buf, &mut r, &mut out).unwrap();
         assert_eq!(flatten(&out), m);
+    }
+
+    #[test]
+    fn replaces_the_head_of_a_long_message_and_streams_the_rest() {
+        let stream: Vec<u8> = [msg(b'B', b"abcdefgh"), msg(b'Z', b"I")].concat();
+        let mut f = Framer::default();
+        let (mut r, mut out, mut buf) = (Rec::default(), OutQueue::default(), BytesMut::new());
+        for b in &stream {
+            buf.extend_from_slice(&[*b]);
+            f.drain(&mut buf, &mut r, &mut out).unwrap();
+        }
+        assert_eq!(
+            flatten(&out),
+            [msg(b'B', b"NEWcdefgh"), msg(b'Z', b"I")].concat()
+        );
+        assert_eq!(r.seen[0].1.as_deref(), Some(&b"ab"[..]), "a prefix only");
     }
 
     #[test]

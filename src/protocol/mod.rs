@@ -38,6 +38,17 @@ pub mod be {
     pub const NOTICE_RESPONSE: u8 = b'N';
     pub const COPY_IN_RESPONSE: u8 = b'G';
     pub const COPY_BOTH_RESPONSE: u8 = b'W';
+    pub const PARSE_COMPLETE: u8 = b'1';
+    pub const BIND_COMPLETE: u8 = b'2';
+    pub const CLOSE_COMPLETE: u8 = b'3';
+    pub const COMMAND_COMPLETE: u8 = b'C';
+    pub const NOTIFICATION_RESPONSE: u8 = b'A';
+}
+
+/// The NUL-terminated string at the start of `body`, and what follows it.
+pub fn split_cstr(body: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = body.iter().position(|&b| b == 0)?;
+    Some((&body[..end], &body[end + 1..]))
 }
 
 /// Transaction status carried by ReadyForQuery.

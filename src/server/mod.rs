@@ -17,8 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::Secret;
+use crate::prepared::ServerStatements;
 use crate::error::{ClientVisible, SqlState};
-use crate::protocol::TxStatus;
+use crate::protocol::{backend, TxStatus};
 
 /// Identifies one server connection in logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -168,8 +169,11 @@ pub struct ServerConn {
     pub key: ServerKey,
     /// Current values of the parameters the server reports.
     pub params: ServerParams,
-    /// Startup settings pgweir applied with SET that the server does not report.
+    /// Session settings the server does not report, as pgweir last set or read them,
+    /// sorted by name: what a client's settings are compared with.
     pub applied: Vec<(String, String)>,
+    /// Which of the registry's prepared statements this server has.
+    pub statements: ServerStatements,
     /// Where to send a CancelRequest for this backend.
     pub addr: SocketAddr,
     pub created: Instant,
@@ -215,6 +219,46 @@ impl ServerConn {
         }
     }
 
+    /// Runs `sql` (one or more statements) with the simple protocol and returns the rows of
+    /// every result, text values. Notifications that arrive meanwhile belong to the client
+    /// and are returned re-encoded for it; ParameterStatus is recorded as in
+    /// [`ServerConn::run_internal`].
+    pub async fn query_rows(&mut self, sql: &str) -> Result<InternalRows, ServerError> {
+        let mut out = BytesMut::new();
+        frontend::query(sql, &mut out)?;
+        self.stream.write_all(&out).await?;
+        let mut result = InternalRows::default();
+        let mut failure = None;
+        loop {
+            match self.read_message().await? {
+                Message::ReadyForQuery(_) => {
+                    return match failure {
+                        Some(e) => Err(e),
+                        None => Ok(result),
+                    };
+                }
+                Message::DataRow(row) => {
+                    let buf = row.buffer();
+                    let values = row
+                        .ranges()
+                        .map(|r| Ok(r.map(|r| String::from_utf8_lossy(&buf[r]).into_owned())))
+                        .collect()?;
+                    result.rows.push(values);
+                }
+                Message::NotificationResponse(n) => {
+                    let (channel, payload) = (n.channel()?, n.message()?);
+                    backend::notification(&mut result.notifications, n.process_id(), channel, payload);
+                }
+                Message::ParameterStatus(p) => {
+                    let (n, v) = (p.name()?, p.value()?);
+                    self.params.set(n, v);
+                }
+                Message::ErrorResponse(e) => failure = Some(upstream_error(e.fields())),
+                _ => {}
+            }
+        }
+    }
+
     /// Reads one whole message from the server.
     pub(crate) async fn read_message(&mut self) -> Result<Message, ServerError> {
         loop {
@@ -237,6 +281,14 @@ impl ServerConn {
         let _ = s.read(&mut [0u8; 1]).await;
         Ok(())
     }
+}
+
+/// What [`ServerConn::query_rows`] got back.
+#[derive(Debug, Default)]
+pub struct InternalRows {
+    pub rows: Vec<Vec<Option<String>>>,
+    /// NotificationResponse messages for the client, ready to send.
+    pub notifications: BytesMut,
 }
 
 /// Builds [`ServerError::Upstream`] from ErrorResponse fields.

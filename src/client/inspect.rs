@@ -1,0 +1,264 @@
+//! The relay's two inspectors: what pgweir looks at in each message flowing between a
+//! client and its server, and what it changes. Client to server: Terminate, the
+//! ReadyForQuery each request is owed, statement names ([`Rewriter`]) and statements that
+//! touch session state ([`crate::sql::analyze`]). Server to client: ReadyForQuery status,
+//! ParameterStatus, and the replies [`Pending`] accounts for.
+
+use bytes::Bytes;
+
+use super::state::Watch;
+use super::txn::TxnTracker;
+use crate::config::PoolMode;
+use crate::error::SqlState;
+use crate::prepared::{Caches, ClientStatements, Pending, Registry, Rewriter, ServerStatements};
+use crate::protocol::framer::{Disposition, Inspector, View, Want, MAX_INSPECTED_BODY};
+use crate::protocol::{be, fe, split_cstr, TxStatus};
+use crate::server::ServerParams;
+use crate::sql::{self, Effects, Pins};
+
+/// Parse messages up to this size are kept whole: their text is what pgweir prepares on
+/// the next server. Larger named statements are refused.
+pub const MAX_PARSE_BODY: usize = 16 * 1024 * 1024;
+/// Custom setting names remembered per client, so a client inventing names cannot grow
+/// the check query without bound.
+const MAX_CUSTOM_NAMES: usize = 64;
+
+/// Session-state bookkeeping the client side updates; absent in session mode, where the
+/// client keeps its server and nothing needs to follow it.
+pub struct Tracking<'a> {
+    pub registry: &'a Registry,
+    pub rw: Rewriter<'a>,
+    pub watch: &'a mut Watch,
+    /// What the client is pinned by now.
+    pub pins: Pins,
+    pub pin_allowed: bool,
+    pub custom_names: &'a mut Vec<String>,
+    /// Set once the client has run LOAD: its server can never be cleaned.
+    pub loaded: &'a mut bool,
+}
+
+/// Client-to-server messages.
+pub struct ClientSide<'a> {
+    pub tracker: &'a mut TxnTracker,
+    pub terminated: &'a mut bool,
+    pub tracking: Option<Tracking<'a>>,
+}
+
+impl Inspector for ClientSide<'_> {
+    fn wants(&self, tag: u8) -> Want {
+        if self.tracking.is_none() {
+            return Want::NOTHING;
+        }
+        match tag {
+            fe::QUERY | fe::BIND => Want::HEAD,
+            fe::PARSE => Want {
+                whole: MAX_PARSE_BODY,
+                prefix: MAX_INSPECTED_BODY,
+            },
+            fe::DESCRIBE | fe::CLOSE => Want::SMALL,
+            _ => Want::NOTHING,
+        }
+    }
+
+    fn on_message(&mut self, tag: u8, len: usize, body: View<'_>) -> Disposition {
+        if tag == fe::TERMINATE {
+            *self.terminated = true;
+            return Disposition::Drop;
+        }
+        let ignored_syncs = self.tracker.client_sent(tag);
+        let Some(t) = self.tracking.as_mut() else {
+            return Disposition::Forward;
+        };
+        t.rw.pending.forget_ignored_syncs(ignored_syncs);
+        match tag {
+            fe::QUERY => t.query(body),
+            fe::SYNC | fe::FUNCTION_CALL => {
+                t.rw.ready_owed();
+                Disposition::Forward
+            }
+            fe::PARSE => t.parse(body),
+            fe::BIND => {
+                let r = t.rw.bind(len, body);
+                if let Some(stmt) = r.stmt {
+                    t.note(&stmt.effects, None);
+                }
+                r.disposition
+            }
+            fe::DESCRIBE => t.rw.describe(body),
+            fe::CLOSE => t.rw.close(body),
+            _ => Disposition::Forward,
+        }
+    }
+}
+
+impl Tracking<'_> {
+    fn query(&mut self, body: View<'_>) -> Disposition {
+        let text = body.bytes().unwrap_or_default();
+        let text = text.strip_suffix(b"\0").unwrap_or(text);
+        let e = sql::analyze(text);
+        if let Some(err) = self.refusal(&e) {
+            return self.rw.fail_query(err);
+        }
+        self.note(&e, Some(text));
+        self.rw.ready_owed();
+        Disposition::Forward
+    }
+
+    fn parse(&mut self, body: View<'_>) -> Disposition {
+        let Some(whole) = body.whole() else {
+            return self.oversized_parse(body);
+        };
+        let Some((name, key)) = split_cstr(whole) else {
+            return self.rw.fail(crate::prepared::error(
+                SqlState::PROTOCOL_VIOLATION,
+                "invalid Parse message format",
+            ));
+        };
+        let text = split_cstr(key).map_or(key, |(q, _)| q);
+        if name.is_empty() || self.rw.max == 0 {
+            let e = sql::analyze(text);
+            if let Some(err) = self.refusal(&e) {
+                return self.rw.fail(err);
+            }
+            self.note(&e, Some(text));
+            return self.rw.parse_forwarded();
+        }
+        let stmt = self.registry.intern(key, || sql::analyze(text));
+        if let Some(err) = self.refusal(&stmt.effects) {
+            return self.rw.fail(err);
+        }
+        if stmt.effects.settings {
+            self.remember_custom_names(text);
+        }
+        self.rw.parse_named(name, stmt)
+    }
+
+    /// A Parse too large to keep: the unnamed statement passes through (it is never needed
+    /// on another server), a named one is refused.
+    fn oversized_parse(&mut self, body: View<'_>) -> Disposition {
+        let unnamed = body.bytes().is_some_and(|b| b.first() == Some(&0));
+        if unnamed || self.rw.max == 0 {
+            self.watch.settings = true;
+            return self.rw.parse_forwarded();
+        }
+        self.rw.fail(crate::prepared::error(
+            SqlState::PROGRAM_LIMIT_EXCEEDED,
+            &format!(
+                "prepared statement is too large for pgweir (over {} MB); use the unnamed statement",
+                MAX_PARSE_BODY >> 20
+            ),
+        ))
+    }
+
+    /// The error for a statement that would pin the client where pinning is off.
+    fn refusal(&self, e: &Effects) -> Option<Bytes> {
+        let reason = e.pins.iter().next().filter(|_| !self.pin_allowed)?;
+        Some(crate::prepared::error(
+            SqlState::FEATURE_NOT_SUPPORTED,
+            &format!(
+                "{} is not supported on this database: it would tie the session to one \
+                 server connection, and pin_session_state is off",
+                reason.as_str()
+            ),
+        ))
+    }
+
+    fn note(&mut self, e: &Effects, text: Option<&[u8]>) {
+        self.watch.note(e, !self.pins.is_empty());
+        if e.pins.contains(sql::PinReason::Load) {
+            *self.loaded = true;
+        }
+        if let (true, Some(text)) = (e.settings, text) {
+            self.remember_custom_names(text);
+        }
+    }
+
+    fn remember_custom_names(&mut self, text: &[u8]) {
+        for name in sql::setting_names(text) {
+            let custom = name.contains('.');
+            if custom
+                && self.custom_names.len() < MAX_CUSTOM_NAMES
+                && !self.custom_names.contains(&name)
+            {
+                self.custom_names.push(name);
+            }
+        }
+    }
+}
+
+/// Server-to-client messages.
+pub struct ServerSide<'a> {
+    pub tracker: &'a mut TxnTracker,
+    /// Statement mode saw a transaction left open.
+    pub violation: &'a mut bool,
+    pub sparams: &'a mut ServerParams,
+    /// The client's view of the reported parameters.
+    pub client: &'a mut ServerParams,
+    pub mode: PoolMode,
+    pub tracking: Option<ServerTracking<'a>>,
+}
+
+/// The caches server replies update; absent in session mode.
+pub struct ServerTracking<'a> {
+    pub pending: &'a mut Pending,
+    pub client: &'a mut ClientStatements,
+    pub server: &'a mut ServerStatements,
+    pub watch: &'a mut Watch,
+}
+
+impl Inspector for ServerSide<'_> {
+    fn wants(&self, tag: u8) -> Want {
+        match (tag, &self.tracking) {
+            (be::READY_FOR_QUERY | be::PARAMETER_STATUS, _) => Want::SMALL,
+            (be::ERROR_RESPONSE, Some(_)) => Want::SMALL,
+            (be::COMMAND_COMPLETE, Some(t)) if t.watch.drops_all_prepared > 0 => Want::SMALL,
+            _ => Want::NOTHING,
+        }
+    }
+
+    fn on_message(&mut self, tag: u8, _len: usize, body: View<'_>) -> Disposition {
+        let body = body.whole();
+        self.tracker.server_sent(tag, body);
+        if let (be::PARAMETER_STATUS, Some(b)) = (tag, body) {
+            if let Some((name, value)) = parse_parameter_status(b) {
+                self.sparams.set(name, value);
+                self.client.set(name, value);
+            }
+        }
+        if let Some(t) = self.tracking.as_mut() {
+            if tag == be::COMMAND_COMPLETE && body.is_some_and(drops_all_prepared) {
+                t.client.clear();
+                t.server.clear();
+            }
+            let mut caches = Caches {
+                client: t.client,
+                server: t.server,
+            };
+            let d = t.pending.on_server(tag, body, &mut caches);
+            if d != Disposition::Forward {
+                return d;
+            }
+        }
+        if tag == be::READY_FOR_QUERY
+            && self.mode == PoolMode::Statement
+            && self.tracker.quiet()
+            && self.tracker.status() != TxStatus::Idle
+        {
+            *self.violation = true;
+            return Disposition::Drop;
+        }
+        Disposition::Forward
+    }
+}
+
+/// Whether a CommandComplete tag says every prepared statement of the session is gone.
+fn drops_all_prepared(body: &[u8]) -> bool {
+    body.starts_with(b"DEALLOCATE ALL\0") || body.starts_with(b"DISCARD ALL\0")
+}
+
+fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {
+    let mut parts = body.split(|&b| b == 0);
+    let name = std::str::from_utf8(parts.next()?).ok()?;
+    let value = std::str::from_utf8(parts.next()?).ok()?;
+    Some((name, value))
+}

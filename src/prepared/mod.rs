@@ -1,0 +1,60 @@
+//! Protocol-level prepared statements in transaction and statement mode, where a client's
+//! next transaction may run on another server connection.
+//!
+//! A client names its statements; pgweir keeps them under internal names from one shared
+//! [`Registry`] (same text, same name), remembers which each server has prepared
+//! ([`ServerStatements`], least recently used evicted), and rewrites the client's Parse,
+//! Bind, Describe and Close ([`Rewriter`]) so every statement is prepared on the server the
+//! client holds right now. [`Pending`] follows the server's replies, so the client sees
+//! exactly the ParseComplete/CloseComplete/ErrorResponse sequence Postgres would have sent.
+//! The relay (`client::inspect`) drives both halves.
+
+mod cache;
+mod pending;
+mod registry;
+mod rewrite;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use cache::ServerStatements;
+pub use pending::{Caches, Expect, Pending};
+pub use registry::{Registry, Statement, StatementId};
+pub use rewrite::{error, Rewriter};
+
+/// One client's statement names and what they stand for.
+#[derive(Debug, Default)]
+pub struct ClientStatements {
+    by_name: HashMap<Bytes, Arc<Statement>>,
+}
+
+impl ClientStatements {
+    pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
+        self.by_name.get(name)
+    }
+
+    pub fn insert(&mut self, name: Bytes, stmt: Arc<Statement>) {
+        self.by_name.insert(name, stmt);
+    }
+
+    pub fn remove(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
+        self.by_name.remove(name)
+    }
+
+    /// The client ran DEALLOCATE ALL or DISCARD ALL.
+    pub fn clear(&mut self) {
+        self.by_name.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}

@@ -1,0 +1,208 @@
+//! The responses a server still owes for the messages pgweir sent it, in order, as far as
+//! prepared statements need them: which ParseComplete and CloseComplete go to the client and
+//! which were pgweir's own, which ErrorResponse stands in for an error pgweir raises itself,
+//! and what to undo when a batch fails. The server answers in order and, after an error,
+//! skips everything up to the next Sync; that is all this queue relies on.
+//!
+//! pgweir never invents a response out of order: where it has nothing to forward (a Parse
+//! of a statement the server already has, a client's Close) it sends the server a harmless
+//! Close of a statement that never exists and passes the CloseComplete on as the reply the
+//! client expects. Where pgweir must raise an error itself, it sends a Parse that fails, so
+//! the server aborts the transaction and skips to Sync exactly as for a real error, and the
+//! client gets pgweir's ErrorResponse in its place.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::cache::ServerStatements;
+use super::registry::{Statement, StatementId};
+use super::ClientStatements;
+use crate::error::SqlState;
+use crate::protocol::framer::Disposition;
+use crate::protocol::{backend, be};
+
+/// What to pass to the client when an expected reply arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Forward,
+    Swallow,
+    /// A CloseComplete answering a Parse pgweir did not forward.
+    AsParseComplete,
+}
+
+/// Bookkeeping to reverse when the server skips or fails the message.
+#[derive(Debug, Default)]
+pub struct Undo {
+    /// The client's statement names as they were before the message.
+    pub client: Option<ClientUndo>,
+    /// A statement recorded as prepared on the server that will not be.
+    pub server: Option<StatementId>,
+}
+
+#[derive(Debug)]
+pub enum ClientUndo {
+    /// The message added this name.
+    Unmap(Bytes),
+    /// The message removed this name.
+    Remap(Bytes, Arc<Statement>),
+}
+
+/// One response the server owes.
+#[derive(Debug)]
+pub enum Expect {
+    Parse { reply: Reply, undo: Undo },
+    Bind { stmt: Option<StatementId> },
+    Close { reply: Reply, undo: Undo },
+    /// A Parse sent to fail; its ErrorResponse is replaced by this one.
+    Failure { error: Bytes },
+    /// ReadyForQuery, owed for each Sync, Query and FunctionCall.
+    Ready,
+}
+
+/// Responses owed by one server to one client, oldest first.
+#[derive(Debug, Default)]
+pub struct Pending {
+    queue: VecDeque<Expect>,
+}
+
+/// The caches a server's replies update.
+pub struct Caches<'a> {
+    pub client: &'a mut ClientStatements,
+    pub server: &'a mut ServerStatements,
+}
+
+impl Pending {
+    pub fn push(&mut self, e: Expect) {
+        self.queue.push_back(e);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The server ignored the last `n` Syncs (sent while it was in COPY FROM STDIN).
+    pub fn forget_ignored_syncs(&mut self, mut n: u32) {
+        let mut i = self.queue.len();
+        while n > 0 && i > 0 {
+            i -= 1;
+            if matches!(self.queue[i], Expect::Ready) {
+                self.queue.remove(i);
+                n -= 1;
+            }
+        }
+    }
+
+    /// Handles one message from the server; `body` is its whole body when it was small
+    /// enough to see. Only ParseComplete, BindComplete, CloseComplete, ErrorResponse and
+    /// ReadyForQuery matter here; everything else is forwarded.
+    pub fn on_server(&mut self, tag: u8, body: Option<&[u8]>, c: &mut Caches<'_>) -> Disposition {
+        match tag {
+            be::PARSE_COMPLETE => match self.queue.pop_front() {
+                Some(Expect::Parse { reply, .. }) => disposition(reply),
+                other => self.out_of_step(tag, other),
+            },
+            be::BIND_COMPLETE => match self.queue.pop_front() {
+                Some(Expect::Bind { .. }) => Disposition::Forward,
+                other => self.out_of_step(tag, other),
+            },
+            be::CLOSE_COMPLETE => match self.queue.pop_front() {
+                Some(Expect::Close { reply, .. }) => disposition(reply),
+                other => self.out_of_step(tag, other),
+            },
+            be::ERROR_RESPONSE => self.on_error(body, c),
+            be::READY_FOR_QUERY => {
+                while let Some(e) = self.queue.pop_front() {
+                    if matches!(e, Expect::Ready) {
+                        break;
+                    }
+                }
+                Disposition::Forward
+            }
+            _ => Disposition::Forward,
+        }
+    }
+
+    /// An error fails the message at the front and makes the server skip the rest of the
+    /// batch: their bookkeeping is undone up to the next ReadyForQuery.
+    fn on_error(&mut self, body: Option<&[u8]>, c: &mut Caches<'_>) -> Disposition {
+        let code = body.and_then(error_code);
+        let mut disposition = Disposition::Forward;
+        match self.queue.front() {
+            // An aborted transaction refuses the Parse before pgweir's reason applies, as
+            // Postgres would have refused the client's message: then the server's error stands.
+            Some(Expect::Failure { error })
+                if code.as_deref() != Some(SqlState::IN_FAILED_SQL_TRANSACTION.0) =>
+            {
+                disposition = Disposition::Replace {
+                    with: error.clone(),
+                    head: usize::MAX,
+                };
+            }
+            Some(Expect::Bind { stmt: Some(id) })
+                if code.as_deref() == Some(SqlState::FEATURE_NOT_SUPPORTED.0)
+                    && body.is_some_and(|b| contains(b, b"cached plan must not change")) =>
+            {
+                // DDL changed the statement's result: forget it here so the next use
+                // prepares it afresh (after a Close) instead of failing forever.
+                c.server.remove(*id);
+            }
+            _ => {}
+        }
+        while let Some(e) = self.queue.front() {
+            if matches!(e, Expect::Ready) {
+                break;
+            }
+            if let Some(Expect::Parse { undo, .. } | Expect::Close { undo, .. }) =
+                self.queue.pop_front()
+            {
+                undo_into(undo, c);
+            }
+        }
+        disposition
+    }
+
+    /// A reply that matches nothing expected: pass it on and resynchronise at the next
+    /// ReadyForQuery rather than guess.
+    fn out_of_step(&mut self, tag: u8, popped: Option<Expect>) -> Disposition {
+        tracing::warn!(
+            tag = %char::from(tag),
+            expected = ?popped,
+            "server reply out of step with pgweir's bookkeeping"
+        );
+        Disposition::Forward
+    }
+}
+
+fn disposition(reply: Reply) -> Disposition {
+    match reply {
+        Reply::Forward => Disposition::Forward,
+        Reply::Swallow => Disposition::Drop,
+        Reply::AsParseComplete => Disposition::Replace {
+            with: Bytes::from_static(&[be::PARSE_COMPLETE, 0, 0, 0, 4]),
+            head: usize::MAX,
+        },
+    }
+}
+
+fn undo_into(undo: Undo, c: &mut Caches<'_>) {
+    if let Some(id) = undo.server {
+        c.server.remove(id);
+    }
+    match undo.client {
+        Some(ClientUndo::Unmap(name)) => {
+            c.client.remove(&name);
+        }
+        Some(ClientUndo::Remap(name, stmt)) => c.client.insert(name, stmt),
+        None => {}
+    }
+}
+
+fn error_code(body: &[u8]) -> Option<String> {
+    backend::parse_error_fields(body).0
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,281 @@
+//! Rewriting a client's extended-protocol messages for the server it holds now: statement
+//! names become internal names, a statement missing on this server is prepared first (its
+//! ParseComplete swallowed), and every message that gets a reply is entered in [`Pending`]
+//! in the order it is sent. Portal names are never touched: portals live only as long as a
+//! transaction, which never moves between servers.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::pending::{ClientUndo, Expect, Pending, Reply, Undo};
+use super::registry::{close_message, Statement, StatementId};
+use super::{ClientStatements, ServerStatements};
+use crate::error::{Severity, SqlState};
+use crate::protocol::framer::{Disposition, View};
+use crate::protocol::{backend, fe, split_cstr};
+
+/// A Close of a statement that never exists: the server answers CloseComplete and does
+/// nothing else, which makes it a reply pgweir can put in pipeline order.
+const STAND_IN_CLOSE: &[u8] = b"C\0\0\0\x11Spgweir_none\0";
+/// A Parse that always fails with a syntax error: pgweir's way of raising an error in
+/// pipeline order, with the server aborting the transaction and skipping to Sync as usual.
+const FAILING_PARSE: &[u8] = b"P\0\0\0\x1epgweir_fail\0pgweir_fail\0\0\0";
+const SYNC: &[u8] = b"S\0\0\0\x04";
+
+/// What one client message became; `stmt` is the statement a Bind runs, so the caller can
+/// account for its effects.
+pub struct Rewritten {
+    pub disposition: Disposition,
+    pub stmt: Option<Arc<Statement>>,
+}
+
+impl From<Disposition> for Rewritten {
+    fn from(disposition: Disposition) -> Self {
+        Rewritten {
+            disposition,
+            stmt: None,
+        }
+    }
+}
+
+/// Everything one client message may touch.
+pub struct Rewriter<'a> {
+    pub client: &'a mut ClientStatements,
+    pub server: &'a mut ServerStatements,
+    pub pending: &'a mut Pending,
+    /// `max_prepared_statements`; zero passes names through unchanged.
+    pub max: usize,
+}
+
+impl Rewriter<'_> {
+    fn renaming(&self) -> bool {
+        self.max > 0
+    }
+
+    /// Raises `error` in place of the whole current message.
+    pub fn fail(&mut self, error: Bytes) -> Disposition {
+        self.pending.push(Expect::Failure { error });
+        Disposition::Replace {
+            with: Bytes::from_static(FAILING_PARSE),
+            head: usize::MAX,
+        }
+    }
+
+    /// Raises `error` in place of a simple Query, which is owed a ReadyForQuery too.
+    pub fn fail_query(&mut self, error: Bytes) -> Disposition {
+        self.pending.push(Expect::Failure { error });
+        self.pending.push(Expect::Ready);
+        Disposition::Replace {
+            with: Bytes::from([FAILING_PARSE, SYNC].concat()),
+            head: usize::MAX,
+        }
+    }
+
+    /// A Sync, Query or FunctionCall forwarded: a ReadyForQuery is owed.
+    pub fn ready_owed(&mut self) {
+        self.pending.push(Expect::Ready);
+    }
+
+    /// A Parse of the unnamed statement (or any Parse when not renaming), forwarded as is.
+    pub fn parse_forwarded(&mut self) -> Disposition {
+        self.pending.push(Expect::Parse {
+            reply: Reply::Forward,
+            undo: Undo::default(),
+        });
+        Disposition::Forward
+    }
+
+    /// A Parse of the client's statement `name`, already interned as `stmt`.
+    pub fn parse_named(&mut self, name: &[u8], stmt: Arc<Statement>) -> Disposition {
+        if self.client.get(name).is_some() {
+            return self.fail(error(
+                SqlState::DUPLICATE_PREPARED_STATEMENT,
+                &format!("prepared statement \"{}\" already exists", show(name)),
+            ));
+        }
+        let name = Bytes::copy_from_slice(name);
+        self.client.insert(name.clone(), stmt.clone());
+        let undo = Some(ClientUndo::Unmap(name));
+        if self.server.touch(stmt.id) {
+            return self.stand_in(Reply::AsParseComplete, undo);
+        }
+        let mut with = BytesMut::new();
+        self.prepare(&mut with, &stmt, Reply::Forward, undo);
+        Disposition::Replace {
+            with: with.freeze(),
+            head: usize::MAX,
+        }
+    }
+
+    /// A Bind; `len` is the whole message's, `view` at least its head.
+    pub fn bind(&mut self, len: usize, view: View<'_>) -> Rewritten {
+        let names = view.bytes().and_then(|b| {
+            let (portal, rest) = split_cstr(b)?;
+            let (name, _) = split_cstr(rest)?;
+            Some((portal, name))
+        });
+        let Some((portal, name)) = names else {
+            return self.fail(malformed("Bind")).into();
+        };
+        if name.is_empty() || !self.renaming() {
+            self.pending.push(Expect::Bind { stmt: None });
+            return Disposition::Forward.into();
+        }
+        let Some(stmt) = self.client.get(name).cloned() else {
+            return self.fail(missing(name)).into();
+        };
+        let mut with = BytesMut::new();
+        self.ensure_prepared(&mut with, &stmt);
+        let head = 5 + portal.len() + 1 + name.len() + 1;
+        with.put_u8(fe::BIND);
+        with.put_u32((len - head + 4 + portal.len() + 1 + stmt.name.len() + 1) as u32);
+        with.put_slice(portal);
+        with.put_u8(0);
+        with.put_slice(&stmt.name);
+        with.put_u8(0);
+        self.pending.push(Expect::Bind { stmt: Some(stmt.id) });
+        Rewritten {
+            disposition: Disposition::Replace {
+                with: with.freeze(),
+                head,
+            },
+            stmt: Some(stmt),
+        }
+    }
+
+    /// A Describe of a statement or portal.
+    pub fn describe(&mut self, view: View<'_>) -> Disposition {
+        let Some((kind, name)) = target(view) else {
+            return self.fail(malformed("Describe"));
+        };
+        if kind != b'S' || name.is_empty() || !self.renaming() {
+            return Disposition::Forward;
+        }
+        let Some(stmt) = self.client.get(name).cloned() else {
+            return self.fail(missing(name));
+        };
+        let mut with = BytesMut::new();
+        self.ensure_prepared(&mut with, &stmt);
+        with.put_u8(fe::DESCRIBE);
+        with.put_u32((4 + 1 + stmt.name.len() + 1) as u32);
+        with.put_u8(b'S');
+        with.put_slice(&stmt.name);
+        with.put_u8(0);
+        Disposition::Replace {
+            with: with.freeze(),
+            head: usize::MAX,
+        }
+    }
+
+    /// A Close of a statement or portal. A client's statement is only forgotten by the
+    /// client: the server keeps it for whoever prepares the same text next.
+    pub fn close(&mut self, view: View<'_>) -> Disposition {
+        let Some((kind, name)) = target(view) else {
+            return self.fail(malformed("Close"));
+        };
+        if kind != b'S' || name.is_empty() || !self.renaming() {
+            self.pending.push(Expect::Close {
+                reply: Reply::Forward,
+                undo: Undo::default(),
+            });
+            return Disposition::Forward;
+        }
+        let undo = self
+            .client
+            .remove(name)
+            .map(|stmt| ClientUndo::Remap(Bytes::copy_from_slice(name), stmt));
+        self.stand_in(Reply::Forward, undo)
+    }
+
+    /// Sends [`STAND_IN_CLOSE`] in place of the current message; its reply becomes `reply`.
+    fn stand_in(&mut self, reply: Reply, client: Option<ClientUndo>) -> Disposition {
+        self.pending.push(Expect::Close {
+            reply,
+            undo: Undo {
+                client,
+                server: None,
+            },
+        });
+        Disposition::Replace {
+            with: Bytes::from_static(STAND_IN_CLOSE),
+            head: usize::MAX,
+        }
+    }
+
+    /// Prepares `stmt` on this server first if it is not there, replies swallowed.
+    fn ensure_prepared(&mut self, with: &mut BytesMut, stmt: &Statement) {
+        if !self.server.touch(stmt.id) {
+            self.prepare(with, stmt, Reply::Swallow, None);
+        }
+    }
+
+    /// Appends to `with` what prepares `stmt` here: a Close of the statement the cache
+    /// evicts to make room, a Close of `stmt`'s own name (harmless if absent, and it clears
+    /// a copy invalidated by DDL), then its Parse, whose ParseComplete becomes `reply`.
+    fn prepare(
+        &mut self,
+        with: &mut BytesMut,
+        stmt: &Statement,
+        reply: Reply,
+        client: Option<ClientUndo>,
+    ) {
+        if let Some(evicted) = self.server.insert(stmt.id, self.max) {
+            with.put_slice(&close_message(internal_name(evicted).as_bytes()));
+            self.swallowed_close();
+        }
+        with.put_slice(&stmt.close);
+        self.swallowed_close();
+        with.put_slice(&stmt.parse);
+        self.pending.push(Expect::Parse {
+            reply,
+            undo: Undo {
+                client,
+                server: Some(stmt.id),
+            },
+        });
+    }
+
+    fn swallowed_close(&mut self) {
+        self.pending.push(Expect::Close {
+            reply: Reply::Swallow,
+            undo: Undo::default(),
+        });
+    }
+}
+
+fn internal_name(id: StatementId) -> String {
+    format!("pgweir_{}", id.0)
+}
+
+/// The kind byte and name of a Describe or Close body.
+fn target(view: View<'_>) -> Option<(u8, &[u8])> {
+    let (&kind, rest) = view.whole()?.split_first()?;
+    let (name, _) = split_cstr(rest)?;
+    Some((kind, name))
+}
+
+/// An ErrorResponse as Postgres would word it.
+pub fn error(code: SqlState, message: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    backend::error_response(&mut b, Severity::Error, code, message);
+    b.freeze()
+}
+
+fn missing(name: &[u8]) -> Bytes {
+    error(
+        SqlState::INVALID_SQL_STATEMENT_NAME,
+        &format!("prepared statement \"{}\" does not exist", show(name)),
+    )
+}
+
+fn malformed(what: &str) -> Bytes {
+    error(
+        SqlState::PROTOCOL_VIOLATION,
+        &format!("invalid {what} message format"),
+    )
+}
+
+fn show(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}

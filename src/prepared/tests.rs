@@ -1,0 +1,172 @@
+//! Rewriter and Pending together, without sockets: client messages in, bytes for the server
+//! out, then the server's replies in and what the client gets out.
+
+
+use super::*;
+use crate::protocol::framer::{Disposition, View};
+use crate::sql::Effects;
+
+#[derive(Default)]
+struct World {
+    registry: Registry,
+    client: ClientStatements,
+    server: ServerStatements,
+    pending: Pending,
+}
+
+impl World {
+    fn rw(&mut self, max: usize) -> Rewriter<'_> {
+        Rewriter {
+            client: &mut self.client,
+            server: &mut self.server,
+            pending: &mut self.pending,
+            max,
+        }
+    }
+
+    fn parse(&mut self, name: &str, sql: &str) -> Disposition {
+        let key = [sql.as_bytes(), b"\0\0\0"].concat();
+        let stmt = self.registry.intern(&key, Effects::default);
+        self.rw(2).parse_named(name.as_bytes(), stmt)
+    }
+
+    fn bind(&mut self, name: &str) -> Disposition {
+        let body = [b"\0", name.as_bytes(), b"\0\0\0\0\0\0\0"].concat();
+        self.rw(2)
+            .bind(5 + body.len(), View::Whole(&body))
+            .disposition
+    }
+
+    /// Feeds server replies by tag; returns what reaches the client, as tags.
+    fn reply(&mut self, tags: &str) -> String {
+        let mut seen = String::new();
+        for t in tags.bytes() {
+            let body: &[u8] = match t {
+                b'Z' => b"I",
+                b'E' => b"SERROR\0C42601\0Msyntax error\0\0",
+                _ => b"",
+            };
+            let mut caches = Caches {
+                client: &mut self.client,
+                server: &mut self.server,
+            };
+            match self.pending.on_server(t, Some(body), &mut caches) {
+                Disposition::Forward => seen.push(t as char),
+                Disposition::Drop => {}
+                Disposition::Replace { with, .. } => seen.push(with[0] as char),
+            }
+        }
+        seen
+    }
+}
+
+/// The message tags in bytes sent to the server.
+fn sent(d: &Disposition) -> String {
+    let Disposition::Replace { with, .. } = d else {
+        return "forwarded".into();
+    };
+    let mut tags = String::new();
+    let mut rest: &[u8] = with;
+    while rest.len() >= 5 {
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        tags.push(rest[0] as char);
+        rest = &rest[(1 + len).min(rest.len())..];
+    }
+    tags
+}
+
+#[test]
+fn a_new_statement_is_closed_then_parsed_and_only_its_parse_complete_shows() {
+    let mut w = World::default();
+    assert_eq!(sent(&w.parse("s1", "SELECT 1")), "CP");
+    w.rw(2).ready_owed();
+    assert_eq!(w.reply("31Z"), "1Z");
+    assert_eq!(w.server.len(), 1);
+}
+
+#[test]
+fn a_statement_the_server_has_gets_a_stand_in_close_answered_as_parse_complete() {
+    let mut w = World::default();
+    w.parse("a", "SELECT 1");
+    w.reply("31");
+    assert_eq!(sent(&w.parse("b", "SELECT 1")), "C");
+    assert_eq!(w.reply("3"), "1");
+}
+
+#[test]
+fn binding_on_a_server_without_the_statement_prepares_it_unseen() {
+    let mut w = World::default();
+    w.parse("s", "SELECT 1");
+    w.reply("31");
+    w.server.clear();
+    assert_eq!(sent(&w.bind("s")), "CPB");
+    assert_eq!(w.reply("312"), "2");
+}
+
+#[test]
+fn a_reused_name_fails_in_order_and_keeps_the_first_statement() {
+    let mut w = World::default();
+    w.parse("s", "SELECT 1");
+    w.reply("31");
+    assert_eq!(sent(&w.parse("s", "SELECT 2")), "P");
+    assert_eq!(w.reply("E"), "E");
+    assert!(w.client.get(b"s").is_some());
+}
+
+#[test]
+fn an_error_before_a_parse_undoes_it() {
+    let mut w = World::default();
+    assert_eq!(sent(&w.bind("nope")), "P", "unknown name: a failing Parse");
+    w.parse("s", "SELECT 1");
+    w.rw(2).ready_owed();
+    assert_eq!(w.reply("EZ"), "EZ");
+    assert!(w.client.get(b"s").is_none(), "the skipped Parse never happened");
+    assert!(w.server.is_empty());
+}
+
+#[test]
+fn the_least_recently_used_statement_is_closed_to_make_room() {
+    let mut w = World::default();
+    for (i, sql) in ["SELECT 1", "SELECT 2", "SELECT 3"].iter().enumerate() {
+        let d = w.parse(&format!("s{i}"), sql);
+        if i == 2 {
+            assert_eq!(sent(&d), "CCP", "evict one, close own name, parse");
+            assert_eq!(w.reply("331"), "1");
+        } else {
+            w.reply("31");
+        }
+    }
+    assert_eq!(w.server.len(), 2);
+}
+
+#[test]
+fn a_long_bind_keeps_its_tail_and_gets_a_new_head() {
+    let mut w = World::default();
+    w.parse("s", "SELECT $1");
+    w.reply("31");
+    let prefix = b"\0s\0\0\0";
+    let Disposition::Replace { with, head } = w
+        .rw(2)
+        .bind(5 + 1_000_000, View::Prefix(prefix))
+        .disposition
+    else {
+        panic!("expected a rewrite");
+    };
+    assert_eq!(head, 5 + 1 + 2);
+    let name = w.client.get(b"s").map(|s| s.name.clone()).unwrap();
+    let new_len = u32::from_be_bytes([with[1], with[2], with[3], with[4]]) as usize;
+    assert_eq!(new_len, 1_000_004 - 1 + name.len());
+    assert_eq!(&with[5..], &[b"\0", &name[..], b"\0"].concat()[..]);
+}
+
+#[test]
+fn close_forgets_the_name_only_for_the_client() {
+    let mut w = World::default();
+    w.parse("s", "SELECT 1");
+    w.reply("31");
+    let body = b"Ss\0";
+    assert_eq!(sent(&w.rw(2).close(View::Whole(body))), "C");
+    assert_eq!(w.reply("3"), "3");
+    assert!(w.client.is_empty());
+    assert_eq!(w.server.len(), 1);
+}
