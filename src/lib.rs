@@ -17,3 +17,4 @@ pub mod listener;
 pub mod pool;
 pub mod protocol;
 pub mod server;
+pub mod sql;
