@@ -1,0 +1,4 @@
+//! Unit tests of the SQL lexer, the statement splitter and the effects analyzer.
+
+mod effects;
+mod lexer;
