@@ -3,8 +3,8 @@
 //!
 //! Messages are built with postgres-protocol's frontend writers (Bind by hand, as
 //! its generic signature is unwieldy for empty parameter lists) and read back as a
-//! tag plus body, decoded only as far as a test needs. Login assumes pgweir runs
-//! with `auth_type = "trust"`.
+//! tag plus body, decoded only as far as a test needs. Login sends no password: it
+//! needs pgweir with `auth_type = "trust"`, or Postgres itself with a trust user.
 
 use std::time::Duration;
 
@@ -123,12 +123,23 @@ impl Wire {
 
     /// Bind with no parameters and text results.
     pub fn bind(&mut self, portal: &str, statement: &str) -> &mut Self {
+        self.bind_params(portal, statement, &[])
+    }
+
+    /// Bind with text-format parameters and text results.
+    pub fn bind_params(&mut self, portal: &str, statement: &str, params: &[&str]) -> &mut Self {
         let mut body = BytesMut::new();
         for name in [portal, statement] {
             body.put_slice(name.as_bytes());
             body.put_u8(0);
         }
-        body.put_slice(&[0, 0, 0, 0, 0, 0]);
+        body.put_i16(0); // no parameter format codes: all text
+        body.put_i16(params.len() as i16);
+        for param in params {
+            body.put_i32(param.len() as i32);
+            body.put_slice(param.as_bytes());
+        }
+        body.put_i16(0); // no result format codes: all text
         self.out.put_u8(b'B');
         self.out.put_i32(body.len() as i32 + 4);
         self.out.put_slice(&body);
