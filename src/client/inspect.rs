@@ -174,7 +174,7 @@ impl Tracking<'_> {
     }
 
     fn remember_custom_names(&mut self, text: &[u8]) {
-        for name in sql::setting_names(text) {
+        for name in sql::custom_setting_names(text) {
             let custom = name.contains('.');
             if custom
                 && self.custom_names.len() < MAX_CUSTOM_NAMES

@@ -205,7 +205,9 @@ async fn log_in(
     backend::ready_for_query(&mut out, TxStatus::Idle);
     stream.write_all(&out).await?;
     let shared = Arc::clone(&app.sessions);
-    Ok(Some(relay::Session::new(pool, params, cancel, slot, shared)))
+    Ok(Some(relay::Session::new(
+        pool, params, cancel, slot, shared,
+    )))
 }
 
 fn too_many(refused: Refused, database: &str, user: &str) -> ClientError {

@@ -49,7 +49,11 @@ impl ClientParams {
         }
         if self.other != server.applied {
             for (k, v) in &self.other {
-                if !server.applied.iter().any(|(a, av)| a.eq_ignore_ascii_case(k) && av == v) {
+                if !server
+                    .applied
+                    .iter()
+                    .any(|(a, av)| a.eq_ignore_ascii_case(k) && av == v)
+                {
                     sets.push(set_config(k, v));
                 }
             }

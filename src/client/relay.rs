@@ -39,7 +39,9 @@ use crate::cancel::{CancelHandle, CancelTarget};
 use crate::config::PoolMode;
 use crate::error::{Severity, SqlState};
 use crate::pool::{Pool, PooledServer};
-use crate::prepared::{ClientStatements, Pending, Rewriter, ServerStatements};
+use crate::prepared::{
+    answer_parse_locally, ClientStatements, Pending, Rewriter, ServerStatements,
+};
 use crate::protocol::framer::{Framer, OutQueue};
 use crate::protocol::{backend, fe, ProtocolError, TxStatus};
 use crate::server::{ServerConn, ServerError};
@@ -98,6 +100,24 @@ impl Session {
         }
     }
 
+    /// Prepares statements the client asks for without a server where that is possible;
+    /// true if the client's next request was answered so.
+    fn answer_without_server(&mut self, cbuf: &mut BytesMut, to_client: &mut OutQueue) -> bool {
+        if self.pool.mode() == PoolMode::Session || self.pool.settings.max_prepared_statements == 0
+        {
+            return false;
+        }
+        let registry = &self.shared.statements;
+        match answer_parse_locally(cbuf, registry, &mut self.statements) {
+            Some((used, reply)) => {
+                let _ = cbuf.split_to(used);
+                to_client.push(reply);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether the server must be reset (or closed) before anyone else may use it.
     fn holds_state(&self, link: &Link) -> bool {
         !self.pins.is_empty() || self.loaded || link.watch.any()
@@ -141,6 +161,9 @@ pub async fn run(
                 let idle_limit = s.pool.settings.client_idle_timeout;
                 if !next_request(client, cbuf, idle_limit).await? {
                     return Ok(());
+                }
+                if s.answer_without_server(cbuf, &mut to_client) {
+                    continue;
                 }
                 let Some(mut server) = checkout(&s.pool, client, cbuf).await? else {
                     return Ok(());
@@ -536,7 +559,13 @@ fn drain_client(
 
 /// The client left while holding `server`: make it clean for the next client, or close it.
 /// `reset`: the server holds the client's session state and needs DISCARD ALL.
-async fn client_gone(s: &Session, server: PooledServer, link: &Link, at_boundary: bool, reset: bool) {
+async fn client_gone(
+    s: &Session,
+    server: PooledServer,
+    link: &Link,
+    at_boundary: bool,
+    reset: bool,
+) {
     if !link.tracker.quiet() || !at_boundary || link.sframer.mid_message() || s.loaded {
         // Something is still running or half-sent, or a library was loaded that no reset
         // unloads: stop the query and close the connection.

@@ -201,7 +201,9 @@ mod tests {
         assert!(!w.any());
         w.note(&hint, true);
         assert!(w.pins);
-        let counts = ["1", "0", "0", "0", "2"].map(|c| Some(c.to_owned())).to_vec();
+        let counts = ["1", "0", "0", "0", "2"]
+            .map(|c| Some(c.to_owned()))
+            .to_vec();
         let pins = read_check(&w, &[counts]).pins.unwrap();
         assert!(pins.contains(PinReason::AdvisoryLock) && pins.contains(PinReason::SqlPrepare));
         assert!(!pins.contains(PinReason::Listen));

@@ -4,33 +4,40 @@
 
 use std::collections::HashMap;
 
-use super::registry::StatementId;
+use super::registry::{Statement, StatementId};
 
-/// The statements prepared on one server, each with the time of its last use.
+/// The statements prepared on one server: the time of each one's last use, and the
+/// [`Statement::generation`] it was prepared at.
 #[derive(Debug, Default)]
 pub struct ServerStatements {
-    last_used: HashMap<StatementId, u64>,
+    last_used: HashMap<StatementId, (u64, u32)>,
     clock: u64,
 }
 
 impl ServerStatements {
-    /// Whether `id` is prepared here; a hit counts as a use.
-    pub fn touch(&mut self, id: StatementId) -> bool {
+    /// Whether `stmt` is prepared here and current; a hit counts as a use. A stale copy is
+    /// forgotten (it still exists on the server, and is closed before the next Parse).
+    pub fn touch(&mut self, stmt: &Statement) -> bool {
         self.clock += 1;
-        match self.last_used.get_mut(&id) {
-            Some(t) => {
+        match self.last_used.get_mut(&stmt.id) {
+            Some((t, generation)) if *generation == stmt.generation() => {
                 *t = self.clock;
                 true
+            }
+            Some(_) => {
+                self.last_used.remove(&stmt.id);
+                false
             }
             None => false,
         }
     }
 
-    /// Records `id` as prepared. When that makes more than `max`, the least recently used
+    /// Records `stmt` as prepared. When that makes more than `max`, the least recently used
     /// other statement is forgotten and returned, for the caller to close on the server.
-    pub fn insert(&mut self, id: StatementId, max: usize) -> Option<StatementId> {
+    pub fn insert(&mut self, stmt: &Statement, max: usize) -> Option<StatementId> {
         self.clock += 1;
-        self.last_used.insert(id, self.clock);
+        let id = stmt.id;
+        self.last_used.insert(id, (self.clock, stmt.generation()));
         if self.last_used.len() <= max.max(1) {
             return None;
         }
@@ -38,7 +45,7 @@ impl ServerStatements {
             .last_used
             .iter()
             .filter(|(&k, _)| k != id)
-            .min_by_key(|(_, &t)| t)?;
+            .min_by_key(|(_, &(t, _))| t)?;
         self.last_used.remove(&oldest);
         Some(oldest)
     }
@@ -65,18 +72,35 @@ impl ServerStatements {
 mod tests {
     use super::*;
 
+    use crate::prepared::Registry;
+    use crate::sql::Effects;
+
     #[test]
     fn evicts_the_least_recently_used() {
+        let r = Registry::default();
+        let [a, b, c] = ["a", "b", "c"].map(|t| r.intern(t.as_bytes(), Effects::default));
         let mut s = ServerStatements::default();
-        let id = StatementId;
-        assert_eq!(s.insert(id(1), 2), None);
-        assert_eq!(s.insert(id(2), 2), None);
-        assert!(s.touch(id(1)));
-        assert_eq!(s.insert(id(3), 2), Some(id(2)));
-        assert!(!s.touch(id(2)));
-        assert!(s.touch(id(1)) && s.touch(id(3)));
+        assert_eq!(s.insert(&a, 2), None);
+        assert_eq!(s.insert(&b, 2), None);
+        assert!(s.touch(&a));
+        assert_eq!(s.insert(&c, 2), Some(b.id));
+        assert!(!s.touch(&b));
+        assert!(s.touch(&a) && s.touch(&c));
         assert_eq!(s.len(), 2);
         s.clear();
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn an_invalidated_statement_is_stale_everywhere() {
+        let r = Registry::default();
+        let a = r.intern(b"a", Effects::default);
+        let (mut s1, mut s2) = (ServerStatements::default(), ServerStatements::default());
+        s1.insert(&a, 5);
+        s2.insert(&a, 5);
+        a.invalidate();
+        assert!(!s1.touch(&a) && !s2.touch(&a));
+        s1.insert(&a, 5);
+        assert!(s1.touch(&a));
     }
 }

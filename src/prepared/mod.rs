@@ -7,9 +7,11 @@
 //! Bind, Describe and Close ([`Rewriter`]) so every statement is prepared on the server the
 //! client holds right now. [`Pending`] follows the server's replies, so the client sees
 //! exactly the ParseComplete/CloseComplete/ErrorResponse sequence Postgres would have sent.
-//! The relay (`client::inspect`) drives both halves.
+//! A client that only prepares known texts gets its answer without a server
+//! ([`answer_parse_locally`]). The relay (`client::inspect`) drives the rest.
 
 mod cache;
+mod local;
 mod pending;
 mod registry;
 mod rewrite;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use cache::ServerStatements;
+pub use local::answer_parse_locally;
 pub use pending::{Caches, Expect, Pending};
 pub use registry::{Registry, Statement, StatementId};
 pub use rewrite::{error, Rewriter};

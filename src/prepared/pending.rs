@@ -52,11 +52,23 @@ pub enum ClientUndo {
 /// One response the server owes.
 #[derive(Debug)]
 pub enum Expect {
-    Parse { reply: Reply, undo: Undo },
-    Bind { stmt: Option<StatementId> },
-    Close { reply: Reply, undo: Undo },
+    /// `stmt`: the registered statement it prepares, marked valid when it succeeds.
+    Parse {
+        reply: Reply,
+        undo: Undo,
+        stmt: Option<Arc<Statement>>,
+    },
+    Bind {
+        stmt: Option<Arc<Statement>>,
+    },
+    Close {
+        reply: Reply,
+        undo: Undo,
+    },
     /// A Parse sent to fail; its ErrorResponse is replaced by this one.
-    Failure { error: Bytes },
+    Failure {
+        error: Bytes,
+    },
     /// ReadyForQuery, owed for each Sync, Query and FunctionCall.
     Ready,
 }
@@ -100,7 +112,12 @@ impl Pending {
     pub fn on_server(&mut self, tag: u8, body: Option<&[u8]>, c: &mut Caches<'_>) -> Disposition {
         match tag {
             be::PARSE_COMPLETE => match self.queue.pop_front() {
-                Some(Expect::Parse { reply, .. }) => disposition(reply),
+                Some(Expect::Parse { reply, stmt, .. }) => {
+                    if let Some(s) = stmt {
+                        s.mark_valid();
+                    }
+                    disposition(reply)
+                }
                 other => self.out_of_step(tag, other),
             },
             be::BIND_COMPLETE => match self.queue.pop_front() {
@@ -140,13 +157,14 @@ impl Pending {
                     head: usize::MAX,
                 };
             }
-            Some(Expect::Bind { stmt: Some(id) })
+            Some(Expect::Bind { stmt: Some(stmt) })
                 if code.as_deref() == Some(SqlState::FEATURE_NOT_SUPPORTED.0)
                     && body.is_some_and(|b| contains(b, b"cached plan must not change")) =>
             {
-                // DDL changed the statement's result: forget it here so the next use
-                // prepares it afresh (after a Close) instead of failing forever.
-                c.server.remove(*id);
+                // DDL changed the statement's result: every server's copy is stale, so each
+                // prepares it afresh (after a Close) on its next use instead of failing.
+                stmt.invalidate();
+                c.server.remove(stmt.id);
             }
             _ => {}
         }

@@ -4,7 +4,7 @@
 //! weak references, so a text no client uses any more is forgotten.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -29,6 +29,11 @@ pub struct Statement {
     pub close: Bytes,
     /// What running it may do to the session (settings, pinned state).
     pub effects: Effects,
+    /// Bumped when a server reports that DDL changed the statement's result type: every
+    /// server's copy is then stale, and each is prepared afresh on its next use.
+    generation: AtomicU32,
+    /// Some server has prepared it without error, so the text is known to be valid.
+    valid: AtomicBool,
 }
 
 /// Registry entries beyond this many are pruned of dead ones before it grows further.
@@ -81,10 +86,19 @@ impl Registry {
         stmt
     }
 
+    /// The statement for `key` if some client holds it, without registering anything.
+    pub fn lookup(&self, key: &[u8]) -> Option<Arc<Statement>> {
+        self.inner.lock().by_text.get(key).and_then(Weak::upgrade)
+    }
+
     /// Texts currently registered and held by some client.
     pub fn live(&self) -> usize {
         let inner = self.inner.lock();
-        inner.by_text.values().filter(|w| w.strong_count() > 0).count()
+        inner
+            .by_text
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
     }
 }
 
@@ -103,7 +117,27 @@ impl Statement {
             name,
             parse: parse.freeze(),
             effects,
+            generation: AtomicU32::new(0),
+            valid: AtomicBool::new(false),
         }
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Marks every server's copy stale.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A server prepared it without error.
+    pub fn mark_valid(&self) {
+        self.valid.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.valid.load(Ordering::Relaxed)
     }
 }
 
@@ -148,7 +182,10 @@ mod tests {
         expect.extend_from_slice(&body);
         assert_eq!(&s.parse[..], &expect[..]);
         assert_eq!(s.close[0], b'C');
-        assert_eq!(&s.close[5..], [b"S", name.as_bytes(), b"\0"].concat().as_slice());
+        assert_eq!(
+            &s.close[5..],
+            [b"S", name.as_bytes(), b"\0"].concat().as_slice()
+        );
     }
 
     #[test]

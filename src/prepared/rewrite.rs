@@ -82,6 +82,7 @@ impl Rewriter<'_> {
         self.pending.push(Expect::Parse {
             reply: Reply::Forward,
             undo: Undo::default(),
+            stmt: None,
         });
         Disposition::Forward
     }
@@ -97,7 +98,7 @@ impl Rewriter<'_> {
         let name = Bytes::copy_from_slice(name);
         self.client.insert(name.clone(), stmt.clone());
         let undo = Some(ClientUndo::Unmap(name));
-        if self.server.touch(stmt.id) {
+        if self.server.touch(&stmt) {
             return self.stand_in(Reply::AsParseComplete, undo);
         }
         let mut with = BytesMut::new();
@@ -134,7 +135,9 @@ impl Rewriter<'_> {
         with.put_u8(0);
         with.put_slice(&stmt.name);
         with.put_u8(0);
-        self.pending.push(Expect::Bind { stmt: Some(stmt.id) });
+        self.pending.push(Expect::Bind {
+            stmt: Some(stmt.clone()),
+        });
         Rewritten {
             disposition: Disposition::Replace {
                 with: with.freeze(),
@@ -204,8 +207,8 @@ impl Rewriter<'_> {
     }
 
     /// Prepares `stmt` on this server first if it is not there, replies swallowed.
-    fn ensure_prepared(&mut self, with: &mut BytesMut, stmt: &Statement) {
-        if !self.server.touch(stmt.id) {
+    fn ensure_prepared(&mut self, with: &mut BytesMut, stmt: &Arc<Statement>) {
+        if !self.server.touch(stmt) {
             self.prepare(with, stmt, Reply::Swallow, None);
         }
     }
@@ -216,11 +219,11 @@ impl Rewriter<'_> {
     fn prepare(
         &mut self,
         with: &mut BytesMut,
-        stmt: &Statement,
+        stmt: &Arc<Statement>,
         reply: Reply,
         client: Option<ClientUndo>,
     ) {
-        if let Some(evicted) = self.server.insert(stmt.id, self.max) {
+        if let Some(evicted) = self.server.insert(stmt, self.max) {
             with.put_slice(&close_message(internal_name(evicted).as_bytes()));
             self.swallowed_close();
         }
@@ -233,6 +236,7 @@ impl Rewriter<'_> {
                 client,
                 server: Some(stmt.id),
             },
+            stmt: Some(stmt.clone()),
         });
     }
 

@@ -1,7 +1,6 @@
 //! Rewriter and Pending together, without sockets: client messages in, bytes for the server
 //! out, then the server's replies in and what the client gets out.
 
-
 use super::*;
 use crate::protocol::framer::{Disposition, View};
 use crate::sql::Effects;
@@ -120,7 +119,10 @@ fn an_error_before_a_parse_undoes_it() {
     w.parse("s", "SELECT 1");
     w.rw(2).ready_owed();
     assert_eq!(w.reply("EZ"), "EZ");
-    assert!(w.client.get(b"s").is_none(), "the skipped Parse never happened");
+    assert!(
+        w.client.get(b"s").is_none(),
+        "the skipped Parse never happened"
+    );
     assert!(w.server.is_empty());
 }
 

@@ -76,7 +76,10 @@ pub enum Disposition {
     Drop,
     /// Send `with` in place of the message's first `head` bytes (counted from its tag, so
     /// `head` = the message's length replaces it all), then forward the rest unchanged.
-    Replace { with: Bytes, head: usize },
+    Replace {
+        with: Bytes,
+        head: usize,
+    },
 }
 
 /// The relay's view of a byte stream, one message at a time.

@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::Secret;
-use crate::prepared::ServerStatements;
 use crate::error::{ClientVisible, SqlState};
+use crate::prepared::ServerStatements;
 use crate::protocol::{backend, TxStatus};
 
 /// Identifies one server connection in logs.
@@ -247,7 +247,12 @@ impl ServerConn {
                 }
                 Message::NotificationResponse(n) => {
                     let (channel, payload) = (n.channel()?, n.message()?);
-                    backend::notification(&mut result.notifications, n.process_id(), channel, payload);
+                    backend::notification(
+                        &mut result.notifications,
+                        n.process_id(),
+                        channel,
+                        payload,
+                    );
                 }
                 Message::ParameterStatus(p) => {
                     let (n, v) = (p.name()?, p.value()?);

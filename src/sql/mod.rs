@@ -4,15 +4,18 @@
 //! strings, comments, quoted identifiers and dollar-quoted bodies are never seen;
 //! [`statements`] splits the tokens into `;`-separated statements; [`effects`] decides what
 //! a text may do to the session ([`analyze`]), which the relay asks for every simple Query
-//! and every Parse text. Nothing allocates per token and all of it is linear in the input,
-//! since it runs on every query, including multi-megabyte ones.
+//! and every Parse text; [`settings`] names the custom settings a text sets. Nothing
+//! allocates per token and all of it is linear in the input, since it runs on every query,
+//! including multi-megabyte ones.
 
 pub mod effects;
 pub mod lexer;
+pub mod settings;
 pub mod statements;
 #[cfg(test)]
 mod tests;
 
 pub use effects::{analyze, Effects, PinReason, Pins};
 pub use lexer::{Lexer, Token, TokenKind};
+pub use settings::custom_setting_names;
 pub use statements::Statements;
