@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Reproduces the pgweir vs PgBouncer vs direct table on one machine in one run.
 #
-#   benches/pgbench_compare.sh             # 30 s per run (about 3.5 minutes in all)
-#   DURATION=5 benches/pgbench_compare.sh  # a quick look
+#   benches/pgbench_compare.sh                            # 30 s per run (about 5 minutes in all)
+#   DURATION=5 benches/pgbench_compare.sh                 # a quick look
+#   MODES=prepared DURATION=5 benches/pgbench_compare.sh  # only some of the -M modes
 #
 # A throwaway PostgreSQL (max_connections 600) gets `pgbench -i -s 10`. Then
-# `pgbench -S -c 500 -j 2 -T $DURATION` runs with -M simple and -M extended through
-# pgweir (built here in release mode) and through Debian's PgBouncer, both with a
-# pool of 20 in transaction mode and max_client_conn 1000, and `pgbench -S -c 20`
-# runs straight against Postgres. Each pooler's CPU time (utime + stime from
-# /proc/PID/stat, all threads) is sampled around its run and reported per 100k
-# transactions. Prints a Markdown table at the end. Installs what is missing.
+# `pgbench -S -c 500 -j 2 -T $DURATION` runs with -M simple, -M extended and
+# -M prepared through pgweir (built here in release mode) and through Debian's
+# PgBouncer, both with a pool of 20 in transaction mode and max_client_conn 1000, and
+# `pgbench -S -c 20` runs straight against Postgres. PgBouncer keeps prepared
+# statements working in transaction mode only from 1.21 (max_prepared_statements);
+# an older one gets "n/a" in the prepared row instead of a run that would fail. Each
+# pooler's CPU time (utime + stime from /proc/PID/stat, all threads) is sampled
+# around its run and reported per 100k transactions. Prints a Markdown table at the
+# end. Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-30}"
+MODES="${MODES:-simple extended prepared}"
 CLIENTS="${CLIENTS:-500}"
 DIRECT_CLIENTS=20
 POOL=20
@@ -23,8 +28,20 @@ PG_BIN=/usr/lib/postgresql/15/bin
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
+bouncer_bin() { command -v pgbouncer || echo /usr/sbin/pgbouncer; }
+bouncer_version() { "$(bouncer_bin)" --version 2>/dev/null | awk 'NR==1 { print $2 }'; }
+
+# True when this PgBouncer keeps prepared statements working in transaction mode (1.21+).
+bouncer_prepares() {
+    local major minor
+    IFS=. read -r major minor _ <<<"$(bouncer_version)"
+    [ "${major:-0}" -gt 1 ] || { [ "${major:-0}" -eq 1 ] && [ "${minor:-0}" -ge 21 ]; }
+}
+
 start_pgbouncer() {
     PGBOUNCER_PORT="$(free_port 25900)"
+    local prepared=""
+    bouncer_prepares && prepared="max_prepared_statements = 200"
     echo '"bench" "bench"' >"$WORK/userlist.txt"
     cat >"$WORK/pgbouncer.ini" <<INI
 [databases]
@@ -41,16 +58,15 @@ default_pool_size = $POOL
 max_client_conn = 1000
 logfile = $WORK/pgbouncer.log
 pidfile = $WORK/pgbouncer.pid
+$prepared
 INI
     [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
     local bouncer
-    bouncer="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
+    bouncer="$(bouncer_bin)"
     # runuser may reset limits; 1000 clients need more than a default 1024 files.
     as_pg sh -c "ulimit -n $(ulimit -Hn); exec $bouncer -d $WORK/pgbouncer.ini"
     wait_port "$PGBOUNCER_PORT" pgbouncer "$WORK/pgbouncer.log"
 }
-
-
 
 # run_one LABEL MODE CLIENTS PORT PID(or -) -> one Markdown row on stdout
 run_one() {
@@ -84,10 +100,16 @@ main() {
     start_pgweir scram-sha-256 1000 ""
     start_pgbouncer
     local rows=()
-    for mode in simple extended; do
+    local bouncer
+    bouncer="pgbouncer $(bouncer_version)"
+    for mode in $MODES; do
         rows+=("$(run_one pgweir "$mode" "$CLIENTS" "$PGWEIR_PORT" "$PGWEIR_PID")")
-        rows+=("$(run_one "pgbouncer $(pgbouncer --version 2>/dev/null | awk 'NR==1 { print $2 }')" \
-            "$mode" "$CLIENTS" "$PGBOUNCER_PORT" "$(cat "$WORK/pgbouncer.pid")")")
+        if [ "$mode" = prepared ] && ! bouncer_prepares; then
+            rows+=("| $bouncer | $mode | $CLIENTS | n/a (PgBouncer <1.21) | n/a | n/a |")
+        else
+            rows+=("$(run_one "$bouncer" "$mode" "$CLIENTS" "$PGBOUNCER_PORT" \
+                "$(cat "$WORK/pgbouncer.pid")")")
+        fi
         rows+=("$(run_one "postgres (direct)" "$mode" "$DIRECT_CLIENTS" "$PG_PORT" -)")
     done
     echo
