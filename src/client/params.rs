@@ -1,8 +1,9 @@
 //! The session parameters a client expects, and bringing a server in line with them before
 //! the client's first message on it. Parameters the server reports (ParameterStatus) are
-//! compared with the server's last report, slot by slot ([`TRACKED`]); other startup
-//! settings are compared with what pgweir itself set on that server. Differences are fixed in
-//! one round trip. This runs every time a client gets a server, so the common case (nothing
+//! compared with the server's last report, slot by slot ([`TRACKED`]); other settings (from
+//! the startup packet, or read back after the client changed them, see [`super::state`]) are
+//! compared with what pgweir last set or read on that server. Differences are fixed in one
+//! round trip. This runs every time a client gets a server, so the common case (nothing
 //! differs) is a handful of string comparisons.
 
 use super::state::literal;
@@ -13,7 +14,8 @@ use crate::server::{tracked_slot, ServerConn, ServerError, ServerParams, TRACKED
 pub struct ClientParams {
     /// Reported parameters as the client believes them to be.
     pub reported: ServerParams,
-    /// Other settings from the startup packet (including `options`), by name.
+    /// Other settings, sorted by name: from the startup packet (including `options`) until
+    /// the client changes any, then as read back from the server after that transaction.
     pub other: Vec<(String, String)>,
 }
 

@@ -372,8 +372,17 @@ impl Link {
         None
     }
 
-    fn at_release_point(&self, mode: PoolMode, cframer: &Framer, rbuf: &BytesMut) -> bool {
+    /// `cbuf` holding bytes means the client is part-way through a message (one the
+    /// inspector must see more of before it can be sent), which belongs on this server.
+    fn at_release_point(
+        &self,
+        mode: PoolMode,
+        cframer: &Framer,
+        cbuf: &BytesMut,
+        rbuf: &BytesMut,
+    ) -> bool {
         let drained = self.to_server.is_empty()
+            && cbuf.is_empty()
             && !cframer.mid_message()
             && !self.sframer.mid_message()
             && rbuf.is_empty();
@@ -431,7 +440,7 @@ async fn pump(
         if link.terminated {
             return Ok(End::ClientGone);
         }
-        if link.at_release_point(mode, cframer, rbuf) {
+        if link.at_release_point(mode, cframer, cbuf, rbuf) {
             if link.violation {
                 let mut m = BytesMut::new();
                 backend::error_response(

@@ -17,6 +17,9 @@ pub struct Target {
     pub port: u16,
     pub user: &'static str,
     pub db: String,
+    /// Whether clients may send `application_name` at startup and expect RESET to return
+    /// to it (only Postgres itself does that; see the file header of `leak.rs`).
+    pub startup_application_name: bool,
 }
 
 /// How long one exchange may take, including waiting for a free server.

@@ -240,6 +240,10 @@ pub struct Generator {
     pins: Pins,
     /// Makes every value this client uses unique.
     counter: u32,
+    /// Sessions this client has started: lock keys differ per session, because the
+    /// backend a client just left may still hold its locks for a moment (with Postgres
+    /// directly as through pgweir, where the cleanup runs after the client is gone).
+    lives: i64,
 }
 
 impl Generator {
@@ -250,6 +254,7 @@ impl Generator {
             rng: Rng::new(stream),
             pins,
             counter: 0,
+            lives: 0,
         }
     }
 
@@ -265,7 +270,7 @@ impl Generator {
 
     /// The client's own advisory lock keys (a bigint below 2^32 shows as objid).
     fn lock_key(&mut self, base: i64) -> i64 {
-        base + self.client as i64 * 10 + self.rng.below(3) as i64
+        base + (self.lives * 100 + self.client as i64) * 10 + self.rng.below(3) as i64
     }
 
     fn channel(&mut self) -> String {
@@ -408,9 +413,12 @@ impl Generator {
                 value: self.unique("k"),
             },
             Kind::CloseCursor => Step::CloseCursor(self.owned(m.cursors.keys())),
-            Kind::Reconnect => Step::Reconnect {
-                graceful: self.rng.percent(50),
-            },
+            Kind::Reconnect => {
+                self.lives += 1;
+                Step::Reconnect {
+                    graceful: self.rng.percent(50),
+                }
+            }
             other => unreachable!("{other:?} is built by Generator::build"),
         }
     }
