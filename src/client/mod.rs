@@ -8,6 +8,7 @@ pub mod limits;
 pub mod login;
 pub mod params;
 pub mod relay;
+pub mod reset;
 pub mod state;
 pub mod txn;
 

@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 use super::inspect::{ClientSide, ServerSide, ServerTracking, Tracking};
 use super::limits::ClientSlot;
 use super::params::ClientParams;
+use super::reset::{self, Leftover, CLEANUP_TIMEOUT};
 use super::state::{check_sql, read_check, SessionShared, Watch};
 use super::txn::TxnTracker;
 use super::ClientError;
@@ -57,8 +58,6 @@ const HIGH_WATER: usize = 256 * 1024;
 /// How long a server waits for a cancel still on its way before it is closed instead of
 /// reused (PgBouncer's `cancel_wait_timeout`).
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
-/// How long pgweir waits for a rollback or reset before closing the server instead.
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A logged-in client between transactions.
 #[derive(Debug)]
@@ -188,7 +187,7 @@ pub async fn run(
         )
         .await;
         if let Ok(End::Release { rollback }) = end {
-            if rollback && !rolled_back(&mut server).await {
+            if rollback && !reset::rolled_back(&mut server).await {
                 s.cancel.set_target(None);
                 drop(server);
                 continue;
@@ -225,13 +224,6 @@ pub async fn run(
     }
 }
 
-/// Statement mode caught a transaction left open: roll it back. False if that failed and
-/// the server must be closed.
-async fn rolled_back(server: &mut PooledServer) -> bool {
-    let r = tokio::time::timeout(CLEANUP_TIMEOUT, server.run_internal("ROLLBACK")).await;
-    matches!(r, Ok(Ok(TxStatus::Idle)))
-}
-
 /// At the end of a transaction that may have changed session state, reads back what the
 /// server now holds for the client: its settings (which then follow it to other servers)
 /// and the state that pins it here.
@@ -259,13 +251,19 @@ async fn settle_state(
         pins.insert(PinReason::Load);
     }
     if pins != s.pins {
-        let reasons: Vec<&str> = pins.iter().map(PinReason::as_str).collect();
-        tracing::debug!(server = server.id.0, pinned_by = ?reasons, "client pinning changed");
         match (s.pins.is_empty(), pins.is_empty()) {
             (true, false) => s.shared.pinned(),
             (false, true) => s.shared.unpinned(),
             _ => {}
         }
+        let reasons: Vec<&str> = pins.iter().map(PinReason::as_str).collect();
+        tracing::debug!(
+            server = server.id.0,
+            pinned_by = ?reasons,
+            pinned_clients = s.shared.pinned_now(),
+            pinned_since_start = s.shared.pinned_total(),
+            "client pinning changed"
+        );
         s.pins = pins;
     }
     Ok(())
@@ -575,43 +573,16 @@ async fn client_gone(
     at_boundary: bool,
     reset: bool,
 ) {
-    if !link.tracker.quiet() || !at_boundary || link.sframer.mid_message() || s.loaded {
+    let busy = !link.tracker.quiet() || !at_boundary || link.sframer.mid_message();
+    let left = if busy || s.loaded {
         // Something is still running or half-sent, or a library was loaded that no reset
-        // unloads: stop the query and close the connection.
-        let (addr, key) = (server.addr, server.key);
-        drop(server);
-        tokio::spawn(async move {
-            let _ = ServerConn::cancel(addr, key).await;
-        });
-        return;
-    }
-    let in_tx = link.tracker.status() != TxStatus::Idle;
-    let discard = reset || s.pool.mode() == PoolMode::Session;
-    let steps: &[&str] = match (in_tx, discard) {
-        (true, true) => &["ROLLBACK", "DISCARD ALL"],
-        (false, true) => &["DISCARD ALL"],
-        (true, false) => &["ROLLBACK"],
-        (false, false) => &[],
+        // unloads.
+        Leftover::Close
+    } else {
+        Leftover::Clean {
+            rollback: link.tracker.status() != TxStatus::Idle,
+            discard: reset || s.pool.mode() == PoolMode::Session,
+        }
     };
-    cleanup(server, steps).await;
-}
-
-/// Runs reset statements; the server goes back to the pool only if all end idle.
-async fn cleanup(mut server: PooledServer, steps: &[&str]) {
-    for sql in steps {
-        let r = tokio::time::timeout(CLEANUP_TIMEOUT, server.run_internal(sql)).await;
-        if !matches!(r, Ok(Ok(TxStatus::Idle))) {
-            tracing::debug!(
-                server = server.id.0,
-                statement = sql,
-                "reset failed; closing server"
-            );
-            return;
-        }
-        if *sql == "DISCARD ALL" {
-            server.applied.clear();
-            server.statements.clear();
-        }
-    }
-    server.release();
+    reset::left_behind(server, left).await;
 }

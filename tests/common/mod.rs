@@ -9,6 +9,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod cluster;
+pub mod differential;
 mod pgweir;
 mod tools;
 pub mod wire;
