@@ -128,6 +128,59 @@ const UNLOCK_FUNCTIONS: [&str; 3] = [
 /// Analyses SQL text (possibly several statements separated by `;`). Input is bytes: the
 /// client's encoding may not be UTF-8; keywords are ASCII, compare case-insensitively.
 pub fn analyze(sql: &[u8]) -> Effects {
+    if plain(sql) {
+        return Effects::default();
+    }
+    analyze_tokens(sql)
+}
+
+/// Leading keywords of statements that can have no effect unless they call a function or
+/// (SELECT, UPDATE) write into a temp table or `pg_settings`.
+const PLAIN_STARTS: [&str; 8] = [
+    "select", "insert", "update", "delete", "values", "table", "fetch", "show",
+];
+
+/// A prefilter for the common case, a few bytes scanned instead of a full tokenisation:
+/// one statement (nothing but `;` and spaces after its first `;`), starting right away
+/// with one of [`PLAIN_STARTS`], with no `(` anywhere (so no call) and neither `into` nor
+/// `settings` in any case (so no `INTO TEMP`, no `UPDATE pg_settings`). Every text it
+/// passes has no effects; anything it is unsure of goes to [`analyze_tokens`].
+pub(super) fn plain(sql: &[u8]) -> bool {
+    let word_len = sql.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    let first = &sql[..word_len];
+    if !PLAIN_STARTS
+        .iter()
+        .any(|k| first.eq_ignore_ascii_case(k.as_bytes()))
+    {
+        return false;
+    }
+    let body = match sql.iter().position(|&b| b == b';') {
+        Some(end)
+            if sql[end..]
+                .iter()
+                .all(|b| *b == b';' || b.is_ascii_whitespace()) =>
+        {
+            &sql[..end]
+        }
+        Some(_) => return false,
+        None => sql,
+    };
+    !body.iter().enumerate().any(|(i, &b)| match b | 0x20 {
+        b'(' => true,
+        b'i' => starts_with_word(&body[i..], b"into"),
+        b's' => starts_with_word(&body[i..], b"settings"),
+        _ => false,
+    })
+}
+
+/// Whether `hay` starts with `word` (lowercase) in any case.
+fn starts_with_word(hay: &[u8], word: &[u8]) -> bool {
+    hay.get(..word.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(word))
+}
+
+/// The full analysis: every token of every statement.
+pub(super) fn analyze_tokens(sql: &[u8]) -> Effects {
     let mut scan = Scan {
         statements: Statements::new(sql),
         prev: None,

@@ -1,6 +1,7 @@
 //! The effects analyzer: every rule, the traps where a keyword must not be seen, the types'
 //! small API, and linear cost on a large statement.
 
+use crate::sql::effects::{analyze_tokens, plain};
 use crate::sql::{analyze, Effects, PinReason, Pins};
 
 fn fx(sql: &str) -> Effects {
@@ -406,4 +407,29 @@ fn large_statement() {
     assert_eq!(fx(&sql), pinned(PinReason::AdvisoryLock));
     let strings = "SELECT ".to_owned() + &"'a''b', E'\\'', $q$ $ $$ $q$, /* */ ".repeat(40_000);
     assert!(fx(&strings).is_empty());
+}
+
+#[test]
+fn the_prefilter_only_passes_texts_without_effects() {
+    let texts = [
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 42;",
+        "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = 2;",
+        "select 1;;  ",
+        "SELECT 1 INTO TEMP t",
+        "select * into temporary t from x",
+        "SELECT pg_advisory_lock(1)",
+        "UPDATE pg_settings SET setting = 'a' WHERE name = 'search_path'",
+        "SELECT 1; LISTEN x",
+        "SELECT 1 /* ; */; SET x = 1",
+        "show search_path",
+        "SELECT 'a;b'",
+    ];
+    for t in texts {
+        if plain(t.as_bytes()) {
+            assert_eq!(analyze_tokens(t.as_bytes()), Effects::default(), "{t}");
+        }
+    }
+    assert!(plain(texts[0].as_bytes()) && plain(texts[1].as_bytes()));
+    assert_eq!(fx("SELECT 1 INTO TEMP t"), pinned(PinReason::TempObject));
+    assert_eq!(fx("SELECT 1; LISTEN x"), pinned(PinReason::Listen));
 }
