@@ -96,6 +96,12 @@ impl Tracking<'_> {
         let text = body.bytes().unwrap_or_default();
         let text = text.strip_suffix(b"\0").unwrap_or(text);
         let e = sql::analyze(text);
+        if e.may_unpin {
+            let name = sql::deallocated_name(text);
+            if let Some(done) = name.and_then(|n| self.rw.deallocate(n.as_bytes())) {
+                return done;
+            }
+        }
         if let Some(err) = self.refusal(&e) {
             return self.rw.fail_query(err);
         }

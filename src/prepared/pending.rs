@@ -28,8 +28,9 @@ use crate::protocol::{backend, be};
 pub enum Reply {
     Forward,
     Swallow,
-    /// A CloseComplete answering a Parse pgweir did not forward.
-    AsParseComplete,
+    /// These bytes instead: a CloseComplete answering a message pgweir did not forward
+    /// (ParseComplete for a Parse, CommandComplete for a SQL DEALLOCATE).
+    Instead(Bytes),
 }
 
 /// Bookkeeping to reverse when the server skips or fails the message.
@@ -197,8 +198,8 @@ fn disposition(reply: Reply) -> Disposition {
     match reply {
         Reply::Forward => Disposition::Forward,
         Reply::Swallow => Disposition::Drop,
-        Reply::AsParseComplete => Disposition::Replace {
-            with: Bytes::from_static(&[be::PARSE_COMPLETE, 0, 0, 0, 4]),
+        Reply::Instead(with) => Disposition::Replace {
+            with,
             head: usize::MAX,
         },
     }

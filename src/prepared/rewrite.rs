@@ -13,7 +13,7 @@ use super::registry::{close_message, Statement, StatementId};
 use super::{ClientStatements, ServerStatements};
 use crate::error::{Severity, SqlState};
 use crate::protocol::framer::{Disposition, View};
-use crate::protocol::{backend, fe, split_cstr};
+use crate::protocol::{backend, be, fe, split_cstr};
 
 /// A Close of a statement that never exists: the server answers CloseComplete and does
 /// nothing else, which makes it a reply pgweir can put in pipeline order.
@@ -99,7 +99,8 @@ impl Rewriter<'_> {
         self.client.insert(name.clone(), stmt.clone());
         let undo = Some(ClientUndo::Unmap(name));
         if self.server.touch(&stmt) {
-            return self.stand_in(Reply::AsParseComplete, undo);
+            let parse_complete = Bytes::from_static(&[be::PARSE_COMPLETE, 0, 0, 0, 4]);
+            return self.stand_in(Reply::Instead(parse_complete), undo);
         }
         let mut with = BytesMut::new();
         self.prepare(&mut with, &stmt, Reply::Forward, undo);
@@ -189,6 +190,31 @@ impl Rewriter<'_> {
             .remove(name)
             .map(|stmt| ClientUndo::Remap(Bytes::copy_from_slice(name), stmt));
         self.stand_in(Reply::Forward, undo)
+    }
+
+    /// A simple Query that is only `DEALLOCATE name` of one of the client's protocol-level
+    /// statements: the client forgets the name, and the CommandComplete and ReadyForQuery
+    /// come in order from a stand-in Close and a Sync. `None` if the client has no such
+    /// statement (then it is a SQL-level one and the Query goes to the server).
+    pub fn deallocate(&mut self, name: &[u8]) -> Option<Disposition> {
+        if !self.renaming() {
+            return None;
+        }
+        let stmt = self.client.remove(name)?;
+        let mut done = BytesMut::new();
+        backend::command_complete(&mut done, "DEALLOCATE");
+        self.pending.push(Expect::Close {
+            reply: Reply::Instead(done.freeze()),
+            undo: Undo {
+                client: Some(ClientUndo::Remap(Bytes::copy_from_slice(name), stmt)),
+                server: None,
+            },
+        });
+        self.pending.push(Expect::Ready);
+        Some(Disposition::Replace {
+            with: Bytes::from([STAND_IN_CLOSE, SYNC].concat()),
+            head: usize::MAX,
+        })
     }
 
     /// Sends [`STAND_IN_CLOSE`] in place of the current message; its reply becomes `reply`.

@@ -74,6 +74,10 @@ pub fn backend_key_data(buf: &mut BytesMut, pid: i32, secret: i32) {
     });
 }
 
+pub fn command_complete(buf: &mut BytesMut, tag: &str) {
+    message(buf, be::COMMAND_COMPLETE, |b| cstr(b, tag));
+}
+
 pub fn notification(buf: &mut BytesMut, pid: i32, channel: &str, payload: &str) {
     message(buf, be::NOTIFICATION_RESPONSE, |b| {
         b.put_i32(pid);

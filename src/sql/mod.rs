@@ -17,5 +17,5 @@ mod tests;
 
 pub use effects::{analyze, Effects, PinReason, Pins};
 pub use lexer::{Lexer, Token, TokenKind};
-pub use settings::custom_setting_names;
+pub use settings::{custom_setting_names, deallocated_name};
 pub use statements::Statements;

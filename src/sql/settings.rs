@@ -33,6 +33,31 @@ pub fn custom_setting_names(sql: &[u8]) -> Vec<String> {
     names
 }
 
+/// The statement name of a text that is exactly one `DEALLOCATE [PREPARE] name`, as the
+/// server folds it; `None` for anything else (including `DEALLOCATE ALL`).
+pub fn deallocated_name(sql: &[u8]) -> Option<String> {
+    let mut stmts = Statements::new(sql);
+    stmts.next_statement();
+    if !stmts.next_token()?.is_keyword("deallocate") {
+        return None;
+    }
+    let mut tok = stmts.next_token()?;
+    if tok.is_keyword("prepare") {
+        tok = stmts.next_token()?;
+    }
+    if tok.is_keyword("all") || stmts.next_token().is_some() {
+        return None;
+    }
+    let name = ident(&tok)?;
+    // Only empty statements may follow.
+    while stmts.next_statement() {
+        if stmts.next_token().is_some() {
+            return None;
+        }
+    }
+    Some(name)
+}
+
 /// `ident(.ident)*` right after SET/RESET (skipping SESSION), as the server would name it.
 fn dotted_name(stmts: &mut Statements<'_>) -> Option<String> {
     let mut tok = stmts.next_token()?;
@@ -76,6 +101,27 @@ mod tests {
             custom_setting_names(sql),
             ["app.tenant", "My.x", "app.other", "app.user"]
         );
+    }
+
+    #[test]
+    fn a_lone_deallocate_names_its_statement() {
+        assert_eq!(
+            deallocated_name(b"DEALLOCATE _pg3_0").as_deref(),
+            Some("_pg3_0")
+        );
+        assert_eq!(
+            deallocated_name(b"deallocate prepare \"S 1\";").as_deref(),
+            Some("S 1")
+        );
+        assert_eq!(deallocated_name(b"DEALLOCATE Abc").as_deref(), Some("abc"));
+        for other in [
+            &b"DEALLOCATE ALL"[..],
+            b"DEALLOCATE a; SELECT 1",
+            b"SELECT 1",
+            b"DEALLOCATE",
+        ] {
+            assert_eq!(deallocated_name(other), None);
+        }
     }
 
     #[test]
