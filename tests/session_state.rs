@@ -157,6 +157,8 @@ async fn with_pinning_off_pinning_statements_are_refused() {
         "SELECT pg_advisory_lock(1)",
         "CREATE TEMP TABLE t (a int)",
         "PREPARE p AS SELECT 1",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+        "LOAD 'auto_explain'",
     ] {
         let err = client.simple_query(sql).await.expect_err(sql);
         let db = err.as_db_error().expect("an ErrorResponse");
