@@ -18,7 +18,7 @@ pub struct App {
     pub cancels: Arc<CancelRegistry>,
     /// Connected clients per database and user.
     pub clients: Arc<ClientCounts>,
-    /// Prepared statements and pinning counts shared by every session.
+    /// Pinning counts shared by every session.
     pub sessions: Arc<SessionShared>,
 }
 

@@ -10,11 +10,13 @@ use super::state::Watch;
 use super::txn::TxnTracker;
 use crate::config::PoolMode;
 use crate::error::SqlState;
-use crate::prepared::{Caches, ClientStatements, Pending, Registry, Rewriter, ServerStatements};
+use crate::prepared::{
+    Analysis, Caches, ClientStatements, Pending, Registry, Rewriter, ServerStatements,
+};
 use crate::protocol::framer::{Disposition, Inspector, View, Want, MAX_INSPECTED_BODY};
 use crate::protocol::{be, fe, split_cstr, TxStatus};
 use crate::server::ServerParams;
-use crate::sql::{self, Effects, Pins};
+use crate::sql::{self, Effects, PinReason, Pins};
 
 /// Parse messages up to this size are kept whole: their text is what pgweir prepares on
 /// the next server. Larger named statements are refused.
@@ -33,8 +35,9 @@ pub struct Tracking<'a> {
     pub pins: Pins,
     pub pin_allowed: bool,
     pub custom_names: &'a mut Vec<String>,
-    /// Set once the client has run LOAD: its server can never be cleaned.
-    pub loaded: &'a mut bool,
+    /// Pins no check can lift (LOAD, a setting pgweir cannot read back): they last as long
+    /// as the client.
+    pub sticky: &'a mut Pins,
 }
 
 /// Client-to-server messages.
@@ -50,8 +53,8 @@ impl Inspector for ClientSide<'_> {
             return Want::NOTHING;
         }
         match tag {
-            fe::QUERY | fe::BIND => Want::HEAD,
-            fe::PARSE => Want {
+            fe::BIND => Want::HEAD,
+            fe::PARSE | fe::QUERY => Want {
                 whole: MAX_PARSE_BODY,
                 prefix: MAX_INSPECTED_BODY,
             },
@@ -72,7 +75,14 @@ impl Inspector for ClientSide<'_> {
         t.rw.pending.forget_ignored_syncs(ignored_syncs);
         match tag {
             fe::QUERY => t.query(body),
-            fe::SYNC | fe::FUNCTION_CALL => {
+            fe::SYNC => {
+                t.rw.ready_owed();
+                Disposition::Forward
+            }
+            fe::FUNCTION_CALL => {
+                // A fast-path call may be set_config or an advisory lock: read back.
+                t.watch.settings = true;
+                t.watch.pins = true;
                 t.rw.ready_owed();
                 Disposition::Forward
             }
@@ -80,7 +90,7 @@ impl Inspector for ClientSide<'_> {
             fe::BIND => {
                 let r = t.rw.bind(len, body);
                 if let Some(stmt) = r.stmt {
-                    t.note(&stmt.effects, None);
+                    t.note(&stmt.effects, &stmt.custom_names);
                 }
                 r.disposition
             }
@@ -93,7 +103,12 @@ impl Inspector for ClientSide<'_> {
 
 impl Tracking<'_> {
     fn query(&mut self, body: View<'_>) -> Disposition {
-        let text = body.bytes().unwrap_or_default();
+        let Some(text) = body.whole() else {
+            // Too large to analyse: assume the worst.
+            self.note(&Effects::UNKNOWN, &[]);
+            self.rw.ready_owed();
+            return Disposition::Forward;
+        };
         let text = text.strip_suffix(b"\0").unwrap_or(text);
         let e = sql::analyze(text);
         if e.may_unpin {
@@ -105,7 +120,7 @@ impl Tracking<'_> {
         if let Some(err) = self.refusal(&e) {
             return self.rw.fail_query(err);
         }
-        self.note(&e, Some(text));
+        self.note(&e, &custom_names(&e, text));
         self.rw.ready_owed();
         Disposition::Forward
     }
@@ -123,18 +138,27 @@ impl Tracking<'_> {
         let text = split_cstr(key).map_or(key, |(q, _)| q);
         if name.is_empty() || self.rw.max == 0 {
             let e = sql::analyze(text);
+            if e.may_unpin && name.is_empty() {
+                let target = sql::deallocated_name(text);
+                if let Some(done) = target.and_then(|n| self.rw.deallocate_parse(n.as_bytes())) {
+                    return done;
+                }
+            }
             if let Some(err) = self.refusal(&e) {
                 return self.rw.fail(err);
             }
-            self.note(&e, Some(text));
+            self.note(&e, &custom_names(&e, text));
             return self.rw.parse_forwarded();
         }
-        let stmt = self.registry.intern(key, || sql::analyze(text));
+        let stmt = self.registry.intern(key, || {
+            let effects = sql::analyze(text);
+            Analysis {
+                custom_names: custom_names(&effects, text),
+                effects,
+            }
+        });
         if let Some(err) = self.refusal(&stmt.effects) {
             return self.rw.fail(err);
-        }
-        if stmt.effects.settings {
-            self.remember_custom_names(text);
         }
         self.rw.parse_named(name, stmt)
     }
@@ -144,7 +168,7 @@ impl Tracking<'_> {
     fn oversized_parse(&mut self, body: View<'_>) -> Disposition {
         let unnamed = body.bytes().is_some_and(|b| b.first() == Some(&0));
         if unnamed || self.rw.max == 0 {
-            self.watch.settings = true;
+            self.note(&Effects::UNKNOWN, &[]);
             return self.rw.parse_forwarded();
         }
         self.rw.fail(crate::prepared::error(
@@ -169,26 +193,38 @@ impl Tracking<'_> {
         ))
     }
 
-    fn note(&mut self, e: &Effects, text: Option<&[u8]>) {
+    /// Accounts for a statement about to run, with the custom settings it names.
+    fn note(&mut self, e: &Effects, names: &[String]) {
         self.watch.note(e, !self.pins.is_empty());
-        if e.pins.contains(sql::PinReason::Load) {
-            *self.loaded = true;
-        }
-        if let (true, Some(text)) = (e.settings, text) {
-            self.remember_custom_names(text);
-        }
-    }
-
-    fn remember_custom_names(&mut self, text: &[u8]) {
-        for name in sql::custom_setting_names(text) {
-            let custom = name.contains('.');
-            if custom
-                && self.custom_names.len() < MAX_CUSTOM_NAMES
-                && !self.custom_names.contains(&name)
-            {
-                self.custom_names.push(name);
+        for sticky in [PinReason::Load, PinReason::UntrackedSetting] {
+            if e.pins.contains(sticky) {
+                self.sticky.insert(sticky);
             }
         }
+        for name in names {
+            if self.custom_names.contains(name) {
+                continue;
+            }
+            if self.custom_names.len() == MAX_CUSTOM_NAMES {
+                // More names than pgweir reads back: keep the client where they are.
+                self.sticky.insert(PinReason::UntrackedSetting);
+                self.watch.pins = true;
+                break;
+            }
+            self.custom_names.push(name.clone());
+        }
+        if e.drops_all_prepared && self.rw.max > 0 {
+            self.rw.clear_all();
+        }
+    }
+}
+
+/// The custom settings a text with effects `e` names, if it changes settings at all.
+fn custom_names(e: &Effects, text: &[u8]) -> Vec<String> {
+    if e.settings {
+        sql::custom_setting_names(text)
+    } else {
+        Vec::new()
     }
 }
 
@@ -209,7 +245,6 @@ pub struct ServerTracking<'a> {
     pub pending: &'a mut Pending,
     pub client: &'a mut ClientStatements,
     pub server: &'a mut ServerStatements,
-    pub watch: &'a mut Watch,
 }
 
 impl Inspector for ServerSide<'_> {
@@ -217,7 +252,6 @@ impl Inspector for ServerSide<'_> {
         match (tag, &self.tracking) {
             (be::READY_FOR_QUERY | be::PARAMETER_STATUS, _) => Want::SMALL,
             (be::ERROR_RESPONSE, Some(_)) => Want::SMALL,
-            (be::COMMAND_COMPLETE, Some(t)) if t.watch.drops_all_prepared > 0 => Want::SMALL,
             _ => Want::NOTHING,
         }
     }
@@ -232,10 +266,6 @@ impl Inspector for ServerSide<'_> {
             }
         }
         if let Some(t) = self.tracking.as_mut() {
-            if tag == be::COMMAND_COMPLETE && body.is_some_and(drops_all_prepared) {
-                t.client.clear();
-                t.server.clear();
-            }
             let mut caches = Caches {
                 client: t.client,
                 server: t.server,
@@ -255,11 +285,6 @@ impl Inspector for ServerSide<'_> {
         }
         Disposition::Forward
     }
-}
-
-/// Whether a CommandComplete tag says every prepared statement of the session is gone.
-fn drops_all_prepared(body: &[u8]) -> bool {
-    body.starts_with(b"DEALLOCATE ALL\0") || body.starts_with(b"DISCARD ALL\0")
 }
 
 fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {

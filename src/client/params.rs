@@ -50,7 +50,12 @@ impl ClientParams {
             }
         }
         if self.other != server.applied {
-            for (k, v) in &self.other {
+            // `role` goes last: other settings may need the privileges of the login role.
+            let (roles, others): (Vec<_>, Vec<_>) = self
+                .other
+                .iter()
+                .partition(|(k, _)| k.eq_ignore_ascii_case("role"));
+            for (k, v) in others.into_iter().chain(roles) {
                 if !server
                     .applied
                     .iter()

@@ -72,8 +72,9 @@ pub struct Session {
     pins: Pins,
     /// Custom settings (`app.tenant`) the client has set, read back by name.
     custom_names: Vec<String>,
-    /// The client ran LOAD: its server can never be cleaned, only closed.
-    loaded: bool,
+    /// Pins no check can lift (LOAD, a setting pgweir cannot read back): they last as
+    /// long as the client. After LOAD the server can never be cleaned, only closed.
+    sticky: Pins,
     /// Held for the session: the client's place under the client-count limits.
     _slot: ClientSlot,
 }
@@ -94,7 +95,7 @@ impl Session {
             statements: ClientStatements::default(),
             pins: Pins::default(),
             custom_names: Vec::new(),
-            loaded: false,
+            sticky: Pins::default(),
             _slot: slot,
         }
     }
@@ -106,7 +107,7 @@ impl Session {
         {
             return false;
         }
-        let registry = &self.shared.statements;
+        let registry = &self.pool.statements;
         match answer_parse_locally(cbuf, registry, &mut self.statements) {
             Some((used, reply)) => {
                 let _ = cbuf.split_to(used);
@@ -119,7 +120,7 @@ impl Session {
 
     /// Whether the server must be reset (or closed) before anyone else may use it.
     fn holds_state(&self, link: &Link) -> bool {
-        !self.pins.is_empty() || self.loaded || link.watch.any()
+        !self.pins.is_empty() || !self.sticky.is_empty() || link.watch.any()
     }
 }
 
@@ -192,7 +193,18 @@ pub async fn run(
                 drop(server);
                 continue;
             }
-            settle_state(&mut s, &mut server, &link, &mut to_client).await?;
+            if let Err(e) = settle_state(&mut s, &mut server, &link, &mut to_client).await {
+                // The server's state is unknown now: close it. A client that may have had
+                // state there loses it, as with a server that dies; others carry on.
+                tracing::warn!(server = server.id.0, error = %e, "session state check failed");
+                s.cancel.set_target(None);
+                drop(server);
+                if s.pins.is_empty() && s.sticky.is_empty() && !link.watch.pins {
+                    continue;
+                }
+                to_client.write_all(client).await?;
+                return Err(e);
+            }
             if !s.pins.is_empty() {
                 // The client keeps this server, and its cancel key keeps pointing at it.
                 pinned_to = Some(server);
@@ -246,10 +258,7 @@ async fn settle_state(
         server.applied.clone_from(&settings);
         s.params.other = settings;
     }
-    let mut pins = checked.pins.unwrap_or(s.pins);
-    if s.loaded {
-        pins.insert(PinReason::Load);
-    }
+    let pins = checked.pins.unwrap_or(s.pins).union(s.sticky);
     if pins != s.pins {
         match (s.pins.is_empty(), pins.is_empty()) {
             (true, false) => s.shared.pinned(),
@@ -486,12 +495,11 @@ async fn pump(
                 if !matches!(r, Ok(n) if n > 0) {
                     return Ok(End::ServerGone);
                 }
-                let Link { tracker, sframer, violation, pending, watch, .. } = &mut *link;
+                let Link { tracker, sframer, violation, pending, .. } = &mut *link;
                 let tracking = tracking.then_some(ServerTracking {
                     pending,
                     client: &mut s.statements,
                     server: sstmts,
-                    watch,
                 });
                 let mut side = ServerSide {
                     tracker,
@@ -540,18 +548,19 @@ fn drain_client(
         ..
     } = link;
     let tracking = (s.pool.mode() != PoolMode::Session).then(|| Tracking {
-        registry: &s.shared.statements,
+        registry: &s.pool.statements,
         rw: Rewriter {
             client: &mut s.statements,
             server,
             pending,
             max: s.pool.settings.max_prepared_statements,
+            tx_failed: tracker.status() == TxStatus::Failed,
         },
         watch,
         pins: s.pins,
         pin_allowed: s.pool.settings.pin_session_state,
         custom_names: &mut s.custom_names,
-        loaded: &mut s.loaded,
+        sticky: &mut s.sticky,
     });
     cframer.drain(
         cbuf,
@@ -574,7 +583,7 @@ async fn client_gone(
     reset: bool,
 ) {
     let busy = !link.tracker.quiet() || !at_boundary || link.sframer.mid_message();
-    let left = if busy || s.loaded {
+    let left = if busy || s.sticky.contains(PinReason::Load) {
         // Something is still running or half-sent, or a library was loaded that no reset
         // unloads.
         Leftover::Close

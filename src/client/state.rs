@@ -11,7 +11,6 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::prepared::Registry;
 use crate::server::TRACKED;
 use crate::sql::{Effects, PinReason, Pins};
 
@@ -22,8 +21,6 @@ pub struct Watch {
     pub settings: bool,
     /// Pinned state may have been created or dropped.
     pub pins: bool,
-    /// CommandCompletes still to examine for DEALLOCATE ALL / DISCARD ALL.
-    pub drops_all_prepared: u32,
 }
 
 impl Watch {
@@ -31,9 +28,6 @@ impl Watch {
     pub fn note(&mut self, e: &Effects, pinned: bool) {
         self.settings |= e.settings;
         self.pins |= !e.pins.is_empty() || (pinned && e.may_unpin);
-        if e.drops_all_prepared {
-            self.drops_all_prepared += 1;
-        }
     }
 
     pub fn any(&self) -> bool {
@@ -41,10 +35,9 @@ impl Watch {
     }
 }
 
-/// What every session shares: the statement registry and how many clients are pinned.
+/// What every session shares: how many clients are pinned.
 #[derive(Debug, Default)]
 pub struct SessionShared {
-    pub statements: Registry,
     pinned_now: AtomicUsize,
     pinned_total: AtomicU64,
 }
@@ -84,7 +77,9 @@ const PIN_COLUMNS: [PinReason; 5] = [
 const PIN_PROBE: &str = "SELECT \
      (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()), \
      (SELECT count(*) FROM pg_catalog.pg_listening_channels()), \
-     (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()), \
+     (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()) \
+     + (SELECT count(*) FROM pg_catalog.pg_proc WHERE pronamespace = pg_catalog.pg_my_temp_schema()) \
+     + (SELECT count(*) FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema()), \
      (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable), \
      (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql);";
 

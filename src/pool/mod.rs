@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{PoolMode, PoolSettings};
 use crate::error::{ClientVisible, SqlState};
+use crate::prepared::Registry;
 use crate::server::login::connect;
 use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use limits::Budgets;
@@ -88,6 +89,10 @@ pub struct Pool {
     /// Parameters the first server reported, shown to clients that log in before they have
     /// a server of their own.
     defaults: RwLock<Option<Arc<ServerParams>>>,
+    /// The statement texts this pool's clients prepared, under the internal names its
+    /// servers know them by. Per pool, so a text found valid in one database is never
+    /// taken as valid in another.
+    pub statements: Registry,
 }
 
 impl Pool {
@@ -111,6 +116,7 @@ impl Pool {
             budgets,
             state: Mutex::new(PoolState::new(sizes, connect.login_retry)),
             defaults: RwLock::new(None),
+            statements: Registry::default(),
         }
     }
 

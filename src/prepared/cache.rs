@@ -72,13 +72,13 @@ impl ServerStatements {
 mod tests {
     use super::*;
 
+    use crate::prepared::Analysis;
     use crate::prepared::Registry;
-    use crate::sql::Effects;
 
     #[test]
     fn evicts_the_least_recently_used() {
         let r = Registry::default();
-        let [a, b, c] = ["a", "b", "c"].map(|t| r.intern(t.as_bytes(), Effects::default));
+        let [a, b, c] = ["a", "b", "c"].map(|t| r.intern(t.as_bytes(), Analysis::default));
         let mut s = ServerStatements::default();
         assert_eq!(s.insert(&a, 2), None);
         assert_eq!(s.insert(&b, 2), None);
@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn an_invalidated_statement_is_stale_everywhere() {
         let r = Registry::default();
-        let a = r.intern(b"a", Effects::default);
+        let a = r.intern(b"a", Analysis::default);
         let (mut s1, mut s2) = (ServerStatements::default(), ServerStatements::default());
         s1.insert(&a, 5);
         s2.insert(&a, 5);

@@ -62,7 +62,7 @@ pub fn answer_parse_locally(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::Effects;
+    use crate::prepared::Analysis;
 
     fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut m = vec![tag];
@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn known_texts_are_prepared_without_a_server() {
         let r = Registry::default();
-        let known = r.intern(b"SELECT 1\0\0\0", Effects::default);
+        let known = r.intern(b"SELECT 1\0\0\0", Analysis::default);
         let mut c = ClientStatements::default();
         let batch = [msg(b'P', b"a\0SELECT 1\0\0\0"), msg(b'S', b"")].concat();
         assert!(
@@ -95,7 +95,7 @@ mod tests {
     #[test]
     fn anything_else_needs_a_server() {
         let r = Registry::default();
-        r.intern(b"SELECT 1\0\0\0", Effects::default).mark_valid();
+        r.intern(b"SELECT 1\0\0\0", Analysis::default).mark_valid();
         let mut c = ClientStatements::default();
         let unknown = [msg(b'P', b"a\0SELECT 2\0\0\0"), msg(b'S', b"")].concat();
         let with_bind = [msg(b'P', b"a\0SELECT 1\0\0\0"), msg(b'B', b"\0a\0")].concat();

@@ -1,7 +1,7 @@
 //! Protocol-level prepared statements in transaction and statement mode, where a client's
 //! next transaction may run on another server connection.
 //!
-//! A client names its statements; pgweir keeps them under internal names from one shared
+//! A client names its statements; pgweir keeps them under internal names from its pool's
 //! [`Registry`] (same text, same name), remembers which each server has prepared
 //! ([`ServerStatements`], least recently used evicted), and rewrites the client's Parse,
 //! Bind, Describe and Close ([`Rewriter`]) so every statement is prepared on the server the
@@ -26,7 +26,7 @@ use bytes::Bytes;
 pub use cache::ServerStatements;
 pub use local::answer_parse_locally;
 pub use pending::{Caches, Expect, Pending};
-pub use registry::{Registry, Statement, StatementId};
+pub use registry::{Analysis, Registry, Statement, StatementId};
 pub use rewrite::{error, Rewriter};
 
 /// One client's statement names and what they stand for.

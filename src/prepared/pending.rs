@@ -70,6 +70,12 @@ pub enum Expect {
     Failure {
         error: Bytes,
     },
+    /// A statement that drops every prepared statement (DEALLOCATE ALL, DISCARD ALL) was
+    /// sent, and the caches were cleared at once so later messages are rewritten for the
+    /// cleared state; if it fails, the client gets its statements back.
+    Cleared {
+        restore: ClientStatements,
+    },
     /// ReadyForQuery, owed for each Sync, Query and FunctionCall.
     Ready,
 }
@@ -112,7 +118,7 @@ impl Pending {
     /// ReadyForQuery matter here; everything else is forwarded.
     pub fn on_server(&mut self, tag: u8, body: Option<&[u8]>, c: &mut Caches<'_>) -> Disposition {
         match tag {
-            be::PARSE_COMPLETE => match self.queue.pop_front() {
+            be::PARSE_COMPLETE => match self.pop_reply() {
                 Some(Expect::Parse { reply, stmt, .. }) => {
                     if let Some(s) = stmt {
                         s.mark_valid();
@@ -121,21 +127,20 @@ impl Pending {
                 }
                 other => self.out_of_step(tag, other),
             },
-            be::BIND_COMPLETE => match self.queue.pop_front() {
+            be::BIND_COMPLETE => match self.pop_reply() {
                 Some(Expect::Bind { .. }) => Disposition::Forward,
                 other => self.out_of_step(tag, other),
             },
-            be::CLOSE_COMPLETE => match self.queue.pop_front() {
+            be::CLOSE_COMPLETE => match self.pop_reply() {
                 Some(Expect::Close { reply, .. }) => disposition(reply),
                 other => self.out_of_step(tag, other),
             },
             be::ERROR_RESPONSE => self.on_error(body, c),
             be::READY_FOR_QUERY => {
-                while let Some(e) = self.queue.pop_front() {
-                    if matches!(e, Expect::Ready) {
-                        break;
-                    }
-                }
+                // Anything still owed before this ReadyForQuery was skipped after an error;
+                // a clearing statement that got this far succeeded.
+                self.skip_to_ready(c, false);
+                self.queue.pop_front();
                 Disposition::Forward
             }
             _ => Disposition::Forward,
@@ -169,17 +174,49 @@ impl Pending {
             }
             _ => {}
         }
+        if code.as_deref() == Some(SqlState::INVALID_SQL_STATEMENT_NAME.0) {
+            // One of pgweir's statements is gone behind its back (a client's SQL
+            // DEALLOCATE of the internal name): forget it, so the next use prepares it.
+            if let Some(id) = body.and_then(missing_internal) {
+                c.server.remove(id);
+            }
+        }
+        self.skip_to_ready(c, true);
+        disposition
+    }
+
+    /// The entry a ParseComplete, BindComplete or CloseComplete answers; a clearing
+    /// statement before it has succeeded.
+    fn pop_reply(&mut self) -> Option<Expect> {
+        loop {
+            match self.queue.pop_front() {
+                Some(Expect::Cleared { .. }) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Drops what is owed up to (not including) the next ReadyForQuery: the server skipped
+    /// those messages, so their bookkeeping is undone, newest first, as a Close and a Parse
+    /// of the same name must unwind in reverse.
+    /// `failed`: an error ended the batch, so a clearing statement in it is undone too.
+    fn skip_to_ready(&mut self, c: &mut Caches<'_>, failed: bool) {
+        let mut undone = Vec::new();
         while let Some(e) = self.queue.front() {
             if matches!(e, Expect::Ready) {
                 break;
             }
-            if let Some(Expect::Parse { undo, .. } | Expect::Close { undo, .. }) =
-                self.queue.pop_front()
-            {
-                undo_into(undo, c);
+            match self.queue.pop_front() {
+                Some(Expect::Parse { undo, .. } | Expect::Close { undo, .. }) => {
+                    undone.push(undo);
+                }
+                Some(Expect::Cleared { restore }) if failed => *c.client = restore,
+                _ => {}
             }
         }
-        disposition
+        for undo in undone.into_iter().rev() {
+            undo_into(undo, c);
+        }
     }
 
     /// A reply that matches nothing expected: pass it on and resynchronise at the next
@@ -216,6 +253,14 @@ fn undo_into(undo: Undo, c: &mut Caches<'_>) {
         Some(ClientUndo::Remap(name, stmt)) => c.client.insert(name, stmt),
         None => {}
     }
+}
+
+/// The statement of a "prepared statement \"pgweir_N\" does not exist" error.
+fn missing_internal(body: &[u8]) -> Option<StatementId> {
+    let message = backend::parse_error_fields(body).1?;
+    let digits = message.strip_prefix("prepared statement \"pgweir_")?;
+    let end = digits.find('"')?;
+    digits[..end].parse().ok().map(StatementId)
 }
 
 fn error_code(body: &[u8]) -> Option<String> {

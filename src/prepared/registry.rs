@@ -1,6 +1,6 @@
-//! The one registry of statement texts shared by every client and pool: a statement (query
-//! text plus parameter types) gets an internal name once, and every server that prepares it
-//! uses that name. Clients hold their statements through `Arc`s; the registry only keeps
+//! A pool's registry of statement texts, shared by all its clients: a statement (query text
+//! plus parameter types) gets an internal name once, and every server of the pool that
+//! prepares it uses that name. Clients hold their statements through `Arc`s; the registry only keeps
 //! weak references, so a text no client uses any more is forgotten.
 
 use std::collections::HashMap;
@@ -29,11 +29,20 @@ pub struct Statement {
     pub close: Bytes,
     /// What running it may do to the session (settings, pinned state).
     pub effects: Effects,
+    /// Custom settings (`app.tenant`) it sets, to be read back by name after it runs.
+    pub custom_names: Vec<String>,
     /// Bumped when a server reports that DDL changed the statement's result type: every
     /// server's copy is then stale, and each is prepared afresh on its next use.
     generation: AtomicU32,
     /// Some server has prepared it without error, so the text is known to be valid.
     valid: AtomicBool,
+}
+
+/// What the relay learns from a statement's text once, when it is registered.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    pub effects: Effects,
+    pub custom_names: Vec<String>,
 }
 
 /// Registry entries beyond this many are pruned of dead ones before it grows further.
@@ -69,13 +78,13 @@ impl Default for Registry {
 impl Registry {
     /// The statement for `key` (a Parse body after its name), registering it if no client
     /// holds it now. `effects` is computed only for a new text.
-    pub fn intern(&self, key: &[u8], effects: impl FnOnce() -> Effects) -> Arc<Statement> {
+    pub fn intern(&self, key: &[u8], analyze: impl FnOnce() -> Analysis) -> Arc<Statement> {
         let mut inner = self.inner.lock();
         if let Some(live) = inner.by_text.get(key).and_then(Weak::upgrade) {
             return live;
         }
         let id = StatementId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let stmt = Arc::new(Statement::new(id, key, effects()));
+        let stmt = Arc::new(Statement::new(id, key, analyze()));
         if inner.by_text.len() >= inner.prune_at {
             inner.by_text.retain(|_, w| w.strong_count() > 0);
             inner.prune_at = (inner.by_text.len() * 2).max(PRUNE_FLOOR);
@@ -103,7 +112,7 @@ impl Registry {
 }
 
 impl Statement {
-    fn new(id: StatementId, key: &[u8], effects: Effects) -> Self {
+    fn new(id: StatementId, key: &[u8], analysis: Analysis) -> Self {
         let name = Bytes::from(format!("pgweir_{}", id.0));
         let mut parse = BytesMut::with_capacity(6 + name.len() + key.len());
         parse.put_u8(fe::PARSE);
@@ -116,7 +125,8 @@ impl Statement {
             close: close_message(&name),
             name,
             parse: parse.freeze(),
-            effects,
+            effects: analysis.effects,
+            custom_names: analysis.custom_names,
             generation: AtomicU32::new(0),
             valid: AtomicBool::new(false),
         }
@@ -159,13 +169,13 @@ mod tests {
     #[test]
     fn same_text_same_statement_until_nobody_holds_it() {
         let r = Registry::default();
-        let a = r.intern(b"SELECT 1\0\0\0", Effects::default);
+        let a = r.intern(b"SELECT 1\0\0\0", Analysis::default);
         let b = r.intern(b"SELECT 1\0\0\0", || unreachable!("already known"));
         assert!(Arc::ptr_eq(&a, &b));
-        let c = r.intern(b"SELECT 2\0\0\0", Effects::default);
+        let c = r.intern(b"SELECT 2\0\0\0", Analysis::default);
         assert_ne!(a.id, c.id);
         drop((a, b));
-        let again = r.intern(b"SELECT 1\0\0\0", Effects::default);
+        let again = r.intern(b"SELECT 1\0\0\0", Analysis::default);
         assert_ne!(again.id, c.id);
         assert_eq!(r.live(), 2);
     }
@@ -173,7 +183,7 @@ mod tests {
     #[test]
     fn messages_carry_the_internal_name() {
         let r = Registry::default();
-        let s = r.intern(b"SELECT $1\0\0\x01\0\0\0\x17", Effects::default);
+        let s = r.intern(b"SELECT $1\0\0\x01\0\0\0\x17", Analysis::default);
         let name = format!("pgweir_{}", s.id.0);
         assert_eq!(&s.name[..], name.as_bytes());
         let mut expect = vec![b'P'];
@@ -192,7 +202,7 @@ mod tests {
     fn dead_entries_are_pruned_as_the_map_grows() {
         let r = Registry::default();
         for i in 0..5000 {
-            drop(r.intern(format!("SELECT {i}\0\0\0").as_bytes(), Effects::default));
+            drop(r.intern(format!("SELECT {i}\0\0\0").as_bytes(), Analysis::default));
         }
         assert!(r.inner.lock().by_text.len() <= 2 * PRUNE_FLOOR);
     }

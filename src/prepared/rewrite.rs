@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use postgres_protocol::message::frontend;
 
 use super::pending::{ClientUndo, Expect, Pending, Reply, Undo};
 use super::registry::{close_message, Statement, StatementId};
@@ -46,6 +47,9 @@ pub struct Rewriter<'a> {
     pub pending: &'a mut Pending,
     /// `max_prepared_statements`; zero passes names through unchanged.
     pub max: usize,
+    /// The client's transaction has failed: Postgres refuses Parse and DEALLOCATE there,
+    /// so pgweir must not answer them itself.
+    pub tx_failed: bool,
 }
 
 impl Rewriter<'_> {
@@ -72,6 +76,15 @@ impl Rewriter<'_> {
         }
     }
 
+    /// The client sent a statement that drops every prepared statement (DEALLOCATE ALL,
+    /// DISCARD ALL): its names and this server's cache are cleared now, so messages after
+    /// it in the same pipeline are rewritten for the cleared state.
+    pub fn clear_all(&mut self) {
+        let restore = std::mem::take(self.client);
+        self.server.clear();
+        self.pending.push(Expect::Cleared { restore });
+    }
+
     /// A Sync, Query or FunctionCall forwarded: a ReadyForQuery is owed.
     pub fn ready_owed(&mut self) {
         self.pending.push(Expect::Ready);
@@ -89,6 +102,13 @@ impl Rewriter<'_> {
 
     /// A Parse of the client's statement `name`, already interned as `stmt`.
     pub fn parse_named(&mut self, name: &[u8], stmt: Arc<Statement>) -> Disposition {
+        if self.tx_failed {
+            // The server refuses the failing Parse with 25P02, which then stands.
+            return self.fail(error(
+                SqlState::IN_FAILED_SQL_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
         if self.client.get(name).is_some() {
             return self.fail(error(
                 SqlState::DUPLICATE_PREPARED_STATEMENT,
@@ -197,7 +217,7 @@ impl Rewriter<'_> {
     /// come in order from a stand-in Close and a Sync. `None` if the client has no such
     /// statement (then it is a SQL-level one and the Query goes to the server).
     pub fn deallocate(&mut self, name: &[u8]) -> Option<Disposition> {
-        if !self.renaming() {
+        if !self.renaming() || self.tx_failed {
             return None;
         }
         let stmt = self.client.remove(name)?;
@@ -213,6 +233,37 @@ impl Rewriter<'_> {
         self.pending.push(Expect::Ready);
         Some(Disposition::Replace {
             with: Bytes::from([STAND_IN_CLOSE, SYNC].concat()),
+            head: usize::MAX,
+        })
+    }
+
+    /// An unnamed Parse of `DEALLOCATE name` for one of the client's statements (psycopg in
+    /// pipeline mode): the client forgets the name, and the server deallocates the internal
+    /// statement instead (prepared first if missing here), so Bind and Execute of the
+    /// unnamed statement answer exactly as Postgres would. `None` if the client has no such
+    /// statement.
+    pub fn deallocate_parse(&mut self, name: &[u8]) -> Option<Disposition> {
+        if !self.renaming() || self.tx_failed {
+            return None;
+        }
+        let stmt = self.client.remove(name)?;
+        let mut with = BytesMut::new();
+        self.ensure_prepared(&mut with, &stmt);
+        self.server.remove(stmt.id);
+        let sql = format!("DEALLOCATE {}", String::from_utf8_lossy(&stmt.name));
+        let mut parse = BytesMut::new();
+        frontend::parse("", &sql, std::iter::empty(), &mut parse).ok()?;
+        with.extend_from_slice(&parse);
+        self.pending.push(Expect::Parse {
+            reply: Reply::Forward,
+            undo: Undo {
+                client: Some(ClientUndo::Remap(Bytes::copy_from_slice(name), stmt)),
+                server: None,
+            },
+            stmt: None,
+        });
+        Some(Disposition::Replace {
+            with: with.freeze(),
             head: usize::MAX,
         })
     }

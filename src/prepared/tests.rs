@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::protocol::framer::{Disposition, View};
-use crate::sql::Effects;
 
 #[derive(Default)]
 struct World {
@@ -20,12 +19,13 @@ impl World {
             server: &mut self.server,
             pending: &mut self.pending,
             max,
+            tx_failed: false,
         }
     }
 
     fn parse(&mut self, name: &str, sql: &str) -> Disposition {
         let key = [sql.as_bytes(), b"\0\0\0"].concat();
-        let stmt = self.registry.intern(&key, Effects::default);
+        let stmt = self.registry.intern(&key, Analysis::default);
         self.rw(2).parse_named(name.as_bytes(), stmt)
     }
 

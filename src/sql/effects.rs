@@ -28,6 +28,14 @@ pub struct Effects {
 }
 
 impl Effects {
+    /// What a text pgweir could not analyse (too large to look at) may do: anything.
+    pub const UNKNOWN: Effects = Effects {
+        settings: true,
+        pins: Pins(1 << PinReason::UntrackedSetting as u8),
+        may_unpin: true,
+        drops_all_prepared: false,
+    };
+
     pub fn is_empty(&self) -> bool {
         *self == Effects::default()
     }
@@ -81,16 +89,19 @@ pub enum PinReason {
     HoldCursor,
     Load,
     SqlPrepare,
+    /// A setting changed under a name only known at run time (`set_config($1, ...)`).
+    UntrackedSetting,
 }
 
 impl PinReason {
-    const ALL: [PinReason; 6] = [
+    const ALL: [PinReason; 7] = [
         PinReason::Listen,
         PinReason::AdvisoryLock,
         PinReason::TempObject,
         PinReason::HoldCursor,
         PinReason::Load,
         PinReason::SqlPrepare,
+        PinReason::UntrackedSetting,
     ];
 
     /// How the state is named in messages to the client and in logs.
@@ -102,6 +113,7 @@ impl PinReason {
             PinReason::HoldCursor => "WITH HOLD cursor",
             PinReason::Load => "LOAD",
             PinReason::SqlPrepare => "SQL PREPARE",
+            PinReason::UntrackedSetting => "set_config with a computed setting name",
         }
     }
 
@@ -184,6 +196,7 @@ pub(super) fn analyze_tokens(sql: &[u8]) -> Effects {
     let mut scan = Scan {
         statements: Statements::new(sql),
         prev: None,
+        set_config_arg: false,
         effects: Effects::default(),
     };
     while scan.statements.next_statement() {
@@ -201,6 +214,8 @@ struct Scan<'a> {
     statements: Statements<'a>,
     /// The token before the one last returned, within the current statement.
     prev: Option<Token<'a>>,
+    /// The token after `set_config(` comes next: it must be a plain literal name.
+    set_config_arg: bool,
     effects: Effects,
 }
 
@@ -211,6 +226,10 @@ impl<'a> Scan<'a> {
             self.prev = None;
             return None;
         };
+        if std::mem::take(&mut self.set_config_arg) && !is_plain_literal(&token) {
+            // A computed name: pgweir cannot know which setting to read back.
+            self.pin(PinReason::UntrackedSetting);
+        }
         if let (TokenKind::LParen, Some(name)) = (token.kind, self.prev) {
             self.call(&name);
         }
@@ -230,6 +249,7 @@ impl<'a> Scan<'a> {
     fn call(&mut self, name: &Token<'_>) {
         if name.names("set_config") {
             self.effects.settings = true;
+            self.set_config_arg = true;
         } else if LOCK_FUNCTIONS.iter().any(|f| name.names(f)) {
             self.pin(PinReason::AdvisoryLock);
         } else if UNLOCK_FUNCTIONS.iter().any(|f| name.names(f)) {
@@ -418,4 +438,9 @@ fn is_temp_schema(token: &Token<'_>) -> bool {
     prefix_matches
         && (rest.is_empty()
             || (rest.len() > 1 && rest[0] == b'_' && rest[1..].iter().all(u8::is_ascii_digit)))
+}
+
+/// A `'...'` literal, the only form of setting name pgweir reads back by name.
+fn is_plain_literal(token: &Token<'_>) -> bool {
+    token.kind == TokenKind::String && token.text.first() == Some(&b'\'')
 }
