@@ -171,3 +171,25 @@ async fn with_pinning_off_pinning_statements_are_refused() {
     }
     client.simple_query("SELECT 1").await.unwrap();
 }
+
+/// With `standard_conforming_strings` off a backslash escapes a quote, which the lexer does
+/// not model: pgweir then treats every statement as one that may do anything, so a SET the
+/// lexer would miss never reaches another client.
+#[tokio::test]
+async fn backslash_quotes_cannot_hide_a_set() {
+    let pgweir = Pgweir::builder().pool_size(2).start();
+    let client = pgweir.connect().await;
+    client
+        .batch_execute("SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    client
+        .batch_execute(r"SELECT 'x\'' ; SET search_path = pg_catalog; SELECT 1 -- '")
+        .await
+        .unwrap();
+    assert_eq!(value(&client, "SHOW search_path").await, "pg_catalog");
+    for _ in 0..4 {
+        let other = pgweir.connect().await;
+        assert_eq!(value(&other, "SHOW search_path").await, "\"$user\", public");
+    }
+}

@@ -38,6 +38,10 @@ pub struct Tracking<'a> {
     /// Pins no check can lift (LOAD, a setting pgweir cannot read back): they last as long
     /// as the client.
     pub sticky: &'a mut Pins,
+    /// False while the client has `standard_conforming_strings` off: then backslashes
+    /// escape quotes in plain strings, the lexer could be fooled, and every statement is
+    /// treated as one that may do anything.
+    pub lexable: bool,
 }
 
 /// Client-to-server messages.
@@ -110,6 +114,11 @@ impl Tracking<'_> {
             return Disposition::Forward;
         };
         let text = text.strip_suffix(b"\0").unwrap_or(text);
+        if !self.lexable {
+            self.note(&Effects::UNKNOWN, &[]);
+            self.rw.ready_owed();
+            return Disposition::Forward;
+        }
         let e = sql::analyze(text);
         if e.may_unpin {
             let name = sql::deallocated_name(text);
@@ -136,6 +145,9 @@ impl Tracking<'_> {
             ));
         };
         let text = split_cstr(key).map_or(key, |(q, _)| q);
+        if !self.lexable {
+            self.note(&Effects::UNKNOWN, &[]);
+        }
         if name.is_empty() || self.rw.max == 0 {
             let e = sql::analyze(text);
             if e.may_unpin && name.is_empty() {

@@ -45,7 +45,7 @@ use crate::prepared::{
 };
 use crate::protocol::framer::{Framer, OutQueue};
 use crate::protocol::{backend, fe, ProtocolError, TxStatus};
-use crate::server::{ServerConn, ServerError};
+use crate::server::{ServerConn, ServerError, SCS_SLOT};
 use crate::sql::{PinReason, Pins};
 
 /// Read buffers grow by this much when their spare room runs low.
@@ -561,6 +561,7 @@ fn drain_client(
         pin_allowed: s.pool.settings.pin_session_state,
         custom_names: &mut s.custom_names,
         sticky: &mut s.sticky,
+        lexable: s.params.reported.tracked(SCS_SLOT) != Some("off"),
     });
     cframer.drain(
         cbuf,

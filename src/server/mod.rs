@@ -61,6 +61,13 @@ pub const TRACKED: [&str; 7] = [
     "default_transaction_read_only",
 ];
 
+/// Where `standard_conforming_strings` sits in [`TRACKED`] (checked when compiling).
+pub const SCS_SLOT: usize = 5;
+const _: () = assert!(matches!(
+    TRACKED[SCS_SLOT].as_bytes(),
+    b"standard_conforming_strings"
+));
+
 /// Parameter values a server reported with ParameterStatus, in arrival order, with the
 /// [`TRACKED`] ones also in fixed slots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
