@@ -18,8 +18,9 @@ use crate::protocol::{be, fe, split_cstr, TxStatus};
 use crate::server::ServerParams;
 use crate::sql::{self, Effects, PinReason, Pins};
 
-/// Parse messages up to this size are kept whole: their text is what pgweir prepares on
-/// the next server. Larger named statements are refused.
+/// Parse and Query messages up to this size are seen whole: a Parse's text is what pgweir
+/// prepares on the next server, a Query's is analysed in full. Larger named statements are
+/// refused; a larger Query is treated as one that may do anything.
 pub const MAX_PARSE_BODY: usize = 16 * 1024 * 1024;
 /// Custom setting names remembered per client, so a client inventing names cannot grow
 /// the check query without bound.

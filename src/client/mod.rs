@@ -9,6 +9,7 @@ pub mod login;
 pub mod params;
 pub mod relay;
 pub mod reset;
+pub mod settle;
 pub mod state;
 pub mod txn;
 

@@ -15,7 +15,7 @@
 //!    settings or create state that pins the client to its server.
 //! 4. When the pool mode's release point is reached (transaction: ReadyForQuery 'I' with
 //!    nothing owed; statement: any ReadyForQuery; session: never), what the transaction may
-//!    have changed is read back from the server ([`super::state`]). A client left holding
+//!    have changed is read back from the server ([`super::settle`]). A client left holding
 //!    pinned state keeps its server and goes on at step 3; otherwise the server goes back
 //!    to the pool and the client returns to step 1.
 //! 5. If the client leaves while linked, the server is rolled back (and reset with
@@ -32,8 +32,9 @@ use tokio::net::TcpStream;
 use super::inspect::{ClientSide, ServerSide, ServerTracking, Tracking};
 use super::limits::ClientSlot;
 use super::params::ClientParams;
-use super::reset::{self, Leftover, CLEANUP_TIMEOUT};
-use super::state::{check_sql, read_check, SessionShared, Watch};
+use super::reset::{self, Leftover};
+use super::settle::{after_transaction, AfterTransaction};
+use super::state::{SessionShared, Watch};
 use super::txn::TxnTracker;
 use super::ClientError;
 use crate::cancel::{CancelHandle, CancelTarget};
@@ -62,19 +63,19 @@ const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// A logged-in client between transactions.
 #[derive(Debug)]
 pub struct Session {
-    pool: Arc<Pool>,
-    params: ClientParams,
-    cancel: CancelHandle,
-    shared: Arc<SessionShared>,
+    pub(super) pool: Arc<Pool>,
+    pub(super) params: ClientParams,
+    pub(super) cancel: CancelHandle,
+    pub(super) shared: Arc<SessionShared>,
     /// The client's named prepared statements.
-    statements: ClientStatements,
+    pub(super) statements: ClientStatements,
     /// State that ties the client to the server it holds.
-    pins: Pins,
+    pub(super) pins: Pins,
     /// Custom settings (`app.tenant`) the client has set, read back by name.
-    custom_names: Vec<String>,
+    pub(super) custom_names: Vec<String>,
     /// Pins no check can lift (LOAD, a setting pgweir cannot read back): they last as
     /// long as the client. After LOAD the server can never be cleaned, only closed.
-    sticky: Pins,
+    pub(super) sticky: Pins,
     /// Held for the session: the client's place under the client-count limits.
     _slot: ClientSlot,
 }
@@ -188,27 +189,22 @@ pub async fn run(
         )
         .await;
         if let Ok(End::Release { rollback }) = end {
-            if rollback && !reset::rolled_back(&mut server).await {
-                s.cancel.set_target(None);
-                drop(server);
-                continue;
-            }
-            if let Err(e) = settle_state(&mut s, &mut server, &link, &mut to_client).await {
-                // The server's state is unknown now: close it. A client that may have had
-                // state there loses it, as with a server that dies; others carry on.
-                tracing::warn!(server = server.id.0, error = %e, "session state check failed");
-                s.cancel.set_target(None);
-                drop(server);
-                if s.pins.is_empty() && s.sticky.is_empty() && !link.watch.pins {
+            match after_transaction(&mut s, server, &link.watch, rollback, &mut to_client).await {
+                AfterTransaction::Release(released) => server = released,
+                AfterTransaction::Pinned(kept) => {
+                    // The client keeps this server, and its cancel key keeps pointing at it.
+                    pinned_to = Some(kept);
                     continue;
                 }
-                to_client.write_all(client).await?;
-                return Err(e);
-            }
-            if !s.pins.is_empty() {
-                // The client keeps this server, and its cancel key keeps pointing at it.
-                pinned_to = Some(server);
-                continue;
+                AfterTransaction::Closed => {
+                    s.cancel.set_target(None);
+                    continue;
+                }
+                AfterTransaction::Failed(e) => {
+                    s.cancel.set_target(None);
+                    to_client.write_all(client).await?;
+                    return Err(e);
+                }
             }
         }
         s.cancel.set_target(None);
@@ -234,48 +230,6 @@ pub async fn run(
             }
         }
     }
-}
-
-/// At the end of a transaction that may have changed session state, reads back what the
-/// server now holds for the client: its settings (which then follow it to other servers)
-/// and the state that pins it here.
-async fn settle_state(
-    s: &mut Session,
-    server: &mut ServerConn,
-    link: &Link,
-    to_client: &mut OutQueue,
-) -> Result<(), ClientError> {
-    if !link.watch.any() {
-        return Ok(());
-    }
-    let sql = check_sql(&link.watch, &s.custom_names);
-    let got = tokio::time::timeout(CLEANUP_TIMEOUT, server.query_rows(&sql))
-        .await
-        .map_err(|_| ServerError::Protocol("session state check (timed out)"))??;
-    to_client.push(got.notifications.freeze());
-    let checked = read_check(&link.watch, &got.rows);
-    if let Some(settings) = checked.settings {
-        server.applied.clone_from(&settings);
-        s.params.other = settings;
-    }
-    let pins = checked.pins.unwrap_or(s.pins).union(s.sticky);
-    if pins != s.pins {
-        match (s.pins.is_empty(), pins.is_empty()) {
-            (true, false) => s.shared.pinned(),
-            (false, true) => s.shared.unpinned(),
-            _ => {}
-        }
-        let reasons: Vec<&str> = pins.iter().map(PinReason::as_str).collect();
-        tracing::debug!(
-            server = server.id.0,
-            pinned_by = ?reasons,
-            pinned_clients = s.shared.pinned_now(),
-            pinned_since_start = s.shared.pinned_total(),
-            "client pinning changed"
-        );
-        s.pins = pins;
-    }
-    Ok(())
 }
 
 /// Waits until the client sends a message that needs a server, at most `idle_limit` (zero:
