@@ -79,5 +79,5 @@ async fn tokio_postgres_prepared_statements_in_statement_mode() {
         .pool_size(2)
         .pool_mode("statement")
         .start();
-    concurrent_prepared_clients(&pgweir, 4, false).await;
+    concurrent_prepared_clients(&pgweir, 10, false).await;
 }
