@@ -7,6 +7,7 @@
 //! compare the transcripts.
 mod common;
 
+use common::differential::{differential, missing, roundtrip, row, trust_pgweir};
 use common::wire::{tags, Msg, Wire};
 use common::{cluster, Pgweir, TEST_DB, TRUST_USER};
 
@@ -376,4 +377,36 @@ async fn state_check_survives_a_tiny_statement_timeout() {
             }
         }
     }
+}
+
+/// psycopg with libpq before 17 drops protocol-level statements with SQL DEALLOCATE.
+#[tokio::test]
+async fn sql_deallocate_drops_a_protocol_level_statement() {
+    let pgweir = trust_pgweir(2);
+    let expected = [
+        "1 | Z I".to_string(),
+        row(7),
+        "C DEALLOCATE | Z I".into(),
+        missing("_pg3_0"),
+        "1 | Z I".into(),
+        row(8),
+    ];
+    differential(&pgweir, true, &expected, |mut t| async move {
+        let mut w = t.login().await;
+        let mut out = Vec::new();
+        t.next_server().await;
+        out.push(roundtrip(w.parse("_pg3_0", "SELECT 7").sync()).await);
+        t.next_server().await;
+        out.push(roundtrip(w.bind("", "_pg3_0").execute("").sync()).await);
+        t.next_server().await;
+        out.push(roundtrip(w.query("DEALLOCATE _pg3_0")).await);
+        t.next_server().await;
+        out.push(roundtrip(w.bind("", "_pg3_0").execute("").sync()).await);
+        out.push(roundtrip(w.parse("_pg3_0", "SELECT 8").sync()).await);
+        t.next_server().await;
+        out.push(roundtrip(w.bind("", "_pg3_0").execute("").sync()).await);
+        t.check_server(&mut w).await;
+        out
+    })
+    .await;
 }
