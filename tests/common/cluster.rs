@@ -118,7 +118,7 @@ impl Cluster {
     }
 
     /// Runs a server program, as the `postgres` OS user when we are root.
-    fn server_cmd(&self, program: &str) -> Command {
+    pub(super) fn server_cmd(&self, program: &str) -> Command {
         let path = self.bindir.join(program);
         if is_root() {
             let mut cmd = Command::new("runuser");
@@ -169,7 +169,8 @@ impl Cluster {
             dir = self.dir.display(),
         );
         append(&self.data_dir().join("postgresql.conf"), &conf);
-        let mut hba = String::from("local all all trust\n");
+        // Replication over the unix socket lets the harness clone streaming replicas.
+        let mut hba = String::from("local all all trust\nlocal replication all trust\n");
         for user in [MD5_USER, PLAIN_USER, TRUST_USER] {
             hba.push_str(&format!(
                 "host all {} 127.0.0.1/32 {}\n",
@@ -361,7 +362,7 @@ fn make_dir() -> PathBuf {
     dir.keep()
 }
 
-fn chown_to_postgres(dir: &Path) {
+pub(super) fn chown_to_postgres(dir: &Path) {
     if is_root() {
         let mut cmd = Command::new("chown");
         cmd.args(["-R", "postgres:postgres"]).arg(dir);
@@ -369,7 +370,7 @@ fn chown_to_postgres(dir: &Path) {
     }
 }
 
-fn append(path: &Path, text: &str) {
+pub(super) fn append(path: &Path, text: &str) {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()
         .append(true)
@@ -379,7 +380,7 @@ fn append(path: &Path, text: &str) {
 }
 
 /// Runs a command to completion and panics with its output if it failed.
-fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+pub(super) fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -396,7 +397,7 @@ fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
 }
 
 /// Renders a command as a single-quoted shell line for the watchdog script.
-fn shell_line(cmd: &Command) -> String {
+pub(super) fn shell_line(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|part| format!("'{}'", part.to_string_lossy()))

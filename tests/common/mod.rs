@@ -11,6 +11,7 @@
 mod cluster;
 pub mod differential;
 mod pgweir;
+pub mod replica;
 mod tools;
 pub mod wire;
 

@@ -1,0 +1,117 @@
+//! Streaming replicas of the test cluster, for the replica-routing tests: each is cloned
+//! with `pg_basebackup -R` into a directory of its own, listens on its own port and replays
+//! the primary's WAL. Extra settings (`recovery_min_apply_delay`, ...) go into its config.
+//! A watchdog stops it when the test process is gone; the primary's removes the files.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Config;
+
+use super::cluster::{append, chown_to_postgres, run_ok, shell_line, spawn_detached, Cluster};
+use super::{connect, free_port};
+
+/// A running streaming replica of [`super::cluster()`].
+pub struct Replica {
+    /// Its data directory (inside the primary's temp dir).
+    pub data: PathBuf,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Cluster {
+    /// Clones a new streaming replica, appends `extra_conf` to its configuration, starts
+    /// it and waits until it has replayed everything the primary had committed.
+    pub async fn replica(&self, extra_conf: &str) -> Replica {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let data = self.dir.join(format!("replica{n}"));
+        let mut clone = self.server_cmd("pg_basebackup");
+        clone
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "--no-sync", "--checkpoint=fast"])
+            .args(["-U", "postgres", "-h"])
+            .arg(&self.dir)
+            .args(["-p", &self.port.to_string()]);
+        run_ok(&mut clone, "pg_basebackup");
+        let replica = Replica {
+            data,
+            port: free_port(),
+        };
+        append(
+            &replica.data.join("postgresql.conf"),
+            &format!(
+                "\nport = {}\nhot_standby = on\n{extra_conf}\n",
+                replica.port
+            ),
+        );
+        chown_to_postgres(&replica.data);
+        let mut stop = self.server_cmd("pg_ctl");
+        stop.arg("-D")
+            .arg(&replica.data)
+            .args(["stop", "-m", "immediate"]);
+        spawn_detached(&format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {} >/dev/null 2>&1",
+            shell_line(&stop),
+            pid = std::process::id(),
+        ));
+        self.replica_ctl(&replica, "start");
+        replica.wait_caught_up(self).await;
+        replica
+    }
+
+    /// `pg_ctl start` or `stop` (fast) for `replica`.
+    pub fn replica_ctl(&self, replica: &Replica, action: &str) {
+        let mut cmd = self.server_cmd("pg_ctl");
+        cmd.arg("-D")
+            .arg(&replica.data)
+            .arg("-l")
+            .arg(replica.data.join("replica.log"))
+            .args(["-w", "-t", "60", "-m", "fast", action]);
+        run_ok(&mut cmd, "pg_ctl on the replica");
+    }
+}
+
+impl Replica {
+    /// A tokio-postgres config straight to the replica.
+    pub fn config(&self, user: &super::TestUser, db: &str) -> Config {
+        let mut config = Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(user.name)
+            .password(user.password)
+            .dbname(db);
+        config
+    }
+
+    /// Waits (up to 30 s) until the replica is in recovery and has replayed the primary's
+    /// WAL insert position as it was when called. The insert position, not the write
+    /// position: the test cluster runs with `synchronous_commit = off`, so a commit can
+    /// still sit in WAL buffers.
+    pub async fn wait_caught_up(&self, primary: &Cluster) {
+        let lsn = primary.psql("postgres", "SELECT pg_current_wal_insert_lsn()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let config = self.config(&super::SCRAM_USER, "postgres");
+        loop {
+            if let Ok(client) = connect(&config).await {
+                let sql = format!(
+                    "SELECT pg_is_in_recovery() AND pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn"
+                );
+                if let Ok(row) = client.query_one(sql.as_str(), &[]).await {
+                    if row.get::<_, bool>(0) {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica on port {} did not catch up with {lsn} within 30 s",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
