@@ -4,12 +4,14 @@
 //! strings, comments, quoted identifiers and dollar-quoted bodies are never seen;
 //! [`statements`] splits the tokens into `;`-separated statements; [`effects`] decides what
 //! a text may do to the session ([`analyze`]), which the relay asks for every simple Query
-//! and every Parse text; [`settings`] names the custom settings a text sets. Nothing
+//! and every Parse text; [`settings`] names the custom settings a text sets; [`route`]
+//! proves a text read-only for replica routing ([`classify`]). Nothing
 //! allocates per token and all of it is linear in the input, since it runs on every query,
 //! including multi-megabyte ones.
 
 pub mod effects;
 pub mod lexer;
+pub mod route;
 pub mod settings;
 pub mod statements;
 #[cfg(test)]
@@ -17,5 +19,8 @@ mod tests;
 
 pub use effects::{analyze, Effects, PinReason, Pins};
 pub use lexer::{Lexer, Token, TokenKind};
+pub use route::{
+    classify, route_setting, Classification, Hint, ReadOnlyFunctions, RouteSetting, Verdict,
+};
 pub use settings::{custom_setting_names, deallocated_name};
 pub use statements::Statements;
