@@ -59,10 +59,12 @@ impl ServerStatements {
         self.last_used.clear();
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.last_used.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.last_used.is_empty()
     }

@@ -53,10 +53,7 @@ impl ClientStatements {
         self.by_name.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }

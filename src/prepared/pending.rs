@@ -97,10 +97,6 @@ impl Pending {
         self.queue.push_back(e);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
     /// The server ignored the last `n` Syncs (sent while it was in COPY FROM STDIN).
     pub fn forget_ignored_syncs(&mut self, mut n: u32) {
         let mut i = self.queue.len();

@@ -101,6 +101,7 @@ impl Registry {
     }
 
     /// Texts currently registered and held by some client.
+    #[cfg(test)]
     pub fn live(&self) -> usize {
         let inner = self.inner.lock();
         inner

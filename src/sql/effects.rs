@@ -36,10 +36,12 @@ impl Effects {
         drops_all_prepared: false,
     };
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         *self == Effects::default()
     }
 
+    #[cfg(test)]
     pub fn union(self, other: Effects) -> Effects {
         Effects {
             settings: self.settings || other.settings,
