@@ -3,14 +3,17 @@
 //! this file only says which keys exist, what they must be, and what they default to.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use toml_edit::ImDocument;
 
 use super::error::Problem;
 use super::reader::{EnvLookup, Reader, Section};
 use super::{
-    AuthType, Config, DatabaseConfig, GeneralConfig, PoolDefaults, PoolMode, UserConfig, LOG_LEVELS,
+    AuthType, Config, DatabaseConfig, GeneralConfig, PoolDefaults, PoolMode, ReadRouting,
+    ReplicaConfig, Target, UserConfig, LOG_LEVELS,
 };
+use crate::sql::route::never_read_only;
 
 /// Where Postgres listens unless a database entry says otherwise.
 const DEFAULT_SERVER_PORT: u16 = 5432;
@@ -20,6 +23,10 @@ const PORTS: std::ops::RangeInclusive<i64> = 1..=65535;
 const AT_LEAST_ONE: std::ops::RangeInclusive<i64> = 1..=i64::MAX;
 /// Counts where zero has a meaning of its own.
 const NON_NEGATIVE: std::ops::RangeInclusive<i64> = 0..=i64::MAX;
+/// How far behind a replica may be before it gets no reads, unless a database says.
+const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_secs(1);
+/// Replica weights: at least one, so every listed replica gets some reads.
+const WEIGHTS: std::ops::RangeInclusive<i64> = 1..=u32::MAX as i64;
 
 /// Parses and validates the whole file, returning every problem found if any.
 pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Problem>> {
@@ -93,7 +100,17 @@ fn general(r: &mut Reader<'_>, mut sec: Section<'_>) -> GeneralConfig {
         client_login_timeout: r
             .duration(s, "client_login_timeout")
             .unwrap_or(d.client_login_timeout),
+        replica_ban_time: r
+            .duration(s, "replica_ban_time")
+            .unwrap_or(d.replica_ban_time),
+        replica_check_interval: r
+            .duration(s, "replica_check_interval")
+            .unwrap_or(d.replica_check_interval),
     };
+    if config.replica_check_interval.is_zero() {
+        // A zero interval would make the monitor spin on its queries.
+        r.key_problem(&sec, "replica_check_interval", "must be more than zero");
+    }
     r.finish(sec);
     config
 }
@@ -131,6 +148,9 @@ fn pool(r: &mut Reader<'_>, mut sec: Section<'_>) -> PoolDefaults {
         pin_session_state: r
             .boolean(s, "pin_session_state")
             .unwrap_or(base.pin_session_state),
+        read_only_functions: r
+            .strings(s, "read_only_functions", read_only_function)
+            .unwrap_or(base.read_only_functions),
         ..base
     };
     if config.min_pool_size > config.default_pool_size {
@@ -188,9 +208,10 @@ fn database(
 ) -> DatabaseConfig {
     r.require(&sec, "host");
     let s = &mut sec;
+    let port = r.int(s, "port", PORTS).unwrap_or(DEFAULT_SERVER_PORT);
     let config = DatabaseConfig {
         host: r.string(s, "host").unwrap_or_default(),
-        port: r.int(s, "port", PORTS).unwrap_or(DEFAULT_SERVER_PORT),
+        port,
         dbname: r.string(s, "dbname").unwrap_or_else(|| name.to_owned()),
         user: r.string(s, "user"),
         password: r.secret(s, "password"),
@@ -201,10 +222,84 @@ fn database(
         max_db_connections: r.int(s, "max_db_connections", NON_NEGATIVE),
         server_lifetime: r.duration(s, "server_lifetime"),
         pin_session_state: r.boolean(s, "pin_session_state"),
+        replicas: replicas(r, s, port),
+        read_routing: r
+            .choice(s, "read_routing", &ReadRouting::ALL, ReadRouting::as_str)
+            .unwrap_or_default(),
+        target: r
+            .choice(s, "target", &Target::ALL, Target::as_str)
+            .unwrap_or_default(),
+        max_replica_lag: r
+            .duration(s, "max_replica_lag")
+            .unwrap_or(DEFAULT_MAX_REPLICA_LAG),
+        read_your_writes: r.boolean(s, "read_your_writes").unwrap_or(true),
+        read_only_functions: r
+            .strings(s, "read_only_functions", read_only_function)
+            .unwrap_or_else(|| defaults.read_only_functions.clone()),
     };
     check_min_pool_size(r, &sec, &config, defaults);
+    check_routing(r, &sec, &config);
     r.finish(sec);
     config
+}
+
+/// A database's `replicas`; a replica's `port` defaults to the database's own.
+fn replicas(r: &mut Reader<'_>, s: &mut Section<'_>, port: u16) -> Vec<ReplicaConfig> {
+    let entries = r.table_list(s, "replicas").unwrap_or_default();
+    entries
+        .into_iter()
+        .map(|mut sec| {
+            r.require(&sec, "host");
+            let s = &mut sec;
+            let replica = ReplicaConfig {
+                host: r.string(s, "host").unwrap_or_default(),
+                port: r.int(s, "port", PORTS).unwrap_or(port),
+                weight: r.int(s, "weight", WEIGHTS).unwrap_or(1),
+            };
+            r.finish(sec);
+            replica
+        })
+        .collect()
+}
+
+/// Routing to replicas needs replicas, and `read_routing = "auto"` (a choice per
+/// transaction) contradicts a `target` other than the primary (one node kind for all).
+fn check_routing(r: &mut Reader<'_>, sec: &Section<'_>, db: &DatabaseConfig) {
+    if db.replicas.is_empty() {
+        if db.read_routing != ReadRouting::Off {
+            let value = db.read_routing.as_str();
+            r.key_problem(sec, "read_routing", format!("{value:?} needs `replicas`"));
+        }
+        if db.target != Target::Primary {
+            let value = db.target.as_str();
+            r.key_problem(sec, "target", format!("{value:?} needs `replicas`"));
+        }
+    }
+    if db.read_routing == ReadRouting::Auto && db.target != Target::Primary {
+        r.key_problem(
+            sec,
+            "target",
+            "choose one: read_routing = \"auto\" routes per transaction, target routes everything",
+        );
+    }
+}
+
+/// One `read_only_functions` name, lowercased as the server folds unquoted names. It
+/// must be a bare name, since the classifier matches it in every schema, and must not
+/// be one of the functions that always write.
+fn read_only_function(name: String) -> Result<String, String> {
+    let name = name.to_ascii_lowercase();
+    if name.is_empty() || name.contains('.') {
+        return Err(format!(
+            "{name:?} must be a function name without a schema (it matches in every schema)"
+        ));
+    }
+    if never_read_only(name.as_bytes()) {
+        return Err(format!(
+            "{name} always writes; it cannot be declared read-only"
+        ));
+    }
+    Ok(name)
 }
 
 /// A database cannot keep more connections warm than its pool may hold. The problem

@@ -89,6 +89,14 @@ pub struct GeneralConfig {
     /// A client that has not finished startup and authentication by then is dropped,
     /// so half-open connections cannot hold client slots; zero = no limit.
     pub client_login_timeout: Duration,
+    /// A replica that fails a connect or a health check gets no reads for this long,
+    /// then is checked again, so a dead replica costs one failure per ban rather than
+    /// one per read; zero = check again at the next sample.
+    pub replica_ban_time: Duration,
+    /// How often the replica monitor samples the primary's and each replica's WAL
+    /// position. It bounds how soon a replica is known to have caught up with a
+    /// client's write, so short; never zero.
+    pub replica_check_interval: Duration,
 }
 
 /// PgBouncer's defaults, except that SCRAM is the default `auth_type`.
@@ -106,6 +114,8 @@ impl Default for GeneralConfig {
             server_connect_timeout: Duration::from_secs(15),
             server_login_retry: Duration::from_secs(15),
             client_login_timeout: Duration::from_secs(60),
+            replica_ban_time: Duration::from_secs(30),
+            replica_check_interval: Duration::from_millis(100),
         }
     }
 }
@@ -217,6 +227,10 @@ pub struct PoolDefaults {
     /// PREPARE) keeps its server until that state is gone. When false, such statements
     /// are refused with an error instead.
     pub pin_session_state: bool,
+    /// Functions (lowercase, unqualified) the operator declares read-only, so reads that
+    /// call them may go to a replica; the default for every database that does not set
+    /// its own list. Functions that always write are refused.
+    pub read_only_functions: Vec<String>,
 }
 
 /// Transaction mode is why pgweir exists; every other value is PgBouncer's.
@@ -240,6 +254,7 @@ impl Default for PoolDefaults {
             server_check_query: String::new(),
             max_prepared_statements: 200,
             pin_session_state: true,
+            read_only_functions: Vec::new(),
         }
     }
 }
@@ -263,6 +278,82 @@ pub struct DatabaseConfig {
     pub max_db_connections: Option<usize>,
     pub server_lifetime: Option<Duration>,
     pub pin_session_state: Option<bool>,
+    /// Streaming replicas of this database that may serve reads; empty = none.
+    pub replicas: Vec<ReplicaConfig>,
+    /// Whether transactions proven read-only go to a replica (default off, so adding
+    /// replicas never changes where anything runs until asked).
+    pub read_routing: ReadRouting,
+    /// Where every transaction goes, for a database name that should reach replicas
+    /// as a whole (a reporting name, say); default primary.
+    pub target: Target,
+    /// A replica further behind the primary than this gets no reads; zero = no limit.
+    /// Default 1s: stale enough to notice, short enough for most dashboards.
+    pub max_replica_lag: Duration,
+    /// Whether a client's reads wait for a replica to have replayed the client's own
+    /// last write (else they go to the primary). Default true: without it a client can
+    /// miss the row it has just committed.
+    pub read_your_writes: bool,
+    /// The `[pool]` list unless this database sets its own, which replaces it (so a
+    /// database can also declare none); lowercase.
+    pub read_only_functions: Vec<String>,
+}
+
+/// One entry of a database's `replicas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    pub host: String,
+    /// Defaults to the database's own `port`: replicas usually mirror the primary.
+    pub port: u16,
+    /// Share of the reads relative to the other replicas, at least 1 (the default).
+    pub weight: u32,
+}
+
+/// `read_routing`: whether pgweir chooses the node per transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadRouting {
+    /// Everything runs where `target` says.
+    #[default]
+    Off,
+    /// Transactions proven read-only go to a replica, everything else to the primary.
+    Auto,
+}
+
+impl ReadRouting {
+    /// Every variant, so the config reader can list the accepted names.
+    pub const ALL: [ReadRouting; 2] = [ReadRouting::Off, ReadRouting::Auto];
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadRouting::Off => "off",
+            ReadRouting::Auto => "auto",
+        }
+    }
+}
+
+/// `target`: the nodes every transaction of a database may run on, whatever it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    #[default]
+    Primary,
+    /// A usable replica; the primary when none is.
+    Replica,
+    /// The primary or a usable replica, whichever has the least work.
+    Any,
+}
+
+impl Target {
+    /// Every variant, so the config reader can list the accepted names.
+    pub const ALL: [Target; 3] = [Target::Primary, Target::Replica, Target::Any];
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Primary => "primary",
+            Target::Replica => "replica",
+            Target::Any => "any",
+        }
+    }
 }
 
 /// `[users.NAME]`: who may connect.

@@ -187,6 +187,45 @@ impl<'e> Reader<'e> {
         })
     }
 
+    /// A list of tables, written as an array of inline tables (`key = [{ ... }, ...]`) or
+    /// as `[[section.key]]` blocks; each is named `key[index]` in problems. An element
+    /// that is not a table is a problem and left out.
+    pub(super) fn table_list<'a>(
+        &mut self,
+        sec: &mut Section<'a>,
+        key: &'a str,
+    ) -> Option<Vec<Section<'a>>> {
+        let entry = self.take(sec, key)?;
+        let elements: Vec<_> = match entry.item {
+            Item::ArrayOfTables(blocks) => blocks
+                .iter()
+                .map(|t| (Ok(t as &dyn TableLike), t.span()))
+                .collect(),
+            Item::Value(Value::Array(array)) => {
+                array.iter().map(|v| (inline_table(v), v.span())).collect()
+            }
+            _ => {
+                self.wrong_type(&entry, "an array of tables");
+                return None;
+            }
+        };
+        let mut sections = Vec::new();
+        for (i, (table, span)) in elements.into_iter().enumerate() {
+            let path = format!("{}[{i}]", entry.path);
+            let line = self.line(span);
+            match table {
+                Ok(table) => sections.push(Section {
+                    path,
+                    table,
+                    line,
+                    taken: Vec::new(),
+                }),
+                Err(found) => self.problem(path, line, format!("expected a table, found {found}")),
+            }
+        }
+        Some(sections)
+    }
+
     /// Every entry of `sec` as a named sub-table (for `[databases]`, `[users]`), with a
     /// problem for each entry that is not a table.
     pub(super) fn tables<'a>(&mut self, sec: &mut Section<'a>) -> Vec<(String, Section<'a>)> {
@@ -210,6 +249,41 @@ impl<'e> Reader<'e> {
         };
         let expanded = expand(raw, self.env);
         self.check(entry, expanded)
+    }
+
+    /// An array of strings, each `${ENV}`-expanded and then passed through `each`, which
+    /// may rewrite it or refuse it with a message. Refused elements and elements that are
+    /// not strings are problems (named `key[index]`) and left out.
+    pub(super) fn strings<'a>(
+        &mut self,
+        sec: &mut Section<'a>,
+        key: &'a str,
+        each: fn(String) -> Result<String, String>,
+    ) -> Option<Vec<String>> {
+        let entry = self.take(sec, key)?;
+        let Some(array) = entry.item.as_array() else {
+            self.wrong_type(&entry, "an array of strings");
+            return None;
+        };
+        let mut strings = Vec::new();
+        for (i, value) in array.iter().enumerate() {
+            let path = format!("{}[{i}]", entry.path);
+            let line = self.line(value.span());
+            let checked = match value.as_str() {
+                Some(raw) => expand(raw, self.env)
+                    .map_err(|e| e.to_string())
+                    .and_then(each),
+                None => Err(format!(
+                    "expected a string, found {}",
+                    describe_value(value)
+                )),
+            };
+            match checked {
+                Ok(text) => strings.push(text),
+                Err(message) => self.problem(path, line, message),
+            }
+        }
+        Some(strings)
     }
 
     /// An integer within `range`, converted to the field's type.
@@ -300,15 +374,30 @@ fn quote_key(key: &str) -> String {
 /// The TOML type of an item, with its article, for "expected X, found Y".
 fn describe(item: &Item) -> &'static str {
     match item {
-        Item::Value(Value::String(_)) => "a string",
-        Item::Value(Value::Integer(_)) => "an integer",
-        Item::Value(Value::Float(_)) => "a float",
-        Item::Value(Value::Boolean(_)) => "a boolean",
-        Item::Value(Value::Datetime(_)) => "a datetime",
-        Item::Value(Value::Array(_)) => "an array",
-        Item::Value(Value::InlineTable(_)) => "an inline table",
+        Item::Value(value) => describe_value(value),
         Item::Table(_) => "a table",
         Item::ArrayOfTables(_) => "an array of tables",
         Item::None => "nothing",
+    }
+}
+
+/// An array element as a table, or what it is instead.
+fn inline_table(value: &Value) -> Result<&dyn TableLike, &'static str> {
+    match value {
+        Value::InlineTable(table) => Ok(table),
+        other => Err(describe_value(other)),
+    }
+}
+
+/// The TOML type of a value (an array element, say), with its article.
+fn describe_value(value: &Value) -> &'static str {
+    match value {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a datetime",
+        Value::Array(_) => "an array",
+        Value::InlineTable(_) => "an inline table",
     }
 }

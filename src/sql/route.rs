@@ -126,7 +126,7 @@ pub(super) const NOT_CALLS: [&str; 67] = [
 
 /// Functions that write or take locks, refused even when an operator declares them:
 /// sequences, settings, notifications, advisory locks, transaction ids, large objects, dblink.
-pub(super) fn never_read_only(name: &[u8]) -> bool {
+pub fn never_read_only(name: &[u8]) -> bool {
     const EXACT: [&[u8]; 4] = [b"nextval", b"setval", b"set_config", b"pg_notify"];
     const PREFIXES: [&[u8]; 6] = [
         b"pg_advisory_",

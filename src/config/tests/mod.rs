@@ -1,9 +1,10 @@
 //! Tests of `Config::parse` as a whole: defaults, every kind of problem with its line,
 //! environment expansion, and that secrets never reach error text. The pool sizing,
-//! limit and timeout keys are in `limits`, and `Config::pool_settings` in `settings`;
-//! both use the helpers here.
+//! limit and timeout keys are in `limits`, the replica routing keys in `replicas`, and
+//! `Config::pool_settings` in `settings`; all use the helpers here.
 
 mod limits;
+mod replicas;
 mod settings;
 
 use std::path::Path;
