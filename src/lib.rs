@@ -17,5 +17,6 @@ pub mod listener;
 pub mod pool;
 pub mod prepared;
 pub mod protocol;
+pub mod route;
 pub mod server;
 pub mod sql;
