@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use super::routing::RouteCheck;
 use super::state::Watch;
 use super::txn::TxnTracker;
 use crate::config::PoolMode;
@@ -16,7 +17,7 @@ use crate::prepared::{
 use crate::protocol::framer::{Disposition, Inspector, View, Want, MAX_INSPECTED_BODY};
 use crate::protocol::{be, fe, split_cstr, TxStatus};
 use crate::server::ServerParams;
-use crate::sql::{self, Effects, PinReason, Pins};
+use crate::sql::{self, Classification, Effects, PinReason, Pins, ReadOnlyFunctions};
 
 /// Parse and Query messages up to this size are seen whole: a Parse's text is what pgweir
 /// prepares on the next server, a Query's is analysed in full. Larger named statements are
@@ -43,6 +44,9 @@ pub struct Tracking<'a> {
     /// escape quotes in plain strings, the lexer could be fooled, and every statement is
     /// treated as one that may do anything.
     pub lexable: bool,
+    /// Set when the database routes reads: named statements are classified once, when
+    /// registered, and Binds routed by what was found.
+    pub route_functions: Option<&'a ReadOnlyFunctions>,
 }
 
 /// Client-to-server messages.
@@ -50,6 +54,8 @@ pub struct ClientSide<'a> {
     pub tracker: &'a mut TxnTracker,
     pub terminated: &'a mut bool,
     pub tracking: Option<Tracking<'a>>,
+    /// Present when the database routes reads to replicas (never in session mode).
+    pub route: Option<RouteCheck<'a>>,
 }
 
 impl Inspector for ClientSide<'_> {
@@ -72,6 +78,11 @@ impl Inspector for ClientSide<'_> {
         if tag == fe::TERMINATE {
             *self.terminated = true;
             return Disposition::Drop;
+        }
+        if let (Some(route), Some(t)) = (self.route.as_mut(), self.tracking.as_ref()) {
+            if route.hold(tag, body, t.rw.client, self.tracker.in_batch()) {
+                return Disposition::Hold;
+            }
         }
         let ignored_syncs = self.tracker.client_sent(tag);
         let Some(t) = self.tracking.as_mut() else {
@@ -163,11 +174,13 @@ impl Tracking<'_> {
             self.note(&e, &custom_names(&e, text));
             return self.rw.parse_forwarded();
         }
+        let functions = self.route_functions;
         let stmt = self.registry.intern(key, || {
             let effects = sql::analyze(text);
             Analysis {
                 custom_names: custom_names(&effects, text),
                 effects,
+                route: functions.map_or(Classification::UNKNOWN, |f| sql::classify(text, f)),
             }
         });
         if let Some(err) = self.refusal(&stmt.effects) {
@@ -251,6 +264,16 @@ pub struct ServerSide<'a> {
     pub client: &'a mut ServerParams,
     pub mode: PoolMode,
     pub tracking: Option<ServerTracking<'a>>,
+    pub retry: &'a mut RetryWatch,
+}
+
+/// Whether a failing server's request may still go to another node.
+#[derive(Debug, Default)]
+pub struct RetryWatch {
+    /// Nothing of the answer has been passed on yet.
+    pub armed: bool,
+    /// The server sent a FATAL error before any answer: it is going away.
+    pub fatal: bool,
 }
 
 /// The caches server replies update; absent in session mode.
@@ -265,12 +288,20 @@ impl Inspector for ServerSide<'_> {
         match (tag, &self.tracking) {
             (be::READY_FOR_QUERY | be::PARAMETER_STATUS, _) => Want::SMALL,
             (be::ERROR_RESPONSE, Some(_)) => Want::SMALL,
+            (be::ERROR_RESPONSE, None) if self.retry.armed => Want::SMALL,
             _ => Want::NOTHING,
         }
     }
 
     fn on_message(&mut self, tag: u8, _len: usize, body: View<'_>) -> Disposition {
         let body = body.whole();
+        if self.retry.armed {
+            if tag == be::ERROR_RESPONSE && body.is_some_and(is_fatal) {
+                self.retry.fatal = true;
+                return Disposition::Drop;
+            }
+            self.retry.armed = false;
+        }
         self.tracker.server_sent(tag, body);
         if let (be::PARAMETER_STATUS, Some(b)) = (tag, body) {
             if let Some((name, value)) = parse_parameter_status(b) {
@@ -298,6 +329,28 @@ impl Inspector for ServerSide<'_> {
         }
         Disposition::Forward
     }
+}
+
+/// Whether an ErrorResponse ends the session (FATAL or PANIC): the server is going away.
+/// The untranslated severity (`V`) is preferred; the possibly translated `S` is a fallback.
+fn is_fatal(body: &[u8]) -> bool {
+    let mut rest = body;
+    let mut severity = None;
+    while let Some((&code, tail)) = rest.split_first() {
+        let Some((value, next)) = split_cstr(tail) else {
+            break;
+        };
+        match code {
+            b'V' => {
+                severity = Some(value);
+                break;
+            }
+            b'S' => severity = Some(value),
+            _ => {}
+        }
+        rest = next;
+    }
+    matches!(severity, Some(b"FATAL" | b"PANIC"))
 }
 
 fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {

@@ -3,12 +3,14 @@
 //! BackendKeyData and ReadyForQuery, then the [`relay`]. Every failure a client can see is
 //! turned into an ErrorResponse with its SQLSTATE here.
 
+pub mod acquire;
 pub mod inspect;
 pub mod limits;
 pub mod login;
 pub mod params;
 pub mod relay;
 pub mod reset;
+pub mod routing;
 pub mod settle;
 pub mod state;
 pub mod txn;
@@ -195,8 +197,8 @@ async fn log_in(
             g.max_user_client_connections,
         )
         .map_err(|refused| too_many(refused, database, user))?;
-    let pool = app.pools.get(database, user)?;
-    let defaults = pool.startup_params().await?;
+    let group = app.pools.get(database, user)?;
+    let defaults = group.primary.startup_params().await?;
     let params = ClientParams::new(&defaults, &session_settings(&startup));
     let cancel = app.cancels.register();
     for (k, v) in params.reported.iter() {
@@ -208,7 +210,7 @@ async fn log_in(
     stream.write_all(&out).await?;
     let shared = Arc::clone(&app.sessions);
     Ok(Some(relay::Session::new(
-        pool, params, cancel, slot, shared,
+        group, params, cancel, slot, shared,
     )))
 }
 

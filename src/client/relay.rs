@@ -25,14 +25,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::inspect::{ClientSide, ServerSide, ServerTracking, Tracking};
+use super::acquire::{acquire, next_request, Acquired};
+use super::inspect::{ClientSide, RetryWatch, ServerSide, ServerTracking, Tracking};
 use super::limits::ClientSlot;
 use super::params::ClientParams;
 use super::reset::{self, Leftover};
+use super::routing::{route_reply, ClientRoute, Held, LinkRoute, RouteCheck};
 use super::settle::{after_transaction, AfterTransaction};
 use super::state::{SessionShared, Watch};
 use super::txn::TxnTracker;
@@ -40,12 +42,12 @@ use super::ClientError;
 use crate::cancel::{CancelHandle, CancelTarget};
 use crate::config::PoolMode;
 use crate::error::{Severity, SqlState};
-use crate::pool::{Pool, PooledServer};
+use crate::pool::{Node, Pool, PoolGroup, PooledServer};
 use crate::prepared::{
     answer_parse_locally, ClientStatements, Pending, Rewriter, ServerStatements,
 };
 use crate::protocol::framer::{Framer, OutQueue};
-use crate::protocol::{backend, fe, ProtocolError, TxStatus};
+use crate::protocol::{backend, ProtocolError, TxStatus};
 use crate::server::{ServerConn, ServerError, SCS_SLOT};
 use crate::sql::{PinReason, Pins};
 
@@ -63,7 +65,11 @@ const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// A logged-in client between transactions.
 #[derive(Debug)]
 pub struct Session {
+    /// The database's servers for this client's user.
+    pub(super) group: Arc<PoolGroup>,
+    /// The primary's pool, whose settings every node of the group shares.
     pub(super) pool: Arc<Pool>,
+    pub(super) route: ClientRoute,
     pub(super) params: ClientParams,
     pub(super) cancel: CancelHandle,
     pub(super) shared: Arc<SessionShared>,
@@ -82,14 +88,16 @@ pub struct Session {
 
 impl Session {
     pub fn new(
-        pool: Arc<Pool>,
+        group: Arc<PoolGroup>,
         params: ClientParams,
         cancel: CancelHandle,
         slot: ClientSlot,
         shared: Arc<SessionShared>,
     ) -> Self {
         Session {
-            pool,
+            pool: Arc::clone(&group.primary),
+            group,
+            route: ClientRoute::default(),
             params,
             cancel,
             shared,
@@ -103,7 +111,11 @@ impl Session {
 
     /// Prepares statements the client asks for without a server where that is possible;
     /// true if the client's next request was answered so.
-    fn answer_without_server(&mut self, cbuf: &mut BytesMut, to_client: &mut OutQueue) -> bool {
+    pub(super) fn answer_without_server(
+        &mut self,
+        cbuf: &mut BytesMut,
+        to_client: &mut OutQueue,
+    ) -> bool {
         if self.pool.mode() == PoolMode::Session || self.pool.settings.max_prepared_statements == 0
         {
             return false;
@@ -117,6 +129,13 @@ impl Session {
             }
             None => false,
         }
+    }
+
+    /// False while the client has `standard_conforming_strings` off: backslashes then
+    /// escape quotes in plain strings, the lexer could be fooled, and every statement is
+    /// treated as one that may do anything (and goes to the primary).
+    pub(super) fn lexable(&self) -> bool {
+        self.params.reported.tracked(SCS_SLOT) != Some("off")
     }
 
     /// Whether the server must be reset (or closed) before anyone else may use it.
@@ -153,31 +172,36 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     let mut cframer = Framer::default();
     let mut to_client = OutQueue::default();
-    let mut pinned_to: Option<PooledServer> = None;
+    let mut pinned_to: Option<(PooledServer, LinkRoute)> = None;
     loop {
         to_client.write_all(client).await?;
-        let mut server = match pinned_to.take() {
-            Some(server) => server,
+        let (mut server, route, mut retry) = match pinned_to.take() {
+            Some((server, route)) => (server, route, None),
             None => {
                 let idle_limit = s.pool.settings.client_idle_timeout;
                 if !next_request(client, cbuf, idle_limit).await? {
                     return Ok(());
                 }
-                if s.answer_without_server(cbuf, &mut to_client) {
-                    continue;
-                }
-                let Some(mut server) = checkout(&s.pool, client, cbuf).await? else {
-                    return Ok(());
-                };
+                let (mut server, route, retry) =
+                    match acquire(&mut s, client, cbuf, &mut to_client).await? {
+                        Acquired::Answered => continue,
+                        Acquired::Gone => return Ok(()),
+                        Acquired::Server {
+                            server,
+                            route,
+                            retry,
+                        } => (server, route, retry),
+                    };
                 s.params.apply_to(&mut server).await?;
                 s.cancel.set_target(Some(CancelTarget {
                     addr: server.addr,
                     key: server.key,
                 }));
-                server
+                (server, route, retry)
             }
         };
-        let mut link = Link::default();
+        let mut link = Link::new(route, retry.is_some());
+        let replied_before = to_client.pushed();
         let end = pump(
             &mut s,
             &mut link,
@@ -188,12 +212,31 @@ pub async fn run(
             &mut server,
         )
         .await;
+        if let (Ok(End::ServerGone), Some(request)) = (&end, retry.take()) {
+            if link.may_retry(&cframer, cbuf) && to_client.pushed() == replied_before {
+                tracing::warn!(pool = %s.group.pool(link.route.node).key, "replica failed before answering; banned, request sent again");
+                s.group.ban(link.route.node);
+                s.cancel.set_target(None);
+                drop(server);
+                restore(cbuf, request);
+                continue;
+            }
+        }
+        if matches!(end, Ok(End::Release { .. }))
+            && link.route.wrote
+            && link.route.node == Node::Primary
+        {
+            s.route.wrote_at = Some(Instant::now());
+        }
         if let Ok(End::Release { rollback }) = end {
             match after_transaction(&mut s, server, &link.watch, rollback, &mut to_client).await {
                 AfterTransaction::Release(released) => server = released,
                 AfterTransaction::Pinned(kept) => {
                     // The client keeps this server, and its cancel key keeps pointing at it.
-                    pinned_to = Some(kept);
+                    pinned_to = Some((
+                        kept,
+                        LinkRoute::new(link.route.node, link.route.hold_writes),
+                    ));
                     continue;
                 }
                 AfterTransaction::Closed => {
@@ -232,69 +275,21 @@ pub async fn run(
     }
 }
 
-/// Waits until the client sends a message that needs a server, at most `idle_limit` (zero:
-/// forever). False when it says goodbye.
-async fn next_request(
-    client: &mut TcpStream,
-    cbuf: &mut BytesMut,
-    idle_limit: Duration,
-) -> Result<bool, ClientError> {
-    if idle_limit.is_zero() {
-        return wait_for_request(client, cbuf).await;
-    }
-    tokio::time::timeout(idle_limit, wait_for_request(client, cbuf))
-        .await
-        .map_err(|_| ClientError::IdleTimeout(idle_limit))?
-}
-
-async fn wait_for_request(
-    client: &mut TcpStream,
-    cbuf: &mut BytesMut,
-) -> Result<bool, ClientError> {
-    loop {
-        if cbuf.len() >= 5 {
-            match cbuf[0] {
-                fe::TERMINATE => return Ok(false),
-                fe::FLUSH => {
-                    let _ = cbuf.split_to(5);
-                    continue;
-                }
-                _ => return Ok(true),
-            }
-        }
-        ensure_spare(cbuf);
-        if client.read_buf(cbuf).await? == 0 {
-            return Ok(false);
-        }
-    }
-}
-
-/// Takes a server, leaving the queue at once if the client disconnects while it waits.
-/// Whatever the client sends meanwhile stays buffered for the server.
-async fn checkout(
-    pool: &Arc<Pool>,
-    client: &mut TcpStream,
-    cbuf: &mut BytesMut,
-) -> Result<Option<PooledServer>, ClientError> {
-    let wait = pool.checkout();
-    tokio::pin!(wait);
-    loop {
-        ensure_spare(cbuf);
-        tokio::select! {
-            biased;
-            server = &mut wait => return Ok(Some(server?)),
-            read = client.read_buf(cbuf) => {
-                if read? == 0 {
-                    return Ok(None);
-                }
-            }
-        }
-    }
+/// Puts a request that is to be sent again back in the (empty) client buffer.
+fn restore(cbuf: &mut BytesMut, request: Bytes) {
+    cbuf.extend_from_slice(&request);
 }
 
 /// Per-link state: what is owed and what is queued for the server.
 #[derive(Default)]
 struct Link {
+    route: LinkRoute,
+    /// The server may still fail without the client noticing: a FATAL error before any
+    /// reply ends the link as if the server had closed, so the request can go elsewhere.
+    retry: RetryWatch,
+    /// The client sent more after the link began (a request to be sent again must be the
+    /// whole of what the client sent).
+    client_read: bool,
     tracker: TxnTracker,
     /// Replies owed for prepared-statement bookkeeping.
     pending: Pending,
@@ -312,6 +307,23 @@ struct Link {
 }
 
 impl Link {
+    fn new(route: LinkRoute, retry: bool) -> Self {
+        Link {
+            route,
+            retry: RetryWatch {
+                armed: retry,
+                fatal: false,
+            },
+            ..Link::default()
+        }
+    }
+
+    /// Whether the request this link began with can be sent again elsewhere: the client
+    /// has sent nothing since and nothing of it is left half-forwarded or held.
+    fn may_retry(&self, cframer: &Framer, cbuf: &BytesMut) -> bool {
+        !self.client_read && !cframer.mid_message() && cbuf.is_empty()
+    }
+
     /// Notes a change between busy (a request outstanding) and quiet, for the timeouts.
     fn note_phase(&mut self) {
         let quiet = self.tracker.quiet();
@@ -333,6 +345,15 @@ impl Link {
         None
     }
 
+    /// Everything sent has been answered and nothing is half-way in either direction.
+    fn answered_all(&self, cframer: &Framer, rbuf: &BytesMut) -> bool {
+        self.tracker.quiet()
+            && self.to_server.is_empty()
+            && !cframer.mid_message()
+            && !self.sframer.mid_message()
+            && rbuf.is_empty()
+    }
+
     /// `cbuf` holding bytes means the client is part-way through a message (one the
     /// inspector must see more of before it can be sent), which belongs on this server.
     fn at_release_point(
@@ -342,8 +363,9 @@ impl Link {
         cbuf: &BytesMut,
         rbuf: &BytesMut,
     ) -> bool {
+        // A held message waits in `cbuf` for the next server.
         let drained = self.to_server.is_empty()
-            && cbuf.is_empty()
+            && (cbuf.is_empty() || self.route.held.is_some())
             && !cframer.mid_message()
             && !self.sframer.mid_message()
             && rbuf.is_empty();
@@ -401,6 +423,16 @@ async fn pump(
         if link.terminated {
             return Ok(End::ClientGone);
         }
+        if link.retry.fatal {
+            return Ok(End::ServerGone);
+        }
+        if link.route.held.is_some()
+            && link.answered_all(cframer, rbuf)
+            && take_held(s, link, cbuf, to_client)
+        {
+            drain_client(s, link, cbuf, cframer, sstmts)?;
+            continue;
+        }
         if link.at_release_point(mode, cframer, cbuf, rbuf) {
             if link.violation {
                 let mut m = BytesMut::new();
@@ -439,17 +471,18 @@ async fn pump(
                     return Ok(End::Expired(e));
                 }
             }
-            r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER => {
+            r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER && link.route.held.is_none() => {
                 if r? == 0 {
                     return Ok(End::ClientGone);
                 }
+                link.client_read = true;
                 drain_client(s, link, cbuf, cframer, sstmts)?;
             }
             r = sr.read_buf(rbuf), if to_client.len() < HIGH_WATER => {
                 if !matches!(r, Ok(n) if n > 0) {
                     return Ok(End::ServerGone);
                 }
-                let Link { tracker, sframer, violation, pending, .. } = &mut *link;
+                let Link { tracker, sframer, violation, pending, retry, .. } = &mut *link;
                 let tracking = tracking.then_some(ServerTracking {
                     pending,
                     client: &mut s.statements,
@@ -462,6 +495,7 @@ async fn pump(
                     client: &mut s.params.reported,
                     mode,
                     tracking,
+                    retry,
                 };
                 if sframer.drain(rbuf, &mut side, to_client).is_err() {
                     return Ok(End::ServerGone);
@@ -479,7 +513,36 @@ async fn pump(
     }
 }
 
-fn ensure_spare(buf: &mut BytesMut) {
+/// Deals with the held message once everything before it is answered; true if it may now
+/// be drained (answered here, or allowed onto this server after all). A write held at
+/// the end of a transaction stays: the release point hands it to the next server.
+fn take_held(
+    s: &mut Session,
+    link: &mut Link,
+    cbuf: &mut BytesMut,
+    to_client: &mut OutQueue,
+) -> bool {
+    let status = link.tracker.status();
+    match link.route.held {
+        Some(Held::Setting(setting)) => {
+            let len = 1 + u32::from_be_bytes([cbuf[1], cbuf[2], cbuf[3], cbuf[4]]) as usize;
+            let _ = cbuf.split_to(len.min(cbuf.len()));
+            if status != TxStatus::Failed {
+                s.route.setting = Some(setting);
+            }
+            to_client.push(route_reply(status));
+        }
+        Some(Held::Write) if status != TxStatus::Idle => {
+            // Inside a read-only transaction on the replica: it answers as Postgres would.
+            link.route.hold_writes = false;
+        }
+        _ => return false,
+    }
+    link.route.held = None;
+    true
+}
+
+pub(super) fn ensure_spare(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < MIN_SPARE {
         buf.reserve(READ_CHUNK);
     }
@@ -499,8 +562,16 @@ fn drain_client(
         watch,
         to_server,
         terminated,
+        route,
         ..
     } = link;
+    let lexable = s.lexable();
+    let routes = s.group.routes() && s.pool.mode() != PoolMode::Session && lexable;
+    let route = routes.then(|| RouteCheck {
+        functions: &s.group.routing.functions,
+        link: route,
+        unnamed: &mut s.route.unnamed,
+    });
     let tracking = (s.pool.mode() != PoolMode::Session).then(|| Tracking {
         registry: &s.pool.statements,
         rw: Rewriter {
@@ -515,7 +586,8 @@ fn drain_client(
         pin_allowed: s.pool.settings.pin_session_state,
         custom_names: &mut s.custom_names,
         sticky: &mut s.sticky,
-        lexable: s.params.reported.tracked(SCS_SLOT) != Some("off"),
+        lexable,
+        route_functions: routes.then_some(&s.group.routing.functions),
     });
     cframer.drain(
         cbuf,
@@ -523,6 +595,7 @@ fn drain_client(
             tracker,
             terminated,
             tracking,
+            route,
         },
         to_server,
     )

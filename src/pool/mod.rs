@@ -5,6 +5,7 @@
 //! without I/O; [`registry`] creates pools and runs their upkeep; [`limits`] counts server
 //! connections per database and per user across pools.
 
+pub mod group;
 pub mod limits;
 pub mod registry;
 pub mod state;
@@ -25,19 +26,34 @@ use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use limits::Budgets;
 use state::{Checkout, Delivery, PoolState, Sizes, WaiterId};
 
+pub use group::{Policy, PoolGroup, ReplicaPool};
 pub use registry::Pools;
 
-/// Names a pool: the database a client asked for and the server user it logs in as.
+/// Names a pool: the database a client asked for, the server user it logs in as, and which
+/// of the database's servers it connects to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     pub database: String,
     pub user: String,
+    pub node: Node,
 }
 
 impl fmt::Display for PoolKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.database, self.user)
+        write!(f, "{}/{}", self.database, self.user)?;
+        match self.node {
+            Node::Primary => Ok(()),
+            Node::Replica(i) => write!(f, "@replica{i}"),
+        }
     }
+}
+
+/// One server of a database: its primary, or the replica at this index of `replicas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Node {
+    #[default]
+    Primary,
+    Replica(usize),
 }
 
 /// Why no server could be had.
@@ -91,8 +107,9 @@ pub struct Pool {
     defaults: RwLock<Option<Arc<ServerParams>>>,
     /// The statement texts this pool's clients prepared, under the internal names its
     /// servers know them by. Per pool, so a text found valid in one database is never
-    /// taken as valid in another.
-    pub statements: Registry,
+    /// taken as valid in another. Shared by the pools of one database's primary and
+    /// replicas, which hold the same schema.
+    pub statements: Arc<Registry>,
 }
 
 impl Pool {
@@ -102,6 +119,7 @@ impl Pool {
         settings: PoolSettings,
         connect: ConnectSettings,
         budgets: Budgets,
+        statements: Arc<Registry>,
     ) -> Self {
         let sizes = Sizes {
             size: settings.pool_size,
@@ -116,12 +134,19 @@ impl Pool {
             budgets,
             state: Mutex::new(PoolState::new(sizes, connect.login_retry)),
             defaults: RwLock::new(None),
-            statements: Registry::default(),
+            statements,
         }
     }
 
     pub fn mode(&self) -> PoolMode {
         self.settings.pool_mode
+    }
+
+    /// Work given to this pool and not finished: servers in use plus clients queued, what
+    /// replica load balancing compares.
+    pub fn outstanding(&self) -> usize {
+        let s = self.state.lock();
+        s.open_count().saturating_sub(s.idle_count()) + s.waiting_count()
     }
 
     /// Waits for a server in arrival order. Dropping the future leaves the queue at once.
@@ -348,6 +373,11 @@ pub struct PooledServer {
 }
 
 impl PooledServer {
+    /// Which of the database's servers this is.
+    pub fn node(&self) -> Node {
+        self.pool.key.node
+    }
+
     /// Returns a clean server (idle, nothing owed) to the pool.
     pub fn release(mut self) {
         if let Some(c) = self.conn.take() {

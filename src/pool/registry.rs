@@ -1,8 +1,9 @@
-//! Every pool, created on first use from the configuration, and the janitor that keeps
-//! them in shape: a few times a second it runs each pool's upkeep (idle and lifetime expiry,
-//! min_pool_size, deferred opens) and, when a pool starves under a shared limit, closes an
-//! idle connection of a sibling pool to make room. The work per tick is per pool, never per
-//! client.
+//! Every pool, created on first use from the configuration (a [`PoolGroup`] per database
+//! and server user: the primary's pool and one per replica; a WAL monitor per database
+//! with replicas), and the janitor that keeps them in shape: a few times a second it runs
+//! each pool's upkeep (idle and lifetime expiry, min_pool_size, deferred opens) and, when a
+//! pool starves under a shared limit, closes an idle connection of a sibling pool (of the
+//! same server) to make room. The work per tick is per pool, never per client.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -10,10 +11,14 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
+use super::group::Routing;
 use super::limits::{Budget, Budgets};
-use super::{ConnectSettings, Pool, PoolError, PoolKey};
-use crate::config::Config;
+use super::{ConnectSettings, Node, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
+use crate::config::{Config, DatabaseConfig, PoolSettings};
+use crate::prepared::Registry;
+use crate::route::{Monitor, MonitorSettings};
 use crate::server::ServerTarget;
+use crate::sql::ReadOnlyFunctions;
 
 /// How often the janitor runs; timeouts it enforces are this precise.
 const JANITOR_INTERVAL: Duration = Duration::from_millis(100);
@@ -21,38 +26,54 @@ const JANITOR_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Pools {
     config: Arc<Config>,
-    pools: RwLock<HashMap<PoolKey, Arc<Pool>>>,
+    groups: RwLock<HashMap<(String, String), Arc<PoolGroup>>>,
     db_budgets: Mutex<HashMap<String, Arc<Budget>>>,
     user_budgets: Mutex<HashMap<String, Arc<Budget>>>,
+    /// One WAL monitor per database with replicas, shared by its groups.
+    monitors: Mutex<HashMap<String, Weak<Monitor>>>,
 }
 
 impl Pools {
     pub fn new(config: Arc<Config>) -> Arc<Self> {
         let pools = Arc::new(Pools {
             config,
-            pools: RwLock::new(HashMap::new()),
+            groups: RwLock::new(HashMap::new()),
             db_budgets: Mutex::new(HashMap::new()),
             user_budgets: Mutex::new(HashMap::new()),
+            monitors: Mutex::new(HashMap::new()),
         });
         tokio::spawn(janitor(Arc::downgrade(&pools)));
         pools
     }
 
-    /// The pool a client of `database` logged in as `user` uses.
-    pub fn get(&self, database: &str, user: &str) -> Result<Arc<Pool>, PoolError> {
-        let cfg = &self.config;
-        let db = cfg
+    /// The servers a client of `database` logged in as `user` uses.
+    pub fn get(&self, database: &str, user: &str) -> Result<Arc<PoolGroup>, PoolError> {
+        let db = self
+            .config
             .databases
             .get(database)
             .ok_or_else(|| PoolError::UnknownDatabase(database.to_owned()))?;
         let server_user = db.user.clone().unwrap_or_else(|| user.to_owned());
-        let key = PoolKey {
-            database: database.to_owned(),
-            user: server_user.clone(),
-        };
-        if let Some(p) = self.pools.read().get(&key) {
-            return Ok(Arc::clone(p));
+        let name = (database.to_owned(), server_user);
+        if let Some(g) = self.groups.read().get(&name) {
+            return Ok(Arc::clone(g));
         }
+        let group = self.build(database, db, user, &name.1)?;
+        let mut groups = self.groups.write();
+        let group = groups.entry(name).or_insert_with(|| Arc::new(group));
+        Ok(Arc::clone(group))
+    }
+
+    /// A new group: the primary's pool, one pool per replica (same settings, shared
+    /// statement registry) and the database's monitor.
+    fn build(
+        &self,
+        database: &str,
+        db: &DatabaseConfig,
+        user: &str,
+        server_user: &str,
+    ) -> Result<PoolGroup, PoolError> {
+        let cfg = &self.config;
         let settings = cfg
             .pool_settings(database, user)
             .ok_or_else(|| PoolError::UnknownDatabase(database.to_owned()))?;
@@ -60,35 +81,118 @@ impl Pools {
             Some(_) => db.password.clone(),
             None => cfg.users.get(user).and_then(|u| u.password.clone()),
         };
-        let target = ServerTarget {
+        let primary = ServerTarget {
             host: db.host.clone(),
             port: db.port,
             dbname: db.dbname.clone(),
-            user: server_user.clone(),
+            user: server_user.to_owned(),
             password,
         };
+        let statements = Arc::new(Registry::default());
+        let key = |node| PoolKey {
+            database: database.to_owned(),
+            user: server_user.to_owned(),
+            node,
+        };
+        let new_pool =
+            |node, target| self.new_pool(key(node), target, &settings, Arc::clone(&statements));
+        let targets: Vec<ServerTarget> = db
+            .replicas
+            .iter()
+            .map(|r| ServerTarget {
+                host: r.host.clone(),
+                port: r.port,
+                ..primary.clone()
+            })
+            .collect();
+        let replicas = (db.replicas.iter().zip(&targets).enumerate())
+            .map(|(i, (r, target))| ReplicaPool {
+                pool: new_pool(Node::Replica(i), target.clone()),
+                weight: r.weight,
+            })
+            .collect();
+        let monitor = (!targets.is_empty())
+            .then(|| self.monitor(database, &primary, targets, db.max_replica_lag));
+        let routing = Routing {
+            read_routing: db.read_routing,
+            target: db.target,
+            read_your_writes: db.read_your_writes,
+            functions: ReadOnlyFunctions::new(db.read_only_functions.iter().cloned()),
+        };
+        let primary = new_pool(Node::Primary, primary);
+        Ok(PoolGroup::new(primary, replicas, routing, monitor))
+    }
+
+    /// One node's pool. Connection limits count per server: a replica's connections are
+    /// its own, not the primary's.
+    fn new_pool(
+        &self,
+        key: PoolKey,
+        target: ServerTarget,
+        settings: &PoolSettings,
+        statements: Arc<Registry>,
+    ) -> Arc<Pool> {
+        let suffix = match key.node {
+            Node::Primary => String::new(),
+            Node::Replica(i) => format!("@replica{i}"),
+        };
         let budgets = Budgets {
-            database: budget(&self.db_budgets, database, settings.max_db_connections),
+            database: budget(
+                &self.db_budgets,
+                &format!("{}{suffix}", key.database),
+                settings.max_db_connections,
+            ),
             user: budget(
                 &self.user_budgets,
-                &server_user,
+                &format!("{}{suffix}", key.user),
                 settings.max_user_connections,
             ),
         };
         let connect = ConnectSettings {
-            connect_timeout: cfg.pgweir.server_connect_timeout,
-            login_retry: cfg.pgweir.server_login_retry,
+            connect_timeout: self.config.pgweir.server_connect_timeout,
+            login_retry: self.config.pgweir.server_login_retry,
         };
-        let mut pools = self.pools.write();
-        let pool = pools
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Pool::new(key, target, settings, connect, budgets)));
-        Ok(Arc::clone(pool))
+        let settings = settings.clone();
+        Arc::new(Pool::new(
+            key, target, settings, connect, budgets, statements,
+        ))
+    }
+
+    /// The database's WAL monitor, started on first use with the credentials of the group
+    /// that asks first: monitoring needs a login, and any user of the database can read
+    /// WAL positions.
+    fn monitor(
+        &self,
+        database: &str,
+        primary: &ServerTarget,
+        replicas: Vec<ServerTarget>,
+        max_lag: Duration,
+    ) -> Arc<Monitor> {
+        let mut monitors = self.monitors.lock();
+        if let Some(m) = monitors.get(database).and_then(Weak::upgrade) {
+            return m;
+        }
+        let g = &self.config.pgweir;
+        let settings = MonitorSettings::new(
+            g.replica_check_interval,
+            g.server_connect_timeout,
+            max_lag,
+            g.replica_ban_time,
+        );
+        let m = Monitor::spawn(primary.clone(), replicas, settings);
+        monitors.insert(database.to_owned(), Arc::downgrade(&m));
+        m
     }
 
     /// Every pool, for upkeep and reporting.
     pub fn all(&self) -> Vec<Arc<Pool>> {
-        self.pools.read().values().cloned().collect()
+        let groups = self.groups.read();
+        let mut all = Vec::with_capacity(groups.len());
+        for g in groups.values() {
+            all.push(Arc::clone(&g.primary));
+            all.extend(g.replicas.iter().map(|r| Arc::clone(&r.pool)));
+        }
+        all
     }
 
     /// One janitor pass.
@@ -100,6 +204,7 @@ impl Pools {
         for starving in pools.iter().filter(|p| p.starved()) {
             let sibling = pools.iter().find(|o| {
                 !Arc::ptr_eq(o, starving)
+                    && o.key.node == starving.key.node
                     && (o.key.database == starving.key.database || o.key.user == starving.key.user)
                     && o.evict_one_idle()
             });

@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 
 use crate::protocol::fe;
-use crate::sql::Effects;
+use crate::sql::{Classification, Effects};
 
 /// Identifies a registered statement; its name on servers is `pgweir_<id>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,6 +31,9 @@ pub struct Statement {
     pub effects: Effects,
     /// Custom settings (`app.tenant`) it sets, to be read back by name after it runs.
     pub custom_names: Vec<String>,
+    /// Where it may run when replicas are configured; kept so each Bind is routed without
+    /// reading the text again.
+    pub route: Classification,
     /// Bumped when a server reports that DDL changed the statement's result type: every
     /// server's copy is then stale, and each is prepared afresh on its next use.
     generation: AtomicU32,
@@ -43,6 +46,7 @@ pub struct Statement {
 pub struct Analysis {
     pub effects: Effects,
     pub custom_names: Vec<String>,
+    pub route: Classification,
 }
 
 /// Registry entries beyond this many are pruned of dead ones before it grows further.
@@ -128,6 +132,7 @@ impl Statement {
             parse: parse.freeze(),
             effects: analysis.effects,
             custom_names: analysis.custom_names,
+            route: analysis.route,
             generation: AtomicU32::new(0),
             valid: AtomicBool::new(false),
         }

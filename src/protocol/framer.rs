@@ -80,6 +80,10 @@ pub enum Disposition {
         with: Bytes,
         head: usize,
     },
+    /// Stop before this message: it and everything after it stay in the buffer, and the
+    /// next drain shows it again. The relay holds a message this way when it belongs on
+    /// another server than the one linked now.
+    Hold,
 }
 
 /// The relay's view of a byte stream, one message at a time.
@@ -174,6 +178,7 @@ impl Framer {
                     self.skip = head.min(total);
                     self.forward = total - self.skip;
                 }
+                Disposition::Hold => break,
             }
         }
         out.push_split(buf, fwd);
@@ -186,6 +191,8 @@ impl Framer {
 pub struct OutQueue {
     chunks: VecDeque<Bytes>,
     len: usize,
+    /// Bytes ever queued, so the relay can tell whether anything was sent since a moment.
+    pushed: u64,
 }
 
 impl OutQueue {
@@ -198,9 +205,15 @@ impl OutQueue {
         self.len
     }
 
+    /// Bytes queued since the queue was made, written or not.
+    pub fn pushed(&self) -> u64 {
+        self.pushed
+    }
+
     pub fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
             self.len += b.len();
+            self.pushed += b.len() as u64;
             self.chunks.push_back(b);
         }
     }
@@ -285,6 +298,7 @@ mod tests {
             self.seen.push((tag, body.bytes().map(<[u8]>::to_vec)));
             match tag {
                 b'x' => Disposition::Drop,
+                b'h' => Disposition::Hold,
                 // Renames: the first two body bytes become "NEW", the rest streams.
                 b'B' => {
                     let mut with = vec![b'B'];
@@ -365,6 +379,23 @@ mod tests {
             [msg(b'B', b"NEWcdefgh"), msg(b'Z', b"I")].concat()
         );
         assert_eq!(r.seen[0].1.as_deref(), Some(&b"ab"[..]), "a prefix only");
+    }
+
+    #[test]
+    fn a_held_message_and_everything_after_it_stay_buffered() {
+        let first = msg(b'D', b"one");
+        let held = msg(b'h', b"wait");
+        let stream = [first.clone(), held.clone(), msg(b'D', b"two")].concat();
+        let mut buf = BytesMut::from(&stream[..]);
+        let (mut f, mut rec, mut out) = (Framer::default(), Rec::default(), OutQueue::default());
+        f.drain(&mut buf, &mut rec, &mut out).unwrap();
+        assert_eq!(flatten(&out), first);
+        assert_eq!(&buf[..], &stream[first.len()..]);
+        assert!(!f.mid_message());
+        f.drain(&mut buf, &mut rec, &mut out).unwrap();
+        assert_eq!(&buf[..], &stream[first.len()..], "shown again, still held");
+        assert_eq!(rec.seen.iter().filter(|(t, _)| *t == b'h').count(), 2);
+        assert_eq!(out.pushed(), first.len() as u64);
     }
 
     #[test]

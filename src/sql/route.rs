@@ -44,6 +44,41 @@ pub struct Classification {
     pub hint: Option<Hint>,
 }
 
+impl Classification {
+    /// What is known of a text never classified: it may write.
+    pub const UNKNOWN: Classification = Classification {
+        verdict: Verdict::Primary,
+        hint: None,
+    };
+
+    /// Whether the text may run on a replica: proven read-only, or hinted there.
+    pub fn replica_ok(self) -> bool {
+        self.verdict != Verdict::Primary || self.hint == Some(Hint::Replica)
+    }
+
+    /// The classification of several messages sent as one request: the first hint counts
+    /// (it leads the request), and the request is as read-only as its least read-only part.
+    pub fn and(self, next: Classification) -> Classification {
+        let verdict = match (self.verdict, next.verdict) {
+            (Verdict::Primary, _) | (_, Verdict::Primary) => Verdict::Primary,
+            (Verdict::ReadOnlyTransaction, _) | (_, Verdict::ReadOnlyTransaction) => {
+                Verdict::ReadOnlyTransaction
+            }
+            _ => Verdict::ReadOnly,
+        };
+        Classification {
+            verdict,
+            hint: self.hint.or(next.hint),
+        }
+    }
+}
+
+impl Default for Classification {
+    fn default() -> Self {
+        Classification::UNKNOWN
+    }
+}
+
 /// Function names (lowercase, unqualified) an operator declared read-only
 /// (`read_only_functions`). Names in [`never_read_only`] are refused even when declared, as
 /// they write (sequences, locks, notifications, large objects, remote servers).

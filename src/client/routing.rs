@@ -1,0 +1,327 @@
+//! Replica routing for one client, without I/O: which node a request goes to
+//! ([`decide`], from [`scan_request`] over the bytes the client sent), what a linked replica
+//! must not receive ([`RouteCheck`], asked by the client-side inspector before each message),
+//! the `SET pgweir.route` override pgweir answers itself ([`route_reply`]), and which requests
+//! may be sent again to another node when a replica fails under them ([`retry_window`]).
+//!
+//! Used by [`super::acquire`] before a server is taken and by the relay while linked. The
+//! statement classifier is [`crate::sql::route`]; node health and freshness are
+//! [`crate::pool::PoolGroup::choose`]'s.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::PoolMode;
+use crate::error::{Severity, SqlState};
+use crate::pool::{Node, Policy};
+use crate::prepared::ClientStatements;
+use crate::protocol::framer::View;
+use crate::protocol::{backend, fe, split_cstr, TxStatus};
+use crate::sql::{classify, route_setting, Classification, Hint, ReadOnlyFunctions, RouteSetting};
+
+use super::inspect::MAX_PARSE_BODY;
+
+/// Requests at most this large are kept until their answer starts, so they can be sent
+/// again to another node if the replica fails under them.
+const MAX_RETRY_REQUEST: usize = 64 * 1024;
+
+/// A client's routing state across transactions.
+#[derive(Debug, Default)]
+pub struct ClientRoute {
+    /// `SET pgweir.route`, once the client has sent it.
+    pub setting: Option<RouteSetting>,
+    /// When the client's last transaction that wrote on the primary ended: replicas serve
+    /// it only once they have replayed past that point.
+    pub wrote_at: Option<Instant>,
+    /// The classification of the client's unnamed statement, for the Binds that use it.
+    pub unnamed: Classification,
+}
+
+/// What the relay tracks about routing on one link.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkRoute {
+    pub node: Node,
+    /// On a replica reached by per-transaction routing: a message not proven read-only is
+    /// held back for the primary.
+    pub hold_writes: bool,
+    /// Something not proven read-only was sent (on the primary: the client may have written).
+    pub wrote: bool,
+    /// The message at the front of the client's buffer waits for the link to go quiet.
+    pub held: Option<Held>,
+}
+
+impl LinkRoute {
+    pub fn new(node: Node, hold_writes: bool) -> Self {
+        LinkRoute {
+            node,
+            hold_writes,
+            wrote: false,
+            held: None,
+        }
+    }
+}
+
+/// Why a message was held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// It may write, and the link is a replica: once the link is idle it starts a new
+    /// transaction on the primary; inside a (read-only) transaction it goes to the replica.
+    Write,
+    /// `SET pgweir.route`, answered by pgweir once everything before it is answered.
+    Setting(RouteSetting),
+}
+
+/// The client-side inspector's routing questions, asked before a message is counted.
+pub struct RouteCheck<'a> {
+    pub functions: &'a ReadOnlyFunctions,
+    pub link: &'a mut LinkRoute,
+    pub unnamed: &'a mut Classification,
+}
+
+impl RouteCheck<'_> {
+    /// Classifies a Query, Parse or Bind (a FunctionCall may write); true when it must be
+    /// held. `in_batch`: extended-protocol messages were sent since the last Sync, which
+    /// this one joins, so it cannot wait for them to be answered.
+    pub fn hold(
+        &mut self,
+        tag: u8,
+        body: View<'_>,
+        statements: &ClientStatements,
+        in_batch: bool,
+    ) -> bool {
+        let class = match tag {
+            fe::QUERY => {
+                let text = body.whole().map(|t| t.strip_suffix(b"\0").unwrap_or(t));
+                if let Some(setting) = text.and_then(route_setting) {
+                    self.link.held = Some(Held::Setting(setting));
+                    return true;
+                }
+                text.map_or(Classification::UNKNOWN, |t| classify(t, self.functions))
+            }
+            fe::PARSE => {
+                let (named, class) = parse_class(body, self.functions);
+                if !named {
+                    *self.unnamed = class;
+                }
+                class
+            }
+            fe::BIND => bind_class(body, statements, *self.unnamed),
+            fe::FUNCTION_CALL => Classification::UNKNOWN,
+            _ => return false,
+        };
+        if class.replica_ok() || !self.link.hold_writes || in_batch {
+            self.link.wrote |= class.verdict == crate::sql::Verdict::Primary;
+            return false;
+        }
+        self.link.held = Some(Held::Write);
+        true
+    }
+}
+
+/// Whether a Parse names its statement, and how its text classifies.
+fn parse_class(body: View<'_>, functions: &ReadOnlyFunctions) -> (bool, Classification) {
+    let Some(whole) = body.whole() else {
+        let named = body.bytes().is_some_and(|b| b.first() != Some(&0));
+        return (named, Classification::UNKNOWN);
+    };
+    match split_cstr(whole) {
+        Some((name, rest)) => {
+            let text = split_cstr(rest).map_or(rest, |(q, _)| q);
+            (!name.is_empty(), classify(text, functions))
+        }
+        None => (false, Classification::UNKNOWN),
+    }
+}
+
+/// The classification a Bind runs with: its statement's, kept when it was parsed.
+fn bind_class(
+    body: View<'_>,
+    statements: &ClientStatements,
+    unnamed: Classification,
+) -> Classification {
+    let name = body
+        .bytes()
+        .and_then(split_cstr)
+        .and_then(|(_portal, rest)| split_cstr(rest))
+        .map(|(name, _)| name);
+    match name {
+        Some([]) => unnamed,
+        Some(name) => statements
+            .get(name)
+            .map_or(Classification::UNKNOWN, |s| s.route),
+        None => Classification::UNKNOWN,
+    }
+}
+
+/// What the front of a client's buffer asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// The first request is not complete yet.
+    NeedMore,
+    /// The first request (up to its Sync, Flush or the end of its Query), classified.
+    Request(Classification),
+    /// `SET pgweir.route` as a Query of `len` bytes.
+    Setting(RouteSetting, usize),
+}
+
+/// Classifies the first request in `buf`: every Query, Parse and Bind in it must allow a
+/// replica for the request to go to one.
+pub fn scan_request(
+    buf: &[u8],
+    statements: &ClientStatements,
+    functions: &ReadOnlyFunctions,
+    mut unnamed: Classification,
+) -> Scan {
+    let mut class: Option<Classification> = None;
+    let mut named: Vec<(&[u8], Classification)> = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some(header) = buf.get(pos..pos + 5) else {
+            return Scan::NeedMore;
+        };
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if len > MAX_PARSE_BODY {
+            return Scan::Request(Classification::UNKNOWN);
+        }
+        let Some(body) = buf.get(pos + 5..(pos + 1 + len).max(pos + 5)) else {
+            return Scan::NeedMore;
+        };
+        pos += 1 + len.max(4);
+        let this = match header[0] {
+            fe::QUERY => {
+                let text = body.strip_suffix(b"\0").unwrap_or(body);
+                if let (None, Some(s)) = (class, route_setting(text)) {
+                    return Scan::Setting(s, pos);
+                }
+                let c = classify(text, functions);
+                return Scan::Request(class.map_or(c, |k| k.and(c)));
+            }
+            fe::PARSE => {
+                let (is_named, c) = parse_class(View::Whole(body), functions);
+                match split_cstr(body) {
+                    Some((name, _)) if is_named => named.push((name, c)),
+                    _ => unnamed = c,
+                }
+                c
+            }
+            fe::BIND => {
+                let in_request = split_cstr(body)
+                    .and_then(|(_, rest)| split_cstr(rest))
+                    .and_then(|(name, _)| named.iter().find(|(n, _)| *n == name));
+                match in_request {
+                    Some((_, c)) => *c,
+                    None => bind_class(View::Whole(body), statements, unnamed),
+                }
+            }
+            fe::DESCRIBE | fe::EXECUTE | fe::CLOSE => continue,
+            fe::SYNC | fe::FLUSH => {
+                return Scan::Request(class.unwrap_or(Classification::UNKNOWN));
+            }
+            _ => return Scan::Request(Classification::UNKNOWN),
+        };
+        class = Some(class.map_or(this, |k| k.and(this)));
+    }
+}
+
+/// Where a request should go before health and freshness are considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Primary,
+    /// A replica; `with_primary` lets the primary compete (`target = "any"`); `hold_writes`
+    /// when chosen per transaction, so later writes are held back for the primary.
+    Replicas {
+        with_primary: bool,
+        hold_writes: bool,
+    },
+}
+
+/// Applies the session's `SET pgweir.route`, the database's `target` and `read_routing`, and
+/// the request's hint and verdict, in that order of precedence.
+pub fn decide(
+    policy: Policy,
+    mode: PoolMode,
+    setting: Option<RouteSetting>,
+    class: Classification,
+) -> Destination {
+    if !policy.routes {
+        return Destination::Primary;
+    }
+    let forced = Destination::Replicas {
+        with_primary: false,
+        hold_writes: false,
+    };
+    let auto = match setting {
+        Some(RouteSetting::Primary) => return Destination::Primary,
+        Some(RouteSetting::Replica) => return forced,
+        Some(RouteSetting::Auto) => true,
+        None => match policy.forced_target {
+            Some(with_primary) => {
+                return Destination::Replicas {
+                    with_primary,
+                    hold_writes: false,
+                }
+            }
+            None => policy.auto,
+        },
+    };
+    if !auto || mode == PoolMode::Session || class.hint == Some(Hint::Primary) {
+        return Destination::Primary;
+    }
+    if class.replica_ok() {
+        Destination::Replicas {
+            with_primary: false,
+            hold_writes: true,
+        }
+    } else {
+        Destination::Primary
+    }
+}
+
+/// pgweir's own answer to `SET pgweir.route`: what Postgres answers a SET, or the error a
+/// failed transaction gives any statement.
+pub fn route_reply(status: TxStatus) -> Bytes {
+    let mut m = BytesMut::new();
+    if status == TxStatus::Failed {
+        backend::error_response(
+            &mut m,
+            Severity::Error,
+            SqlState::IN_FAILED_SQL_TRANSACTION,
+            "current transaction is aborted, commands ignored until end of transaction block",
+        );
+    } else {
+        backend::command_complete(&mut m, "SET");
+    }
+    backend::ready_for_query(&mut m, status);
+    m.freeze()
+}
+
+/// A copy of `buf` when it holds only complete messages that can be sent to another server
+/// unchanged if the first one fails before answering: Query, unnamed Parse, Bind, Describe,
+/// Execute, Sync and Flush, at most [`MAX_RETRY_REQUEST`] bytes in all. Named Parse and Close
+/// change what the client has prepared, so a request with them is never repeated.
+pub fn retry_window(buf: &[u8]) -> Option<Bytes> {
+    if buf.is_empty() || buf.len() > MAX_RETRY_REQUEST {
+        return None;
+    }
+    let mut pos = 0;
+    while pos < buf.len() {
+        let header = buf.get(pos..pos + 5)?;
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let body = buf.get(pos + 5..pos + 1 + len.max(4))?;
+        let ok = match header[0] {
+            fe::QUERY | fe::BIND | fe::DESCRIBE | fe::EXECUTE | fe::SYNC | fe::FLUSH => true,
+            fe::PARSE => body.first() == Some(&0),
+            _ => false,
+        };
+        if !ok {
+            return None;
+        }
+        pos += 1 + len.max(4);
+    }
+    Some(Bytes::copy_from_slice(buf))
+}
+
+#[cfg(test)]
+#[path = "routing_tests.rs"]
+mod tests;
