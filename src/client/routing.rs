@@ -18,7 +18,10 @@ use crate::pool::{Node, Policy};
 use crate::prepared::ClientStatements;
 use crate::protocol::framer::View;
 use crate::protocol::{backend, fe, split_cstr, TxStatus};
-use crate::sql::{classify, route_setting, Classification, Hint, ReadOnlyFunctions, RouteSetting};
+use crate::sql::{
+    classify, may_write, route_setting, Classification, Hint, ReadOnlyFunctions, RouteSetting,
+    Verdict,
+};
 
 use super::inspect::MAX_PARSE_BODY;
 
@@ -90,28 +93,29 @@ impl RouteCheck<'_> {
         statements: &ClientStatements,
         in_batch: bool,
     ) -> bool {
-        let class = match tag {
+        let (class, text) = match tag {
             fe::QUERY => {
                 let text = body.whole().map(|t| t.strip_suffix(b"\0").unwrap_or(t));
                 if let Some(setting) = text.and_then(route_setting) {
                     self.link.held = Some(Held::Setting(setting));
                     return true;
                 }
-                text.map_or(Classification::UNKNOWN, |t| classify(t, self.functions))
+                let class = text.map_or(Classification::UNKNOWN, |t| classify(t, self.functions));
+                (class, text)
             }
             fe::PARSE => {
                 let (named, class) = parse_class(body, self.functions);
                 if !named {
                     *self.unnamed = class;
                 }
-                class
+                (class, parse_text(body))
             }
-            fe::BIND => bind_class(body, statements, *self.unnamed),
-            fe::FUNCTION_CALL => Classification::UNKNOWN,
+            fe::BIND => (bind_class(body, statements, *self.unnamed), None),
+            fe::FUNCTION_CALL => (Classification::UNKNOWN, None),
             _ => return false,
         };
         if class.replica_ok() || !self.link.hold_writes || in_batch {
-            self.link.wrote |= class.verdict == crate::sql::Verdict::Primary;
+            self.link.wrote |= class.verdict == Verdict::Primary && text.is_none_or(may_write);
             return false;
         }
         self.link.held = Some(Held::Write);
@@ -121,17 +125,15 @@ impl RouteCheck<'_> {
 
 /// Whether a Parse names its statement, and how its text classifies.
 fn parse_class(body: View<'_>, functions: &ReadOnlyFunctions) -> (bool, Classification) {
-    let Some(whole) = body.whole() else {
-        let named = body.bytes().is_some_and(|b| b.first() != Some(&0));
-        return (named, Classification::UNKNOWN);
-    };
-    match split_cstr(whole) {
-        Some((name, rest)) => {
-            let text = split_cstr(rest).map_or(rest, |(q, _)| q);
-            (!name.is_empty(), classify(text, functions))
-        }
-        None => (false, Classification::UNKNOWN),
-    }
+    let named = body.bytes().is_some_and(|b| b.first() != Some(&0));
+    let class = parse_text(body).map_or(Classification::UNKNOWN, |t| classify(t, functions));
+    (named, class)
+}
+
+/// The SQL text of a Parse seen whole.
+fn parse_text(body: View<'_>) -> Option<&[u8]> {
+    let (_name, rest) = split_cstr(body.whole()?)?;
+    Some(split_cstr(rest).map_or(rest, |(q, _)| q))
 }
 
 /// The classification a Bind runs with: its statement's, kept when it was parsed.

@@ -259,7 +259,9 @@ fn a_replica_link_holds_writes_and_a_primary_link_notes_them() {
 
     let mut primary = LinkRoute::new(Node::Primary, false);
     assert!(!check(&mut primary, &mut unnamed, fe::QUERY, b"SELECT 1\0"));
-    assert!(!primary.wrote);
+    assert!(!check(&mut primary, &mut unnamed, fe::QUERY, b"BEGIN\0"));
+    assert!(!check(&mut primary, &mut unnamed, fe::QUERY, b"COMMIT\0"));
+    assert!(!primary.wrote, "transaction control writes nothing");
     assert!(!check(
         &mut primary,
         &mut unnamed,

@@ -16,6 +16,7 @@ pub mod settings;
 pub mod statements;
 #[cfg(test)]
 mod tests;
+pub mod writes;
 
 pub use effects::{analyze, Effects, PinReason, Pins};
 pub use lexer::{Lexer, Token, TokenKind};
@@ -24,3 +25,4 @@ pub use route::{
 };
 pub use settings::{custom_setting_names, deallocated_name};
 pub use statements::Statements;
+pub use writes::may_write;
