@@ -18,7 +18,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{cluster, pg_tool, run_tool, watch_peak, Pgweir, SCRAM_USER};
+use common::{cluster, pgbench, report_number, run_tool, watch_peak, Pgweir, SCRAM_USER};
 
 /// How long one driver program may run before it is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -115,31 +115,6 @@ async fn run_checked(cmd: Command, hint: &'static str, db: &str, pool_size: i64)
     );
     eprintln!("{output}peak backends: {peak}");
     output
-}
-
-/// The number after `prefix` on the line of pgbench's report that starts with it.
-fn report_number(report: &str, prefix: &str) -> Option<u64> {
-    let line = report.lines().find(|l| l.starts_with(prefix))?;
-    line[prefix.len()..]
-        .split(['/', ' '])
-        .find(|s| !s.is_empty())?
-        .parse()
-        .ok()
-}
-
-fn pgbench(port: u16, db: &str, args: &[&str]) -> Command {
-    let mut cmd = pg_tool("pgbench", SCRAM_USER.password);
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-U",
-        SCRAM_USER.name,
-    ])
-    .args(args)
-    .arg(db);
-    cmd
 }
 
 #[tokio::test]

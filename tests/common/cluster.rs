@@ -49,8 +49,8 @@ pub const TRUST_USER: TestUser = TestUser {
     password: "trust_pw",
     hba_method: "trust",
 };
-/// The harness's own superuser, used to watch and poke the cluster directly.
-const ADMIN: TestUser = TestUser {
+/// The harness's own superuser, used to watch and poke the cluster (and its replicas) directly.
+pub(super) const ADMIN: TestUser = TestUser {
     name: "pgweir_admin",
     password: "admin_pw",
     hba_method: "scram-sha-256",

@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use tokio_postgres::{Client, Config};
 
 use super::cluster::spawn_detached;
+use super::replica::{replicas_line, Replica};
 use super::{
     cluster, connect, free_port, TestUser, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER,
 };
@@ -118,6 +119,11 @@ impl PgweirBuilder {
         self.database_lines.push_str(line);
         self.database_lines.push('\n');
         self
+    }
+
+    /// Gives every `[databases.NAME]` section these streaming replicas (`replicas = [...]`).
+    pub fn replicas(self, replicas: &[&Replica]) -> Self {
+        self.database_setting(&replicas_line(replicas))
     }
 
     pub fn log_level(mut self, level: &str) -> Self {

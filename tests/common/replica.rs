@@ -2,14 +2,18 @@
 //! with `pg_basebackup -R` into a directory of its own, listens on its own port and replays
 //! the primary's WAL. Extra settings (`recovery_min_apply_delay`, ...) go into its config.
 //! A watchdog stops it when the test process is gone; the primary's removes the files.
+//! A replica also knows how it appears in a pgweir config ([`replicas_line`]) and can pause
+//! its replay, so a test can make it fall behind on purpose.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::Config;
+use tokio_postgres::{Client, Config};
 
-use super::cluster::{append, chown_to_postgres, run_ok, shell_line, spawn_detached, Cluster};
+use super::cluster::{
+    append, chown_to_postgres, run_ok, shell_line, spawn_detached, Cluster, ADMIN,
+};
 use super::{connect, free_port};
 
 /// A running streaming replica of [`super::cluster()`].
@@ -114,4 +118,75 @@ impl Replica {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+impl Replica {
+    /// Its entry in a `replicas = [...]` list of a pgweir database section.
+    pub fn toml_entry(&self) -> String {
+        format!("{{ host = \"127.0.0.1\", port = {} }}", self.port)
+    }
+
+    /// A superuser connection straight to the replica: pausing replay and reading the
+    /// replica's own statistics need one.
+    pub async fn admin(&self) -> Client {
+        connect(&self.config(&ADMIN, "postgres"))
+            .await
+            .expect("admin connection to the replica")
+    }
+
+    /// Pauses WAL replay and waits (up to 30 s) until the replica reports it paused: from
+    /// then on its replay position stands still, whatever the primary commits.
+    pub async fn pause_replay(&self) {
+        let admin = self.admin().await;
+        admin
+            .batch_execute("SELECT pg_wal_replay_pause()")
+            .await
+            .expect("pg_wal_replay_pause()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state: String = admin
+                .query_one("SELECT pg_get_wal_replay_pause_state()", &[])
+                .await
+                .expect("pg_get_wal_replay_pause_state()")
+                .get(0);
+            if state == "paused" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica on port {} did not pause within 30 s (state: {state})",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Resumes WAL replay after [`Replica::pause_replay`].
+    pub async fn resume_replay(&self) {
+        self.admin()
+            .await
+            .batch_execute("SELECT pg_wal_replay_resume()")
+            .await
+            .expect("pg_wal_replay_resume()");
+    }
+
+    /// How many transactions the replica has committed in `db` (read-only ones count: they
+    /// are what pgweir routes there), from its own `pg_stat_database`.
+    pub async fn commits(&self, db: &str) -> i64 {
+        self.admin()
+            .await
+            .query_one(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+                &[&db],
+            )
+            .await
+            .expect("xact_commit on the replica")
+            .get(0)
+    }
+}
+
+/// The `replicas = [...]` line of a pgweir database section listing `replicas`.
+pub fn replicas_line(replicas: &[&Replica]) -> String {
+    let entries: Vec<String> = replicas.iter().map(|r| r.toml_entry()).collect();
+    format!("replicas = [ {} ]", entries.join(", "))
 }

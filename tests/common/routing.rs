@@ -1,0 +1,73 @@
+//! Observing where pgweir's replica routing sent a statement, for the tests of issue 5.
+//!
+//! A test never asks pgweir where a statement went: it asks the server that ran it.
+//! `pg_is_in_recovery()` is true on a streaming replica and false on the primary, and the
+//! classifier proves `SELECT pg_is_in_recovery()` read-only, so that read lands wherever
+//! routing sends reads; `INSERT ... RETURNING pg_is_in_recovery()` names the node that took
+//! a write. The monitor needs a few samples after pgweir starts before a replica gets reads,
+//! so tests wait for it with [`eventually`] rather than sleeping a fixed time.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use super::replica::Replica;
+use super::{within, Pgweir, PgweirBuilder};
+
+/// pgweir with `replicas` behind every database, `read_routing = "auto"` and a monitor that
+/// samples every 50 ms so tests do not wait long for it.
+pub fn auto_routing(replicas: &[&Replica]) -> PgweirBuilder {
+    Pgweir::builder()
+        .replicas(replicas)
+        .database_setting("read_routing = \"auto\"")
+        .general("replica_check_interval = \"50ms\"")
+}
+
+/// The first column of every row a simple query returned (None for NULL).
+pub fn first_column(messages: &[SimpleQueryMessage]) -> Vec<Option<String>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `sql` (a simple query whose first row's first column is `pg_is_in_recovery()`)
+/// and says whether a replica ran it.
+pub async fn ran_on_replica(client: &Client, sql: &str) -> Result<bool, tokio_postgres::Error> {
+    let messages = client.simple_query(sql).await?;
+    match first_column(&messages).first() {
+        Some(Some(value)) => Ok(value == "t"),
+        other => panic!("{sql}: expected a boolean first, got {other:?}"),
+    }
+}
+
+/// Whether a plain read from `client` runs on a replica right now.
+pub async fn read_on_replica(client: &Client) -> bool {
+    ran_on_replica(client, "SELECT pg_is_in_recovery()")
+        .await
+        .expect("SELECT pg_is_in_recovery() through pgweir")
+}
+
+/// Polls `probe` every 20 ms until it returns true; fails the test after 30 s.
+pub async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(30, what, async {
+        while !probe().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Waits until `client`'s plain reads land on a replica: the monitor has sampled it and
+/// found it fresh enough for this client.
+pub async fn until_reads_on_replica(client: &Client, what: &str) {
+    eventually(what, || read_on_replica(client)).await
+}
