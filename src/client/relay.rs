@@ -233,10 +233,9 @@ pub async fn run(
                 AfterTransaction::Release(released) => server = released,
                 AfterTransaction::Pinned(kept) => {
                     // The client keeps this server, and its cancel key keeps pointing at it.
-                    pinned_to = Some((
-                        kept,
-                        LinkRoute::new(link.route.node, link.route.hold_writes),
-                    ));
+                    // Held writes cannot move to the primary any more: on a replica they
+                    // fail as in a read-only transaction.
+                    pinned_to = Some((kept, LinkRoute::new(link.route.node, false)));
                     continue;
                 }
                 AfterTransaction::Closed => {
