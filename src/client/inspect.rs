@@ -264,16 +264,20 @@ pub struct ServerSide<'a> {
     pub client: &'a mut ServerParams,
     pub mode: PoolMode,
     pub tracking: Option<ServerTracking<'a>>,
-    pub retry: &'a mut RetryWatch,
+    pub fatal: &'a mut FatalWatch,
 }
 
-/// Whether a failing server's request may still go to another node.
+/// What the relay learns from the FATAL error a server sends on its way out (shutdown,
+/// pg_terminate_backend).
 #[derive(Debug, Default)]
-pub struct RetryWatch {
-    /// Nothing of the answer has been passed on yet.
+pub struct FatalWatch {
+    /// Nothing of the answer has been passed on yet, and the request may go elsewhere.
     pub armed: bool,
-    /// The server sent a FATAL error before any answer: it is going away.
-    pub fatal: bool,
+    /// FATAL before any answer, while armed: the request is to be sent again.
+    pub before_reply: bool,
+    /// FATAL with nothing owed and no transaction open: it is about no request of the
+    /// client's, so it is not passed on, and the server is not reused.
+    pub between_requests: bool,
 }
 
 /// The caches server replies update; absent in session mode.
@@ -287,21 +291,25 @@ impl Inspector for ServerSide<'_> {
     fn wants(&self, tag: u8) -> Want {
         match (tag, &self.tracking) {
             (be::READY_FOR_QUERY | be::PARAMETER_STATUS, _) => Want::SMALL,
-            (be::ERROR_RESPONSE, Some(_)) => Want::SMALL,
-            (be::ERROR_RESPONSE, None) if self.retry.armed => Want::SMALL,
+            (be::ERROR_RESPONSE, _) => Want::SMALL,
             _ => Want::NOTHING,
         }
     }
 
     fn on_message(&mut self, tag: u8, _len: usize, body: View<'_>) -> Disposition {
         let body = body.whole();
-        if self.retry.armed {
-            if tag == be::ERROR_RESPONSE && body.is_some_and(is_fatal) {
-                self.retry.fatal = true;
+        if tag == be::ERROR_RESPONSE && body.is_some_and(is_fatal) {
+            if self.fatal.armed {
+                self.fatal.before_reply = true;
                 return Disposition::Drop;
             }
-            self.retry.armed = false;
+            let idle = self.tracker.quiet() && self.tracker.status() == TxStatus::Idle;
+            if idle && self.mode != PoolMode::Session {
+                self.fatal.between_requests = true;
+                return Disposition::Drop;
+            }
         }
+        self.fatal.armed = false;
         self.tracker.server_sent(tag, body);
         if let (be::PARAMETER_STATUS, Some(b)) = (tag, body) {
             if let Some((name, value)) = parse_parameter_status(b) {

@@ -30,7 +30,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::acquire::{acquire, next_request, Acquired};
-use super::inspect::{ClientSide, RetryWatch, ServerSide, ServerTracking, Tracking};
+use super::inspect::{ClientSide, FatalWatch, ServerSide, ServerTracking, Tracking};
 use super::limits::ClientSlot;
 use super::params::ClientParams;
 use super::reset::{self, Leftover};
@@ -253,7 +253,7 @@ pub async fn run(
         let settled = s.cancel.settle(CANCEL_WAIT).await;
         let reset = s.holds_state(&link);
         match end? {
-            End::Release { .. } if !settled => drop(server),
+            End::Release { .. } if !settled || link.fatal.between_requests => drop(server),
             End::Release { .. } => server.release(),
             End::ClientGone => {
                 let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
@@ -283,9 +283,10 @@ fn restore(cbuf: &mut BytesMut, request: Bytes) {
 #[derive(Default)]
 struct Link {
     route: LinkRoute,
-    /// The server may still fail without the client noticing: a FATAL error before any
-    /// reply ends the link as if the server had closed, so the request can go elsewhere.
-    retry: RetryWatch,
+    /// FATAL errors of a server going away: before any reply the link ends as if the
+    /// server had closed, so the request can go elsewhere; between requests the client
+    /// never sees it and the server is not reused.
+    fatal: FatalWatch,
     /// The client sent more after the link began (a request to be sent again must be the
     /// whole of what the client sent).
     client_read: bool,
@@ -309,9 +310,9 @@ impl Link {
     fn new(route: LinkRoute, retry: bool) -> Self {
         Link {
             route,
-            retry: RetryWatch {
+            fatal: FatalWatch {
                 armed: retry,
-                fatal: false,
+                ..FatalWatch::default()
             },
             ..Link::default()
         }
@@ -422,7 +423,7 @@ async fn pump(
         if link.terminated {
             return Ok(End::ClientGone);
         }
-        if link.retry.fatal {
+        if link.fatal.before_reply {
             return Ok(End::ServerGone);
         }
         if link.route.held.is_some()
@@ -481,7 +482,7 @@ async fn pump(
                 if !matches!(r, Ok(n) if n > 0) {
                     return Ok(End::ServerGone);
                 }
-                let Link { tracker, sframer, violation, pending, retry, .. } = &mut *link;
+                let Link { tracker, sframer, violation, pending, fatal, .. } = &mut *link;
                 let tracking = tracking.then_some(ServerTracking {
                     pending,
                     client: &mut s.statements,
@@ -494,7 +495,7 @@ async fn pump(
                     client: &mut s.params.reported,
                     mode,
                     tracking,
-                    retry,
+                    fatal,
                 };
                 if sframer.drain(rbuf, &mut side, to_client).is_err() {
                     return Ok(End::ServerGone);

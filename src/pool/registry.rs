@@ -148,9 +148,16 @@ impl Pools {
                 settings.max_user_connections,
             ),
         };
+        // A replica that fails logins is banned instead (`replica_ban_time`) and gets no
+        // clients until the monitor finds it answering; a remembered failure would then
+        // turn them away for `server_login_retry` more.
+        let login_retry = match key.node {
+            Node::Primary => self.config.pgweir.server_login_retry,
+            Node::Replica(_) => Duration::ZERO,
+        };
         let connect = ConnectSettings {
             connect_timeout: self.config.pgweir.server_connect_timeout,
-            login_retry: self.config.pgweir.server_login_retry,
+            login_retry,
         };
         let settings = settings.clone();
         Arc::new(Pool::new(
