@@ -123,9 +123,7 @@ impl Replica {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
 
-impl Replica {
     /// Its entry in a `replicas = [...]` list of a pgweir database section.
     pub fn toml_entry(&self) -> String {
         format!("{{ host = \"127.0.0.1\", port = {} }}", self.port)
