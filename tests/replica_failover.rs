@@ -12,11 +12,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Config};
 
 use common::replica::{replicas_line, Replica};
-use common::routing::{auto_routing, eventually, until_reads_on_replica};
-use common::{cluster, pgbench, report_number, run_tool, within, Pgweir, SCRAM_USER};
+use common::routing::{
+    auto_routing, eventually, eventually_within, ran_on_replica, until_reads_on_replica,
+};
+use common::{
+    cluster, connect, pgbench, report_number, run_tool, within, Pgweir, SCRAM_USER, TEST_DB,
+};
 
 /// Phases of the stop test: reads started while the replica is up, stopped, started again.
 const UP: usize = 0;
@@ -26,6 +30,8 @@ const RESTARTED: usize = 2;
 /// Where the readers' reads ran, per phase, and every failed read.
 #[derive(Default)]
 struct Tally {
+    /// Readers whose reads have reached the replica once.
+    ready: AtomicUsize,
     phase: AtomicUsize,
     on_replica: [AtomicU64; 3],
     on_primary: [AtomicU64; 3],
@@ -46,7 +52,7 @@ impl Tally {
 /// unnamed extended-protocol statement for odd ones (both may be retried elsewhere).
 async fn read(client: &Client, reader: usize) -> Result<bool, tokio_postgres::Error> {
     if reader % 2 == 0 {
-        common::routing::ran_on_replica(client, "SELECT pg_is_in_recovery()").await
+        ran_on_replica(client, "SELECT pg_is_in_recovery()").await
     } else {
         let rows = client
             .query_typed("SELECT pg_is_in_recovery()", &[])
@@ -55,19 +61,31 @@ async fn read(client: &Client, reader: usize) -> Result<bool, tokio_postgres::Er
     }
 }
 
-/// Reads in a loop until `done`, recording each read under the phase it started in.
-async fn reader(client: Client, n: usize, tally: Arc<Tally>, done: Arc<AtomicBool>) {
+/// Reads in a loop until `done`, recording each read under the phase it started in. A
+/// connection pgweir closed counts as a failed read and is replaced, so that the load (and
+/// the picture of where later reads go) carries on.
+async fn reader(config: Config, n: usize, tally: Arc<Tally>, done: Arc<AtomicBool>) {
+    let mut client = connect(&config).await.expect("a reader's connection");
+    until_reads_on_replica(&client, "a reader reaching the replica").await;
+    tally.ready.fetch_add(1, Ordering::SeqCst);
     while !done.load(Ordering::Relaxed) {
         let phase = tally.phase.load(Ordering::SeqCst);
         match read(&client, n).await {
-            Ok(true) => tally.on_replica[phase].fetch_add(1, Ordering::Relaxed),
-            Ok(false) => tally.on_primary[phase].fetch_add(1, Ordering::Relaxed),
-            Err(err) => {
-                let mut failures = tally.failures.lock().unwrap();
-                failures.push(format!("reader {n}, phase {phase}: {err:?}"));
-                0
+            Ok(on_replica) => {
+                let counts = match on_replica {
+                    true => &tally.on_replica,
+                    false => &tally.on_primary,
+                };
+                counts[phase].fetch_add(1, Ordering::Relaxed);
             }
-        };
+            Err(err) => {
+                let failure = format!("reader {n}, phase {phase}: {err:?}");
+                tally.failures.lock().unwrap().push(failure);
+                if client.is_closed() {
+                    client = connect(&config).await.expect("a reader's new connection");
+                }
+            }
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -80,9 +98,9 @@ async fn replica_ctl(replica: &Arc<Replica>, action: &'static str) {
         .expect("pg_ctl thread");
 }
 
-/// Waits until `count()` reaches `at_least`; fails the test after 30 s.
-async fn until_count(what: &str, at_least: u64, count: impl Fn() -> u64) {
-    eventually(what, || {
+/// Waits until `count()` reaches `at_least`; fails the test after `secs` seconds.
+async fn until_count(secs: u64, what: &str, at_least: u64, count: impl Fn() -> u64) {
+    eventually_within(secs, what, || {
         let reached = count() >= at_least;
         async move { reached }
     })
@@ -100,14 +118,17 @@ async fn stopping_the_replica_under_read_load_fails_no_read() {
 
     let tally = Arc::new(Tally::default());
     let done = Arc::new(AtomicBool::new(false));
+    let config = pgweir.config(SCRAM_USER.name, SCRAM_USER.password, TEST_DB);
     let mut readers = Vec::new();
     for n in 0..READERS {
-        let client = pgweir.connect().await;
-        until_reads_on_replica(&client, "a reader reaching the replica").await;
         let (tally, done) = (tally.clone(), done.clone());
-        readers.push(tokio::spawn(reader(client, n, tally, done)));
+        readers.push(tokio::spawn(reader(config.clone(), n, tally, done)));
     }
-    until_count("reads on the replica before the stop", 100, || {
+    until_count(30, "every reader on the replica", READERS as u64, || {
+        tally.ready.load(Ordering::SeqCst) as u64
+    })
+    .await;
+    until_count(30, "reads on the replica before the stop", 100, || {
         tally.replica_reads(UP)
     })
     .await;
@@ -117,14 +138,16 @@ async fn stopping_the_replica_under_read_load_fails_no_read() {
     // Long enough for the ban (1 s) to run out twice, so the monitor's checks of the dead
     // replica happen while clients read.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    until_count("reads while the replica is down", 100, || {
+    until_count(30, "reads while the replica is down", 100, || {
         tally.primary_reads(STOPPED)
     })
     .await;
 
     tally.phase.store(RESTARTED, Ordering::SeqCst);
     replica_ctl(&replica, "start").await;
-    until_count("reads back on the restarted replica", 100, || {
+    // The replica's pools refused new logins when it went down; they try again only after
+    // `server_login_retry` (15 s by default), so allow for that on top of the ban.
+    until_count(60, "reads back on the restarted replica", 100, || {
         tally.replica_reads(RESTARTED)
     })
     .await;

@@ -1,6 +1,7 @@
 //! Streaming replicas of the test cluster, for the replica-routing tests: each is cloned
-//! with `pg_basebackup -R` into a directory of its own, listens on its own port and replays
-//! the primary's WAL. Extra settings (`recovery_min_apply_delay`, ...) go into its config.
+//! with `pg_basebackup -R` into a directory of its own, streams through a replication slot
+//! of its own, listens on its own port and replays the primary's WAL. Extra settings
+//! (`recovery_min_apply_delay`, ...) go into its config.
 //! A watchdog stops it when the test process is gone; the primary's removes the files.
 //! A replica also knows how it appears in a pgweir config ([`replicas_line`]) and can pause
 //! its replay, so a test can make it fall behind on purpose.
@@ -36,6 +37,10 @@ impl Cluster {
             .arg("-D")
             .arg(&data)
             .args(["-R", "-X", "stream", "--no-sync", "--checkpoint=fast"])
+            // A slot of its own keeps the WAL it still needs: without one, the checkpoint
+            // another replica's clone forces may remove it, failing this clone or leaving
+            // the started replica unable to catch up.
+            .args(["-C", "-S", &format!("pgweir_replica{n}")])
             .args(["-U", "postgres", "-h"])
             .arg(&self.dir)
             .args(["-p", &self.port.to_string()]);
@@ -118,9 +123,7 @@ impl Replica {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
 
-impl Replica {
     /// Its entry in a `replicas = [...]` list of a pgweir database section.
     pub fn toml_entry(&self) -> String {
         format!("{{ host = \"127.0.0.1\", port = {} }}", self.port)

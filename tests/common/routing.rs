@@ -53,12 +53,21 @@ pub async fn read_on_replica(client: &Client) -> bool {
 }
 
 /// Polls `probe` every 20 ms until it returns true; fails the test after 30 s.
-pub async fn eventually<F, Fut>(what: &str, mut probe: F)
+pub async fn eventually<F, Fut>(what: &str, probe: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    within(30, what, async {
+    eventually_within(30, what, probe).await
+}
+
+/// [`eventually`] with a deadline of `secs` seconds.
+pub async fn eventually_within<F, Fut>(secs: u64, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    within(secs, what, async {
         while !probe().await {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
