@@ -1,8 +1,9 @@
 //! Between transactions: waiting for the client's next request, then finding it a server.
 //! [`next_request`] waits (at most `client_idle_timeout`); [`acquire`] answers what needs no
 //! server (preparing known statements, `SET pgweir.route`), picks the node with
-//! [`super::routing`] and checks a server out of that node's pool. A replica that cannot be
-//! reached is banned and the request placed again, ending on the primary at worst.
+//! [`super::routing`], checks a server out of that node's pool and applies the client's
+//! settings to it. A replica that cannot be reached (or fails that first exchange) is
+//! banned and the request goes to the primary.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::config::PoolMode;
 use crate::pool::{Node, Pool, PoolError, PooledServer};
 use crate::protocol::framer::OutQueue;
 use crate::protocol::{fe, TxStatus};
-use crate::sql::Classification;
+use crate::sql::{Classification, Verdict};
 
 /// What became of the client's next request. Returned once per transaction and moved
 /// once: boxing the server would cost an allocation per transaction instead.
@@ -76,7 +77,8 @@ async fn wait_for_request(
     }
 }
 
-/// Places the request at the front of `cbuf` and takes a server for it.
+/// Places the request at the front of `cbuf`, takes a server for it and brings the
+/// server's session settings in line with the client's.
 pub async fn acquire(
     s: &mut Session,
     client: &mut TcpStream,
@@ -86,9 +88,12 @@ pub async fn acquire(
     if s.answer_without_server(cbuf, to_client) {
         return Ok(Acquired::Answered);
     }
-    let Some(dest) = destination(s, client, cbuf, to_client).await? else {
+    let Some((mut dest, class)) = destination(s, client, cbuf, to_client).await? else {
         return Ok(Acquired::Answered);
     };
+    if std::mem::take(&mut s.route.primary_next) {
+        dest = Destination::Primary;
+    }
     loop {
         let (node, hold_writes) = match dest {
             Destination::Primary => (Node::Primary, false),
@@ -98,38 +103,48 @@ pub async fn acquire(
             } => (s.group.choose(with_primary, s.route.wrote_at), hold_writes),
         };
         let pool = s.group.pool(node);
-        match checkout(pool, client, cbuf).await {
-            Ok(Some(server)) => {
-                let retry = match node {
-                    Node::Replica(_) => retry_window(cbuf),
-                    Node::Primary => None,
-                };
-                return Ok(Acquired::Server {
-                    server,
-                    route: LinkRoute::new(node, hold_writes),
-                    retry,
-                });
-            }
+        let failure = match checkout(pool, client, cbuf).await {
+            Ok(Some(mut server)) => match s.params.apply_to(&mut server).await {
+                Ok(()) => {
+                    // Only a request proven read-only is sent again after a failure: one
+                    // forced onto a replica may change what the client has prepared.
+                    let retry = (node != Node::Primary && class.verdict != Verdict::Primary)
+                        .then(|| retry_window(cbuf))
+                        .flatten();
+                    let route = LinkRoute::new(node, hold_writes);
+                    return Ok(Acquired::Server {
+                        server,
+                        route,
+                        retry,
+                    });
+                }
+                Err(e) if node != Node::Primary => e.to_string(),
+                Err(e) => return Err(e.into()),
+            },
             Ok(None) => return Ok(Acquired::Gone),
             Err(PoolError::Server(e)) if node != Node::Primary => {
-                tracing::warn!(pool = %pool.key, error = %e, "replica unreachable; banned, request placed again");
                 s.group.ban(node);
+                e.to_string()
             }
             Err(e) => return Err(e.into()),
-        }
+        };
+        tracing::warn!(pool = %pool.key, error = %failure, "replica failed before the request was sent; it goes to the primary");
+        dest = Destination::Primary;
     }
 }
 
-/// Where the request should go; None when it was `SET pgweir.route`, answered here.
+/// Where the request should go, and what it was classified as; None when it was
+/// `SET pgweir.route`, answered here.
 async fn destination(
     s: &mut Session,
     client: &mut TcpStream,
     cbuf: &mut BytesMut,
     to_client: &mut OutQueue,
-) -> Result<Option<Destination>, ClientError> {
+) -> Result<Option<(Destination, Classification)>, ClientError> {
     let mode = s.pool.mode();
     let scan = mode != PoolMode::Session && s.group.routes() && s.lexable();
-    let class = if scan {
+    let mut class = Classification::UNKNOWN;
+    if scan {
         match scan_until_complete(s, client, cbuf).await? {
             Scan::Setting(setting, len) => {
                 let _ = cbuf.split_to(len);
@@ -137,17 +152,20 @@ async fn destination(
                 to_client.push(route_reply(TxStatus::Idle));
                 return Ok(None);
             }
-            Scan::Request(class) => class,
-            Scan::NeedMore => Classification::UNKNOWN,
+            Scan::Request(c) if !s.serializable() => class = c,
+            Scan::Request(_) | Scan::NeedMore => {}
         }
-    } else {
-        Classification::UNKNOWN
-    };
-    Ok(Some(decide(s.group.policy(), mode, s.route.setting, class)))
+    }
+    Ok(Some((
+        decide(s.group.policy(), mode, s.route.setting, class),
+        class,
+    )))
 }
 
-/// Reads until the first request is whole (it is usually whole already), so all of it is
-/// classified before a server is chosen. A client that stops part-way gets the primary.
+/// Reads until the first request is whole, so all of it is classified before a server is
+/// chosen. Once its first message is complete, only what the client has already sent is
+/// read: a client waiting for an answer before finishing its batch (COPY, a Describe
+/// without Sync) gets the primary instead of a deadlock.
 async fn scan_until_complete(
     s: &Session,
     client: &mut TcpStream,
@@ -160,10 +178,26 @@ async fn scan_until_complete(
             return Ok(scan);
         }
         ensure_spare(cbuf);
-        if client.read_buf(cbuf).await? == 0 {
-            return Ok(Scan::NeedMore);
+        let read = if first_message_complete(cbuf) {
+            match client.try_read_buf(cbuf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(scan),
+                other => other?,
+            }
+        } else {
+            client.read_buf(cbuf).await?
+        };
+        if read == 0 {
+            return Ok(scan);
         }
     }
+}
+
+/// Whether `buf` starts with a whole message.
+fn first_message_complete(buf: &[u8]) -> bool {
+    buf.get(1..5).is_some_and(|h| {
+        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        buf.len() > len
+    })
 }
 
 /// Takes a server, leaving the queue at once if the client disconnects while it waits.

@@ -35,7 +35,7 @@ pub struct Tracking<'a> {
     pub watch: &'a mut Watch,
     /// What the client is pinned by now.
     pub pins: Pins,
-    pub pin_allowed: bool,
+    pub pinning: Pinning,
     pub custom_names: &'a mut Vec<String>,
     /// Pins no check can lift (LOAD, a setting pgweir cannot read back): they last as long
     /// as the client.
@@ -47,6 +47,17 @@ pub struct Tracking<'a> {
     /// Set when the database routes reads: named statements are classified once, when
     /// registered, and Binds routed by what was found.
     pub route_functions: Option<&'a ReadOnlyFunctions>,
+}
+
+/// Whether a statement that creates state tying the client to its server may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinning {
+    Allowed,
+    /// `pin_session_state = false`.
+    Off,
+    /// The server is a replica chosen for this transaction only: the client's writes must
+    /// be free to go to the primary afterwards.
+    OnReplica,
 }
 
 /// Client-to-server messages.
@@ -206,16 +217,24 @@ impl Tracking<'_> {
         ))
     }
 
-    /// The error for a statement that would pin the client where pinning is off.
+    /// The error for a statement that would pin the client where pinning is not allowed.
     fn refusal(&self, e: &Effects) -> Option<Bytes> {
-        let reason = e.pins.iter().next().filter(|_| !self.pin_allowed)?;
+        let reason = e.pins.iter().next()?;
+        let why = match self.pinning {
+            Pinning::Allowed => return None,
+            Pinning::Off => {
+                "on this database: it would tie the session to one server \
+                             connection, and pin_session_state is off"
+            }
+            Pinning::OnReplica => {
+                "in a transaction routed to a replica: it would tie the \
+                                   session to the replica; run it on the primary (hint it \
+                                   with /* pgweir:primary */)"
+            }
+        };
         Some(crate::prepared::error(
             SqlState::FEATURE_NOT_SUPPORTED,
-            &format!(
-                "{} is not supported on this database: it would tie the session to one \
-                 server connection, and pin_session_state is off",
-                reason.as_str()
-            ),
+            &format!("{} is not supported {why}", reason.as_str()),
         ))
     }
 

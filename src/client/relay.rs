@@ -30,7 +30,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::acquire::{acquire, next_request, Acquired};
-use super::inspect::{ClientSide, FatalWatch, ServerSide, ServerTracking, Tracking};
+use super::inspect::{ClientSide, FatalWatch, Pinning, ServerSide, ServerTracking, Tracking};
 use super::limits::ClientSlot;
 use super::params::ClientParams;
 use super::reset::{self, Leftover};
@@ -131,6 +131,15 @@ impl Session {
         }
     }
 
+    /// Whether the client's transactions default to serializable, which a hot standby
+    /// cannot run: its reads stay on the primary.
+    pub(super) fn serializable(&self) -> bool {
+        self.params
+            .other
+            .iter()
+            .any(|(k, v)| k == "default_transaction_isolation" && v == "serializable")
+    }
+
     /// False while the client has `standard_conforming_strings` off: backslashes then
     /// escape quotes in plain strings, the lexer could be fooled, and every statement is
     /// treated as one that may do anything (and goes to the primary).
@@ -182,7 +191,7 @@ pub async fn run(
                 if !next_request(client, cbuf, idle_limit).await? {
                     return Ok(());
                 }
-                let (mut server, route, retry) =
+                let (server, route, retry) =
                     match acquire(&mut s, client, cbuf, &mut to_client).await? {
                         Acquired::Answered => continue,
                         Acquired::Gone => return Ok(()),
@@ -192,7 +201,6 @@ pub async fn run(
                             retry,
                         } => (server, route, retry),
                     };
-                s.params.apply_to(&mut server).await?;
                 s.cancel.set_target(Some(CancelTarget {
                     addr: server.addr,
                     key: server.key,
@@ -214,8 +222,10 @@ pub async fn run(
         .await;
         if let (Ok(End::ServerGone), Some(request)) = (&end, retry.take()) {
             if link.may_retry(&cframer, cbuf) && to_client.pushed() == replied_before {
-                tracing::warn!(pool = %s.group.pool(link.route.node).key, "replica failed before answering; banned, request sent again");
-                s.group.ban(link.route.node);
+                // One failed request does not ban a replica (a client could craft one);
+                // the monitor's checks do. It is sent once more, to the primary.
+                tracing::info!(pool = %s.group.pool(link.route.node).key, "replica failed before answering; the request goes to the primary");
+                s.route.primary_next = true;
                 s.cancel.set_target(None);
                 drop(server);
                 restore(cbuf, request);
@@ -525,16 +535,19 @@ fn take_held(
     let status = link.tracker.status();
     match link.route.held {
         Some(Held::Setting(setting)) => {
-            let len = 1 + u32::from_be_bytes([cbuf[1], cbuf[2], cbuf[3], cbuf[4]]) as usize;
+            let len = cbuf.get(1..5).map_or(0, |h| {
+                1 + u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize
+            });
             let _ = cbuf.split_to(len.min(cbuf.len()));
             if status != TxStatus::Failed {
                 s.route.setting = Some(setting);
             }
             to_client.push(route_reply(status));
         }
-        Some(Held::Write) if status != TxStatus::Idle => {
+        Some(Held::Request) if status != TxStatus::Idle => {
             // Inside a read-only transaction on the replica: it answers as Postgres would.
-            link.route.hold_writes = false;
+            link.route.pass_held();
+            return true;
         }
         _ => return false,
     }
@@ -566,8 +579,16 @@ fn drain_client(
         ..
     } = link;
     let lexable = s.lexable();
-    let routes = s.group.routes() && s.pool.mode() != PoolMode::Session && lexable;
-    let route = routes.then(|| RouteCheck {
+    let routes = s.group.routes() && s.pool.mode() != PoolMode::Session;
+    // Nothing proves what a client without standard_conforming_strings sends: it may
+    // have written.
+    route.wrote |= routes && !lexable && !cbuf.is_empty();
+    let pinning = match (s.pool.settings.pin_session_state, route.hold_writes) {
+        (_, true) => Pinning::OnReplica,
+        (true, false) => Pinning::Allowed,
+        (false, false) => Pinning::Off,
+    };
+    let route = (routes && lexable).then(|| RouteCheck {
         functions: &s.group.routing.functions,
         link: route,
         unnamed: &mut s.route.unnamed,
@@ -583,7 +604,7 @@ fn drain_client(
         },
         watch,
         pins: s.pins,
-        pin_allowed: s.pool.settings.pin_session_state,
+        pinning,
         custom_names: &mut s.custom_names,
         sticky: &mut s.sticky,
         lexable,

@@ -19,8 +19,8 @@ use crate::prepared::ClientStatements;
 use crate::protocol::framer::View;
 use crate::protocol::{backend, fe, split_cstr, TxStatus};
 use crate::sql::{
-    classify, may_write, route_setting, Classification, Hint, ReadOnlyFunctions, RouteSetting,
-    Verdict,
+    classify, ends_transaction, may_write, route_setting, Classification, Hint, ReadOnlyFunctions,
+    RouteSetting, Verdict,
 };
 
 use super::inspect::MAX_PARSE_BODY;
@@ -39,19 +39,27 @@ pub struct ClientRoute {
     pub wrote_at: Option<Instant>,
     /// The classification of the client's unnamed statement, for the Binds that use it.
     pub unnamed: Classification,
+    /// The next request goes to the primary: it failed on a replica before any answer.
+    pub primary_next: bool,
 }
 
 /// What the relay tracks about routing on one link.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinkRoute {
     pub node: Node,
-    /// On a replica reached by per-transaction routing: a message not proven read-only is
+    /// On a replica reached by per-transaction routing: a request not proven read-only is
     /// held back for the primary.
     pub hold_writes: bool,
     /// Something not proven read-only was sent (on the primary: the client may have written).
     pub wrote: bool,
     /// The message at the front of the client's buffer waits for the link to go quiet.
     pub held: Option<Held>,
+    /// A Query, Parse, Bind or FunctionCall has been sent: the request the link was
+    /// chosen for has begun, and later requests are checked.
+    started: bool,
+    /// The next checked message goes to this server whatever it is (a held message let
+    /// through inside a read-only transaction).
+    pass: bool,
 }
 
 impl LinkRoute {
@@ -59,18 +67,25 @@ impl LinkRoute {
         LinkRoute {
             node,
             hold_writes,
-            wrote: false,
-            held: None,
+            ..LinkRoute::default()
         }
+    }
+
+    /// Lets the held message through to this server (the link is inside a transaction,
+    /// which cannot move).
+    pub fn pass_held(&mut self) {
+        self.held = None;
+        self.pass = true;
     }
 }
 
 /// Why a message was held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
-    /// It may write, and the link is a replica: once the link is idle it starts a new
-    /// transaction on the primary; inside a (read-only) transaction it goes to the replica.
-    Write,
+    /// It starts a request that may write (or an extended-protocol batch, whose later
+    /// messages cannot be seen yet), and the link is a replica: once the link is idle the
+    /// request is routed afresh; inside a (read-only) transaction it goes to the replica.
+    Request,
     /// `SET pgweir.route`, answered by pgweir once everything before it is answered.
     Setting(RouteSetting),
 }
@@ -96,30 +111,47 @@ impl RouteCheck<'_> {
         let (class, text) = match tag {
             fe::QUERY => {
                 let text = body.whole().map(|t| t.strip_suffix(b"\0").unwrap_or(t));
-                if let Some(setting) = text.and_then(route_setting) {
+                if let Some(setting) = text.and_then(route_setting).filter(|_| !in_batch) {
                     self.link.held = Some(Held::Setting(setting));
                     return true;
                 }
                 let class = text.map_or(Classification::UNKNOWN, |t| classify(t, self.functions));
                 (class, text)
             }
-            fe::PARSE => {
-                let (named, class) = parse_class(body, self.functions);
-                if !named {
-                    *self.unnamed = class;
-                }
-                (class, parse_text(body))
-            }
+            fe::PARSE => (parse_class(body, self.functions).1, parse_text(body)),
             fe::BIND => (bind_class(body, statements, *self.unnamed), None),
             fe::FUNCTION_CALL => (Classification::UNKNOWN, None),
             _ => return false,
         };
-        if class.replica_ok() || !self.link.hold_writes || in_batch {
-            self.link.wrote |= class.verdict == Verdict::Primary && text.is_none_or(may_write);
+        if self.must_hold(tag, class, text, in_batch) {
+            self.link.held = Some(Held::Request);
+            return true;
+        }
+        if tag == fe::PARSE && !parse_class(body, self.functions).0 {
+            *self.unnamed = class;
+        }
+        self.link.wrote |= class.verdict == Verdict::Primary && text.is_none_or(may_write);
+        false
+    }
+
+    /// Whether a replica link must not take this message now. The request the link was
+    /// chosen for, and messages joining an open batch, always go (the batch cannot be split
+    /// between servers); a new request goes if proven read-only, a transaction end too;
+    /// a new extended-protocol batch waits, as its later messages are not seen yet.
+    fn must_hold(
+        &mut self,
+        tag: u8,
+        class: Classification,
+        text: Option<&[u8]>,
+        in_batch: bool,
+    ) -> bool {
+        let first = !std::mem::replace(&mut self.link.started, true);
+        let pass = std::mem::take(&mut self.link.pass);
+        if !self.link.hold_writes || first || in_batch || pass {
             return false;
         }
-        self.link.held = Some(Held::Write);
-        true
+        let new_batch = tag == fe::PARSE || tag == fe::BIND;
+        new_batch || !(class.replica_ok() || text.is_some_and(ends_transaction))
     }
 }
 

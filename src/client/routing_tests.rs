@@ -130,6 +130,21 @@ fn set_pgweir_route_is_recognised_only_as_the_first_query() {
 }
 
 #[test]
+fn only_the_first_message_of_a_request_may_hint() {
+    let mut b = BytesMut::new();
+    parse(&mut b, "", "INSERT INTO t VALUES (1)");
+    bind(&mut b, "");
+    parse(&mut b, "", "/* pgweir:replica */ SELECT 1");
+    bind(&mut b, "");
+    sync(&mut b);
+    let Scan::Request(c) = scan(&b) else {
+        panic!("not a request")
+    };
+    assert_eq!(c.hint, None);
+    assert!(!c.replica_ok());
+}
+
+#[test]
 fn a_hint_leads_the_request() {
     let mut b = BytesMut::new();
     query(&mut b, "/* pgweir:replica */ SELECT nextval('s')");
@@ -235,27 +250,61 @@ fn the_session_setting_beats_the_database_and_target_beats_auto() {
 }
 
 fn check(link: &mut LinkRoute, unnamed: &mut Classification, tag: u8, body: &[u8]) -> bool {
+    check_in(link, unnamed, tag, body, false)
+}
+
+fn check_in(
+    link: &mut LinkRoute,
+    unnamed: &mut Classification,
+    tag: u8,
+    body: &[u8],
+    in_batch: bool,
+) -> bool {
     let functions = ReadOnlyFunctions::default();
     let mut c = RouteCheck {
         functions: &functions,
         link,
         unnamed,
     };
-    c.hold(tag, View::Whole(body), &ClientStatements::default(), false)
+    c.hold(
+        tag,
+        View::Whole(body),
+        &ClientStatements::default(),
+        in_batch,
+    )
 }
 
 #[test]
-fn a_replica_link_holds_writes_and_a_primary_link_notes_them() {
+fn a_replica_link_holds_later_writes_and_a_primary_link_notes_them() {
     let mut unnamed = Classification::UNKNOWN;
     let mut replica = LinkRoute::new(Node::Replica(0), true);
     assert!(!check(&mut replica, &mut unnamed, fe::QUERY, b"SELECT 1\0"));
+    assert!(!check(&mut replica, &mut unnamed, fe::QUERY, b"SELECT 2\0"));
+    assert!(!check(&mut replica, &mut unnamed, fe::QUERY, b"COMMIT\0"));
     assert!(check(
         &mut replica,
         &mut unnamed,
         fe::QUERY,
         b"INSERT INTO t VALUES (1)\0"
     ));
-    assert_eq!(replica.held, Some(Held::Write));
+    assert_eq!(replica.held, Some(Held::Request));
+    assert!(check(
+        &mut replica,
+        &mut unnamed,
+        fe::QUERY,
+        b"INSERT INTO t VALUES (1)\0"
+    ));
+    replica.pass_held();
+    assert!(!check(
+        &mut replica,
+        &mut unnamed,
+        fe::QUERY,
+        b"INSERT INTO t VALUES (1)\0"
+    ));
+    assert!(
+        check(&mut replica, &mut unnamed, fe::QUERY, b"DELETE FROM t\0"),
+        "a pass is for one message"
+    );
 
     let mut primary = LinkRoute::new(Node::Primary, false);
     assert!(!check(&mut primary, &mut unnamed, fe::QUERY, b"SELECT 1\0"));
@@ -279,7 +328,15 @@ fn a_replica_link_holds_writes_and_a_primary_link_notes_them() {
 }
 
 #[test]
-fn an_unnamed_parse_is_remembered_for_its_binds() {
+fn the_request_a_replica_link_was_chosen_for_is_never_held() {
+    let mut unnamed = Classification::UNKNOWN;
+    let mut replica = LinkRoute::new(Node::Replica(0), true);
+    let write = b"/* not a hint */ INSERT INTO t VALUES (1)\0";
+    assert!(!check(&mut replica, &mut unnamed, fe::QUERY, write));
+}
+
+#[test]
+fn an_unnamed_parse_is_remembered_and_later_batches_wait() {
     let mut unnamed = Classification::UNKNOWN;
     let mut replica = LinkRoute::new(Node::Replica(0), true);
     assert!(!check(
@@ -289,33 +346,40 @@ fn an_unnamed_parse_is_remembered_for_its_binds() {
         b"\0SELECT 1\0\0\0"
     ));
     assert_eq!(unnamed.verdict, Verdict::ReadOnly);
-    assert!(!check(
-        &mut replica,
-        &mut unnamed,
-        fe::BIND,
-        b"\0\0\0\0\0\0\0\0"
-    ));
+    let bind = b"\0\0\0\0\0\0\0\0";
+    assert!(!check_in(&mut replica, &mut unnamed, fe::BIND, bind, true));
+    assert!(
+        check(&mut replica, &mut unnamed, fe::BIND, bind),
+        "a new batch waits"
+    );
+    assert_eq!(replica.held, Some(Held::Request));
     assert!(check(
         &mut replica,
         &mut unnamed,
         fe::PARSE,
         b"\0UPDATE t SET a = 2\0\0\0"
     ));
-    assert_eq!(replica.held, Some(Held::Write));
+    assert_eq!(
+        unnamed.verdict,
+        Verdict::ReadOnly,
+        "a held Parse is not the unnamed one yet"
+    );
 }
 
 #[test]
-fn a_write_joining_an_open_batch_is_not_held() {
-    let functions = ReadOnlyFunctions::default();
+fn a_write_joining_an_open_batch_is_not_held_nor_is_a_route_setting() {
     let mut unnamed = Classification::UNKNOWN;
     let mut link = LinkRoute::new(Node::Replica(0), true);
-    let mut c = RouteCheck {
-        functions: &functions,
-        link: &mut link,
-        unnamed: &mut unnamed,
-    };
-    let body = View::Whole(b"DELETE FROM t\0");
-    assert!(!c.hold(fe::QUERY, body, &ClientStatements::default(), true));
+    assert!(!check(&mut link, &mut unnamed, fe::QUERY, b"SELECT 1\0"));
+    assert!(!check_in(
+        &mut link,
+        &mut unnamed,
+        fe::QUERY,
+        b"DELETE FROM t\0",
+        true
+    ));
+    let set = b"SET pgweir.route TO primary\0";
+    assert!(!check_in(&mut link, &mut unnamed, fe::QUERY, set, true));
 }
 
 #[test]

@@ -132,9 +132,17 @@ impl Pools {
         settings: &PoolSettings,
         statements: Arc<Registry>,
     ) -> Arc<Pool> {
-        let suffix = match key.node {
-            Node::Primary => String::new(),
-            Node::Replica(i) => format!("@replica{i}"),
+        let g = &self.config.pgweir;
+        let (suffix, login_retry) = match key.node {
+            Node::Primary => (String::new(), g.server_login_retry),
+            // A replica that fails logins is banned (`replica_ban_time`) and gets no clients
+            // until the monitor finds it answering, so its pool's own back-off stays shorter
+            // than the ban: long enough to spare a dead host the janitor's refills, short
+            // enough not to turn clients away once the ban is over.
+            Node::Replica(_) => (
+                format!("@{}:{}", target.host, target.port),
+                g.server_login_retry.min(g.replica_ban_time / 2),
+            ),
         };
         let budgets = Budgets {
             database: budget(
@@ -148,15 +156,8 @@ impl Pools {
                 settings.max_user_connections,
             ),
         };
-        // A replica that fails logins is banned instead (`replica_ban_time`) and gets no
-        // clients until the monitor finds it answering; a remembered failure would then
-        // turn them away for `server_login_retry` more.
-        let login_retry = match key.node {
-            Node::Primary => self.config.pgweir.server_login_retry,
-            Node::Replica(_) => Duration::ZERO,
-        };
         let connect = ConnectSettings {
-            connect_timeout: self.config.pgweir.server_connect_timeout,
+            connect_timeout: g.server_connect_timeout,
             login_retry,
         };
         let settings = settings.clone();

@@ -25,4 +25,4 @@ pub use route::{
 };
 pub use settings::{custom_setting_names, deallocated_name};
 pub use statements::Statements;
-pub use writes::may_write;
+pub use writes::{ends_transaction, may_write};

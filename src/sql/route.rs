@@ -20,7 +20,7 @@ pub enum Verdict {
     /// Proven read-only: every statement in the text is a plain read. May run on a replica.
     ReadOnly,
     /// Opens a read-only transaction (BEGIN READ ONLY, START TRANSACTION READ ONLY, possibly
-    /// with ISOLATION LEVEL / DEFERRABLE options, or BEGIN; SET TRANSACTION READ ONLY in one
+    /// with DEFERRABLE or a non-serializable ISOLATION LEVEL, or BEGIN; SET TRANSACTION READ ONLY in one
     /// text), optionally followed in the same text by read-only statements: the whole
     /// transaction may run on a replica.
     ReadOnlyTransaction,
@@ -56,8 +56,9 @@ impl Classification {
         self.verdict != Verdict::Primary || self.hint == Some(Hint::Replica)
     }
 
-    /// The classification of several messages sent as one request: the first hint counts
-    /// (it leads the request), and the request is as read-only as its least read-only part.
+    /// The classification of several messages sent as one request: only the first
+    /// message's hint counts (a hint leads the request), and the request is as read-only
+    /// as its least read-only part.
     pub fn and(self, next: Classification) -> Classification {
         let verdict = match (self.verdict, next.verdict) {
             (Verdict::Primary, _) | (_, Verdict::Primary) => Verdict::Primary,
@@ -68,7 +69,7 @@ impl Classification {
         };
         Classification {
             verdict,
-            hint: self.hint.or(next.hint),
+            hint: self.hint,
         }
     }
 }
@@ -345,13 +346,12 @@ impl<'a> Scan<'a, '_> {
         Some(access)
     }
 
-    /// After `ISOLATION`: `LEVEL SERIALIZABLE | REPEATABLE READ | READ COMMITTED | READ
-    /// UNCOMMITTED`.
+    /// After `ISOLATION`: `LEVEL REPEATABLE READ | READ COMMITTED | READ UNCOMMITTED`.
+    /// `SERIALIZABLE` is refused: a hot standby cannot run serializable transactions.
     fn isolation_level(&mut self) -> Option<()> {
         self.next_is(&["level"]).then_some(())?;
         let level = self.next()?;
-        let ok = level.is_keyword("serializable")
-            || (level.is_keyword("repeatable") && self.next_is(&["read"]))
+        let ok = (level.is_keyword("repeatable") && self.next_is(&["read"]))
             || (level.is_keyword("read") && self.next_is(&["committed", "uncommitted"]));
         ok.then_some(())
     }
