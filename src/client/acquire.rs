@@ -16,6 +16,7 @@ use super::relay::{ensure_spare, Session};
 use super::routing::{
     decide, retry_window, route_reply, scan_request, Destination, LinkRoute, Scan,
 };
+use super::inspect::MAX_PARSE_BODY;
 use super::ClientError;
 use crate::config::PoolMode;
 use crate::pool::{Node, Pool, PoolError, PooledServer};
@@ -177,8 +178,13 @@ async fn scan_until_complete(
         if scan != Scan::NeedMore {
             return Ok(scan);
         }
+        let first_done = first_message_complete(cbuf);
+        if first_done && cbuf.len() > MAX_PARSE_BODY {
+            // A request this large is not worth a replica: bound what is held for it.
+            return Ok(scan);
+        }
         ensure_spare(cbuf);
-        let read = if first_message_complete(cbuf) {
+        let read = if first_done {
             match client.try_read_buf(cbuf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(scan),
                 other => other?,
