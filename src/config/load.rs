@@ -3,6 +3,7 @@
 //! this file only says which keys exist, what they must be, and what they default to.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use toml_edit::ImDocument;
@@ -10,8 +11,8 @@ use toml_edit::ImDocument;
 use super::error::Problem;
 use super::reader::{EnvLookup, Reader, Section};
 use super::{
-    AuthType, Config, DatabaseConfig, GeneralConfig, PoolDefaults, PoolMode, ReadRouting,
-    ReplicaConfig, Target, UserConfig, LOG_LEVELS,
+    AuthType, Config, DatabaseConfig, GeneralConfig, LogFormat, PoolDefaults, PoolMode,
+    ReadRouting, ReplicaConfig, Target, UserConfig, ADMIN_DATABASES, LOG_LEVELS,
 };
 use crate::sql::route::never_read_only;
 
@@ -42,9 +43,15 @@ pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Proble
         }
     };
     let mut root = Section::root(doc.as_table());
+    // Users first: `[pgweir]` names some of them. Problems are sorted by line, so the
+    // order sections are read in does not show.
+    let users = r
+        .table(&mut root, "users")
+        .map(|mut sec| named(&mut r, &mut sec, |r, _, user_sec| user(r, user_sec)))
+        .unwrap_or_default();
     let pgweir = r
         .table(&mut root, "pgweir")
-        .map(|sec| general(&mut r, sec))
+        .map(|sec| general(&mut r, sec, &users))
         .unwrap_or_default();
     let pool = r
         .table(&mut root, "pool")
@@ -54,10 +61,7 @@ pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Proble
         pgweir,
         databases: databases(&mut r, &mut root, &pool),
         pool,
-        users: r
-            .table(&mut root, "users")
-            .map(|mut sec| named(&mut r, &mut sec, |r, _, user_sec| user(r, user_sec)))
-            .unwrap_or_default(),
+        users,
     };
     r.finish(root);
     let problems = r.into_problems();
@@ -68,10 +72,15 @@ pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Proble
     }
 }
 
-/// `[pgweir]`.
-fn general(r: &mut Reader<'_>, mut sec: Section<'_>) -> GeneralConfig {
-    let d = GeneralConfig::default();
+/// `[pgweir]`, whose `admin_users` and `stats_users` must be among `users`.
+fn general(
+    r: &mut Reader<'_>,
+    mut sec: Section<'_>,
+    users: &BTreeMap<String, UserConfig>,
+) -> GeneralConfig {
     let s = &mut sec;
+    // The operating keys are read first; `d` then supplies them and the other defaults.
+    let d = operations(r, s, users, GeneralConfig::default());
     let config = GeneralConfig {
         listen_addr: r.string(s, "listen_addr").unwrap_or(d.listen_addr),
         listen_port: r.int(s, "listen_port", PORTS).unwrap_or(d.listen_port),
@@ -106,6 +115,7 @@ fn general(r: &mut Reader<'_>, mut sec: Section<'_>) -> GeneralConfig {
         replica_check_interval: r
             .duration(s, "replica_check_interval")
             .unwrap_or(d.replica_check_interval),
+        ..d
     };
     if config.replica_check_interval.is_zero() {
         // A zero interval would make the monitor spin on its queries.
@@ -113,6 +123,56 @@ fn general(r: &mut Reader<'_>, mut sec: Section<'_>) -> GeneralConfig {
     }
     r.finish(sec);
     config
+}
+
+/// The `[pgweir]` keys for operating the pooler (metrics, admin console, shutdown,
+/// logging), on top of `d` (which supplies every other field). An admin or stats user
+/// must be in `users`, since it could never log in to use its rights otherwise.
+fn operations(
+    r: &mut Reader<'_>,
+    s: &mut Section<'_>,
+    users: &BTreeMap<String, UserConfig>,
+    d: GeneralConfig,
+) -> GeneralConfig {
+    let configured = |name: String| {
+        if users.contains_key(&name) {
+            Ok(name)
+        } else {
+            Err(format!("{name:?} is not a user in [users]"))
+        }
+    };
+    GeneralConfig {
+        metrics_addr: r.parsed(s, "metrics_addr", metrics_addr).or(d.metrics_addr),
+        admin_users: r
+            .strings(s, "admin_users", configured)
+            .unwrap_or(d.admin_users),
+        stats_users: r
+            .strings(s, "stats_users", configured)
+            .unwrap_or(d.stats_users),
+        shutdown_timeout: r
+            .duration(s, "shutdown_timeout")
+            .unwrap_or(d.shutdown_timeout),
+        log_connections: r.boolean(s, "log_connections").unwrap_or(d.log_connections),
+        log_disconnections: r
+            .boolean(s, "log_disconnections")
+            .unwrap_or(d.log_disconnections),
+        stats_period: r.duration(s, "stats_period").unwrap_or(d.stats_period),
+        log_format: r
+            .choice(s, "log_format", &LogFormat::ALL, LogFormat::as_str)
+            .unwrap_or(d.log_format),
+        ..d
+    }
+}
+
+/// `metrics_addr`: an IP address and a port. Not a host name, which would need a lookup
+/// at start, and not port 0, which would serve the metrics where no scraper can know.
+fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    match text.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() != 0 => Ok(addr),
+        _ => Err(format!(
+            "must be an IP address and a port (1 to 65535) like \"127.0.0.1:9930\", not {text:?}"
+        )),
+    }
 }
 
 /// `[pool]`.
@@ -206,6 +266,10 @@ fn database(
     mut sec: Section<'_>,
     defaults: &PoolDefaults,
 ) -> DatabaseConfig {
+    if ADMIN_DATABASES.contains(&name) {
+        let path = sec.path().to_owned();
+        r.problem(path, sec.line(), "is reserved for the admin console");
+    }
     r.require(&sec, "host");
     let s = &mut sec;
     let port = r.int(s, "port", PORTS).unwrap_or(DEFAULT_SERVER_PORT);

@@ -25,6 +25,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,6 +35,11 @@ pub use settings::PoolSettings;
 
 /// The values `log_level` accepts, quietest first.
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
+/// Database names that reach the admin console instead of a server (`pgbouncer` so
+/// tools and runbooks written for PgBouncer work unchanged), so `[databases]` may not
+/// use them.
+pub const ADMIN_DATABASES: [&str; 2] = ["pgweir", "pgbouncer"];
 
 /// The whole configuration file.
 #[derive(Debug, Clone)]
@@ -97,9 +103,32 @@ pub struct GeneralConfig {
     /// position. It bounds how soon a replica is known to have caught up with a
     /// client's write, so short; never zero.
     pub replica_check_interval: Duration,
+    /// Where `GET /metrics` (Prometheus text format) and `GET /health` are served;
+    /// `None` (the default) serves neither, so nothing listens unless asked.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Users who may run every admin console command; each must be in `[users]`.
+    pub admin_users: Vec<String>,
+    /// Users who may run the admin console's SHOW commands only, so monitoring
+    /// cannot pause or kill anything; each must be in `[users]`.
+    pub stats_users: Vec<String>,
+    /// How long SIGTERM and `SHUTDOWN WAIT_FOR_CLIENTS` let clients finish their
+    /// transactions before closing them, so a stuck client cannot hold up a restart
+    /// forever; zero = no limit. Default 30s, far longer than an ordinary transaction.
+    pub shutdown_timeout: Duration,
+    /// Whether each client login is logged (PgBouncer's default: on).
+    pub log_connections: bool,
+    /// Whether each client disconnection is logged, with its reason (PgBouncer's
+    /// default: on).
+    pub log_disconnections: bool,
+    /// How often a stats line is logged per database, and the window `SHOW STATS`
+    /// averages over; zero = no stats line.
+    pub stats_period: Duration,
+    /// How log lines are written.
+    pub log_format: LogFormat,
 }
 
-/// PgBouncer's defaults, except that SCRAM is the default `auth_type`.
+/// PgBouncer's defaults for the keys it has, except that SCRAM is the default
+/// `auth_type`; the other keys' defaults are explained on their fields.
 impl Default for GeneralConfig {
     fn default() -> Self {
         GeneralConfig {
@@ -116,6 +145,14 @@ impl Default for GeneralConfig {
             client_login_timeout: Duration::from_secs(60),
             replica_ban_time: Duration::from_secs(30),
             replica_check_interval: Duration::from_millis(100),
+            metrics_addr: None,
+            admin_users: Vec::new(),
+            stats_users: Vec::new(),
+            shutdown_timeout: Duration::from_secs(30),
+            log_connections: true,
+            log_disconnections: true,
+            stats_period: Duration::from_secs(60),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -145,6 +182,28 @@ impl AuthType {
             AuthType::Md5 => "md5",
             AuthType::Plain => "plain",
             AuthType::Trust => "trust",
+        }
+    }
+}
+
+/// `log_format`: how log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log shippers that index fields.
+    Json,
+}
+
+impl LogFormat {
+    /// Every variant, so the config reader can list the accepted names.
+    pub const ALL: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
         }
     }
 }

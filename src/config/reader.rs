@@ -258,7 +258,7 @@ impl<'e> Reader<'e> {
         &mut self,
         sec: &mut Section<'a>,
         key: &'a str,
-        each: fn(String) -> Result<String, String>,
+        each: impl Fn(String) -> Result<String, String>,
     ) -> Option<Vec<String>> {
         let entry = self.take(sec, key)?;
         let Some(array) = entry.item.as_array() else {
@@ -272,7 +272,7 @@ impl<'e> Reader<'e> {
             let checked = match value.as_str() {
                 Some(raw) => expand(raw, self.env)
                     .map_err(|e| e.to_string())
-                    .and_then(each),
+                    .and_then(&each),
                 None => Err(format!(
                     "expected a string, found {}",
                     describe_value(value)
@@ -284,6 +284,20 @@ impl<'e> Reader<'e> {
             }
         }
         Some(strings)
+    }
+
+    /// A string, `${ENV}`-expanded and then converted by `convert`, which says why it
+    /// refuses a value (a message that follows the key).
+    pub(super) fn parsed<'a, T>(
+        &mut self,
+        sec: &mut Section<'a>,
+        key: &'a str,
+        convert: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let entry = self.take(sec, key)?;
+        let text = self.expanded(&entry)?;
+        let converted = convert(&text);
+        self.check(&entry, converted)
     }
 
     /// An integer within `range`, converted to the field's type.

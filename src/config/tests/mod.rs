@@ -1,9 +1,11 @@
 //! Tests of `Config::parse` as a whole: defaults, every kind of problem with its line,
 //! environment expansion, and that secrets never reach error text. The pool sizing,
-//! limit and timeout keys are in `limits`, the replica routing keys in `replicas`, and
+//! limit and timeout keys are in `limits`, the replica routing keys in `replicas`, the
+//! metrics, admin console, shutdown and logging keys in `operations`, and
 //! `Config::pool_settings` in `settings`; all use the helpers here.
 
 mod limits;
+mod operations;
 mod replicas;
 mod settings;
 
