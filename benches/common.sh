@@ -60,9 +60,9 @@ CONF
     say "pgbench -i -s 10"
     PGPASSWORD=bench "$PG_BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PG_PORT" -U bench bench >/dev/null 2>&1
 }
-# start_pgweir AUTH_TYPE MAX_CLIENT_CONN EXTRA_POOL_LINES [EXTRA_DATABASE_LINES]: pgweir
-# (release build) on a free port in front of the bench database, transaction mode, pool
-# $POOL. Sets PGWEIR_PORT/_PID.
+# start_pgweir AUTH_TYPE MAX_CLIENT_CONN EXTRA_POOL_LINES [EXTRA_DATABASE_LINES
+# [EXTRA_PGWEIR_LINES]]: pgweir (release build) on a free port in front of the bench
+# database, transaction mode, pool $POOL. Sets PGWEIR_PORT/_PID.
 start_pgweir() {
     PGWEIR_PORT="$(free_port 25700)"
     cat >"$WORK/pgweir.toml" <<TOML
@@ -72,6 +72,7 @@ listen_port = $PGWEIR_PORT
 auth_type = "$1"
 max_client_conn = $2
 log_level = "warn"
+${5:-}
 
 [pool]
 pool_mode = "transaction"

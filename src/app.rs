@@ -1,6 +1,7 @@
 //! The state every connection shares: configuration, user secrets, pools and cancel keys.
 //! Built once at start; handed to each client task as an `Arc`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::auth::UserDirectory;
@@ -9,6 +10,7 @@ use crate::client::limits::ClientCounts;
 use crate::client::state::SessionShared;
 use crate::config::Config;
 use crate::pool::Pools;
+use crate::stats::Clients;
 
 #[derive(Debug)]
 pub struct App {
@@ -20,6 +22,10 @@ pub struct App {
     pub clients: Arc<ClientCounts>,
     /// Pinning counts shared by every session.
     pub sessions: Arc<SessionShared>,
+    /// Every logged-in client and its state, for metrics and the admin console.
+    pub connected: Arc<Clients>,
+    /// Whether new clients are accepted (false while shutting down).
+    accepting: AtomicBool,
 }
 
 impl App {
@@ -31,7 +37,18 @@ impl App {
             cancels: Arc::new(CancelRegistry::default()),
             clients: Arc::new(ClientCounts::default()),
             sessions: Arc::new(SessionShared::default()),
+            connected: Arc::new(Clients::default()),
+            accepting: AtomicBool::new(true),
             config,
         }
+    }
+
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking new clients, as shutdown begins.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Relaxed);
     }
 }

@@ -20,3 +20,4 @@ pub mod protocol;
 pub mod route;
 pub mod server;
 pub mod sql;
+pub mod stats;

@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 use pgweir::app::App;
 use pgweir::config::Config;
 use pgweir::listener;
+use pgweir::stats::exporter;
 
 #[derive(Parser)]
 #[command(
@@ -75,7 +76,17 @@ fn run(config: Config) -> std::io::Result<()> {
     }
     let rt = rt.enable_all().build()?;
     rt.block_on(async {
+        // The recorder goes in before any pool exists, so the handles pools keep are live.
+        let metrics = match config.pgweir.metrics_addr {
+            Some(addr) => Some((addr, exporter::install().map_err(std::io::Error::other)?)),
+            None => None,
+        };
         let app = Arc::new(App::new(config));
+        if let Some((addr, handle)) = metrics {
+            let metrics_listener = exporter::bind(addr).await?;
+            tracing::info!(%addr, "metrics on /metrics, health on /health");
+            tokio::spawn(exporter::serve(Arc::clone(&app), handle, metrics_listener));
+        }
         let listener = listener::bind(&app).await?;
         tracing::info!(addr = %listener.local_addr()?, "pgweir listening");
         tokio::select! {

@@ -6,23 +6,24 @@
 //! banned and the request goes to the primary.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use super::inspect::MAX_PARSE_BODY;
 use super::relay::{ensure_spare, Session};
 use super::routing::{
     decide, retry_window, route_reply, scan_request, Destination, LinkRoute, Scan,
 };
-use super::inspect::MAX_PARSE_BODY;
 use super::ClientError;
 use crate::config::PoolMode;
 use crate::pool::{Node, Pool, PoolError, PooledServer};
 use crate::protocol::framer::OutQueue;
 use crate::protocol::{fe, TxStatus};
 use crate::sql::{Classification, Verdict};
+use crate::stats::ClientState;
 
 /// What became of the client's next request. Returned once per transaction and moved
 /// once: boxing the server would cost an allocation per transaction instead.
@@ -95,6 +96,8 @@ pub async fn acquire(
     if std::mem::take(&mut s.route.primary_next) {
         dest = Destination::Primary;
     }
+    s.entry.set(ClientState::Waiting);
+    let asked = Instant::now();
     loop {
         let (node, hold_writes) = match dest {
             Destination::Primary => (Node::Primary, false),
@@ -107,6 +110,8 @@ pub async fn acquire(
         let failure = match checkout(pool, client, cbuf).await {
             Ok(Some(mut server)) => match s.params.apply_to(&mut server).await {
                 Ok(()) => {
+                    s.entry.set(ClientState::Active);
+                    s.group.stats.assigned(asked.elapsed());
                     // Only a request proven read-only is sent again after a failure: one
                     // forced onto a replica may change what the client has prepared.
                     let retry = (node != Node::Primary && class.verdict != Verdict::Primary)

@@ -4,6 +4,8 @@
 //! touch session state ([`crate::sql::analyze`]). Server to client: ReadyForQuery status,
 //! ParameterStatus, and the replies [`Pending`] accounts for.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use super::routing::RouteCheck;
@@ -18,6 +20,7 @@ use crate::protocol::framer::{Disposition, Inspector, View, Want, MAX_INSPECTED_
 use crate::protocol::{be, fe, split_cstr, TxStatus};
 use crate::server::ServerParams;
 use crate::sql::{self, Classification, Effects, PinReason, Pins, ReadOnlyFunctions};
+use crate::stats::{Clock, GroupStats};
 
 /// Parse and Query messages up to this size are seen whole: a Parse's text is what pgweir
 /// prepares on the next server, a Query's is analysed in full. Larger named statements are
@@ -67,6 +70,7 @@ pub struct ClientSide<'a> {
     pub tracking: Option<Tracking<'a>>,
     /// Present when the database routes reads to replicas (never in session mode).
     pub route: Option<RouteCheck<'a>>,
+    pub clock: &'a mut Clock,
 }
 
 impl Inspector for ClientSide<'_> {
@@ -94,6 +98,9 @@ impl Inspector for ClientSide<'_> {
             if route.hold(tag, body, t.rw.client, self.tracker.in_batch()) {
                 return Disposition::Hold;
             }
+        }
+        if matches!(tag, fe::QUERY | fe::SYNC | fe::FUNCTION_CALL) {
+            self.clock.request_sent(Instant::now());
         }
         let ignored_syncs = self.tracker.client_sent(tag);
         let Some(t) = self.tracking.as_mut() else {
@@ -284,6 +291,8 @@ pub struct ServerSide<'a> {
     pub mode: PoolMode,
     pub tracking: Option<ServerTracking<'a>>,
     pub fatal: &'a mut FatalWatch,
+    pub clock: &'a mut Clock,
+    pub stats: &'a GroupStats,
 }
 
 /// What the relay learns from the FATAL error a server sends on its way out (shutdown,
@@ -330,6 +339,15 @@ impl Inspector for ServerSide<'_> {
         }
         self.fatal.armed = false;
         self.tracker.server_sent(tag, body);
+        if tag == be::READY_FOR_QUERY {
+            self.clock
+                .ready(self.tracker.status(), Instant::now(), self.stats);
+        }
+        if let (be::ERROR_RESPONSE, Some(b)) = (tag, body) {
+            if let Some(code) = error_field(b, b'C') {
+                self.stats.error(code);
+            }
+        }
         if let (be::PARAMETER_STATUS, Some(b)) = (tag, body) {
             if let Some((name, value)) = parse_parameter_status(b) {
                 self.sparams.set(name, value);
@@ -361,23 +379,21 @@ impl Inspector for ServerSide<'_> {
 /// Whether an ErrorResponse ends the session (FATAL or PANIC): the server is going away.
 /// The untranslated severity (`V`) is preferred; the possibly translated `S` is a fallback.
 fn is_fatal(body: &[u8]) -> bool {
+    let severity = error_field(body, b'V').or_else(|| error_field(body, b'S'));
+    matches!(severity, Some(b"FATAL" | b"PANIC"))
+}
+
+/// The value of field `code` of an ErrorResponse body.
+fn error_field(body: &[u8], code: u8) -> Option<&[u8]> {
     let mut rest = body;
-    let mut severity = None;
-    while let Some((&code, tail)) = rest.split_first() {
-        let Some((value, next)) = split_cstr(tail) else {
-            break;
-        };
-        match code {
-            b'V' => {
-                severity = Some(value);
-                break;
-            }
-            b'S' => severity = Some(value),
-            _ => {}
+    while let Some((&field, tail)) = rest.split_first() {
+        let (value, next) = split_cstr(tail)?;
+        if field == code {
+            return Some(value);
         }
         rest = next;
     }
-    matches!(severity, Some(b"FATAL" | b"PANIC"))
+    None
 }
 
 fn parse_parameter_status(body: &[u8]) -> Option<(&str, &str)> {

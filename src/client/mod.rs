@@ -117,7 +117,8 @@ impl ClientVisible for ClientError {
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
 pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
     let mut buf = BytesMut::with_capacity(8192);
-    if let Err(e) = session(&app, &mut stream, &mut buf).await {
+    if let Err(e) = session(&app, &mut stream, &mut buf, peer).await {
+        count_timeout(&e);
         if e.reportable() {
             tracing::info!(client = %peer, error = %e, "closing client connection");
             let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
@@ -128,9 +129,14 @@ pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-async fn session(app: &App, stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), ClientError> {
+async fn session(
+    app: &App,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+) -> Result<(), ClientError> {
     let limit = app.config.pgweir.client_login_timeout;
-    let login = log_in(app, stream, buf);
+    let login = log_in(app, stream, buf, peer);
     let ready = if limit.is_zero() {
         login.await?
     } else {
@@ -149,6 +155,7 @@ async fn log_in(
     app: &App,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
+    peer: SocketAddr,
 ) -> Result<Option<relay::Session>, ClientError> {
     let startup = loop {
         match read_startup(stream, buf).await? {
@@ -182,7 +189,27 @@ async fn log_in(
         stream.write_all(&out).await?;
         out.clear();
     }
-    login::authenticate(app, stream, buf, user).await?;
+    // Names a client made up must not become label values: they would grow the metrics
+    // without bound.
+    let known = |name: &str, ok: bool| {
+        if ok {
+            name.to_owned()
+        } else {
+            "unknown".to_owned()
+        }
+    };
+    let pair = [
+        (
+            "database",
+            known(database, app.config.databases.contains_key(database)),
+        ),
+        ("user", known(user, app.config.users.contains_key(user))),
+    ];
+    if let Err(e) = login::authenticate(app, stream, buf, user).await {
+        metrics::counter!("pgweir_client_auth_failures_total", &pair).increment(1);
+        return Err(e);
+    }
+    metrics::counter!("pgweir_client_logins_total", &pair).increment(1);
     backend::authentication_ok(&mut out);
     stream.write_all(&out).await?;
     out.clear();
@@ -209,9 +236,23 @@ async fn log_in(
     backend::ready_for_query(&mut out, TxStatus::Idle);
     stream.write_all(&out).await?;
     let shared = Arc::clone(&app.sessions);
+    let entry = app.connected.register(peer, database, user);
     Ok(Some(relay::Session::new(
-        group, params, cancel, slot, shared,
+        group, params, cancel, slot, shared, entry,
     )))
+}
+
+/// Counts a timeout that ended a client's session, by the setting that ran out.
+fn count_timeout(e: &ClientError) {
+    let kind = match e {
+        ClientError::LoginTimeout(_) => "client_login",
+        ClientError::IdleTimeout(_) => "client_idle",
+        ClientError::IdleInTransaction(_) => "idle_transaction",
+        ClientError::QueryTimeout(_) => "query",
+        ClientError::Pool(PoolError::WaitTimeout(_)) => "query_wait",
+        _ => return,
+    };
+    metrics::counter!("pgweir_timeouts_total", "kind" => kind).increment(1);
 }
 
 fn too_many(refused: Refused, database: &str, user: &str) -> ClientError {

@@ -50,6 +50,7 @@ use crate::protocol::framer::{Framer, OutQueue};
 use crate::protocol::{backend, ProtocolError, TxStatus};
 use crate::server::{ServerConn, ServerError, SCS_SLOT};
 use crate::sql::{PinReason, Pins};
+use crate::stats::{ClientEntry, ClientState, Clock};
 
 /// Read buffers grow by this much when their spare room runs low.
 const READ_CHUNK: usize = 32 * 1024;
@@ -84,6 +85,8 @@ pub struct Session {
     pub(super) sticky: Pins,
     /// Held for the session: the client's place under the client-count limits.
     _slot: ClientSlot,
+    /// The client's entry in the list of connected clients, showing what it does.
+    pub(super) entry: ClientEntry,
 }
 
 impl Session {
@@ -93,6 +96,7 @@ impl Session {
         cancel: CancelHandle,
         slot: ClientSlot,
         shared: Arc<SessionShared>,
+        entry: ClientEntry,
     ) -> Self {
         Session {
             pool: Arc::clone(&group.primary),
@@ -106,6 +110,7 @@ impl Session {
             custom_names: Vec::new(),
             sticky: Pins::default(),
             _slot: slot,
+            entry,
         }
     }
 
@@ -187,6 +192,7 @@ pub async fn run(
         let (mut server, route, mut retry) = match pinned_to.take() {
             Some((server, route)) => (server, route, None),
             None => {
+                s.entry.set(ClientState::Idle);
                 let idle_limit = s.pool.settings.client_idle_timeout;
                 if !next_request(client, cbuf, idle_limit).await? {
                     return Ok(());
@@ -220,6 +226,8 @@ pub async fn run(
             &mut server,
         )
         .await;
+        let sent = to_client.pushed() - replied_before;
+        s.group.stats.traffic(link.received, sent);
         if let (Ok(End::ServerGone), Some(request)) = (&end, retry.take()) {
             if link.may_retry(&cframer, cbuf) && to_client.pushed() == replied_before {
                 // One failed request does not ban a replica (a client could craft one);
@@ -246,6 +254,7 @@ pub async fn run(
                     // Held writes cannot move to the primary any more: on a replica they
                     // fail as in a read-only transaction.
                     pinned_to = Some((kept, LinkRoute::new(link.route.node, false)));
+                    s.entry.set(ClientState::Pinned);
                     continue;
                 }
                 AfterTransaction::Closed => {
@@ -300,6 +309,10 @@ struct Link {
     /// The client sent more after the link began (a request to be sent again must be the
     /// whole of what the client sent).
     client_read: bool,
+    /// Bytes of the client's messages taken from its buffer on this link.
+    received: u64,
+    /// Times the link's queries and transactions.
+    clock: Clock,
     tracker: TxnTracker,
     /// Replies owed for prepared-statement bookkeeping.
     pending: Pending,
@@ -492,7 +505,7 @@ async fn pump(
                 if !matches!(r, Ok(n) if n > 0) {
                     return Ok(End::ServerGone);
                 }
-                let Link { tracker, sframer, violation, pending, fatal, .. } = &mut *link;
+                let Link { tracker, sframer, violation, pending, fatal, clock, .. } = &mut *link;
                 let tracking = tracking.then_some(ServerTracking {
                     pending,
                     client: &mut s.statements,
@@ -506,6 +519,8 @@ async fn pump(
                     mode,
                     tracking,
                     fatal,
+                    clock,
+                    stats: &s.group.stats,
                 };
                 if sframer.drain(rbuf, &mut side, to_client).is_err() {
                     return Ok(End::ServerGone);
@@ -569,6 +584,7 @@ fn drain_client(
     server: &mut ServerStatements,
 ) -> Result<(), ProtocolError> {
     link.active |= !cbuf.is_empty();
+    let before = cbuf.len();
     let Link {
         tracker,
         pending,
@@ -576,6 +592,7 @@ fn drain_client(
         to_server,
         terminated,
         route,
+        clock,
         ..
     } = link;
     let lexable = s.lexable();
@@ -610,16 +627,19 @@ fn drain_client(
         lexable,
         route_functions: routes.then_some(&s.group.routing.functions),
     });
-    cframer.drain(
+    let drained = cframer.drain(
         cbuf,
         &mut ClientSide {
             tracker,
             terminated,
             tracking,
             route,
+            clock,
         },
         to_server,
-    )
+    );
+    link.received += (before - cbuf.len()) as u64;
+    drained
 }
 
 /// The client left while holding `server`: make it clean for the next client, or close it.

@@ -11,6 +11,7 @@ use super::{Node, Pool};
 use crate::config::{ReadRouting, Target};
 use crate::route::{pick, Candidate, Monitor};
 use crate::sql::ReadOnlyFunctions;
+use crate::stats::GroupStats;
 
 /// Where a database's reads may go, from its configuration.
 #[derive(Debug)]
@@ -36,6 +37,8 @@ pub struct PoolGroup {
     pub routing: Routing,
     /// Present when there are replicas.
     pub monitor: Option<Arc<Monitor>>,
+    /// What its clients did, over all nodes.
+    pub stats: GroupStats,
     /// Rotates among equally loaded candidates.
     turn: AtomicU64,
 }
@@ -47,13 +50,21 @@ impl PoolGroup {
         routing: Routing,
         monitor: Option<Arc<Monitor>>,
     ) -> Self {
+        let key = &primary.key;
         PoolGroup {
+            stats: GroupStats::new(&key.database, &key.user),
             primary,
             replicas,
             routing,
             monitor,
             turn: AtomicU64::new(0),
         }
+    }
+
+    /// Every node's pool with its node, primary first.
+    pub fn pools(&self) -> impl Iterator<Item = (Node, &Arc<Pool>)> {
+        let replicas = (self.replicas.iter().enumerate()).map(|(i, r)| (Node::Replica(i), &r.pool));
+        std::iter::once((Node::Primary, &self.primary)).chain(replicas)
     }
 
     /// The pool of `node`; the primary's for an index out of range.

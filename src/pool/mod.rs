@@ -24,7 +24,7 @@ use crate::prepared::Registry;
 use crate::server::login::connect;
 use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use limits::Budgets;
-use state::{Checkout, Delivery, PoolState, Sizes, WaiterId};
+use state::{Checkout, Delivery, PoolState, Sizes, Snapshot, WaiterId};
 
 pub use group::{Policy, PoolGroup, ReplicaPool};
 pub use registry::Pools;
@@ -54,6 +54,16 @@ pub enum Node {
     #[default]
     Primary,
     Replica(usize),
+}
+
+impl Node {
+    /// The `node` label of metrics: `primary`, `replica0`, `replica1`, ...
+    pub fn label(self) -> String {
+        match self {
+            Node::Primary => "primary".to_owned(),
+            Node::Replica(i) => format!("replica{i}"),
+        }
+    }
 }
 
 /// Why no server could be had.
@@ -110,6 +120,8 @@ pub struct Pool {
     /// taken as valid in another. Shared by the pools of one database's primary and
     /// replicas, which hold the same schema.
     pub statements: Arc<Registry>,
+    connects: metrics::Counter,
+    connect_failures: metrics::Counter,
 }
 
 impl Pool {
@@ -126,7 +138,14 @@ impl Pool {
             reserve: settings.reserve_pool_size,
             min: settings.min_pool_size,
         };
+        let labels = [
+            ("database", key.database.clone()),
+            ("user", key.user.clone()),
+            ("node", key.node.label()),
+        ];
         Pool {
+            connects: metrics::counter!("pgweir_server_connects_total", &labels),
+            connect_failures: metrics::counter!("pgweir_server_connect_failures_total", &labels),
             key,
             target,
             settings,
@@ -140,6 +159,12 @@ impl Pool {
 
     pub fn mode(&self) -> PoolMode {
         self.settings.pool_mode
+    }
+
+    /// Servers by state and the queue, now.
+    pub fn snapshot(&self) -> Snapshot {
+        let delay = self.settings.server_check_delay;
+        self.state.lock().snapshot(Instant::now(), delay)
     }
 
     /// Work given to this pool and not finished: servers in use plus clients queued, what
@@ -211,6 +236,7 @@ impl Pool {
         };
         match connect(&self.target, self.connect.connect_timeout).await {
             Ok(mut c) => {
+                self.connects.increment(1);
                 c.permit = permit;
                 if self.defaults.read().is_none() {
                     *self.defaults.write() = Some(Arc::new(c.params.clone()));
@@ -221,6 +247,7 @@ impl Pool {
                 drop(extra);
             }
             Err(e) => {
+                self.connect_failures.increment(1);
                 tracing::warn!(pool = %self.key, error = %e, "server connection failed");
                 self.state
                     .lock()

@@ -192,6 +192,11 @@ impl Pools {
         m
     }
 
+    /// Every group, for reporting.
+    pub fn groups(&self) -> Vec<Arc<PoolGroup>> {
+        self.groups.read().values().cloned().collect()
+    }
+
     /// Every pool, for upkeep and reporting.
     pub fn all(&self) -> Vec<Arc<Pool>> {
         let groups = self.groups.read();

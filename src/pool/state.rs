@@ -49,6 +49,24 @@ pub enum Checkout<C, E> {
     Fail(E),
 }
 
+/// What [`PoolState::snapshot`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Servers handed out.
+    pub active: usize,
+    pub idle: usize,
+    pub used: usize,
+    /// Servers being opened.
+    pub login: usize,
+    /// Clients queued.
+    pub waiting: usize,
+    pub max_wait: Duration,
+    /// The configured pool size.
+    pub size: usize,
+    /// Servers open beyond the pool size.
+    pub reserve_in_use: usize,
+}
+
 /// A connection at rest.
 #[derive(Debug)]
 struct Idle<C> {
@@ -288,6 +306,27 @@ impl<C, E: Clone> PoolState<C, E> {
         self.waiters.len()
     }
 
+    /// The pool's servers and queue at `now`, as SHOW POOLS and the metrics count them:
+    /// `used` are idle servers that must pass `server_check_query` (idle longer than
+    /// `check_delay`) before reuse.
+    pub fn snapshot(&self, now: Instant, check_delay: Duration) -> Snapshot {
+        let used = self
+            .idle
+            .iter()
+            .filter(|i| now.duration_since(i.since) >= check_delay)
+            .count();
+        Snapshot {
+            active: self.open.saturating_sub(self.idle.len() + self.opening),
+            idle: self.idle.len() - used,
+            used,
+            login: self.opening,
+            waiting: self.waiters.len(),
+            max_wait: self.max_wait(now),
+            size: self.sizes.size,
+            reserve_in_use: self.open.saturating_sub(self.sizes.size),
+        }
+    }
+
     /// How long the longest-waiting client has waited.
     pub fn max_wait(&self, now: Instant) -> Duration {
         self.waiters
@@ -382,6 +421,32 @@ mod tests {
         s.opened(2, now, now);
         assert!(matches!(s.checkout(now), Checkout::Ready(2, _)));
         assert!(matches!(s.checkout(now), Checkout::Ready(1, _)));
+    }
+
+    #[test]
+    fn a_snapshot_counts_servers_by_state_and_the_queue() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let mut s = State::new_for_test(sizes(3, 0, 0));
+        wait(&mut s, now);
+        wait(&mut s, now);
+        s.leave(WaiterId(1));
+        s.opened(1, now, now);
+        s.opened(2, now, now);
+        let snap = s.snapshot(later, Duration::from_secs(30));
+        assert_eq!(
+            (snap.active, snap.idle, snap.used, snap.login, snap.waiting),
+            (1, 0, 1, 0, 0)
+        );
+        assert!(matches!(s.checkout(later), Checkout::Ready(2, _)));
+        wait(&mut s, later);
+        let snap = s.snapshot(later + Duration::from_secs(1), Duration::from_secs(30));
+        assert_eq!(
+            (snap.active, snap.idle, snap.used, snap.login, snap.waiting),
+            (2, 0, 0, 1, 1)
+        );
+        assert_eq!((snap.size, snap.reserve_in_use), (3, 0));
+        assert_eq!(snap.max_wait, Duration::from_secs(1));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! Thin on purpose: every decision lives in [`Freshness`], which is tested without sockets;
 //! here are only the queries, the parsing of their text answers, and the logging.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -70,8 +71,10 @@ pub fn patience(interval: Duration) -> Duration {
 #[derive(Debug)]
 pub struct Monitor {
     freshness: Mutex<Freshness>,
-    /// `host:port` of each replica, for logs.
+    /// `host:port` of each replica, for logs and metrics.
     replicas: Vec<String>,
+    /// Bans of each replica since start.
+    bans: Vec<AtomicU64>,
 }
 
 impl Monitor {
@@ -86,6 +89,7 @@ impl Monitor {
         let monitor = Arc::new(Monitor {
             freshness: Mutex::new(Freshness::new(replicas.len(), settings.freshness)),
             replicas: replicas.iter().map(address).collect(),
+            bans: replicas.iter().map(|_| AtomicU64::new(0)).collect(),
         });
         let timing = Timing::new(&settings);
         tokio::spawn(watch_primary(
@@ -111,6 +115,7 @@ impl Monitor {
     pub fn ban(&self, r: usize) {
         let began = self.freshness.lock().ban(r, Instant::now());
         if began {
+            self.count_ban(r);
             tracing::warn!(
                 replica = self.name(r),
                 "replica banned: a client's connect or read failed"
@@ -127,8 +132,25 @@ impl Monitor {
         self.replicas.len()
     }
 
-    fn name(&self, r: usize) -> &str {
+    /// Whether replica `r` is serving a ban now.
+    pub fn banned(&self, r: usize) -> bool {
+        self.freshness.lock().banned(r, Instant::now())
+    }
+
+    /// How many times replica `r` has been banned since start.
+    pub fn bans(&self, r: usize) -> u64 {
+        self.bans.get(r).map_or(0, |b| b.load(Ordering::Relaxed))
+    }
+
+    /// Replica `r`'s `host:port`.
+    pub fn name(&self, r: usize) -> &str {
         self.replicas.get(r).map_or("?", String::as_str)
+    }
+
+    fn count_ban(&self, r: usize) {
+        if let Some(b) = self.bans.get(r) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Records the outcome of a check of replica `r` answered (or failed) at `received`.
@@ -142,6 +164,7 @@ impl Monitor {
             }
             Err(error) => {
                 if self.freshness.lock().replica_failed(r, received) {
+                    self.count_ban(r);
                     tracing::warn!(replica, %error, "replica banned: its check failed");
                 }
             }

@@ -1,0 +1,154 @@
+//! Every logged-in client and what it is doing: idle (no server), waiting (queued for one),
+//! active (holding one for a transaction) or pinned (holding one for its session state).
+//! A client registers when it has logged in and is removed when its [`ClientEntry`] guard
+//! drops; the relay moves its state, one atomic store per change. Read by the Prometheus
+//! endpoint (clients by state) and the admin console.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+
+/// What a client is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientState {
+    Idle,
+    Waiting,
+    Active,
+    Pinned,
+}
+
+impl ClientState {
+    pub const ALL: [ClientState; 4] = [
+        ClientState::Idle,
+        ClientState::Waiting,
+        ClientState::Active,
+        ClientState::Pinned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Idle => "idle",
+            ClientState::Waiting => "waiting",
+            ClientState::Active => "active",
+            ClientState::Pinned => "pinned",
+        }
+    }
+
+    fn from_u8(v: u8) -> ClientState {
+        Self::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(ClientState::Idle)
+    }
+}
+
+/// The registry of logged-in clients.
+#[derive(Debug, Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    by_id: Mutex<HashMap<u64, Weak<ClientInfo>>>,
+}
+
+/// One client, as the registry shows it.
+#[derive(Debug)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub database: String,
+    pub user: String,
+    pub connected: SystemTime,
+    state: AtomicU8,
+}
+
+impl ClientInfo {
+    pub fn state(&self) -> ClientState {
+        ClientState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+}
+
+/// A client's place in the registry; dropping it removes the client.
+#[derive(Debug)]
+pub struct ClientEntry {
+    info: Arc<ClientInfo>,
+    registry: Arc<Clients>,
+}
+
+impl ClientEntry {
+    pub fn set(&self, state: ClientState) {
+        self.info.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    pub fn info(&self) -> &ClientInfo {
+        &self.info
+    }
+}
+
+impl Drop for ClientEntry {
+    fn drop(&mut self) {
+        self.registry.by_id.lock().remove(&self.info.id);
+    }
+}
+
+impl Clients {
+    /// Registers a client that has just logged in, idle.
+    pub fn register(self: &Arc<Self>, addr: SocketAddr, database: &str, user: &str) -> ClientEntry {
+        let info = Arc::new(ClientInfo {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            addr,
+            database: database.to_owned(),
+            user: user.to_owned(),
+            connected: SystemTime::now(),
+            state: AtomicU8::new(ClientState::Idle as u8),
+        });
+        self.by_id.lock().insert(info.id, Arc::downgrade(&info));
+        ClientEntry {
+            info,
+            registry: Arc::clone(self),
+        }
+    }
+
+    /// Every client now, in no particular order.
+    pub fn all(&self) -> Vec<Arc<ClientInfo>> {
+        self.by_id
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// How many clients of each (database, user) are in each state.
+    pub fn counts(&self) -> HashMap<(String, String, ClientState), usize> {
+        let mut counts = HashMap::new();
+        for c in self.all() {
+            *counts
+                .entry((c.database.clone(), c.user.clone(), c.state()))
+                .or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_come_and_go_with_their_states() {
+        let clients = Arc::new(Clients::default());
+        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let a = clients.register(addr, "db", "u");
+        let b = clients.register(addr, "db", "u");
+        a.set(ClientState::Active);
+        let counts = clients.counts();
+        let key = |s| ("db".to_owned(), "u".to_owned(), s);
+        assert_eq!(counts.get(&key(ClientState::Active)), Some(&1));
+        assert_eq!(counts.get(&key(ClientState::Idle)), Some(&1));
+        drop(b);
+        assert_eq!(clients.all().len(), 1);
+        assert_ne!(a.info().id, 0);
+    }
+}
