@@ -428,7 +428,7 @@ mod tests {
         let now = Instant::now();
         let later = now + Duration::from_secs(60);
         let mut s = State::new_for_test(sizes(3, 0, 0));
-        wait(&mut s, now);
+        let _first = wait(&mut s, now);
         wait(&mut s, now);
         s.leave(WaiterId(1));
         s.opened(1, now, now);
@@ -439,7 +439,7 @@ mod tests {
             (1, 0, 1, 0, 0)
         );
         assert!(matches!(s.checkout(later), Checkout::Ready(2, _)));
-        wait(&mut s, later);
+        let _third = wait(&mut s, later);
         let snap = s.snapshot(later + Duration::from_secs(1), Duration::from_secs(30));
         assert_eq!(
             (snap.active, snap.idle, snap.used, snap.login, snap.waiting),
