@@ -1,7 +1,6 @@
 //! The state every connection shares: configuration, user secrets, pools and cancel keys.
 //! Built once at start; handed to each client task as an `Arc`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::auth::UserDirectory;
@@ -10,6 +9,7 @@ use crate::client::limits::ClientCounts;
 use crate::client::state::SessionShared;
 use crate::config::Config;
 use crate::pool::Pools;
+use crate::shutdown::{Phase, Shutdown};
 use crate::stats::Clients;
 
 #[derive(Debug)]
@@ -24,8 +24,7 @@ pub struct App {
     pub sessions: Arc<SessionShared>,
     /// Every logged-in client and its state, for metrics and the admin console.
     pub connected: Arc<Clients>,
-    /// Whether new clients are accepted (false while shutting down).
-    accepting: AtomicBool,
+    pub shutdown: Shutdown,
 }
 
 impl App {
@@ -38,17 +37,13 @@ impl App {
             clients: Arc::new(ClientCounts::default()),
             sessions: Arc::new(SessionShared::default()),
             connected: Arc::new(Clients::default()),
-            accepting: AtomicBool::new(true),
+            shutdown: Shutdown::default(),
             config,
         }
     }
 
+    /// Whether new clients are accepted: until shutdown begins.
     pub fn accepting(&self) -> bool {
-        self.accepting.load(Ordering::Relaxed)
-    }
-
-    /// Stops taking new clients, as shutdown begins.
-    pub fn stop_accepting(&self) {
-        self.accepting.store(false, Ordering::Relaxed);
+        self.shutdown.phase() == Phase::Running
     }
 }

@@ -19,5 +19,6 @@ pub mod prepared;
 pub mod protocol;
 pub mod route;
 pub mod server;
+pub mod shutdown;
 pub mod sql;
 pub mod stats;

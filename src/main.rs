@@ -4,14 +4,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 use pgweir::app::App;
-use pgweir::config::Config;
+use pgweir::config::{Config, LogFormat};
 use pgweir::listener;
-use pgweir::stats::exporter;
+use pgweir::shutdown::Phase;
+use pgweir::stats::{self, exporter};
 
 #[derive(Parser)]
 #[command(
@@ -49,7 +52,7 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }
-    init_logging(&config.pgweir.log_level);
+    init_logging(&config.pgweir.log_level, config.pgweir.log_format);
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -59,14 +62,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// `RUST_LOG` wins over the config's `log_level`.
-fn init_logging(level: &str) {
+/// `RUST_LOG` wins over the config's `log_level`; `log_format = "json"` writes one JSON
+/// object per line for log shippers.
+fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 fn run(config: Config) -> std::io::Result<()> {
@@ -82,6 +90,10 @@ fn run(config: Config) -> std::io::Result<()> {
             None => None,
         };
         let app = Arc::new(App::new(config));
+        let period = app.config.pgweir.stats_period;
+        if !period.is_zero() {
+            tokio::spawn(stats::period::log_every(Arc::clone(&app), period));
+        }
         if let Some((addr, handle)) = metrics {
             let metrics_listener = exporter::bind(addr).await?;
             tracing::info!(%addr, "metrics on /metrics, health on /health");
@@ -89,12 +101,67 @@ fn run(config: Config) -> std::io::Result<()> {
         }
         let listener = listener::bind(&app).await?;
         tracing::info!(addr = %listener.local_addr()?, "pgweir listening");
+        let mut signals = Signals::new()?;
         tokio::select! {
-            () = listener::serve(Arc::clone(&app), listener) => Ok(()),
-            r = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted; exiting");
-                r
-            }
+            () = listener::serve(Arc::clone(&app), listener) => {}
+            first = signals.next() => tracing::info!(
+                signal = first,
+                "shutting down: no new clients; clients finish their transactions, then close"
+            ),
         }
+        drain(&app, &mut signals).await;
+        Ok(())
     })
+}
+
+/// SIGTERM and SIGINT (the first starts shutdown, the second makes it immediate).
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Lets clients finish their transactions for up to `shutdown_timeout` (zero: no limit),
+/// then closes the rest; a second signal closes them at once.
+async fn drain(app: &App, signals: &mut Signals) {
+    app.shutdown.advance(Phase::Draining);
+    let limit = app.config.pgweir.shutdown_timeout;
+    let deadline = async {
+        if limit.is_zero() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        () = clients_gone(app) => return,
+        () = deadline => tracing::warn!(?limit, "shutdown_timeout: closing the remaining clients"),
+        second = signals.next() => tracing::warn!(signal = second, "closing the remaining clients now"),
+    }
+    app.shutdown.advance(Phase::Now);
+    // Each client is told why before its connection closes.
+    let _ = tokio::time::timeout(FINAL_GRACE, clients_gone(app)).await;
+}
+
+/// How long clients closed by force get to receive their FATAL.
+const FINAL_GRACE: Duration = Duration::from_secs(1);
+
+async fn clients_gone(app: &App) {
+    while !app.connected.all().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -22,6 +22,7 @@ use crate::config::PoolMode;
 use crate::pool::{Node, Pool, PoolError, PooledServer};
 use crate::protocol::framer::OutQueue;
 use crate::protocol::{fe, TxStatus};
+use crate::shutdown::{Phase, ShutdownWatch};
 use crate::sql::{Classification, Verdict};
 use crate::stats::ClientState;
 
@@ -43,18 +44,25 @@ pub enum Acquired {
 }
 
 /// Waits until the client sends a message that needs a server, at most `idle_limit` (zero:
-/// forever). False when it says goodbye.
+/// forever). False when it says goodbye; an error when shutdown begins meanwhile.
 pub async fn next_request(
     client: &mut TcpStream,
     cbuf: &mut BytesMut,
     idle_limit: Duration,
+    shutdown: &mut ShutdownWatch,
 ) -> Result<bool, ClientError> {
-    if idle_limit.is_zero() {
-        return wait_for_request(client, cbuf).await;
+    let wait = async {
+        if idle_limit.is_zero() {
+            return wait_for_request(client, cbuf).await;
+        }
+        tokio::time::timeout(idle_limit, wait_for_request(client, cbuf))
+            .await
+            .map_err(|_| ClientError::IdleTimeout(idle_limit))?
+    };
+    tokio::select! {
+        got = wait => got,
+        () = shutdown.reached(Phase::Draining) => Err(ClientError::ShuttingDown),
     }
-    tokio::time::timeout(idle_limit, wait_for_request(client, cbuf))
-        .await
-        .map_err(|_| ClientError::IdleTimeout(idle_limit))?
 }
 
 async fn wait_for_request(

@@ -17,7 +17,7 @@ pub mod txn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
@@ -71,6 +71,8 @@ pub enum ClientError {
     IdleInTransaction(Duration),
     #[error("query_timeout: query ran longer than {0:?} and was canceled")]
     QueryTimeout(Duration),
+    #[error("pgweir is shutting down")]
+    ShuttingDown,
     #[error("client connection lost: {0}")]
     Io(#[from] std::io::Error),
     #[error("client closed the connection")]
@@ -107,6 +109,7 @@ impl ClientVisible for ClientError {
             ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
             ClientError::IdleInTransaction(_) => SqlState::IDLE_IN_TRANSACTION_TIMEOUT,
             ClientError::QueryTimeout(_) => SqlState::QUERY_CANCELED,
+            ClientError::ShuttingDown => SqlState::ADMIN_SHUTDOWN,
             ClientError::Malformed(_) | ClientError::Io(_) | ClientError::Closed => {
                 SqlState::PROTOCOL_VIOLATION
             }
@@ -147,7 +150,20 @@ async fn session(
     let Some(ready) = ready else {
         return Ok(());
     };
-    relay::run(ready, stream, buf).await
+    let g = &app.config.pgweir;
+    let info = ready.entry.info();
+    let (database, user, since) = (info.database.clone(), info.user.clone(), Instant::now());
+    if g.log_connections {
+        tracing::info!(client = %peer, %database, %user, "client logged in");
+    }
+    let ended = relay::run(ready, stream, buf).await;
+    if g.log_disconnections {
+        let reason = ended.as_ref().err().map(ToString::to_string);
+        let reason = reason.as_deref().unwrap_or("client closed the connection");
+        let duration = since.elapsed();
+        tracing::info!(client = %peer, %database, %user, ?duration, reason, "client disconnected");
+    }
+    ended
 }
 
 /// Startup and authentication. `None` when the connection was only a CancelRequest.
@@ -237,8 +253,9 @@ async fn log_in(
     stream.write_all(&out).await?;
     let shared = Arc::clone(&app.sessions);
     let entry = app.connected.register(peer, database, user);
+    let shutdown = app.shutdown.watch();
     Ok(Some(relay::Session::new(
-        group, params, cancel, slot, shared, entry,
+        group, params, cancel, slot, shared, entry, shutdown,
     )))
 }
 

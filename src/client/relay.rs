@@ -49,6 +49,7 @@ use crate::prepared::{
 use crate::protocol::framer::{Framer, OutQueue};
 use crate::protocol::{backend, ProtocolError, TxStatus};
 use crate::server::{ServerConn, ServerError, SCS_SLOT};
+use crate::shutdown::{Phase, ShutdownWatch};
 use crate::sql::{PinReason, Pins};
 use crate::stats::{ClientEntry, ClientState, Clock};
 
@@ -87,6 +88,8 @@ pub struct Session {
     _slot: ClientSlot,
     /// The client's entry in the list of connected clients, showing what it does.
     pub(super) entry: ClientEntry,
+    /// Tells the client task when shutdown begins.
+    pub(super) shutdown: ShutdownWatch,
 }
 
 impl Session {
@@ -97,6 +100,7 @@ impl Session {
         slot: ClientSlot,
         shared: Arc<SessionShared>,
         entry: ClientEntry,
+        shutdown: ShutdownWatch,
     ) -> Self {
         Session {
             pool: Arc::clone(&group.primary),
@@ -111,6 +115,7 @@ impl Session {
             sticky: Pins::default(),
             _slot: slot,
             entry,
+            shutdown,
         }
     }
 
@@ -174,7 +179,7 @@ enum End {
     },
     ClientGone,
     ServerGone,
-    /// query_timeout or idle_transaction_timeout ran out.
+    /// query_timeout or idle_transaction_timeout ran out, or shutdown could wait no more.
     Expired(ClientError),
 }
 
@@ -189,12 +194,23 @@ pub async fn run(
     let mut pinned_to: Option<(PooledServer, LinkRoute)> = None;
     loop {
         to_client.write_all(client).await?;
+        if s.shutdown.phase() != Phase::Running {
+            // Between transactions: the client's work is done; a pinned server is cleaned.
+            if let Some((server, _)) = pinned_to.take() {
+                let left = Leftover::Clean {
+                    rollback: false,
+                    discard: true,
+                };
+                reset::left_behind(server, left).await;
+            }
+            return Err(ClientError::ShuttingDown);
+        }
         let (mut server, route, mut retry) = match pinned_to.take() {
             Some((server, route)) => (server, route, None),
             None => {
                 s.entry.set(ClientState::Idle);
                 let idle_limit = s.pool.settings.client_idle_timeout;
-                if !next_request(client, cbuf, idle_limit).await? {
+                if !next_request(client, cbuf, idle_limit, &mut s.shutdown).await? {
                     return Ok(());
                 }
                 let (server, route, retry) =
@@ -441,6 +457,7 @@ async fn pump(
     } = &mut **server;
     let (mut sr, mut sw) = stream.split();
     let (mut cr, mut cw) = client.split();
+    let mut stop = s.shutdown.clone();
     drain_client(s, link, cbuf, cframer, sstmts)?;
     loop {
         if link.terminated {
@@ -494,6 +511,7 @@ async fn pump(
                     return Ok(End::Expired(e));
                 }
             }
+            () = stop.reached(Phase::Now) => return Ok(End::Expired(ClientError::ShuttingDown)),
             r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER && link.route.held.is_none() => {
                 if r? == 0 {
                     return Ok(End::ClientGone);

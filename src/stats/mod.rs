@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod exporter;
+pub mod period;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -263,6 +263,20 @@ impl Pgweir {
         self.child.id()
     }
 
+    /// Sends the signal `name` (`TERM`, `INT`, `HUP`) to pgweir.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -s {name} pgweir");
+    }
+
+    /// pgweir's exit status once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait for pgweir")
+    }
+
     /// A tokio-postgres config pointing at pgweir.
     pub fn config(&self, user: &str, password: &str, db: &str) -> Config {
         let mut config = Config::new();

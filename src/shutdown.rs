@@ -1,0 +1,97 @@
+//! Stopping without losing a transaction. [`Shutdown`] is the process-wide switch the
+//! signal handler (and later the admin console's SHUTDOWN) throws; [`Phase`] says how far
+//! it has gone, and every client task watches it through a [`ShutdownWatch`]:
+//!
+//! - `Draining`: no new clients; a client between transactions is told FATAL 57P01 and
+//!   closed; a client in a transaction finishes it first (its server then goes back
+//!   clean) and is closed at the next boundary.
+//! - `Now`: `shutdown_timeout` ran out or a second signal came: every client still here
+//!   is told FATAL 57P01 and closed, its open transaction rolled back by the server.
+//!
+//! Both SIGTERM (PgBouncer's WAIT_FOR_CLIENTS) and SIGINT (WAIT_FOR_SERVERS) drain this way:
+//! in transaction mode a client holds a server exactly as long as its transaction, so
+//! waiting for servers to be released and letting clients finish their transactions are the
+//! same wait.
+
+use tokio::sync::watch;
+
+/// How far shutdown has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Running,
+    Draining,
+    Now,
+}
+
+/// The switch; one per process.
+#[derive(Debug)]
+pub struct Shutdown {
+    tx: watch::Sender<Phase>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            tx: watch::Sender::new(Phase::Running),
+        }
+    }
+}
+
+impl Shutdown {
+    /// Moves to `phase` if that is further than now; never back.
+    pub fn advance(&self, phase: Phase) {
+        self.tx.send_if_modified(|p| {
+            let further = phase > *p;
+            if further {
+                *p = phase;
+            }
+            further
+        });
+    }
+
+    pub fn phase(&self) -> Phase {
+        *self.tx.borrow()
+    }
+
+    /// A receiver for one client task.
+    pub fn watch(&self) -> ShutdownWatch {
+        ShutdownWatch {
+            rx: self.tx.subscribe(),
+        }
+    }
+}
+
+/// One task's view of the switch.
+#[derive(Debug, Clone)]
+pub struct ShutdownWatch {
+    rx: watch::Receiver<Phase>,
+}
+
+impl ShutdownWatch {
+    pub fn phase(&self) -> Phase {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once the phase is at least `phase` (at once if it already is).
+    pub async fn reached(&mut self, phase: Phase) {
+        // An error means the switch is gone with the process: nothing left to wait for.
+        let _ = self.rx.wait_for(|p| *p >= phase).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn phases_only_move_forward_and_watchers_see_them() {
+        let s = Shutdown::default();
+        let mut w = s.watch();
+        assert_eq!(w.phase(), Phase::Running);
+        s.advance(Phase::Now);
+        s.advance(Phase::Draining);
+        assert_eq!(s.phase(), Phase::Now);
+        w.reached(Phase::Draining).await;
+        w.reached(Phase::Now).await;
+    }
+}
