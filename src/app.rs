@@ -1,7 +1,10 @@
 //! The state every connection shares: configuration, user secrets, pools and cancel keys.
-//! Built once at start; handed to each client task as an `Arc`.
+//! Built once at start; handed to each client task as an `Arc`. [`App::reload`] swaps in a
+//! new configuration without dropping anyone: readers take the current one each time.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::auth::UserDirectory;
 use crate::cancel::CancelRegistry;
@@ -14,8 +17,8 @@ use crate::stats::Clients;
 
 #[derive(Debug)]
 pub struct App {
-    pub config: Arc<Config>,
-    pub users: UserDirectory,
+    config: ArcSwap<Config>,
+    users: ArcSwap<UserDirectory>,
     pub pools: Arc<Pools>,
     pub cancels: Arc<CancelRegistry>,
     /// Connected clients per database and user.
@@ -31,19 +34,63 @@ impl App {
     pub fn new(config: Config) -> Self {
         let config = Arc::new(config);
         App {
-            users: UserDirectory::from_config(&config),
+            users: ArcSwap::from_pointee(UserDirectory::from_config(&config)),
             pools: Pools::new(Arc::clone(&config)),
             cancels: Arc::new(CancelRegistry::default()),
             clients: Arc::new(ClientCounts::default()),
             sessions: Arc::new(SessionShared::default()),
             connected: Arc::new(Clients::default()),
             shutdown: Shutdown::default(),
-            config,
+            config: ArcSwap::new(config),
         }
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// The users who may log in now, with their secrets.
+    pub fn users(&self) -> Arc<UserDirectory> {
+        self.users.load_full()
+    }
+
+    /// Puts `new` in force: users at once, pool sizes and timeouts from each pool's next
+    /// checkout, new databases on first use; a removed database, or one whose servers
+    /// changed, keeps serving the clients it has while new clients get the new one (or an
+    /// error). Returns what could not change without a restart.
+    pub fn reload(&self, new: Config) -> Vec<String> {
+        let new = Arc::new(new);
+        let old = self.config();
+        let restart_only = restart_only(&old, &new);
+        self.users.store(Arc::new(UserDirectory::from_config(&new)));
+        self.pools.reconfigure(Arc::clone(&new));
+        self.config.store(new);
+        restart_only
     }
 
     /// Whether new clients are accepted: until shutdown begins.
     pub fn accepting(&self) -> bool {
         self.shutdown.phase() == Phase::Running
     }
+}
+
+/// The `[pgweir]` keys whose new values wait for a restart: the sockets and threads
+/// already exist.
+fn restart_only(old: &Config, new: &Config) -> Vec<String> {
+    let (o, n) = (&old.pgweir, &new.pgweir);
+    let changed = [
+        ("listen_addr", o.listen_addr != n.listen_addr),
+        ("listen_port", o.listen_port != n.listen_port),
+        ("workers", o.workers != n.workers),
+        ("metrics_addr", o.metrics_addr != n.metrics_addr),
+        ("max_client_conn", o.max_client_conn != n.max_client_conn),
+        ("log_format", o.log_format != n.log_format),
+        ("stats_period", o.stats_period != n.stats_period),
+    ];
+    changed
+        .iter()
+        .filter(|(_, c)| *c)
+        .map(|(key, _)| format!("{key} changed; it takes effect at the next restart"))
+        .collect()
 }

@@ -15,13 +15,13 @@ use crate::protocol::backend;
 
 /// Binds the configured address.
 pub async fn bind(app: &App) -> std::io::Result<TcpListener> {
-    let g = &app.config.pgweir;
+    let g = &app.config().pgweir;
     TcpListener::bind((g.listen_addr.as_str(), g.listen_port)).await
 }
 
 /// Accepts clients forever.
 pub async fn serve(app: Arc<App>, listener: TcpListener) {
-    let slots = Arc::new(Semaphore::new(app.config.pgweir.max_client_conn));
+    let slots = Arc::new(Semaphore::new(app.config().pgweir.max_client_conn));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,

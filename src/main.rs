@@ -1,7 +1,7 @@
 //! The `pgweir` command: `pgweir --config PATH` runs the pooler, `pgweir check --config PATH`
 //! validates a configuration file and prints every problem in it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config.pgweir.log_level, config.pgweir.log_format);
-    match run(config) {
+    match run(config, &cli.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "pgweir stopped");
@@ -77,7 +77,7 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
-fn run(config: Config) -> std::io::Result<()> {
+fn run(config: Config, path: &Path) -> std::io::Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.pgweir.workers > 0 {
         rt.worker_threads(config.pgweir.workers);
@@ -90,7 +90,7 @@ fn run(config: Config) -> std::io::Result<()> {
             None => None,
         };
         let app = Arc::new(App::new(config));
-        let period = app.config.pgweir.stats_period;
+        let period = app.config().pgweir.stats_period;
         if !period.is_zero() {
             tokio::spawn(stats::period::log_every(Arc::clone(&app), period));
         }
@@ -104,6 +104,7 @@ fn run(config: Config) -> std::io::Result<()> {
         let mut signals = Signals::new()?;
         tokio::select! {
             () = listener::serve(Arc::clone(&app), listener) => {}
+            () = reload_on_sighup(&app, path) => {}
             first = signals.next() => tracing::info!(
                 signal = first,
                 "shutting down: no new clients; clients finish their transactions, then close"
@@ -112,6 +113,29 @@ fn run(config: Config) -> std::io::Result<()> {
         drain(&app, &mut signals).await;
         Ok(())
     })
+}
+
+/// Re-reads the configuration file at each SIGHUP. A file with any problem is rejected
+/// whole, and the running configuration stays.
+async fn reload_on_sighup(app: &App, path: &Path) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload through the admin console only");
+        return std::future::pending().await;
+    };
+    while hup.recv().await.is_some() {
+        match Config::load(path) {
+            Ok(config) => {
+                for note in app.reload(config) {
+                    tracing::warn!("{note}");
+                }
+                tracing::info!(path = %path.display(), "configuration reloaded");
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), "reload refused, configuration unchanged:\n{e}")
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// SIGTERM and SIGINT (the first starts shutdown, the second makes it immediate).
@@ -140,7 +164,7 @@ impl Signals {
 /// then closes the rest; a second signal closes them at once.
 async fn drain(app: &App, signals: &mut Signals) {
     app.shutdown.advance(Phase::Draining);
-    let limit = app.config.pgweir.shutdown_timeout;
+    let limit = app.config().pgweir.shutdown_timeout;
     let deadline = async {
         if limit.is_zero() {
             std::future::pending::<()>().await;

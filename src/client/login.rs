@@ -28,10 +28,11 @@ pub async fn authenticate(
     buf: &mut BytesMut,
     user: &str,
 ) -> Result<(), ClientError> {
-    let known = app.users.get(user);
+    let users = app.users();
+    let known = users.get(user);
     let secret = known.flatten();
     let failed = || ClientError::AuthFailed(user.to_owned());
-    match app.config.pgweir.auth_type {
+    match app.config().pgweir.auth_type {
         AuthType::Trust => known.map(|_| ()).ok_or_else(failed),
         AuthType::Plain => {
             let mut out = BytesMut::new();

@@ -138,7 +138,7 @@ async fn session(
     buf: &mut BytesMut,
     peer: SocketAddr,
 ) -> Result<(), ClientError> {
-    let limit = app.config.pgweir.client_login_timeout;
+    let limit = app.config().pgweir.client_login_timeout;
     let login = log_in(app, stream, buf, peer);
     let ready = if limit.is_zero() {
         login.await?
@@ -150,7 +150,7 @@ async fn session(
     let Some(ready) = ready else {
         return Ok(());
     };
-    let g = &app.config.pgweir;
+    let g = &app.config().pgweir;
     let info = ready.entry.info();
     let (database, user, since) = (info.database.clone(), info.user.clone(), Instant::now());
     if g.log_connections {
@@ -217,9 +217,9 @@ async fn log_in(
     let pair = [
         (
             "database",
-            known(database, app.config.databases.contains_key(database)),
+            known(database, app.config().databases.contains_key(database)),
         ),
-        ("user", known(user, app.config.users.contains_key(user))),
+        ("user", known(user, app.config().users.contains_key(user))),
     ];
     if let Err(e) = login::authenticate(app, stream, buf, user).await {
         metrics::counter!("pgweir_client_auth_failures_total", &pair).increment(1);
@@ -230,7 +230,7 @@ async fn log_in(
     stream.write_all(&out).await?;
     out.clear();
 
-    let g = &app.config.pgweir;
+    let g = &app.config().pgweir;
     let slot = app
         .clients
         .admit(

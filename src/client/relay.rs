@@ -126,7 +126,8 @@ impl Session {
         cbuf: &mut BytesMut,
         to_client: &mut OutQueue,
     ) -> bool {
-        if self.pool.mode() == PoolMode::Session || self.pool.settings.max_prepared_statements == 0
+        if self.pool.mode() == PoolMode::Session
+            || self.pool.settings().max_prepared_statements == 0
         {
             return false;
         }
@@ -209,7 +210,7 @@ pub async fn run(
             Some((server, route)) => (server, route, None),
             None => {
                 s.entry.set(ClientState::Idle);
-                let idle_limit = s.pool.settings.client_idle_timeout;
+                let idle_limit = s.pool.settings().client_idle_timeout;
                 if !next_request(client, cbuf, idle_limit, &mut s.shutdown).await? {
                     return Ok(());
                 }
@@ -443,8 +444,8 @@ async fn pump(
 ) -> Result<End, ClientError> {
     let mode = s.pool.mode();
     let timeouts = Timeouts {
-        query: s.pool.settings.query_timeout,
-        idle_tx: s.pool.settings.idle_transaction_timeout,
+        query: s.pool.settings().query_timeout,
+        idle_tx: s.pool.settings().idle_transaction_timeout,
     };
     let timed = timeouts.any();
     let tracking = mode != PoolMode::Session;
@@ -618,7 +619,7 @@ fn drain_client(
     // Nothing proves what a client without standard_conforming_strings sends: it may
     // have written.
     route.wrote |= routes && !lexable && !cbuf.is_empty();
-    let pinning = match (s.pool.settings.pin_session_state, route.hold_writes) {
+    let pinning = match (s.pool.settings().pin_session_state, route.hold_writes) {
         (_, true) => Pinning::OnReplica,
         (true, false) => Pinning::Allowed,
         (false, false) => Pinning::Off,
@@ -634,7 +635,7 @@ fn drain_client(
             client: &mut s.statements,
             server,
             pending,
-            max: s.pool.settings.max_prepared_statements,
+            max: s.pool.settings().max_prepared_statements,
             tx_failed: tracker.status() == TxStatus::Failed,
         },
         watch,

@@ -5,11 +5,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Node, Pool};
-use crate::config::{ReadRouting, Target};
+use crate::config::{DatabaseConfig, ReadRouting, ReplicaConfig, Secret, Target};
 use crate::route::{pick, Candidate, Monitor};
+use crate::server::ServerTarget;
 use crate::sql::ReadOnlyFunctions;
 use crate::stats::GroupStats;
 
@@ -21,6 +22,39 @@ pub struct Routing {
     pub read_your_writes: bool,
     /// Functions the operator declared read-only, on top of the built-in list.
     pub functions: ReadOnlyFunctions,
+}
+
+/// What a group's servers and routing were built from: if a reload changes any of it, the
+/// group is replaced rather than changed under its clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    target: (String, u16, String, String, Option<Secret>),
+    replicas: Vec<ReplicaConfig>,
+    routing: (ReadRouting, Target, Duration, bool, Vec<String>),
+}
+
+impl Origin {
+    /// `primary` is the server the group logs in to, with the password it uses.
+    pub fn of(db: &DatabaseConfig, primary: &ServerTarget) -> Origin {
+        let p = primary;
+        Origin {
+            target: (
+                p.host.clone(),
+                p.port,
+                p.dbname.clone(),
+                p.user.clone(),
+                p.password.clone(),
+            ),
+            replicas: db.replicas.clone(),
+            routing: (
+                db.read_routing,
+                db.target,
+                db.max_replica_lag,
+                db.read_your_writes,
+                db.read_only_functions.clone(),
+            ),
+        }
+    }
 }
 
 /// A replica's pool and its share of the reads.
@@ -39,6 +73,9 @@ pub struct PoolGroup {
     pub monitor: Option<Arc<Monitor>>,
     /// What its clients did, over all nodes.
     pub stats: GroupStats,
+    /// The configuration its servers and routing came from, to tell after a reload
+    /// whether it still describes them.
+    pub origin: Origin,
     /// Rotates among equally loaded candidates.
     turn: AtomicU64,
 }
@@ -49,9 +86,11 @@ impl PoolGroup {
         replicas: Vec<ReplicaPool>,
         routing: Routing,
         monitor: Option<Arc<Monitor>>,
+        origin: Origin,
     ) -> Self {
         let key = &primary.key;
         PoolGroup {
+            origin,
             stats: GroupStats::new(&key.database, &key.user),
             primary,
             replicas,

@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -108,7 +109,8 @@ pub struct ConnectSettings {
 pub struct Pool {
     pub key: PoolKey,
     pub target: ServerTarget,
-    pub settings: PoolSettings,
+    /// Replaced whole by a reload; readers take the current one.
+    settings: ArcSwap<PoolSettings>,
     connect: ConnectSettings,
     budgets: Budgets,
     state: Mutex<PoolState<ServerConn, PoolError>>,
@@ -148,7 +150,7 @@ impl Pool {
             connect_failures: metrics::counter!("pgweir_server_connect_failures_total", &labels),
             key,
             target,
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             connect,
             budgets,
             state: Mutex::new(PoolState::new(sizes, connect.login_retry)),
@@ -158,12 +160,30 @@ impl Pool {
     }
 
     pub fn mode(&self) -> PoolMode {
-        self.settings.pool_mode
+        self.settings().pool_mode
+    }
+
+    /// The settings in force now (a cheap guard; not to be held across awaits).
+    pub fn settings(&self) -> arc_swap::Guard<Arc<PoolSettings>> {
+        self.settings.load()
+    }
+
+    /// Takes new settings from a reload: sizes and timeouts apply to the next checkout.
+    pub fn reconfigure(self: &Arc<Self>, settings: PoolSettings) {
+        let sizes = Sizes {
+            size: settings.pool_size,
+            reserve: settings.reserve_pool_size,
+            min: settings.min_pool_size,
+        };
+        self.settings.store(Arc::new(settings));
+        let (closed, open) = self.state.lock().resize(sizes, Instant::now());
+        drop(closed);
+        self.start_opens(open);
     }
 
     /// Servers by state and the queue, now.
     pub fn snapshot(&self) -> Snapshot {
-        let delay = self.settings.server_check_delay;
+        let delay = self.settings().server_check_delay;
         self.state.lock().snapshot(Instant::now(), delay)
     }
 
@@ -207,9 +227,10 @@ impl Pool {
             tracing::debug!(pool = %self.key, server = conn.id.0, "idle server was closed; replacing it");
             return None;
         }
-        let delay = self.settings.server_check_delay;
+        let settings = self.settings.load_full();
+        let delay = settings.server_check_delay;
         if idle_since.is_some_and(|t| t.elapsed() >= delay) {
-            let check = self.settings.server_check_query.as_str();
+            let check = settings.server_check_query.as_str();
             let answered =
                 tokio::time::timeout(self.connect.connect_timeout, conn.run_internal(check)).await;
             if !matches!(answered, Ok(Ok(crate::protocol::TxStatus::Idle))) {
@@ -259,7 +280,7 @@ impl Pool {
     /// Gives back a clean connection, closing it instead once past `server_lifetime` (zero,
     /// as in PgBouncer: every connection is used once).
     fn checkin(self: &Arc<Self>, conn: ServerConn) {
-        if conn.created.elapsed() >= self.settings.server_lifetime {
+        if conn.created.elapsed() >= self.settings().server_lifetime {
             tracing::debug!(pool = %self.key, server = conn.id.0, "server_lifetime reached; closing");
             drop(conn);
             self.discard();
@@ -279,7 +300,7 @@ impl Pool {
     /// Periodic upkeep, run by the registry: idle and lifetime expiry, min_pool_size, and
     /// retrying opens a limit deferred.
     pub(crate) fn maintain(self: &Arc<Self>) {
-        let s = &self.settings;
+        let s = self.settings();
         let (closed, open) = self.state.lock().maintain(
             Instant::now(),
             s.server_idle_timeout,
@@ -336,7 +357,7 @@ impl<'a> Waiting<'a> {
     /// Waits up to `query_wait_timeout` (zero: forever), asking for a reserve connection
     /// once `reserve_pool_timeout` has passed.
     async fn finish(mut self) -> Result<ServerConn, PoolError> {
-        let s = &self.pool.settings;
+        let s = self.pool.settings.load_full();
         let started = tokio::time::Instant::now();
         let deadline = (!s.query_wait_timeout.is_zero()).then(|| started + s.query_wait_timeout);
         let mut reserve_at = (s.reserve_pool_size > 0).then(|| started + s.reserve_pool_timeout);

@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
-use super::group::Routing;
+use super::group::{Origin, Routing};
 use super::limits::{Budget, Budgets};
 use super::{ConnectSettings, Node, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
 use crate::config::{Config, DatabaseConfig, PoolSettings};
@@ -25,7 +26,7 @@ const JANITOR_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub struct Pools {
-    config: Arc<Config>,
+    config: ArcSwap<Config>,
     groups: RwLock<HashMap<(String, String), Arc<PoolGroup>>>,
     db_budgets: Mutex<HashMap<String, Arc<Budget>>>,
     user_budgets: Mutex<HashMap<String, Arc<Budget>>>,
@@ -36,7 +37,7 @@ pub struct Pools {
 impl Pools {
     pub fn new(config: Arc<Config>) -> Arc<Self> {
         let pools = Arc::new(Pools {
-            config,
+            config: ArcSwap::new(config),
             groups: RwLock::new(HashMap::new()),
             db_budgets: Mutex::new(HashMap::new()),
             user_budgets: Mutex::new(HashMap::new()),
@@ -48,8 +49,8 @@ impl Pools {
 
     /// The servers a client of `database` logged in as `user` uses.
     pub fn get(&self, database: &str, user: &str) -> Result<Arc<PoolGroup>, PoolError> {
-        let db = self
-            .config
+        let config = self.config.load_full();
+        let db = config
             .databases
             .get(database)
             .ok_or_else(|| PoolError::UnknownDatabase(database.to_owned()))?;
@@ -58,7 +59,7 @@ impl Pools {
         if let Some(g) = self.groups.read().get(&name) {
             return Ok(Arc::clone(g));
         }
-        let group = self.build(database, db, user, &name.1)?;
+        let group = self.build(&config, database, db, user, &name.1)?;
         let mut groups = self.groups.write();
         let group = groups.entry(name).or_insert_with(|| Arc::new(group));
         Ok(Arc::clone(group))
@@ -68,12 +69,12 @@ impl Pools {
     /// statement registry) and the database's monitor.
     fn build(
         &self,
+        cfg: &Config,
         database: &str,
         db: &DatabaseConfig,
         user: &str,
         server_user: &str,
     ) -> Result<PoolGroup, PoolError> {
-        let cfg = &self.config;
         let settings = cfg
             .pool_settings(database, user)
             .ok_or_else(|| PoolError::UnknownDatabase(database.to_owned()))?;
@@ -94,8 +95,9 @@ impl Pools {
             user: server_user.to_owned(),
             node,
         };
-        let new_pool =
-            |node, target| self.new_pool(key(node), target, &settings, Arc::clone(&statements));
+        let new_pool = |node, target| {
+            self.new_pool(cfg, key(node), target, &settings, Arc::clone(&statements))
+        };
         let targets: Vec<ServerTarget> = db
             .replicas
             .iter()
@@ -112,7 +114,7 @@ impl Pools {
             })
             .collect();
         let monitor = (!targets.is_empty())
-            .then(|| self.monitor(database, &primary, targets, db.max_replica_lag));
+            .then(|| self.monitor(cfg, database, &primary, targets, db.max_replica_lag));
         let routing = Routing {
             read_routing: db.read_routing,
             target: db.target,
@@ -120,19 +122,21 @@ impl Pools {
             functions: ReadOnlyFunctions::new(db.read_only_functions.iter().cloned()),
         };
         let primary = new_pool(Node::Primary, primary);
-        Ok(PoolGroup::new(primary, replicas, routing, monitor))
+        let origin = Origin::of(db, &primary.target);
+        Ok(PoolGroup::new(primary, replicas, routing, monitor, origin))
     }
 
     /// One node's pool. Connection limits count per server: a replica's connections are
     /// its own, not the primary's.
     fn new_pool(
         &self,
+        cfg: &Config,
         key: PoolKey,
         target: ServerTarget,
         settings: &PoolSettings,
         statements: Arc<Registry>,
     ) -> Arc<Pool> {
-        let g = &self.config.pgweir;
+        let g = &cfg.pgweir;
         let (suffix, login_retry) = match key.node {
             Node::Primary => (String::new(), g.server_login_retry),
             // A replica that fails logins is banned (`replica_ban_time`) and gets no clients
@@ -171,6 +175,7 @@ impl Pools {
     /// WAL positions.
     fn monitor(
         &self,
+        cfg: &Config,
         database: &str,
         primary: &ServerTarget,
         replicas: Vec<ServerTarget>,
@@ -180,7 +185,7 @@ impl Pools {
         if let Some(m) = monitors.get(database).and_then(Weak::upgrade) {
             return m;
         }
-        let g = &self.config.pgweir;
+        let g = &cfg.pgweir;
         let settings = MonitorSettings::new(
             g.replica_check_interval,
             g.server_connect_timeout,
@@ -190,6 +195,34 @@ impl Pools {
         let m = Monitor::spawn(primary.clone(), replicas, settings);
         monitors.insert(database.to_owned(), Arc::downgrade(&m));
         m
+    }
+
+    /// Takes a reloaded configuration. Groups whose database is gone, or whose servers or
+    /// routing changed, leave the registry: their clients finish on them, new clients get
+    /// a new group (or an error for a removed database). The others take the new pool
+    /// settings in place.
+    pub fn reconfigure(&self, config: Arc<Config>) {
+        self.config.store(Arc::clone(&config));
+        self.groups.write().retain(|(database, user), group| {
+            let Some(db) = config.databases.get(database) else {
+                tracing::info!(%database, %user, "database removed: its clients finish, new ones are refused");
+                return false;
+            };
+            let password = match &db.user {
+                Some(_) => db.password.clone(),
+                None => config.users.get(user).and_then(|u| u.password.clone()),
+            };
+            if group.origin != Origin::of(db, &ServerTarget { password, ..group.primary.target.clone() }) {
+                tracing::info!(%database, %user, "servers or routing changed: new clients get new pools, the old ones drain");
+                return false;
+            }
+            if let Some(settings) = config.pool_settings(database, user) {
+                for (_, pool) in group.pools() {
+                    pool.reconfigure(settings.clone());
+                }
+            }
+            true
+        });
     }
 
     /// Every group, for reporting.

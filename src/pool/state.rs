@@ -165,6 +165,22 @@ impl<C, E: Clone> PoolState<C, E> {
         self.reserve_opens(limit, now)
     }
 
+    /// New sizes from a reload. A larger pool opens for the queue at once; a smaller one
+    /// closes idle servers above the size now (the busy ones as they come back). Returns
+    /// the idle connections to close and how many to open.
+    pub fn resize(&mut self, sizes: Sizes, now: Instant) -> (Vec<C>, usize) {
+        self.sizes = sizes;
+        let mut closed = Vec::new();
+        while self.open > sizes.size {
+            let Some(i) = self.idle.pop_front() else {
+                break;
+            };
+            self.open -= 1;
+            closed.push(i.conn);
+        }
+        (closed, self.reserve_opens(sizes.size, now))
+    }
+
     /// A waiter gave up (timed out, or its client left): it leaves the queue at once.
     pub fn leave(&mut self, id: WaiterId) {
         if self.waiters.remove(&id).is_some() && self.waiters.is_empty() {
@@ -421,6 +437,30 @@ mod tests {
         s.opened(2, now, now);
         assert!(matches!(s.checkout(now), Checkout::Ready(2, _)));
         assert!(matches!(s.checkout(now), Checkout::Ready(1, _)));
+    }
+
+    #[test]
+    fn a_resize_opens_for_the_queue_or_closes_idle_servers() {
+        let now = Instant::now();
+        let mut s = State::new_for_test(sizes(1, 0, 0));
+        let _a = wait(&mut s, now);
+        let _b = wait(&mut s, now);
+        let _c = wait(&mut s, now);
+        assert_eq!(s.open_count(), 1);
+        let (closed, open) = s.resize(sizes(3, 0, 0), now);
+        assert!(closed.is_empty());
+        assert_eq!((open, s.open_count()), (2, 3));
+        for c in 1..=3 {
+            s.opened(c, now, now);
+        }
+        for c in 1..=3 {
+            assert!(s.checkin(c, now, now).is_none());
+        }
+        let (closed, open) = s.resize(sizes(1, 0, 0), now);
+        assert_eq!(
+            (closed.len(), open, s.open_count(), s.idle_count()),
+            (2, 0, 1, 1)
+        );
     }
 
     #[test]
