@@ -2,6 +2,7 @@
 //! Built once at start; handed to each client task as an `Arc`. [`App::reload`] swaps in a
 //! new configuration without dropping anyone: readers take the current one each time.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -10,7 +11,7 @@ use crate::auth::UserDirectory;
 use crate::cancel::CancelRegistry;
 use crate::client::limits::ClientCounts;
 use crate::client::state::SessionShared;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::pool::Pools;
 use crate::shutdown::{Phase, Shutdown};
 use crate::stats::Clients;
@@ -28,10 +29,13 @@ pub struct App {
     /// Every logged-in client and its state, for metrics and the admin console.
     pub connected: Arc<Clients>,
     pub shutdown: Shutdown,
+    /// Where the configuration was read from, for RELOAD and SIGHUP.
+    config_path: PathBuf,
 }
 
 impl App {
-    pub fn new(config: Config) -> Self {
+    /// The app for `config`, read from `path`.
+    pub fn new(config: Config, path: PathBuf) -> Self {
         let config = Arc::new(config);
         App {
             users: ArcSwap::from_pointee(UserDirectory::from_config(&config)),
@@ -42,7 +46,16 @@ impl App {
             connected: Arc::new(Clients::default()),
             shutdown: Shutdown::default(),
             config: ArcSwap::new(config),
+            config_path: path,
         }
+    }
+
+    /// Re-reads the configuration file and puts it in force; a file with any problem is
+    /// refused whole and the running configuration stays. On success, returns what waits
+    /// for a restart.
+    pub fn reload_file(&self) -> Result<Vec<String>, ConfigError> {
+        let config = Config::load(&self.config_path)?;
+        Ok(self.reload(config))
     }
 
     /// The configuration in force now.

@@ -89,7 +89,7 @@ fn run(config: Config, path: &Path) -> std::io::Result<()> {
             Some(addr) => Some((addr, exporter::install().map_err(std::io::Error::other)?)),
             None => None,
         };
-        let app = Arc::new(App::new(config));
+        let app = Arc::new(App::new(config, path.to_owned()));
         let period = app.config().pgweir.stats_period;
         if !period.is_zero() {
             tokio::spawn(stats::period::log_every(Arc::clone(&app), period));
@@ -102,9 +102,14 @@ fn run(config: Config, path: &Path) -> std::io::Result<()> {
         let listener = listener::bind(&app).await?;
         tracing::info!(addr = %listener.local_addr()?, "pgweir listening");
         let mut signals = Signals::new()?;
+        // The admin console's SHUTDOWN starts the same drain as a signal.
+        let mut requested = app.shutdown.watch();
         tokio::select! {
             () = listener::serve(Arc::clone(&app), listener) => {}
             () = reload_on_sighup(&app, path) => {}
+            () = requested.reached(Phase::Draining) => {
+                tracing::info!("shutting down on request: no new clients; clients finish their transactions, then close");
+            }
             first = signals.next() => tracing::info!(
                 signal = first,
                 "shutting down: no new clients; clients finish their transactions, then close"
@@ -123,9 +128,9 @@ async fn reload_on_sighup(app: &App, path: &Path) {
         return std::future::pending().await;
     };
     while hup.recv().await.is_some() {
-        match Config::load(path) {
-            Ok(config) => {
-                for note in app.reload(config) {
+        match app.reload_file() {
+            Ok(notes) => {
+                for note in notes {
                     tracing::warn!("{note}");
                 }
                 tracing::info!(path = %path.display(), "configuration reloaded");

@@ -78,13 +78,14 @@ async fn a_transaction_in_flight_finishes_then_its_client_is_closed() {
         .batch_execute("INSERT INTO shut_inflight VALUES (2); COMMIT")
         .await
         .unwrap();
+    // Told FATAL 57P01 right after its transaction; the driver may read it before it asks.
     let err = client
         .simple_query("SELECT 1")
         .await
         .expect_err("closed after its transaction");
-    assert_eq!(
-        sqlstate(&err).map(|s| s.code().to_owned()).as_deref(),
-        Some("57P01"),
+    let code = sqlstate(&err).map(|s| s.code().to_owned());
+    assert!(
+        code.as_deref() == Some("57P01") || err.is_closed(),
         "{err:?}"
     );
     let took = until_exit(&mut pgweir, signalled, Duration::from_secs(10)).await;
