@@ -10,64 +10,15 @@
 
 mod common;
 
-use tokio::sync::OnceCell;
 use tokio_postgres::Client;
 
 use common::replica::Replica;
 use common::routing::{
-    auto_routing, eventually_within, ran_on_replica, read_on_replica, until_reads_on_replica,
+    auto_routing, eventually_within, insert_on_replica, primary_rows, read_on_replica, replica,
+    routed_client, until_reads_on_replica, with_table,
 };
 use common::wire::{tags, Msg, Wire};
-use common::{cluster, expect_sqlstate, within, Pgweir, SCRAM_USER, TEST_DB};
-
-static REPLICA: OnceCell<Replica> = OnceCell::const_new();
-
-/// The replica every test of this binary reads from.
-async fn replica() -> &'static Replica {
-    REPLICA.get_or_init(|| cluster().replica("")).await
-}
-
-/// Creates `table (id int)` on the primary, writable by the test users, and waits until
-/// the replica has it too.
-async fn with_table(table: &str) -> &'static Replica {
-    let replica = replica().await;
-    cluster()
-        .admin_on(TEST_DB)
-        .await
-        .batch_execute(&format!(
-            "CREATE TABLE {table} (id int); GRANT ALL ON {table} TO PUBLIC"
-        ))
-        .await
-        .expect("create the test's table");
-    replica.wait_caught_up(cluster()).await;
-    replica
-}
-
-/// Rows of `table` on the primary, read directly.
-async fn primary_rows(table: &str) -> i64 {
-    cluster()
-        .admin_on(TEST_DB)
-        .await
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .expect("count rows on the primary")
-        .get(0)
-}
-
-/// A client of `pgweir` whose reads already land on the replica.
-async fn routed_client(pgweir: &Pgweir) -> Client {
-    let client = pgweir.connect().await;
-    until_reads_on_replica(&client, "a read reaching the replica").await;
-    client
-}
-
-/// Inserts `id` into `table` with a simple query; true when a replica ran the insert.
-async fn insert_on_replica(client: &Client, table: &str, id: i32) -> bool {
-    let sql = format!("INSERT INTO {table} VALUES ({id}) RETURNING pg_is_in_recovery()");
-    ran_on_replica(client, &sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-}
+use common::{expect_sqlstate, within, Pgweir, SCRAM_USER, TEST_DB};
 
 /// Opens a `BEGIN READ ONLY` transaction on `client` that runs on the replica.
 async fn read_only_on_replica(client: &Client) {

@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::OnceCell;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::replica::Replica;
@@ -79,4 +80,54 @@ where
 /// found it fresh enough for this client.
 pub async fn until_reads_on_replica(client: &Client, what: &str) {
     eventually(what, || read_on_replica(client)).await
+}
+
+/// This test binary's shared replica.
+static REPLICA: OnceCell<Replica> = OnceCell::const_new();
+
+/// The replica every test of this binary reads from.
+pub async fn replica() -> &'static Replica {
+    REPLICA.get_or_init(|| super::cluster().replica("")).await
+}
+
+/// Creates `table (id int)` on the primary, writable by the test users, and waits until
+/// the replica has it too.
+pub async fn with_table(table: &str) -> &'static Replica {
+    let replica = replica().await;
+    super::cluster()
+        .admin_on(super::TEST_DB)
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE {table} (id int); GRANT ALL ON {table} TO PUBLIC"
+        ))
+        .await
+        .expect("create the test's table");
+    replica.wait_caught_up(super::cluster()).await;
+    replica
+}
+
+/// Rows of `table` on the primary, read directly.
+pub async fn primary_rows(table: &str) -> i64 {
+    super::cluster()
+        .admin_on(super::TEST_DB)
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count rows on the primary")
+        .get(0)
+}
+
+/// A client of `pgweir` whose reads already land on the replica.
+pub async fn routed_client(pgweir: &Pgweir) -> Client {
+    let client = pgweir.connect().await;
+    until_reads_on_replica(&client, "a read reaching the replica").await;
+    client
+}
+
+/// Inserts `id` into `table` with a simple query; true when a replica ran the insert.
+pub async fn insert_on_replica(client: &Client, table: &str, id: i32) -> bool {
+    let sql = format!("INSERT INTO {table} VALUES ({id}) RETURNING pg_is_in_recovery()");
+    ran_on_replica(client, &sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
 }
