@@ -4,9 +4,11 @@
 //! [`listener`] accepts → [`client`] runs startup, TLS refusal and authentication
 //! ([`auth`]) → [`pool`] checks out a server connection ([`server`]) → [`client::relay`]
 //! moves bytes both ways, framed by [`protocol`] → the server goes back to the pool.
-//! [`config`] is read once at start; [`cancel`] routes CancelRequests.
+//! [`config`] is read once at start; [`cancel`] routes CancelRequests; [`admin`] answers
+//! clients of the virtual admin database; [`stats`] counts for it and for Prometheus.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cancel;

@@ -1,7 +1,8 @@
 //! One client connection from accept to goodbye: the startup packet (refusing TLS and GSS
 //! for now, routing CancelRequests), authentication ([`login`]), the first ParameterStatus,
-//! BackendKeyData and ReadyForQuery, then the [`relay`]. Every failure a client can see is
-//! turned into an ErrorResponse with its SQLSTATE here.
+//! BackendKeyData and ReadyForQuery, then the [`relay`], or for the virtual admin
+//! database the [`crate::admin`] console. Every failure a client can see is turned into an
+//! ErrorResponse with its SQLSTATE here.
 
 pub mod acquire;
 pub mod inspect;
@@ -24,6 +25,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::admin::{self, Access};
 use crate::app::App;
 use crate::auth::scram::ScramError;
 use crate::cancel::ClientKey;
@@ -32,6 +34,7 @@ use crate::pool::PoolError;
 use crate::protocol::startup::{self, StartupMessage, StartupPacket};
 use crate::protocol::{backend, ProtocolError, TxStatus, MAX_STARTUP_PACKET};
 use crate::server::{ServerConn, ServerError};
+use crate::stats::ClientEntry;
 use limits::Refused;
 use params::ClientParams;
 
@@ -53,6 +56,8 @@ pub enum ClientError {
     NoUser,
     #[error("replication connections are not supported by pgweir")]
     Replication,
+    #[error("not allowed: user \"{0}\" is in neither admin_users nor stats_users")]
+    ConsoleDenied(String),
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
@@ -100,7 +105,7 @@ impl ClientVisible for ClientError {
             ClientError::Protocol(e) => e.sqlstate(),
             ClientError::AuthFailed(_) => SqlState::INVALID_PASSWORD,
             ClientError::Sasl(e) => SqlState(e.sqlstate()),
-            ClientError::NoUser => SqlState::INVALID_AUTHORIZATION,
+            ClientError::NoUser | ClientError::ConsoleDenied(_) => SqlState::INVALID_AUTHORIZATION,
             ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Server(e) => e.sqlstate(),
@@ -151,12 +156,15 @@ async fn session(
         return Ok(());
     };
     let g = &app.config().pgweir;
-    let info = ready.entry.info();
+    let info = ready.entry().info();
     let (database, user, since) = (info.database.clone(), info.user.clone(), Instant::now());
     if g.log_connections {
         tracing::info!(client = %peer, %database, %user, "client logged in");
     }
-    let ended = relay::run(ready, stream, buf).await;
+    let ended = match ready {
+        Ready::Relay(session) => relay::run(*session, stream, buf).await,
+        Ready::Console(console) => admin::run(app, console, stream, buf).await,
+    };
     if g.log_disconnections {
         let reason = ended.as_ref().err().map(ToString::to_string);
         let reason = reason.as_deref().unwrap_or("client closed the connection");
@@ -166,13 +174,30 @@ async fn session(
     ended
 }
 
+/// Where a logged-in client goes next.
+enum Ready {
+    /// Boxed: a relay session is large, and this is moved once per login.
+    Relay(Box<relay::Session>),
+    Console(admin::Console),
+}
+
+impl Ready {
+    /// The client's entry in the list of connected clients.
+    fn entry(&self) -> &ClientEntry {
+        match self {
+            Ready::Relay(session) => &session.entry,
+            Ready::Console(console) => &console.entry,
+        }
+    }
+}
+
 /// Startup and authentication. `None` when the connection was only a CancelRequest.
 async fn log_in(
     app: &App,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     peer: SocketAddr,
-) -> Result<Option<relay::Session>, ClientError> {
+) -> Result<Option<Ready>, ClientError> {
     let startup = loop {
         match read_startup(stream, buf).await? {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
@@ -214,16 +239,23 @@ async fn log_in(
             "unknown".to_owned()
         }
     };
+    let console = admin::is_console(database);
     let pair = [
         (
             "database",
-            known(database, app.config().databases.contains_key(database)),
+            known(
+                database,
+                console || app.config().databases.contains_key(database),
+            ),
         ),
         ("user", known(user, app.config().users.contains_key(user))),
     ];
     if let Err(e) = login::authenticate(app, stream, buf, user).await {
         metrics::counter!("pgweir_client_auth_failures_total", &pair).increment(1);
         return Err(e);
+    }
+    if console {
+        return enter_console(app, stream, database, user, peer).await;
     }
     metrics::counter!("pgweir_client_logins_total", &pair).increment(1);
     backend::authentication_ok(&mut out);
@@ -254,9 +286,30 @@ async fn log_in(
     let shared = Arc::clone(&app.sessions);
     let entry = app.connected.register(peer, database, user);
     let shutdown = app.shutdown.watch();
-    Ok(Some(relay::Session::new(
+    Ok(Some(Ready::Relay(Box::new(relay::Session::new(
         group, params, cancel, slot, shared, entry, shutdown,
-    )))
+    )))))
+}
+
+/// An authenticated client of the admin console: refused unless `user` is an admin or
+/// stats user, else welcomed and registered like any client.
+async fn enter_console(
+    app: &App,
+    stream: &mut TcpStream,
+    database: &str,
+    user: &str,
+    peer: SocketAddr,
+) -> Result<Option<Ready>, ClientError> {
+    let access = Access::of(&app.config().pgweir, user)
+        .ok_or_else(|| ClientError::ConsoleDenied(user.to_owned()))?;
+    let labels = [("database", database.to_owned()), ("user", user.to_owned())];
+    metrics::counter!("pgweir_client_logins_total", &labels).increment(1);
+    let mut out = BytesMut::new();
+    backend::authentication_ok(&mut out);
+    admin::welcome(&mut out, access);
+    stream.write_all(&out).await?;
+    let entry = app.connected.register(peer, database, user);
+    Ok(Some(Ready::Console(admin::Console { access, entry })))
 }
 
 /// Counts a timeout that ended a client's session, by the setting that ran out.
@@ -327,7 +380,7 @@ async fn read_startup(
 }
 
 /// Reads one tagged message of at most `max` bytes, whole.
-async fn read_message(
+pub(crate) async fn read_message(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     max: usize,

@@ -3,11 +3,13 @@
 //! few at a time by the pool itself, health checks before reuse, and the [`PooledServer`]
 //! guard that gives a connection back (or closes it). The bookkeeping lives in [`state`],
 //! without I/O; [`registry`] creates pools and runs their upkeep; [`limits`] counts server
-//! connections per database and per user across pools.
+//! connections per database and per user across pools; [`servers`] lists a pool's
+//! connections one by one for the admin console.
 
 pub mod group;
 pub mod limits;
 pub mod registry;
+pub mod servers;
 pub mod state;
 
 use std::fmt;
@@ -25,6 +27,7 @@ use crate::prepared::Registry;
 use crate::server::login::connect;
 use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use limits::Budgets;
+use servers::{Lent, LentServers};
 use state::{Checkout, Delivery, PoolState, Sizes, Snapshot, WaiterId};
 
 pub use group::{Policy, PoolGroup, ReplicaPool};
@@ -122,6 +125,8 @@ pub struct Pool {
     /// taken as valid in another. Shared by the pools of one database's primary and
     /// replicas, which hold the same schema.
     pub statements: Arc<Registry>,
+    /// Connections checked out now, for SHOW SERVERS.
+    lent: LentServers,
     connects: metrics::Counter,
     connect_failures: metrics::Counter,
 }
@@ -156,6 +161,7 @@ impl Pool {
             state: Mutex::new(PoolState::new(sizes, connect.login_retry)),
             defaults: RwLock::new(None),
             statements,
+            lent: LentServers::default(),
         }
     }
 
@@ -207,6 +213,7 @@ impl Pool {
                 }
             };
             if let Some(conn) = self.verify(conn, idle_since).await {
+                self.lent.lend(conn.id, Lent::of(&conn, Instant::now()));
                 return Ok(PooledServer {
                     conn: Some(conn),
                     pool: Arc::clone(self),
@@ -429,6 +436,7 @@ impl PooledServer {
     /// Returns a clean server (idle, nothing owed) to the pool.
     pub fn release(mut self) {
         if let Some(c) = self.conn.take() {
+            self.pool.lent.returned(c.id);
             self.pool.checkin(c);
         }
     }
@@ -455,6 +463,7 @@ impl Drop for PooledServer {
     fn drop(&mut self) {
         if let Some(c) = self.conn.take() {
             tracing::debug!(pool = %self.pool.key, server = c.id.0, "closing server connection");
+            self.pool.lent.returned(c.id);
             drop(c);
             self.pool.discard();
         }

@@ -314,6 +314,12 @@ impl<C, E: Clone> PoolState<C, E> {
         self.idle.len()
     }
 
+    /// The idle connections with when each went idle, most recently used first (the
+    /// order checkout takes them in), for SHOW SERVERS.
+    pub fn idle_servers(&self) -> impl Iterator<Item = (&C, Instant)> {
+        self.idle.iter().rev().map(|i| (&i.conn, i.since))
+    }
+
     pub fn open_count(&self) -> usize {
         self.open
     }
@@ -461,6 +467,16 @@ mod tests {
             (closed.len(), open, s.open_count(), s.idle_count()),
             (2, 0, 1, 1)
         );
+    }
+
+    #[test]
+    fn idle_servers_are_listed_most_recent_first_with_their_idle_time() {
+        let (t0, t1) = (Instant::now(), Instant::now() + Duration::from_secs(1));
+        let mut s = State::new_for_test(sizes(2, 0, 0));
+        s.checkin(1, t0, t0);
+        s.checkin(2, t0, t1);
+        let listed: Vec<_> = s.idle_servers().map(|(c, since)| (*c, since)).collect();
+        assert_eq!(listed, vec![(2, t1), (1, t0)]);
     }
 
     #[test]

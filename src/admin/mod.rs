@@ -1,0 +1,234 @@
+//! The admin console: a virtual database, `pgweir` or `pgbouncer` (so tools and runbooks
+//! written for PgBouncer work unchanged), that answers PgBouncer's console commands itself
+//! instead of reaching a server. It speaks the simple query protocol only; extended-protocol
+//! messages get an error and are skipped up to their Sync.
+//!
+//! Who may use it: a client authenticates as any configured user would (see
+//! [`crate::client::login`]); then users in `admin_users` may run every command, users in
+//! `stats_users` the SHOW commands only, and anyone else is refused with FATAL 28000.
+//! The control commands (PAUSE, RELOAD, SHUTDOWN, ...) are parsed but not yet carried out.
+//!
+//! Where each SHOW gets its data ([`show`], [`stats`], [`sockets`], [`settings`]):
+//! - POOLS, SERVERS: every pool of [`crate::pool::Pools`], one row per node of a database
+//!   with replicas; servers by state from the pool, clients from [`crate::stats::Clients`].
+//! - STATS, STATS_TOTALS: the [`crate::stats::GroupStats`] totals, summed per database.
+//! - CLIENTS: the [`crate::stats::Clients`] registry.
+//! - DATABASES, USERS, CONFIG: the configuration, with live counts from the pools and the
+//!   client registry; CONFIG never shows a password.
+//! - LISTS, STATE, VERSION, HELP: counts of the above, and constants.
+//!
+//! [`parse`](mod@parse) reads the command grammar, [`result`] writes the answers on the wire.
+
+pub mod parse;
+pub mod result;
+pub mod settings;
+pub mod show;
+pub mod sockets;
+pub mod stats;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::app::App;
+use crate::client::{read_message, ClientError};
+use crate::config::{GeneralConfig, ADMIN_DATABASES};
+use crate::error::{Severity, SqlState};
+use crate::protocol::{backend, fe, ProtocolError, TxStatus};
+use crate::stats::ClientEntry;
+use parse::{parse, Command};
+
+/// The largest message read from a console client. Queries are one short command; a
+/// bigger message (a Bind with data, say) is refused rather than buffered.
+const MAX_MESSAGE: usize = 1024 * 1024;
+
+const SYNTAX_ERROR: SqlState = SqlState("42601");
+const INSUFFICIENT_PRIVILEGE: SqlState = SqlState("42501");
+
+/// Whether a database name reaches the console instead of a server.
+pub fn is_console(database: &str) -> bool {
+    ADMIN_DATABASES.contains(&database)
+}
+
+/// What a console user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Every command (`admin_users`).
+    Admin,
+    /// SHOW commands only (`stats_users`).
+    Stats,
+}
+
+impl Access {
+    /// `user`'s rights on the console; `None` when it has none.
+    pub fn of(config: &GeneralConfig, user: &str) -> Option<Access> {
+        let listed = |users: &[String]| users.iter().any(|u| u == user);
+        if listed(&config.admin_users) {
+            Some(Access::Admin)
+        } else if listed(&config.stats_users) {
+            Some(Access::Stats)
+        } else {
+            None
+        }
+    }
+}
+
+/// A logged-in console client.
+#[derive(Debug)]
+pub struct Console {
+    pub access: Access,
+    /// Its place in the client registry, so SHOW CLIENTS lists it too.
+    pub entry: ClientEntry,
+}
+
+/// Why a command got an ErrorResponse instead of an answer.
+#[derive(Debug)]
+struct Refusal {
+    code: SqlState,
+    message: String,
+}
+
+/// What a console client sees after AuthenticationOk: its parameters, a (meaningless)
+/// cancel key, ReadyForQuery. The server version is pgweir's own, in PgBouncer's form.
+pub fn welcome(out: &mut BytesMut, access: Access) {
+    let version = format!("{}/pgweir", env!("CARGO_PKG_VERSION"));
+    let superuser = if access == Access::Admin { "on" } else { "off" };
+    for (name, value) in [
+        ("server_version", version.as_str()),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO"),
+        ("TimeZone", "UTC"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("is_superuser", superuser),
+    ] {
+        backend::parameter_status(out, name, value);
+    }
+    backend::backend_key_data(out, rand::random(), rand::random());
+    backend::ready_for_query(out, TxStatus::Idle);
+}
+
+/// Answers the client's messages until it terminates or goes away.
+pub async fn run(
+    app: &App,
+    console: Console,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<(), ClientError> {
+    // Set from the first extended-protocol message until its Sync, as a server skips
+    // messages after an error.
+    let mut skipping = false;
+    let mut out = BytesMut::new();
+    loop {
+        let (tag, body) = read_message(stream, buf, MAX_MESSAGE).await?;
+        match tag {
+            fe::QUERY => {
+                let text = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body));
+                tracing::debug!(user = %console.entry.info().user, query = %text, "admin console query");
+                answer(app, console.access, &text, &mut out);
+                backend::ready_for_query(&mut out, TxStatus::Idle);
+            }
+            fe::TERMINATE => return Ok(()),
+            fe::SYNC => {
+                skipping = false;
+                backend::ready_for_query(&mut out, TxStatus::Idle);
+            }
+            fe::PARSE | fe::BIND | fe::DESCRIBE | fe::EXECUTE | fe::CLOSE | fe::FLUSH => {
+                if !std::mem::replace(&mut skipping, true) {
+                    simple_only(&mut out);
+                }
+            }
+            fe::FUNCTION_CALL => {
+                simple_only(&mut out);
+                backend::ready_for_query(&mut out, TxStatus::Idle);
+            }
+            // Outside a COPY these are ignored, as Postgres does.
+            fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL => {}
+            tag => {
+                let context = "admin console";
+                return Err(ProtocolError::Unexpected { tag, context }.into());
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+    }
+}
+
+fn simple_only(out: &mut BytesMut) {
+    let message = "the admin console speaks the simple query protocol only";
+    backend::error_response(
+        out,
+        Severity::Error,
+        SqlState::FEATURE_NOT_SUPPORTED,
+        message,
+    );
+}
+
+/// Answers one Query: its result, or an error.
+fn answer(app: &App, access: Access, query: &str, out: &mut BytesMut) {
+    if query.trim().trim_end_matches(';').trim().is_empty() {
+        result::empty_query(out);
+        return;
+    }
+    let outcome = match parse(query) {
+        Err(e) => Err(Refusal {
+            code: SYNTAX_ERROR,
+            message: e.0,
+        }),
+        Ok(command) if access != Access::Admin && !matches!(command, Command::Show(_)) => {
+            Err(Refusal {
+                code: INSUFFICIENT_PRIVILEGE,
+                message: format!(
+                    "{} needs admin access; stats users may only SHOW",
+                    command.word()
+                ),
+            })
+        }
+        Ok(command) => execute(app, command, out),
+    };
+    if let Err(r) = outcome {
+        backend::error_response(out, Severity::Error, r.code, &r.message);
+    }
+}
+
+/// Carries out a command the user may run, one arm per command, each writing its result
+/// and CommandComplete (or returning its refusal).
+fn execute(app: &App, command: Command, out: &mut BytesMut) -> Result<(), Refusal> {
+    match command {
+        Command::Show(what) => show::write(app, what, out),
+        // The control commands come with reload and graceful shutdown.
+        other => {
+            return Err(Refusal {
+                code: SqlState::FEATURE_NOT_SUPPORTED,
+                message: format!("{} is not supported yet", other.word()),
+            })
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admins_beat_stats_users_and_others_get_nothing() {
+        let config = GeneralConfig {
+            admin_users: vec!["root".into()],
+            stats_users: vec!["root".into(), "watch".into()],
+            ..GeneralConfig::default()
+        };
+        assert_eq!(Access::of(&config, "root"), Some(Access::Admin));
+        assert_eq!(Access::of(&config, "watch"), Some(Access::Stats));
+        assert_eq!(Access::of(&config, "app"), None);
+    }
+
+    #[test]
+    fn both_console_names_reach_the_console() {
+        assert!(is_console("pgweir") && is_console("pgbouncer"));
+        assert!(!is_console("PgBouncer") && !is_console("app"));
+    }
+}

@@ -1,0 +1,199 @@
+//! SHOW CONFIG: every `[pgweir]` and `[pool]` key with its value, its default and whether
+//! it can change without a restart, as the config file spells them (durations as `"5s"`,
+//! lists comma-separated, unset as empty). The per-database and per-user tables are not
+//! listed (SHOW DATABASES and SHOW USERS show them), so no password is ever shown: the
+//! only secrets are in those tables.
+//!
+//! `changeable` says whether a reload applies the key to the running process: everything
+//! except where pgweir listens, its worker threads and its log format, which are set up
+//! once at start.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::result::{ResultSet, Type};
+use crate::app::App;
+use crate::config::{GeneralConfig, PoolDefaults};
+
+/// Keys fixed for the life of the process.
+const FIXED: [&str; 5] = [
+    "listen_addr",
+    "listen_port",
+    "workers",
+    "metrics_addr",
+    "log_format",
+];
+
+pub const CONFIG: [(&str, Type); 4] = [
+    ("key", Type::Text),
+    ("value", Type::Text),
+    ("default", Type::Text),
+    ("changeable", Type::Text),
+];
+
+pub fn config(app: &App, out: &mut BytesMut) {
+    let current = keys(&app.config().pgweir, &app.config().pool);
+    let defaults = keys(&GeneralConfig::default(), &PoolDefaults::default());
+    let mut rs = ResultSet::new(out, &CONFIG);
+    for ((key, value), (_, default)) in current.into_iter().zip(defaults) {
+        let changeable = if FIXED.contains(&key) { "no" } else { "yes" };
+        rs.row([key.into(), value.into(), default.into(), changeable.into()]);
+    }
+    rs.finish();
+}
+
+/// Every key of both sections with its value. The structs are taken apart field by field
+/// so a new setting cannot be left out of SHOW CONFIG without a compile error.
+fn keys(g: &GeneralConfig, p: &PoolDefaults) -> Vec<(&'static str, String)> {
+    let mut all = general(g);
+    all.extend(pool(p));
+    all
+}
+
+fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
+    let GeneralConfig {
+        listen_addr,
+        listen_port,
+        auth_type,
+        max_client_conn,
+        max_db_client_connections,
+        max_user_client_connections,
+        workers,
+        log_level,
+        server_connect_timeout,
+        server_login_retry,
+        client_login_timeout,
+        replica_ban_time,
+        replica_check_interval,
+        metrics_addr,
+        admin_users,
+        stats_users,
+        shutdown_timeout,
+        log_connections,
+        log_disconnections,
+        stats_period,
+        log_format,
+    } = g;
+    vec![
+        ("listen_addr", listen_addr.clone()),
+        ("listen_port", listen_port.to_string()),
+        ("auth_type", auth_type.as_str().to_owned()),
+        ("max_client_conn", max_client_conn.to_string()),
+        (
+            "max_db_client_connections",
+            max_db_client_connections.to_string(),
+        ),
+        (
+            "max_user_client_connections",
+            max_user_client_connections.to_string(),
+        ),
+        ("workers", workers.to_string()),
+        ("log_level", log_level.clone()),
+        ("server_connect_timeout", duration(*server_connect_timeout)),
+        ("server_login_retry", duration(*server_login_retry)),
+        ("client_login_timeout", duration(*client_login_timeout)),
+        ("replica_ban_time", duration(*replica_ban_time)),
+        ("replica_check_interval", duration(*replica_check_interval)),
+        (
+            "metrics_addr",
+            metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+        ),
+        ("admin_users", admin_users.join(",")),
+        ("stats_users", stats_users.join(",")),
+        ("shutdown_timeout", duration(*shutdown_timeout)),
+        ("log_connections", log_connections.to_string()),
+        ("log_disconnections", log_disconnections.to_string()),
+        ("stats_period", duration(*stats_period)),
+        ("log_format", log_format.as_str().to_owned()),
+    ]
+}
+
+fn pool(p: &PoolDefaults) -> Vec<(&'static str, String)> {
+    let PoolDefaults {
+        pool_mode,
+        default_pool_size,
+        min_pool_size,
+        reserve_pool_size,
+        reserve_pool_timeout,
+        max_db_connections,
+        max_user_connections,
+        server_idle_timeout,
+        server_lifetime,
+        query_wait_timeout,
+        query_timeout,
+        idle_transaction_timeout,
+        client_idle_timeout,
+        server_check_delay,
+        server_check_query,
+        max_prepared_statements,
+        pin_session_state,
+        read_only_functions,
+    } = p;
+    vec![
+        ("pool_mode", pool_mode.as_str().to_owned()),
+        ("default_pool_size", default_pool_size.to_string()),
+        ("min_pool_size", min_pool_size.to_string()),
+        ("reserve_pool_size", reserve_pool_size.to_string()),
+        ("reserve_pool_timeout", duration(*reserve_pool_timeout)),
+        ("max_db_connections", max_db_connections.to_string()),
+        ("max_user_connections", max_user_connections.to_string()),
+        ("server_idle_timeout", duration(*server_idle_timeout)),
+        ("server_lifetime", duration(*server_lifetime)),
+        ("query_wait_timeout", duration(*query_wait_timeout)),
+        ("query_timeout", duration(*query_timeout)),
+        (
+            "idle_transaction_timeout",
+            duration(*idle_transaction_timeout),
+        ),
+        ("client_idle_timeout", duration(*client_idle_timeout)),
+        ("server_check_delay", duration(*server_check_delay)),
+        ("server_check_query", server_check_query.clone()),
+        (
+            "max_prepared_statements",
+            max_prepared_statements.to_string(),
+        ),
+        ("pin_session_state", pin_session_state.to_string()),
+        ("read_only_functions", read_only_functions.join(",")),
+    ]
+}
+
+/// A duration as the config file would spell it: `0`, whole seconds as `"30s"`, anything
+/// finer in milliseconds.
+fn duration(d: Duration) -> String {
+    match d.as_millis() {
+        0 => "0".to_owned(),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_a_default_in_the_same_place() {
+        let g = GeneralConfig {
+            listen_port: 7000,
+            admin_users: vec!["a".into(), "b".into()],
+            ..GeneralConfig::default()
+        };
+        let current = keys(&g, &PoolDefaults::default());
+        let defaults = keys(&GeneralConfig::default(), &PoolDefaults::default());
+        fn names(v: &[(&'static str, String)]) -> Vec<&'static str> {
+            v.iter().map(|(k, _)| *k).collect()
+        }
+        assert_eq!(names(&current), names(&defaults));
+        assert!(current.contains(&("listen_port", "7000".to_owned())));
+        assert!(current.contains(&("admin_users", "a,b".to_owned())));
+        assert!(FIXED.iter().all(|k| names(&current).contains(k)));
+    }
+
+    #[test]
+    fn durations_read_as_written() {
+        assert_eq!(duration(Duration::ZERO), "0");
+        assert_eq!(duration(Duration::from_secs(600)), "600s");
+        assert_eq!(duration(Duration::from_millis(100)), "100ms");
+    }
+}

@@ -1,0 +1,176 @@
+//! SHOW CLIENTS and SHOW SERVERS: one row per connection, in PgBouncer's socket columns.
+//! Clients come from the [`crate::stats::Clients`] registry (console clients included, as
+//! PgBouncer lists them), servers from each pool ([`crate::pool::Pool::servers`]).
+//!
+//! What pgweir does not track is shown empty rather than guessed: no `link` between a
+//! client and its server, no `request_time`, `wait` or `application_name` per client, no
+//! count of `prepared_statements` per connection, no TLS, no replication connections
+//! (`replication` is always `none`). A client's
+//! `local_addr`/`local_port` are the configured listen address and port; an active
+//! server's `local_addr`/`local_port` are NULL (see [`crate::pool::servers::ServerInfo`]).
+//! Servers still logging in have no row. `id` is `int8` where PgBouncer has `int4`: ids
+//! are never reused, and a busy pooler can count past 2^31 connections.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+
+use super::result::{timestamp, ResultSet, Type, Value};
+use crate::app::App;
+use crate::pool::servers::ServerInfo;
+use crate::pool::Node;
+use crate::stats::ClientState;
+
+pub const CLIENTS: [(&str, Type); 21] = [
+    ("type", Type::Text),
+    ("user", Type::Text),
+    ("database", Type::Text),
+    ("replication", Type::Text),
+    ("state", Type::Text),
+    ("addr", Type::Text),
+    ("port", Type::Int4),
+    ("local_addr", Type::Text),
+    ("local_port", Type::Int4),
+    ("connect_time", Type::Text),
+    ("request_time", Type::Text),
+    ("wait", Type::Int4),
+    ("wait_us", Type::Int4),
+    ("close_needed", Type::Int4),
+    ("ptr", Type::Text),
+    ("link", Type::Text),
+    ("remote_pid", Type::Int4),
+    ("tls", Type::Text),
+    ("application_name", Type::Text),
+    ("prepared_statements", Type::Int4),
+    ("id", Type::Int8),
+];
+
+/// SHOW SERVERS has the same columns, and the node at the end.
+pub const SERVERS: [(&str, Type); 22] = {
+    let mut columns = [("node", Type::Text); 22];
+    let mut i = 0;
+    while i < CLIENTS.len() {
+        columns[i] = CLIENTS[i];
+        i += 1;
+    }
+    columns
+};
+
+/// PgBouncer's client states: a client holding a server is `active`, one queued for a
+/// server `waiting`, any other `idle`.
+fn client_state(s: ClientState) -> &'static str {
+    match s {
+        ClientState::Idle => "idle",
+        ClientState::Waiting => "waiting",
+        ClientState::Active | ClientState::Pinned => "active",
+    }
+}
+
+pub fn clients(app: &App, out: &mut BytesMut) {
+    let mut all = app.connected.all();
+    all.sort_by_key(|c| c.id);
+    let g = &app.config().pgweir;
+    let mut rs = ResultSet::new(out, &CLIENTS);
+    for c in all {
+        let head = [
+            "C".into(),
+            c.user.as_str().into(),
+            c.database.as_str().into(),
+            "none".into(),
+            client_state(c.state()).into(),
+            c.addr.ip().to_string().into(),
+            c.addr.port().into(),
+            g.listen_addr.as_str().into(),
+            g.listen_port.into(),
+            timestamp(c.connected).into(),
+            Value::Null,
+        ];
+        rs.row(head.into_iter().chain(socket_tail(c.id, 0)));
+    }
+    rs.finish();
+}
+
+/// The columns from `wait` to `id`, the same for clients and servers.
+fn socket_tail(id: u64, remote_pid: i32) -> [Value; 10] {
+    [
+        0usize.into(),
+        0usize.into(),
+        0usize.into(),
+        format!("{id:#x}").into(),
+        "".into(),
+        remote_pid.into(),
+        "".into(),
+        "".into(),
+        0usize.into(),
+        id.into(),
+    ]
+}
+
+/// Every server connection of every pool, database by database, primary first.
+pub fn servers(app: &App, out: &mut BytesMut) {
+    let mut groups = app.pools.groups();
+    groups.sort_by(|a, b| {
+        (&a.stats.database, &a.stats.user).cmp(&(&b.stats.database, &b.stats.user))
+    });
+    let mut rs = ResultSet::new(out, &SERVERS);
+    for group in &groups {
+        for (node, pool) in group.pools() {
+            for s in pool.servers() {
+                rs.row(server_row(&pool.key.database, &pool.key.user, node, &s));
+            }
+        }
+    }
+    rs.finish();
+}
+
+fn server_row(database: &str, user: &str, node: Node, s: &ServerInfo) -> Vec<Value> {
+    let local = |f: fn(&SocketAddr) -> Value| s.local_addr.as_ref().map_or(Value::Null, f);
+    let mut row = vec![
+        "S".into(),
+        user.into(),
+        database.into(),
+        "none".into(),
+        s.state.as_str().into(),
+        s.addr.ip().to_string().into(),
+        s.addr.port().into(),
+        local(|a| a.ip().to_string().into()),
+        local(|a| a.port().into()),
+        timestamp(s.connected).into(),
+        timestamp(s.since).into(),
+    ];
+    row.extend(socket_tail(s.id, s.remote_pid));
+    row.push(node.label().into());
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::pool::servers::ServerState;
+
+    #[test]
+    fn server_rows_fill_every_column_and_end_with_the_node() {
+        let now = SystemTime::now();
+        let info = ServerInfo {
+            id: 9,
+            state: ServerState::Used,
+            remote_pid: 4242,
+            addr: "10.0.0.1:5432".parse().unwrap(),
+            local_addr: None,
+            connected: now,
+            since: now,
+        };
+        let row = server_row("db", "u", Node::Replica(1), &info);
+        assert_eq!(row.len(), SERVERS.len());
+        let at = |name: &str| &row[SERVERS.iter().position(|(n, _)| *n == name).unwrap()];
+        assert_eq!(at("state"), &Value::from("used"));
+        assert_eq!(at("addr"), &Value::from("10.0.0.1"));
+        assert_eq!(at("local_addr"), &Value::Null);
+        assert_eq!(at("remote_pid"), &Value::from(4242));
+        assert_eq!(at("id"), &Value::from(9u64));
+        assert_eq!(at("node"), &Value::from("replica1"));
+        assert_eq!(SERVERS[..CLIENTS.len()], CLIENTS);
+    }
+}
