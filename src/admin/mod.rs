@@ -35,6 +35,7 @@ use crate::client::{read_message, ClientError};
 use crate::config::{GeneralConfig, ADMIN_DATABASES};
 use crate::error::{Severity, SqlState};
 use crate::protocol::{backend, fe, ProtocolError, TxStatus};
+use crate::shutdown::Phase;
 use crate::stats::ClientEntry;
 use parse::{parse, Command};
 
@@ -44,6 +45,8 @@ const MAX_MESSAGE: usize = 1024 * 1024;
 
 const SYNTAX_ERROR: SqlState = SqlState("42601");
 const INSUFFICIENT_PRIVILEGE: SqlState = SqlState("42501");
+/// Postgres's class F0 "configuration file error".
+const CONFIG_FILE_ERROR: SqlState = SqlState("F0000");
 
 /// Whether a database name reaches the console instead of a server.
 pub fn is_console(database: &str) -> bool {
@@ -120,8 +123,12 @@ pub async fn run(
     // messages after an error.
     let mut skipping = false;
     let mut out = BytesMut::new();
+    let mut shutdown = app.shutdown.watch();
     loop {
-        let (tag, body) = read_message(stream, buf, MAX_MESSAGE).await?;
+        let (tag, body) = tokio::select! {
+            read = read_message(stream, buf, MAX_MESSAGE) => read?,
+            () = shutdown.reached(Phase::Draining) => return Err(ClientError::ShuttingDown),
+        };
         match tag {
             fe::QUERY => {
                 let text = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body));
@@ -199,7 +206,14 @@ fn answer(app: &App, access: Access, query: &str, out: &mut BytesMut) {
 fn execute(app: &App, command: Command, out: &mut BytesMut) -> Result<(), Refusal> {
     match command {
         Command::Show(what) => show::write(app, what, out),
-        // The control commands come with reload and graceful shutdown.
+        Command::Reload => reload(app, out)?,
+        Command::Shutdown(_) => {
+            // Both modes are the same wait here (see crate::shutdown).
+            app.shutdown.advance(Phase::Draining);
+            backend::command_complete(out, "SHUTDOWN");
+        }
+        // PAUSE, RESUME, DISABLE, ENABLE, RECONNECT, KILL, KILL_CLIENT, SUSPEND and
+        // WAIT_CLOSE are the next step of issue 6.
         other => {
             return Err(Refusal {
                 code: SqlState::FEATURE_NOT_SUPPORTED,
@@ -207,6 +221,21 @@ fn execute(app: &App, command: Command, out: &mut BytesMut) -> Result<(), Refusa
             })
         }
     }
+    Ok(())
+}
+
+/// RELOAD: the same as SIGHUP; settings that wait for a restart come back as notices.
+fn reload(app: &App, out: &mut BytesMut) -> Result<(), Refusal> {
+    let notes = app.reload_file().map_err(|e| Refusal {
+        code: CONFIG_FILE_ERROR,
+        message: format!("reload refused, configuration unchanged: {e}"),
+    })?;
+    tracing::info!("configuration reloaded (RELOAD)");
+    for note in notes {
+        tracing::warn!("{note}");
+        result::notice(out, &note, "");
+    }
+    backend::command_complete(out, "RELOAD");
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod cluster;
+pub mod console;
 pub mod differential;
 mod pgweir;
 pub mod replica;
