@@ -637,6 +637,7 @@ fn drain_client(
             pending,
             max: s.pool.settings().max_prepared_statements,
             tx_failed: tracker.status() == TxStatus::Failed,
+            counts: &s.group.stats.prepared,
         },
         watch,
         pins: s.pins,

@@ -19,6 +19,7 @@ mod rewrite;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,6 +31,21 @@ pub use registry::{Analysis, Registry, Statement, StatementId};
 pub use rewrite::{error, Rewriter};
 
 /// One client's statement names and what they stand for.
+/// How often a statement a client used was already on its server (a hit) or had to be
+/// prepared there first (a miss), over all clients of a pool group; for metrics.
+#[derive(Debug, Default)]
+pub struct CacheCounts {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl CacheCounts {
+    fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ClientStatements {
     by_name: HashMap<Bytes, Arc<Statement>>,

@@ -11,6 +11,7 @@ use postgres_protocol::message::frontend;
 
 use super::pending::{ClientUndo, Expect, Pending, Reply, Undo};
 use super::registry::{close_message, Statement, StatementId};
+use super::CacheCounts;
 use super::{ClientStatements, ServerStatements};
 use crate::error::{Severity, SqlState};
 use crate::protocol::framer::{Disposition, View};
@@ -50,6 +51,7 @@ pub struct Rewriter<'a> {
     /// The client's transaction has failed: Postgres refuses Parse and DEALLOCATE there,
     /// so pgweir must not answer them itself.
     pub tx_failed: bool,
+    pub counts: &'a CacheCounts,
 }
 
 impl Rewriter<'_> {
@@ -118,7 +120,9 @@ impl Rewriter<'_> {
         let name = Bytes::copy_from_slice(name);
         self.client.insert(name.clone(), stmt.clone());
         let undo = Some(ClientUndo::Unmap(name));
-        if self.server.touch(&stmt) {
+        let on_server = self.server.touch(&stmt);
+        self.counts.count(on_server);
+        if on_server {
             let parse_complete = Bytes::from_static(&[be::PARSE_COMPLETE, 0, 0, 0, 4]);
             return self.stand_in(Reply::Instead(parse_complete), undo);
         }
@@ -285,7 +289,9 @@ impl Rewriter<'_> {
 
     /// Prepares `stmt` on this server first if it is not there, replies swallowed.
     fn ensure_prepared(&mut self, with: &mut BytesMut, stmt: &Arc<Statement>) {
-        if !self.server.touch(stmt) {
+        let on_server = self.server.touch(stmt);
+        self.counts.count(on_server);
+        if !on_server {
             self.prepare(with, stmt, Reply::Swallow, None);
         }
     }

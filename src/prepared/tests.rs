@@ -10,6 +10,7 @@ struct World {
     client: ClientStatements,
     server: ServerStatements,
     pending: Pending,
+    counts: CacheCounts,
 }
 
 impl World {
@@ -20,6 +21,7 @@ impl World {
             pending: &mut self.pending,
             max,
             tx_failed: false,
+            counts: &self.counts,
         }
     }
 
@@ -100,6 +102,13 @@ fn binding_on_a_server_without_the_statement_prepares_it_unseen() {
     w.server.clear();
     assert_eq!(sent(&w.bind("s")), "CPB");
     assert_eq!(w.reply("312"), "2");
+    assert_eq!(sent(&w.bind("s")), "B");
+    let counts = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (counts(&w.counts.hits), counts(&w.counts.misses)),
+        (1, 2),
+        "the Parse and the first Bind missed, the second Bind hit"
+    );
 }
 
 #[test]

@@ -140,6 +140,8 @@ fn refresh_group(group: &PoolGroup) {
         ("pgweir_queries_total", &s.queries),
         ("pgweir_received_bytes_total", &s.received),
         ("pgweir_sent_bytes_total", &s.sent),
+        ("pgweir_prepared_cache_hits_total", &s.prepared.hits),
+        ("pgweir_prepared_cache_misses_total", &s.prepared.misses),
     ];
     for (name, value) in totals {
         metrics::counter!(name, &pair).absolute(value.load(Ordering::Relaxed));

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use metrics::Histogram;
 
+use crate::prepared::CacheCounts;
 use crate::protocol::TxStatus;
 
 pub use clients::{ClientEntry, ClientState, Clients};
@@ -39,6 +40,8 @@ pub struct GroupStats {
     pub transaction_us: AtomicU64,
     pub query_us: AtomicU64,
     pub wait_us: AtomicU64,
+    /// Statements found on (or prepared first on) the server a client used.
+    pub prepared: CacheCounts,
     wait: Histogram,
     transaction: Histogram,
     query: Histogram,
@@ -58,6 +61,7 @@ impl GroupStats {
             transaction_us: AtomicU64::new(0),
             query_us: AtomicU64::new(0),
             wait_us: AtomicU64::new(0),
+            prepared: CacheCounts::default(),
             wait: metrics::histogram!("pgweir_wait_seconds", &labels),
             transaction: metrics::histogram!("pgweir_transaction_seconds", &labels),
             query: metrics::histogram!("pgweir_query_seconds", &labels),
