@@ -165,6 +165,15 @@ async fn session(
         Ready::Relay(session) => relay::run(*session, stream, buf).await,
         Ready::Console(console) => admin::run(app, console, stream, buf).await,
     };
+    if let Some(e) = ended.as_ref().err().filter(|e| e.reportable()) {
+        // pgweir's own errors count with the servers' (which the relay counts).
+        let labels = [
+            ("database", database.clone()),
+            ("user", user.clone()),
+            ("class", e.sqlstate().0.get(..2).unwrap_or("??").to_owned()),
+        ];
+        metrics::counter!("pgweir_errors_total", &labels).increment(1);
+    }
     if g.log_disconnections {
         let reason = ended.as_ref().err().map(ToString::to_string);
         let reason = reason.as_deref().unwrap_or("client closed the connection");
