@@ -7,6 +7,7 @@
 pub mod acquire;
 pub mod inspect;
 pub mod limits;
+pub mod link;
 pub mod login;
 pub mod params;
 pub mod relay;

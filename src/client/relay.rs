@@ -30,28 +30,26 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::acquire::{acquire, next_request, Acquired};
-use super::inspect::{ClientSide, FatalWatch, Pinning, ServerSide, ServerTracking, Tracking};
+use super::inspect::{ClientSide, Pinning, ServerSide, ServerTracking, Tracking};
 use super::limits::ClientSlot;
+use super::link::{Link, Timeouts};
 use super::params::ClientParams;
 use super::reset::{self, Leftover};
 use super::routing::{route_reply, ClientRoute, Held, LinkRoute, RouteCheck};
 use super::settle::{after_transaction, AfterTransaction};
-use super::state::{SessionShared, Watch};
-use super::txn::TxnTracker;
+use super::state::SessionShared;
 use super::ClientError;
 use crate::cancel::{CancelHandle, CancelTarget};
 use crate::config::PoolMode;
 use crate::error::{Severity, SqlState};
 use crate::pool::{Node, Pool, PoolGroup, PooledServer};
-use crate::prepared::{
-    answer_parse_locally, ClientStatements, Pending, Rewriter, ServerStatements,
-};
+use crate::prepared::{answer_parse_locally, ClientStatements, Rewriter, ServerStatements};
 use crate::protocol::framer::{Framer, OutQueue};
 use crate::protocol::{backend, ProtocolError, TxStatus};
 use crate::server::{ServerConn, ServerError, SCS_SLOT};
 use crate::shutdown::{Phase, ShutdownWatch};
 use crate::sql::{PinReason, Pins};
-use crate::stats::{ClientEntry, ClientState, Clock};
+use crate::stats::{ClientEntry, ClientState};
 
 /// Read buffers grow by this much when their spare room runs low.
 const READ_CHUNK: usize = 32 * 1024;
@@ -208,28 +206,15 @@ pub async fn run(
         }
         let (mut server, route, mut retry) = match pinned_to.take() {
             Some((server, route)) => (server, route, None),
-            None => {
-                s.entry.set(ClientState::Idle);
-                let idle_limit = s.pool.settings().client_idle_timeout;
-                if !next_request(client, cbuf, idle_limit, &mut s.shutdown).await? {
-                    return Ok(());
-                }
-                let (server, route, retry) =
-                    match acquire(&mut s, client, cbuf, &mut to_client).await? {
-                        Acquired::Answered => continue,
-                        Acquired::Gone => return Ok(()),
-                        Acquired::Server {
-                            server,
-                            route,
-                            retry,
-                        } => (server, route, retry),
-                    };
-                s.cancel.set_target(Some(CancelTarget {
-                    addr: server.addr,
-                    key: server.key,
-                }));
-                (server, route, retry)
-            }
+            None => match start_link(&mut s, client, cbuf, &mut to_client).await? {
+                Acquired::Answered => continue,
+                Acquired::Gone => return Ok(()),
+                Acquired::Server {
+                    server,
+                    route,
+                    retry,
+                } => (server, route, retry),
+            },
         };
         let mut link = Link::new(route, retry.is_some());
         let replied_before = to_client.pushed();
@@ -286,149 +271,69 @@ pub async fn run(
             }
         }
         s.cancel.set_target(None);
-        let settled = s.cancel.settle(CANCEL_WAIT).await;
-        let reset = s.holds_state(&link);
-        match end? {
-            End::Release { .. } if !settled || link.fatal.between_requests => drop(server),
-            End::Release { .. } => server.release(),
-            End::ClientGone => {
-                let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
-                client_gone(&s, server, &link, at_boundary, reset).await;
-                return Ok(());
-            }
-            End::Expired(e) => {
-                let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
-                client_gone(&s, server, &link, at_boundary, reset).await;
-                to_client.write_all(client).await?;
-                return Err(e);
-            }
-            End::ServerGone => {
-                to_client.write_all(client).await?;
-                return Err(ClientError::Server(ServerError::Closed));
-            }
+        end_link(&s, server, &link, end?, &cframer, &mut to_client, client).await?;
+    }
+}
+
+/// Waits for the client's next request and links it to a server.
+async fn start_link(
+    s: &mut Session,
+    client: &mut TcpStream,
+    cbuf: &mut BytesMut,
+    to_client: &mut OutQueue,
+) -> Result<Acquired, ClientError> {
+    s.entry.set(ClientState::Idle);
+    let idle_limit = s.pool.settings().client_idle_timeout;
+    if !next_request(client, cbuf, idle_limit, &mut s.shutdown).await? {
+        return Ok(Acquired::Gone);
+    }
+    let acquired = acquire(s, client, cbuf, to_client).await?;
+    if let Acquired::Server { server, .. } = &acquired {
+        s.cancel.set_target(Some(CancelTarget {
+            addr: server.addr,
+            key: server.key,
+        }));
+    }
+    Ok(acquired)
+}
+
+/// Ends a link: the server goes back to its pool (or is closed, or cleaned after a client
+/// that left); an error ends the session.
+async fn end_link(
+    s: &Session,
+    server: PooledServer,
+    link: &Link,
+    end: End,
+    cframer: &Framer,
+    to_client: &mut OutQueue,
+    client: &mut TcpStream,
+) -> Result<(), ClientError> {
+    let settled = s.cancel.settle(CANCEL_WAIT).await;
+    let reset = s.holds_state(link);
+    let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
+    match end {
+        End::Release { .. } if !settled || link.fatal.between_requests => drop(server),
+        End::Release { .. } => server.release(),
+        End::ClientGone => {
+            client_gone(s, server, link, at_boundary, reset).await;
+            return Err(ClientError::Closed);
+        }
+        End::Expired(e) => {
+            client_gone(s, server, link, at_boundary, reset).await;
+            to_client.write_all(client).await?;
+            return Err(e);
+        }
+        End::ServerGone => {
+            to_client.write_all(client).await?;
+            return Err(ClientError::Server(ServerError::Closed));
         }
     }
+    Ok(())
 }
 
 /// Puts a request that is to be sent again back in the (empty) client buffer.
 fn restore(cbuf: &mut BytesMut, request: Bytes) {
     cbuf.extend_from_slice(&request);
-}
-
-/// Per-link state: what is owed and what is queued for the server.
-#[derive(Default)]
-struct Link {
-    route: LinkRoute,
-    /// FATAL errors of a server going away: before any reply the link ends as if the
-    /// server had closed, so the request can go elsewhere; between requests the client
-    /// never sees it and the server is not reused.
-    fatal: FatalWatch,
-    /// The client sent more after the link began (a request to be sent again must be the
-    /// whole of what the client sent).
-    client_read: bool,
-    /// Bytes of the client's messages taken from its buffer on this link.
-    received: u64,
-    /// Times the link's queries and transactions.
-    clock: Clock,
-    tracker: TxnTracker,
-    /// Replies owed for prepared-statement bookkeeping.
-    pending: Pending,
-    /// What the client's statements on this link may have changed.
-    watch: Watch,
-    /// The client sent something on this link (a pinned client's link starts idle).
-    active: bool,
-    sframer: Framer,
-    to_server: OutQueue,
-    terminated: bool,
-    /// Statement mode saw a transaction left open.
-    violation: bool,
-    /// Whether the tracker was quiet at the last look, and since when.
-    phase: Option<(bool, Instant)>,
-}
-
-impl Link {
-    fn new(route: LinkRoute, retry: bool) -> Self {
-        Link {
-            route,
-            fatal: FatalWatch {
-                armed: retry,
-                ..FatalWatch::default()
-            },
-            ..Link::default()
-        }
-    }
-
-    /// Whether the request this link began with can be sent again elsewhere: the client
-    /// has sent nothing since and nothing of it is left half-forwarded or held.
-    fn may_retry(&self, cframer: &Framer, cbuf: &BytesMut) -> bool {
-        !self.client_read && !cframer.mid_message() && cbuf.is_empty()
-    }
-
-    /// Notes a change between busy (a request outstanding) and quiet, for the timeouts.
-    fn note_phase(&mut self) {
-        let quiet = self.tracker.quiet();
-        if self.phase.is_none_or(|(q, _)| q != quiet) {
-            self.phase = Some((quiet, Instant::now()));
-        }
-    }
-
-    /// When the current phase runs out under `t`, and the error it ends with.
-    fn deadline(&self, t: &Timeouts) -> Option<(Instant, ClientError)> {
-        let (quiet, since) = self.phase?;
-        if !quiet && !t.query.is_zero() {
-            return Some((since + t.query, ClientError::QueryTimeout(t.query)));
-        }
-        let in_tx = self.tracker.status() != TxStatus::Idle;
-        if quiet && in_tx && !t.idle_tx.is_zero() {
-            return Some((since + t.idle_tx, ClientError::IdleInTransaction(t.idle_tx)));
-        }
-        None
-    }
-
-    /// Everything sent has been answered and nothing is half-way in either direction.
-    fn answered_all(&self, cframer: &Framer, rbuf: &BytesMut) -> bool {
-        self.tracker.quiet()
-            && self.to_server.is_empty()
-            && !cframer.mid_message()
-            && !self.sframer.mid_message()
-            && rbuf.is_empty()
-    }
-
-    /// `cbuf` holding bytes means the client is part-way through a message (one the
-    /// inspector must see more of before it can be sent), which belongs on this server.
-    fn at_release_point(
-        &self,
-        mode: PoolMode,
-        cframer: &Framer,
-        cbuf: &BytesMut,
-        rbuf: &BytesMut,
-    ) -> bool {
-        // A held message waits in `cbuf` for the next server.
-        let drained = self.to_server.is_empty()
-            && (cbuf.is_empty() || self.route.held.is_some())
-            && !cframer.mid_message()
-            && !self.sframer.mid_message()
-            && rbuf.is_empty();
-        drained
-            && self.active
-            && match mode {
-                PoolMode::Transaction => self.tracker.transaction_done(),
-                PoolMode::Statement => self.tracker.quiet(),
-                PoolMode::Session => false,
-            }
-    }
-}
-
-/// The timeouts that apply while a client holds a server (zero: off).
-struct Timeouts {
-    query: Duration,
-    idle_tx: Duration,
-}
-
-impl Timeouts {
-    fn any(&self) -> bool {
-        !self.query.is_zero() || !self.idle_tx.is_zero()
-    }
 }
 
 /// Relays both ways until the release point, or until either side goes away.

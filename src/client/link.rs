@@ -1,0 +1,135 @@
+//! One link: a client holding one server for a stretch of its session (a transaction, or
+//! longer while pinned). What is owed each way, what waits to be written, the timeouts that
+//! run meanwhile, and the tests the relay ([`super::relay`]) asks: is this the release
+//! point, may a failed request go elsewhere, has everything been answered.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::inspect::FatalWatch;
+use super::routing::LinkRoute;
+use super::state::Watch;
+use super::txn::TxnTracker;
+use super::ClientError;
+use crate::config::PoolMode;
+use crate::prepared::Pending;
+use crate::protocol::framer::{Framer, OutQueue};
+use crate::protocol::TxStatus;
+use crate::stats::Clock;
+
+/// Per-link state: what is owed and what is queued for the server.
+#[derive(Default)]
+pub(super) struct Link {
+    pub(super) route: LinkRoute,
+    /// FATAL errors of a server going away: before any reply the link ends as if the
+    /// server had closed, so the request can go elsewhere; between requests the client
+    /// never sees it and the server is not reused.
+    pub(super) fatal: FatalWatch,
+    /// The client sent more after the link began (a request to be sent again must be the
+    /// whole of what the client sent).
+    pub(super) client_read: bool,
+    /// Bytes of the client's messages taken from its buffer on this link.
+    pub(super) received: u64,
+    /// Times the link's queries and transactions.
+    pub(super) clock: Clock,
+    pub(super) tracker: TxnTracker,
+    /// Replies owed for prepared-statement bookkeeping.
+    pub(super) pending: Pending,
+    /// What the client's statements on this link may have changed.
+    pub(super) watch: Watch,
+    /// The client sent something on this link (a pinned client's link starts idle).
+    pub(super) active: bool,
+    pub(super) sframer: Framer,
+    pub(super) to_server: OutQueue,
+    pub(super) terminated: bool,
+    /// Statement mode saw a transaction left open.
+    pub(super) violation: bool,
+    /// Whether the tracker was quiet at the last look, and since when.
+    pub(super) phase: Option<(bool, Instant)>,
+}
+
+impl Link {
+    pub(super) fn new(route: LinkRoute, retry: bool) -> Self {
+        Link {
+            route,
+            fatal: FatalWatch {
+                armed: retry,
+                ..FatalWatch::default()
+            },
+            ..Link::default()
+        }
+    }
+
+    /// Whether the request this link began with can be sent again elsewhere: the client
+    /// has sent nothing since and nothing of it is left half-forwarded or held.
+    pub(super) fn may_retry(&self, cframer: &Framer, cbuf: &BytesMut) -> bool {
+        !self.client_read && !cframer.mid_message() && cbuf.is_empty()
+    }
+
+    /// Notes a change between busy (a request outstanding) and quiet, for the timeouts.
+    pub(super) fn note_phase(&mut self) {
+        let quiet = self.tracker.quiet();
+        if self.phase.is_none_or(|(q, _)| q != quiet) {
+            self.phase = Some((quiet, Instant::now()));
+        }
+    }
+
+    /// When the current phase runs out under `t`, and the error it ends with.
+    pub(super) fn deadline(&self, t: &Timeouts) -> Option<(Instant, ClientError)> {
+        let (quiet, since) = self.phase?;
+        if !quiet && !t.query.is_zero() {
+            return Some((since + t.query, ClientError::QueryTimeout(t.query)));
+        }
+        let in_tx = self.tracker.status() != TxStatus::Idle;
+        if quiet && in_tx && !t.idle_tx.is_zero() {
+            return Some((since + t.idle_tx, ClientError::IdleInTransaction(t.idle_tx)));
+        }
+        None
+    }
+
+    /// Everything sent has been answered and nothing is half-way in either direction.
+    pub(super) fn answered_all(&self, cframer: &Framer, rbuf: &BytesMut) -> bool {
+        self.tracker.quiet()
+            && self.to_server.is_empty()
+            && !cframer.mid_message()
+            && !self.sframer.mid_message()
+            && rbuf.is_empty()
+    }
+
+    /// `cbuf` holding bytes means the client is part-way through a message (one the
+    /// inspector must see more of before it can be sent), which belongs on this server.
+    pub(super) fn at_release_point(
+        &self,
+        mode: PoolMode,
+        cframer: &Framer,
+        cbuf: &BytesMut,
+        rbuf: &BytesMut,
+    ) -> bool {
+        // A held message waits in `cbuf` for the next server.
+        let drained = self.to_server.is_empty()
+            && (cbuf.is_empty() || self.route.held.is_some())
+            && !cframer.mid_message()
+            && !self.sframer.mid_message()
+            && rbuf.is_empty();
+        drained
+            && self.active
+            && match mode {
+                PoolMode::Transaction => self.tracker.transaction_done(),
+                PoolMode::Statement => self.tracker.quiet(),
+                PoolMode::Session => false,
+            }
+    }
+}
+
+/// The timeouts that apply while a client holds a server (zero: off).
+pub(super) struct Timeouts {
+    pub(super) query: Duration,
+    pub(super) idle_tx: Duration,
+}
+
+impl Timeouts {
+    pub(super) fn any(&self) -> bool {
+        !self.query.is_zero() || !self.idle_tx.is_zero()
+    }
+}
