@@ -88,11 +88,18 @@ impl App {
     }
 }
 
-/// The `[pgweir]` keys whose new values wait for a restart: the sockets and threads
-/// already exist.
+/// The keys of [`crate::config::RESTART_ONLY`] whose values differ between `old` and `new`, as notes.
 fn restart_only(old: &Config, new: &Config) -> Vec<String> {
+    changed_restart_only(old, new)
+        .into_iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(key, _)| format!("{key} changed; it takes effect at the next restart"))
+        .collect()
+}
+
+fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 9] {
     let (o, n) = (&old.pgweir, &new.pgweir);
-    let changed = [
+    [
         ("listen_addr", o.listen_addr != n.listen_addr),
         ("listen_port", o.listen_port != n.listen_port),
         ("workers", o.workers != n.workers),
@@ -100,10 +107,28 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         ("max_client_conn", o.max_client_conn != n.max_client_conn),
         ("log_format", o.log_format != n.log_format),
         ("stats_period", o.stats_period != n.stats_period),
-    ];
-    changed
-        .iter()
-        .filter(|(_, c)| *c)
-        .map(|(key, _)| format!("{key} changed; it takes effect at the next restart"))
-        .collect()
+        (
+            "max_db_connections",
+            old.pool.max_db_connections != new.pool.max_db_connections,
+        ),
+        (
+            "max_user_connections",
+            old.pool.max_user_connections != new.pool.max_user_connections,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RESTART_ONLY;
+
+    #[test]
+    fn every_restart_only_key_is_compared() {
+        let config =
+            Config::parse("[databases.db]\nhost = \"h\"\n", &|_| None).expect("a minimal config");
+        let keys = changed_restart_only(&config, &config).map(|(k, _)| k);
+        assert_eq!(keys, RESTART_ONLY);
+        assert!(restart_only(&config, &config).is_empty());
+    }
 }

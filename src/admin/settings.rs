@@ -5,8 +5,7 @@
 //! only secrets are in those tables.
 //!
 //! `changeable` says whether a reload applies the key to the running process: everything
-//! except where pgweir listens, its worker threads and its log format, which are set up
-//! once at start.
+//! but [`crate::config::RESTART_ONLY`].
 
 use std::time::Duration;
 
@@ -14,16 +13,7 @@ use bytes::BytesMut;
 
 use super::result::{ResultSet, Type};
 use crate::app::App;
-use crate::config::{GeneralConfig, PoolDefaults};
-
-/// Keys fixed for the life of the process.
-const FIXED: [&str; 5] = [
-    "listen_addr",
-    "listen_port",
-    "workers",
-    "metrics_addr",
-    "log_format",
-];
+use crate::config::{GeneralConfig, PoolDefaults, RESTART_ONLY};
 
 pub const CONFIG: [(&str, Type); 4] = [
     ("key", Type::Text),
@@ -37,7 +27,11 @@ pub fn config(app: &App, out: &mut BytesMut) {
     let defaults = keys(&GeneralConfig::default(), &PoolDefaults::default());
     let mut rs = ResultSet::new(out, &CONFIG);
     for ((key, value), (_, default)) in current.into_iter().zip(defaults) {
-        let changeable = if FIXED.contains(&key) { "no" } else { "yes" };
+        let changeable = if RESTART_ONLY.contains(&key) {
+            "no"
+        } else {
+            "yes"
+        };
         rs.row([key.into(), value.into(), default.into(), changeable.into()]);
     }
     rs.finish();
@@ -187,7 +181,7 @@ mod tests {
         assert_eq!(names(&current), names(&defaults));
         assert!(current.contains(&("listen_port", "7000".to_owned())));
         assert!(current.contains(&("admin_users", "a,b".to_owned())));
-        assert!(FIXED.iter().all(|k| names(&current).contains(k)));
+        assert!(RESTART_ONLY.iter().all(|k| names(&current).contains(k)));
     }
 
     #[test]

@@ -33,6 +33,21 @@ pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
 pub use settings::PoolSettings;
 
+/// Keys a reload does not apply to the running process: sockets, threads and the log
+/// are set up once at start, and the limits shared by pools keep the budgets they were
+/// created with. A change to any of them waits for a restart (and the reload says so).
+pub const RESTART_ONLY: [&str; 9] = [
+    "listen_addr",
+    "listen_port",
+    "workers",
+    "metrics_addr",
+    "max_client_conn",
+    "log_format",
+    "stats_period",
+    "max_db_connections",
+    "max_user_connections",
+];
+
 /// The values `log_level` accepts, quietest first.
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
