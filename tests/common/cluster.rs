@@ -159,12 +159,14 @@ impl Cluster {
         run_ok(&mut cmd, "initdb");
     }
 
-    /// Appends the settings the tests rely on and replaces pg_hba.conf.
+    /// Appends the settings the tests rely on and replaces pg_hba.conf. `wal_keep_size`
+    /// keeps WAL a replica being cloned still needs while another clone's fast checkpoint
+    /// would recycle it (replicas of one binary are cloned concurrently).
     fn write_config(&self) {
         let conf = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{dir}'\n\
              max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
-             log_min_messages = warning\n",
+             log_min_messages = warning\nwal_keep_size = '1GB'\n",
             port = self.port,
             dir = self.dir.display(),
         );
