@@ -100,6 +100,16 @@ wait_port() {
     cat "$3" >&2
     die "$2 did not start listening on $1"
 }
+# report_field NAME: a number from the pgbench report in $out: tps, latency (average ms),
+# processed (transactions), failed.
+report_field() {
+    case "$1" in
+        tps) awk '/^tps = / { printf "%.0f", $3 }' <<<"$out" ;;
+        latency) awk '/^latency average = / { print $4 }' <<<"$out" ;;
+        processed) awk -F': ' '/^number of transactions actually processed/ { print $2 }' <<<"$out" | cut -d/ -f1 ;;
+        failed) awk -F': ' '/^number of failed transactions/ { print $2 }' <<<"$out" | cut -d' ' -f1 ;;
+    esac
+}
 # utime + stime of a process in clock ticks (fields 14 and 15 of /proc/PID/stat;
 # the name field may hold spaces, so count from after its closing parenthesis).
 cpu_ticks() {

@@ -60,9 +60,9 @@ reserve_pool_timeout = 5"
     touch "$WORK/stop"
     wait "$watcher"
     local tps lat failed p99
-    tps="$(awk '/^tps = / { printf "%.0f", $3 }' <<<"$out")"
-    lat="$(awk '/^latency average = / { print $4 }' <<<"$out")"
-    failed="$(awk -F': ' '/^number of failed transactions/ { print $2 }' <<<"$out")"
+    tps="$(report_field tps)"
+    lat="$(report_field latency)"
+    failed="$(report_field failed)"
     # Per-transaction log: column 3 is the latency in microseconds.
     p99="$(cat "$WORK"/tx.* | awk '{ print $3 }' | sort -n |
         awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f", v[i] / 1000 }')"

@@ -77,9 +77,9 @@ run_one() {
         -h 127.0.0.1 -p "$port" -U bench bench 2>&1)" || { echo "$out" >&2; die "$label -M $mode failed"; }
     [ "$pid" != - ] && after="$(cpu_ticks "$pid")"
     local tps lat txs cpu=n/a
-    tps="$(awk '/^tps = / { printf "%.0f", $3 }' <<<"$out")"
-    lat="$(awk '/^latency average = / { print $4 }' <<<"$out")"
-    txs="$(awk -F': ' '/^number of transactions actually processed/ { print $2 }' <<<"$out" | cut -d/ -f1)"
+    tps="$(report_field tps)"
+    lat="$(report_field latency)"
+    txs="$(report_field processed)"
     if [ "$pid" != - ] && [ "${txs:-0}" -gt 0 ]; then
         cpu="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$txs" \
             'BEGIN { printf "%.2f", t / hz / n * 100000 }')"

@@ -33,7 +33,7 @@ run() {
     kill "$PGWEIR_PID"
     wait "$PGWEIR_PID" 2>/dev/null || true
     PGWEIR_PID=
-    tps="$(awk '/^tps = / { printf "%.0f", $3 }' <<<"$out")"
+    tps="$(report_field tps)"
     echo "$tps"
 }
 

@@ -56,9 +56,9 @@ read_routing = \"$routing\""
     kill "$PGWEIR_PID"
     wait "$PGWEIR_PID" 2>/dev/null || true
     PGWEIR_PID=
-    tps="$(awk '/^tps = / { printf "%.0f", $3 }' <<<"$out")"
-    lat="$(awk '/^latency average = / { print $4 }' <<<"$out")"
-    txs="$(awk -F': ' '/^number of transactions actually processed/ { print $2 }' <<<"$out" | cut -d/ -f1)"
+    tps="$(report_field tps)"
+    lat="$(report_field latency)"
+    txs="$(report_field processed)"
     echo "| $routing | $on_replica | $txs | $tps | $lat |"
 }
 
