@@ -97,23 +97,43 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
-fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 9] {
+fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 16] {
     let (o, n) = (&old.pgweir, &new.pgweir);
+    let (op, np) = (&old.pool, &new.pool);
     [
         ("listen_addr", o.listen_addr != n.listen_addr),
         ("listen_port", o.listen_port != n.listen_port),
         ("workers", o.workers != n.workers),
         ("metrics_addr", o.metrics_addr != n.metrics_addr),
         ("max_client_conn", o.max_client_conn != n.max_client_conn),
+        ("log_level", o.log_level != n.log_level),
         ("log_format", o.log_format != n.log_format),
         ("stats_period", o.stats_period != n.stats_period),
         (
+            "server_connect_timeout",
+            o.server_connect_timeout != n.server_connect_timeout,
+        ),
+        (
+            "server_login_retry",
+            o.server_login_retry != n.server_login_retry,
+        ),
+        (
+            "replica_check_interval",
+            o.replica_check_interval != n.replica_check_interval,
+        ),
+        ("replica_ban_time", o.replica_ban_time != n.replica_ban_time),
+        (
             "max_db_connections",
-            old.pool.max_db_connections != new.pool.max_db_connections,
+            op.max_db_connections != np.max_db_connections,
         ),
         (
             "max_user_connections",
-            old.pool.max_user_connections != new.pool.max_user_connections,
+            op.max_user_connections != np.max_user_connections,
+        ),
+        ("pool_mode", op.pool_mode != np.pool_mode),
+        (
+            "max_prepared_statements",
+            op.max_prepared_statements != np.max_prepared_statements,
         ),
     ]
 }

@@ -78,7 +78,10 @@ async fn shutdown_drains_like_sigterm_and_unbuilt_commands_say_so() {
     assert_eq!(code, SqlState::FEATURE_NOT_SUPPORTED);
     let client = pgweir.connect().await;
     client.batch_execute("BEGIN; SELECT 1").await.unwrap();
-    admin.simple_query("SHUTDOWN").await.expect("SHUTDOWN");
+    admin
+        .simple_query("SHUTDOWN WAIT_FOR_CLIENTS")
+        .await
+        .expect("SHUTDOWN WAIT_FOR_CLIENTS");
     let asked = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(pgweir.exited().is_none(), "waits for the open transaction");

@@ -142,3 +142,29 @@ async fn a_removed_database_drains() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_changed_server_address_applies_to_new_clients() {
+    let pgweir = Pgweir::start();
+    let staying = pgweir.connect().await;
+    staying.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let port = cluster().port;
+    let dead = free_port();
+    reload(&pgweir, |t| {
+        t.replace(&format!("port = {port}"), &format!("port = {dead}"))
+    });
+    until_logged(&pgweir, "servers or routing changed").await;
+    staying
+        .batch_execute("SELECT 2; COMMIT")
+        .await
+        .expect("the old pool keeps its server");
+    // The new pool has no server at the new address: logging in already fails.
+    let moved = connect(&pgweir.config(
+        common::SCRAM_USER.name,
+        common::SCRAM_USER.password,
+        TEST_DB,
+    ))
+    .await;
+    let err = moved.expect_err("the new address has no server");
+    assert!(sqlstate(&err).is_some(), "{err:?}");
+}

@@ -199,3 +199,18 @@ async fn shutdown_timeout_and_a_second_signal_close_what_is_left() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_client_pinned_to_its_server_does_not_hold_shutdown_up() {
+    let mut pgweir = Pgweir::builder().general("shutdown_timeout = 0").start();
+    let listener = pgweir.connect().await;
+    listener
+        .batch_execute("LISTEN shutdown_channel")
+        .await
+        .unwrap();
+    let signalled = Instant::now();
+    pgweir.signal("TERM");
+    let took = until_exit(&mut pgweir, signalled, Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(5), "exited after {took:?}");
+    assert!(listener.simple_query("SELECT 1").await.is_err());
+}

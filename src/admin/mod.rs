@@ -37,7 +37,7 @@ use crate::error::{Severity, SqlState};
 use crate::protocol::{backend, fe, ProtocolError, TxStatus};
 use crate::shutdown::Phase;
 use crate::stats::ClientEntry;
-use parse::{parse, Command};
+use parse::{parse, Command, ShutdownMode};
 
 /// The largest message read from a console client. Queries are one short command; a
 /// bigger message (a Bind with data, say) is refused rather than buffered.
@@ -207,9 +207,14 @@ fn execute(app: &App, command: Command, out: &mut BytesMut) -> Result<(), Refusa
     match command {
         Command::Show(what) => show::write(app, what, out),
         Command::Reload => reload(app, out)?,
-        Command::Shutdown(_) => {
-            // Both modes are the same wait here (see crate::shutdown).
-            app.shutdown.advance(Phase::Draining);
+        Command::Shutdown(mode) => {
+            // Both waiting modes are the same wait here (see crate::shutdown); a plain
+            // SHUTDOWN is immediate, as in PgBouncer.
+            let phase = match mode {
+                ShutdownMode::Immediate => Phase::Now,
+                ShutdownMode::WaitForServers | ShutdownMode::WaitForClients => Phase::Draining,
+            };
+            app.shutdown.advance(phase);
             backend::command_complete(out, "SHUTDOWN");
         }
         // PAUSE, RESUME, DISABLE, ENABLE, RECONNECT, KILL, KILL_CLIENT, SUSPEND and

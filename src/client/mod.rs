@@ -294,6 +294,10 @@ async fn log_in(
     backend::ready_for_query(&mut out, TxStatus::Idle);
     stream.write_all(&out).await?;
     let shared = Arc::clone(&app.sessions);
+    if !app.accepting() {
+        // Shutdown began while this client was logging in.
+        return Err(ClientError::ShuttingDown);
+    }
     let entry = app.connected.register(peer, database, user);
     let shutdown = app.shutdown.watch();
     Ok(Some(Ready::Relay(Box::new(relay::Session::new(
@@ -318,6 +322,10 @@ async fn enter_console(
     backend::authentication_ok(&mut out);
     admin::welcome(&mut out, access);
     stream.write_all(&out).await?;
+    if !app.accepting() {
+        // Shutdown began while this client was logging in.
+        return Err(ClientError::ShuttingDown);
+    }
     let entry = app.connected.register(peer, database, user);
     Ok(Some(Ready::Console(admin::Console { access, entry })))
 }

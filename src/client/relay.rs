@@ -411,13 +411,23 @@ async fn pump(
                 None => std::future::pending().await,
             }
         };
+        // A client that keeps its server between transactions (pinned, or session mode) is
+        // closed at a boundary once shutdown begins; any other only when it can wait no more.
+        let boundary = link.answered_all(cframer, rbuf)
+            && cbuf.is_empty()
+            && link.tracker.status() == TxStatus::Idle;
+        let closing = if boundary {
+            Phase::Draining
+        } else {
+            Phase::Now
+        };
         tokio::select! {
             () = expiry => {
                 if let Some((_, e)) = deadline {
                     return Ok(End::Expired(e));
                 }
             }
-            () = stop.reached(Phase::Now) => return Ok(End::Expired(ClientError::ShuttingDown)),
+            () = stop.reached(closing) => return Ok(End::Expired(ClientError::ShuttingDown)),
             r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER && link.route.held.is_none() => {
                 if r? == 0 {
                     return Ok(End::ClientGone);

@@ -34,18 +34,27 @@ pub use error::{ConfigError, Problem};
 pub use settings::PoolSettings;
 
 /// Keys a reload does not apply to the running process: sockets, threads and the log
-/// are set up once at start, and the limits shared by pools keep the budgets they were
-/// created with. A change to any of them waits for a restart (and the reload says so).
-pub const RESTART_ONLY: [&str; 9] = [
+/// are set up once at start; existing pools keep the connect settings, shared limits and
+/// replica monitor they were created with; and a client's pool mode and prepared-statement
+/// renaming must not change under it. A change to any of them waits for a restart (and the
+/// reload says so).
+pub const RESTART_ONLY: [&str; 16] = [
     "listen_addr",
     "listen_port",
     "workers",
     "metrics_addr",
     "max_client_conn",
+    "log_level",
     "log_format",
     "stats_period",
+    "server_connect_timeout",
+    "server_login_retry",
+    "replica_check_interval",
+    "replica_ban_time",
     "max_db_connections",
     "max_user_connections",
+    "pool_mode",
+    "max_prepared_statements",
 ];
 
 /// The values `log_level` accepts, quietest first.

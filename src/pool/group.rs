@@ -71,8 +71,8 @@ pub struct PoolGroup {
     pub routing: Routing,
     /// Present when there are replicas.
     pub monitor: Option<Arc<Monitor>>,
-    /// What its clients did, over all nodes.
-    pub stats: GroupStats,
+    /// What its clients did, over all nodes (shared with the groups that replace it).
+    pub stats: Arc<GroupStats>,
     /// The configuration its servers and routing came from, to tell after a reload
     /// whether it still describes them.
     pub origin: Origin,
@@ -87,11 +87,11 @@ impl PoolGroup {
         routing: Routing,
         monitor: Option<Arc<Monitor>>,
         origin: Origin,
+        stats: Arc<GroupStats>,
     ) -> Self {
-        let key = &primary.key;
         PoolGroup {
             origin,
-            stats: GroupStats::new(&key.database, &key.user),
+            stats,
             primary,
             replicas,
             routing,

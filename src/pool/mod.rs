@@ -175,7 +175,13 @@ impl Pool {
     }
 
     /// Takes new settings from a reload: sizes and timeouts apply to the next checkout.
-    pub fn reconfigure(self: &Arc<Self>, settings: PoolSettings) {
+    /// The pool mode and prepared-statement limit stay (see [`crate::config::RESTART_ONLY`]):
+    /// connected clients rely on them.
+    pub fn reconfigure(self: &Arc<Self>, mut settings: PoolSettings) {
+        let current = self.settings();
+        settings.pool_mode = current.pool_mode;
+        settings.max_prepared_statements = current.max_prepared_statements;
+        drop(current);
         let sizes = Sizes {
             size: settings.pool_size,
             reserve: settings.reserve_pool_size,

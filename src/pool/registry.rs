@@ -20,6 +20,7 @@ use crate::prepared::Registry;
 use crate::route::{Monitor, MonitorSettings};
 use crate::server::ServerTarget;
 use crate::sql::ReadOnlyFunctions;
+use crate::stats::GroupStats;
 
 /// How often the janitor runs; timeouts it enforces are this precise.
 const JANITOR_INTERVAL: Duration = Duration::from_millis(100);
@@ -32,6 +33,12 @@ pub struct Pools {
     user_budgets: Mutex<HashMap<String, Arc<Budget>>>,
     /// One WAL monitor per database with replicas, shared by its groups.
     monitors: Mutex<HashMap<String, Weak<Monitor>>>,
+    /// Groups a reload replaced or removed, kept in upkeep and reports while their clients
+    /// finish.
+    draining: Mutex<Vec<Weak<PoolGroup>>>,
+    /// Totals per (database, server user), kept across group replacements so counters never
+    /// go back.
+    stats: Mutex<HashMap<(String, String), Arc<GroupStats>>>,
 }
 
 impl Pools {
@@ -42,6 +49,8 @@ impl Pools {
             db_budgets: Mutex::new(HashMap::new()),
             user_budgets: Mutex::new(HashMap::new()),
             monitors: Mutex::new(HashMap::new()),
+            draining: Mutex::new(Vec::new()),
+            stats: Mutex::new(HashMap::new()),
         });
         tokio::spawn(janitor(Arc::downgrade(&pools)));
         pools
@@ -121,9 +130,17 @@ impl Pools {
             read_your_writes: db.read_your_writes,
             functions: ReadOnlyFunctions::new(db.read_only_functions.iter().cloned()),
         };
+        let origin = Origin::of(db, &primary);
         let primary = new_pool(Node::Primary, primary);
-        let origin = Origin::of(db, &primary.target);
-        Ok(PoolGroup::new(primary, replicas, routing, monitor, origin))
+        let stats = Arc::clone(
+            self.stats
+                .lock()
+                .entry((database.to_owned(), server_user.to_owned()))
+                .or_insert_with(|| Arc::new(GroupStats::new(database, server_user))),
+        );
+        Ok(PoolGroup::new(
+            primary, replicas, routing, monitor, origin, stats,
+        ))
     }
 
     /// One node's pool. Connection limits count per server: a replica's connections are
@@ -203,40 +220,65 @@ impl Pools {
     /// settings in place.
     pub fn reconfigure(&self, config: Arc<Config>) {
         self.config.store(Arc::clone(&config));
+        let mut retired = Vec::new();
         self.groups.write().retain(|(database, user), group| {
-            let Some(db) = config.databases.get(database) else {
-                tracing::info!(%database, %user, "database removed: its clients finish, new ones are refused");
-                return false;
-            };
-            let password = match &db.user {
-                Some(_) => db.password.clone(),
-                None => config.users.get(user).and_then(|u| u.password.clone()),
-            };
-            if group.origin != Origin::of(db, &ServerTarget { password, ..group.primary.target.clone() }) {
-                tracing::info!(%database, %user, "servers or routing changed: new clients get new pools, the old ones drain");
-                return false;
+            let keep = self.still_fits(&config, database, user, group);
+            if !keep {
+                retired.push(Arc::downgrade(group));
+                // The next group of this database watches the servers it now names.
+                self.monitors.lock().remove(database);
             }
-            if let Some(settings) = config.pool_settings(database, user) {
-                for (_, pool) in group.pools() {
-                    pool.reconfigure(settings.clone());
-                }
-            }
-            true
+            keep
         });
+        let mut draining = self.draining.lock();
+        draining.retain(|g| g.strong_count() > 0);
+        draining.extend(retired);
     }
 
-    /// Every group, for reporting.
+    /// Whether `group` still describes its database under `config`; if so it takes the new
+    /// pool settings in place.
+    fn still_fits(&self, config: &Config, database: &str, user: &str, group: &PoolGroup) -> bool {
+        let Some(db) = config.databases.get(database) else {
+            tracing::info!(%database, %user, "database removed: its clients finish, new ones are refused");
+            return false;
+        };
+        let password = match &db.user {
+            Some(_) => db.password.clone(),
+            None => config.users.get(user).and_then(|u| u.password.clone()),
+        };
+        let target = ServerTarget {
+            host: db.host.clone(),
+            port: db.port,
+            dbname: db.dbname.clone(),
+            user: user.to_owned(),
+            password,
+        };
+        if group.origin != Origin::of(db, &target) {
+            tracing::info!(%database, %user, "servers or routing changed: new clients get new pools, the old ones drain");
+            return false;
+        }
+        if let Some(settings) = config.pool_settings(database, user) {
+            for (_, pool) in group.pools() {
+                pool.reconfigure(settings.clone());
+            }
+        }
+        true
+    }
+
+    /// Every group, for reporting: the current ones and those a reload retired that still
+    /// have clients.
     pub fn groups(&self) -> Vec<Arc<PoolGroup>> {
-        self.groups.read().values().cloned().collect()
+        let mut groups: Vec<_> = self.groups.read().values().cloned().collect();
+        groups.extend(self.draining.lock().iter().filter_map(Weak::upgrade));
+        groups
     }
 
     /// Every pool, for upkeep and reporting.
     pub fn all(&self) -> Vec<Arc<Pool>> {
-        let groups = self.groups.read();
+        let groups = self.groups();
         let mut all = Vec::with_capacity(groups.len());
-        for g in groups.values() {
-            all.push(Arc::clone(&g.primary));
-            all.extend(g.replicas.iter().map(|r| Arc::clone(&r.pool)));
+        for g in &groups {
+            all.extend(g.pools().map(|(_, pool)| Arc::clone(pool)));
         }
         all
     }

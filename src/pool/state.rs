@@ -226,6 +226,12 @@ impl<C, E: Clone> PoolState<C, E> {
     /// pool is over its size with nobody waiting (a reserve connection), when it comes back
     /// to be closed.
     pub fn checkin(&mut self, mut conn: C, born: Instant, now: Instant) -> Option<C> {
+        let limit = self.sizes.size + self.sizes.reserve.min(self.reserve_grants);
+        if self.open > limit {
+            // Above a size a reload shrank: the queue waits for a server within the size.
+            self.open -= 1;
+            return Some(conn);
+        }
         while let Some((_, (_, w))) = self.waiters.pop_first() {
             // A failed send hands the connection back (only `Ok` is ever sent here).
             let Err(Ok(back)) = w.send(Ok(conn)) else {
@@ -466,6 +472,29 @@ mod tests {
         assert_eq!(
             (closed.len(), open, s.open_count(), s.idle_count()),
             (2, 0, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_shrunk_pool_closes_servers_coming_back_even_with_a_queue() {
+        let now = Instant::now();
+        let mut s = State::new_for_test(sizes(2, 0, 0));
+        let _a = wait(&mut s, now);
+        let _b = wait(&mut s, now);
+        s.opened(1, now, now);
+        s.opened(2, now, now);
+        let _queued = wait(&mut s, now);
+        let _ = s.resize(sizes(1, 0, 0), now);
+        assert_eq!(
+            s.checkin(1, now, now),
+            Some(1),
+            "closed, not handed to the queue"
+        );
+        assert_eq!(s.open_count(), 1);
+        assert_eq!(
+            s.checkin(2, now, now),
+            None,
+            "within the size: to the queue"
         );
     }
 

@@ -7,7 +7,7 @@
 //! so they cost the relay nothing.
 //!
 //! The HTTP side is the few lines Prometheus needs: one request per connection, GET only,
-//! headers up to 8 kB.
+//! headers up to 8 kB, at most 64 connections and 10 s each.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandl
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use super::ClientState;
 use crate::app::App;
@@ -33,6 +34,10 @@ const BUCKETS: [f64; 15] = [
 const UPKEEP: Duration = Duration::from_secs(5);
 /// The most of a request read before answering.
 const MAX_REQUEST: usize = 8 * 1024;
+/// Connections answered at once; more are closed.
+const MAX_SCRAPERS: usize = 64;
+/// How long one request and its answer may take.
+const REQUEST_TIME: Duration = Duration::from_secs(10);
 
 /// Installs the global recorder; call once, before pools are created.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
@@ -52,16 +57,26 @@ pub async fn serve(app: Arc<App>, handle: PrometheusHandle, listener: TcpListene
         }
     });
     let seen = Arc::new(Mutex::new(HashSet::new()));
+    let slots = Arc::new(Semaphore::new(MAX_SCRAPERS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        // Beyond the limit a connection is closed at once: scrapers cannot use up the
+        // file descriptors clients need.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
         let (app, handle, seen) = (Arc::clone(&app), handle.clone(), Arc::clone(&seen));
         tokio::spawn(async move {
-            if let Err(e) = answer(&app, &handle, &seen, stream).await {
-                tracing::debug!(error = %e, "metrics request failed");
+            let answered = tokio::time::timeout(REQUEST_TIME, answer(&app, &handle, &seen, stream));
+            match answered.await {
+                Ok(Err(e)) => tracing::debug!(error = %e, "metrics request failed"),
+                Err(_) => tracing::debug!("metrics request took too long; closed"),
+                Ok(Ok(())) => {}
             }
+            drop(slot);
         });
     }
 }
