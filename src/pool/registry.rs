@@ -4,6 +4,9 @@
 //! each pool's upkeep (idle and lifetime expiry, min_pool_size, deferred opens) and, when a
 //! pool starves under a shared limit, closes an idle connection of a sibling pool (of the
 //! same server) to make room. The work per tick is per pool, never per client.
+//!
+//! It also holds the admin console's switches ([`Control`]) and remembers the pools a
+//! reload replaced while they live, for PAUSE, RECONNECT, KILL and WAIT_CLOSE.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -12,6 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
+use super::control::Control;
 use super::group::{Origin, Routing};
 use super::limits::{Budget, Budgets};
 use super::{ConnectSettings, Node, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
@@ -32,6 +36,10 @@ pub struct Pools {
     user_budgets: Mutex<HashMap<String, Arc<Budget>>>,
     /// One WAL monitor per database with replicas, shared by its groups.
     monitors: Mutex<HashMap<String, Weak<Monitor>>>,
+    /// Paused and disabled databases.
+    pub control: Control,
+    /// Pools of groups a reload took out of the registry, while their clients keep them.
+    retired: Mutex<Vec<Weak<Pool>>>,
 }
 
 impl Pools {
@@ -42,6 +50,8 @@ impl Pools {
             db_budgets: Mutex::new(HashMap::new()),
             user_budgets: Mutex::new(HashMap::new()),
             monitors: Mutex::new(HashMap::new()),
+            control: Control::default(),
+            retired: Mutex::new(Vec::new()),
         });
         tokio::spawn(janitor(Arc::downgrade(&pools)));
         pools
@@ -165,8 +175,9 @@ impl Pools {
             login_retry,
         };
         let settings = settings.clone();
+        let switch = self.control.switch(&key.database);
         Arc::new(Pool::new(
-            key, target, settings, connect, budgets, statements,
+            key, target, settings, connect, budgets, statements, switch,
         ))
     }
 
@@ -203,9 +214,12 @@ impl Pools {
     /// settings in place.
     pub fn reconfigure(&self, config: Arc<Config>) {
         self.config.store(Arc::clone(&config));
+        let mut retired = Vec::new();
         self.groups.write().retain(|(database, user), group| {
+            let mut retire = || retired.extend(group.pools().map(|(_, p)| Arc::downgrade(p)));
             let Some(db) = config.databases.get(database) else {
                 tracing::info!(%database, %user, "database removed: its clients finish, new ones are refused");
+                retire();
                 return false;
             };
             let password = match &db.user {
@@ -214,6 +228,7 @@ impl Pools {
             };
             if group.origin != Origin::of(db, &ServerTarget { password, ..group.primary.target.clone() }) {
                 tracing::info!(%database, %user, "servers or routing changed: new clients get new pools, the old ones drain");
+                retire();
                 return false;
             }
             if let Some(settings) = config.pool_settings(database, user) {
@@ -223,6 +238,28 @@ impl Pools {
             }
             true
         });
+        let mut all = self.retired.lock();
+        all.retain(|p| p.strong_count() > 0);
+        all.extend(retired);
+    }
+
+    /// The pools of `database` (None: of every database), those a reload replaced
+    /// included while they live.
+    pub fn pools_of(&self, database: Option<&str>) -> Vec<Arc<Pool>> {
+        let ours = |p: &Arc<Pool>| database.is_none_or(|d| p.key.database == d);
+        let mut pools: Vec<Arc<Pool>> = self.all().into_iter().filter(ours).collect();
+        let mut retired = self.retired.lock();
+        retired.retain(|p| p.strong_count() > 0);
+        pools.extend(retired.iter().filter_map(Weak::upgrade).filter(ours));
+        pools
+    }
+
+    /// Whether a pool a reload replaced still lives for `database` (None: any): its
+    /// servers are closed only once its last client has left.
+    pub fn replaced_alive(&self, database: Option<&str>) -> bool {
+        let ours = |p: &Arc<Pool>| database.is_none_or(|d| p.key.database == d);
+        let retired = self.retired.lock();
+        retired.iter().filter_map(Weak::upgrade).any(|p| ours(&p))
     }
 
     /// Every group, for reporting.
