@@ -86,6 +86,20 @@ impl App {
     pub fn accepting(&self) -> bool {
         self.shutdown.phase() == Phase::Running
     }
+
+    /// Whether every database is paused (PAUSE or KILL on the admin console): clients are
+    /// accepted but get no server until RESUME.
+    pub fn paused(&self) -> bool {
+        let config = self.config();
+        self.pools
+            .control
+            .everything_paused(config.databases.keys())
+    }
+
+    /// Whether pgweir serves clients now: accepting them, and not everything paused.
+    pub fn serving(&self) -> bool {
+        self.accepting() && !self.paused()
+    }
 }
 
 /// The keys of [`crate::config::RESTART_ONLY`] whose values differ between `old` and `new`, as notes.

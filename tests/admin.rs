@@ -295,9 +295,9 @@ async fn stats_users_may_only_show_and_other_users_are_refused() {
     show(&watcher, "SHOW VERSION").await;
 
     let admin = console(&pgweir, ADMIN, "pgweir").await;
-    let pause = admin.simple_query("PAUSE").await;
+    let suspend = admin.simple_query("SUSPEND").await;
     assert_eq!(
-        expect_sqlstate(pause, "PAUSE as admin"),
+        expect_sqlstate(suspend, "SUSPEND as admin"),
         SqlState::FEATURE_NOT_SUPPORTED
     );
     assert!(
@@ -424,9 +424,9 @@ async fn psql_is_a_console_client() {
         stderr.contains("Console usage") && stderr.contains("SHOW STATS"),
         "{stderr}"
     );
-    let pause = psql("pgweir", "PAUSE").await;
-    assert!(!pause.status.success());
-    assert!(String::from_utf8_lossy(&pause.stderr).contains("not supported yet"));
+    let suspend = psql("pgweir", "SUSPEND").await;
+    assert!(!suspend.status.success());
+    assert!(String::from_utf8_lossy(&suspend.stderr).contains("not supported"));
     let mut refused = pg_tool("psql", SCRAM_USER.password);
     refused
         .args(["-X", "-h", "127.0.0.1", "-p", &pgweir.port.to_string()])

@@ -1,7 +1,7 @@
 //! The admin console's control commands (issue 6): RELOAD under pgbench load applies a pool
 //! size change without a failed transaction and SHOW DATABASES / SHOW POOLS show the new
 //! size; RELOAD of a broken file is refused with the problem named; SHUTDOWN drains like
-//! SIGTERM; the commands not built yet answer 0A000.
+//! SIGTERM; SUSPEND, which pgweir has no use for, answers 0A000.
 
 mod common;
 
@@ -71,10 +71,10 @@ async fn reload_of_a_broken_file_is_refused_with_the_problem() {
 }
 
 #[tokio::test]
-async fn shutdown_drains_like_sigterm_and_unbuilt_commands_say_so() {
+async fn shutdown_drains_like_sigterm_and_suspend_is_refused() {
     let mut pgweir = with_console().start();
     let admin = console(&pgweir, ADMIN, "pgweir").await;
-    let code = expect_sqlstate(admin.simple_query("PAUSE").await, "PAUSE");
+    let code = expect_sqlstate(admin.simple_query("SUSPEND").await, "SUSPEND");
     assert_eq!(code, SqlState::FEATURE_NOT_SUPPORTED);
     let client = pgweir.connect().await;
     client.batch_execute("BEGIN; SELECT 1").await.unwrap();

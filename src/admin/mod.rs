@@ -6,7 +6,8 @@
 //! Who may use it: a client authenticates as any configured user would (see
 //! [`crate::client::login`]); then users in `admin_users` may run every command, users in
 //! `stats_users` the SHOW commands only, and anyone else is refused with FATAL 28000.
-//! The control commands (PAUSE, RELOAD, SHUTDOWN, ...) are parsed but not yet carried out.
+//! RELOAD and SHUTDOWN are answered here, the other control commands (PAUSE, RESUME,
+//! DISABLE, ENABLE, RECONNECT, KILL, KILL_CLIENT, WAIT_CLOSE) in [`control`](mod@control).
 //!
 //! Where each SHOW gets its data ([`show`], [`stats`], [`sockets`], [`settings`]):
 //! - POOLS, SERVERS: every pool of [`crate::pool::Pools`], one row per node of a database
@@ -19,6 +20,7 @@
 //!
 //! [`parse`](mod@parse) reads the command grammar, [`result`] writes the answers on the wire.
 
+pub mod control;
 pub mod parse;
 pub mod result;
 pub mod settings;
@@ -27,10 +29,11 @@ pub mod sockets;
 pub mod stats;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::app::App;
+use crate::client::stop::Stop;
 use crate::client::{read_message, ClientError};
 use crate::config::{GeneralConfig, ADMIN_DATABASES};
 use crate::error::{Severity, SqlState};
@@ -86,9 +89,18 @@ pub struct Console {
 
 /// Why a command got an ErrorResponse instead of an answer.
 #[derive(Debug)]
-struct Refusal {
+pub struct Refusal {
     code: SqlState,
     message: String,
+}
+
+impl Refusal {
+    pub fn new(code: SqlState, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 /// What a console client sees after AuthenticationOk: its parameters, a (meaningless)
@@ -123,17 +135,22 @@ pub async fn run(
     // messages after an error.
     let mut skipping = false;
     let mut out = BytesMut::new();
-    let mut shutdown = app.shutdown.watch();
+    let mut stop = Stop::new(app.shutdown.watch(), console.entry.kill_watch());
     loop {
         let (tag, body) = tokio::select! {
             read = read_message(stream, buf, MAX_MESSAGE) => read?,
-            () = shutdown.reached(Phase::Draining) => return Err(ClientError::ShuttingDown),
+            e = stop.between_transactions() => return Err(e),
         };
         match tag {
             fe::QUERY => {
                 let text = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body));
                 tracing::debug!(user = %console.entry.info().user, query = %text, "admin console query");
-                answer(app, console.access, &text, &mut out);
+                let asker = Asker {
+                    access: console.access,
+                    id: console.entry.info().id,
+                };
+                let work = answer(app, asker, &text, &mut out);
+                while_connected(work, stream, buf, &mut stop).await?;
                 backend::ready_for_query(&mut out, TxStatus::Idle);
             }
             fe::TERMINATE => return Ok(()),
@@ -164,6 +181,31 @@ pub async fn run(
     }
 }
 
+/// Runs a command's answer (PAUSE and WAIT_CLOSE can wait long) while watching the client:
+/// its going away, shutdown or a KILL_CLIENT end the wait. What it sends meanwhile stays
+/// buffered for the next command.
+async fn while_connected(
+    work: impl std::future::Future<Output = ()>,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    stop: &mut Stop,
+) -> Result<(), ClientError> {
+    tokio::pin!(work);
+    loop {
+        buf.reserve(1024);
+        tokio::select! {
+            biased;
+            () = &mut work => return Ok(()),
+            e = stop.between_transactions() => return Err(e),
+            read = stream.read_buf(buf), if buf.len() < MAX_MESSAGE => {
+                if read? == 0 {
+                    return Err(ClientError::Closed);
+                }
+            }
+        }
+    }
+}
+
 fn simple_only(out: &mut BytesMut) {
     let message = "the admin console speaks the simple query protocol only";
     backend::error_response(
@@ -174,8 +216,17 @@ fn simple_only(out: &mut BytesMut) {
     );
 }
 
+/// Who asks: their rights, and their own client id (a KILL_CLIENT of oneself does not
+/// wait for oneself to be gone).
+#[derive(Debug, Clone, Copy)]
+pub struct Asker {
+    pub access: Access,
+    pub id: u64,
+}
+
 /// Answers one Query: its result, or an error.
-fn answer(app: &App, access: Access, query: &str, out: &mut BytesMut) {
+async fn answer(app: &App, asker: Asker, query: &str, out: &mut BytesMut) {
+    let access = asker.access;
     if query.trim().trim_end_matches(';').trim().is_empty() {
         result::empty_query(out);
         return;
@@ -194,7 +245,7 @@ fn answer(app: &App, access: Access, query: &str, out: &mut BytesMut) {
                 ),
             })
         }
-        Ok(command) => execute(app, command, out),
+        Ok(command) => execute(app, command, asker, out).await,
     };
     if let Err(r) = outcome {
         backend::error_response(out, Severity::Error, r.code, &r.message);
@@ -203,10 +254,19 @@ fn answer(app: &App, access: Access, query: &str, out: &mut BytesMut) {
 
 /// Carries out a command the user may run, one arm per command, each writing its result
 /// and CommandComplete (or returning its refusal).
-fn execute(app: &App, command: Command, out: &mut BytesMut) -> Result<(), Refusal> {
+async fn execute(
+    app: &App,
+    command: Command,
+    asker: Asker,
+    out: &mut BytesMut,
+) -> Result<(), Refusal> {
+    let word = command.word();
     match command {
-        Command::Show(what) => show::write(app, what, out),
-        Command::Reload => reload(app, out)?,
+        Command::Show(what) => {
+            show::write(app, what, out);
+            return Ok(());
+        }
+        Command::Reload => return reload(app, out),
         Command::Shutdown(mode) => {
             // Both waiting modes are the same wait here (see crate::shutdown); a plain
             // SHUTDOWN is immediate, as in PgBouncer.
@@ -215,17 +275,26 @@ fn execute(app: &App, command: Command, out: &mut BytesMut) -> Result<(), Refusa
                 ShutdownMode::WaitForServers | ShutdownMode::WaitForClients => Phase::Draining,
             };
             app.shutdown.advance(phase);
-            backend::command_complete(out, "SHUTDOWN");
         }
-        // PAUSE, RESUME, DISABLE, ENABLE, RECONNECT, KILL, KILL_CLIENT, SUSPEND and
-        // WAIT_CLOSE are the next step of issue 6.
-        other => {
-            return Err(Refusal {
-                code: SqlState::FEATURE_NOT_SUPPORTED,
-                message: format!("{} is not supported yet", other.word()),
-            })
+        Command::Pause(db) => control::pause(app, db.as_deref()).await?,
+        Command::Resume(db) => control::resume(app, db.as_deref())?,
+        Command::Disable(db) => control::disable(app, &db, true)?,
+        Command::Enable(db) => control::disable(app, &db, false)?,
+        Command::Reconnect(db) => control::reconnect(app, db.as_deref())?,
+        Command::Kill(db) => control::kill(app, db.as_deref()).await?,
+        Command::KillClient(id) => control::kill_client(app, id, asker.id).await?,
+        Command::WaitClose(db) => control::wait_close(app, db.as_deref()).await?,
+        Command::Suspend => {
+            // SUSPEND exists so that an online restart (pgbouncer -R) can take over the
+            // sockets once their buffers are flushed; pgweir has no such handover.
+            return Err(Refusal::new(
+                SqlState::FEATURE_NOT_SUPPORTED,
+                "SUSPEND is not supported: pgweir has no online restart that takes over \
+                 its sockets; PAUSE waits for servers to be released instead",
+            ));
         }
     }
+    backend::command_complete(out, word);
     Ok(())
 }
 

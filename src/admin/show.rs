@@ -1,7 +1,7 @@
 //! SHOW POOLS, DATABASES, USERS, LISTS, STATE, VERSION and HELP, with PgBouncer's
 //! columns in PgBouncer's order and types, and [`write`](fn@write), which sends each SHOW
 //! to the file that answers it. Columns for things pgweir does not have (cancel-request
-//! queues, tested servers, DNS, peers, pausing) are there with 0 or NULL, so tools that
+//! queues, tested servers, DNS, peers, suspending) are there with 0 or NULL, so tools that
 //! read them by name or position work.
 
 use std::collections::HashMap;
@@ -186,8 +186,8 @@ fn databases(app: &App, out: &mut BytesMut) {
                 .filter(|c| &c.database == name)
                 .count()
                 .into(),
-            0usize.into(),
-            0usize.into(),
+            usize::from(app.pools.control.is_paused(name)).into(),
+            usize::from(app.pools.control.is_disabled(name)).into(),
         ]);
     }
     rs.finish();
@@ -264,13 +264,14 @@ fn lists(app: &App, out: &mut BytesMut) {
 
 pub const STATE: [(&str, Type); 2] = [("key", Type::Text), ("value", Type::Text)];
 
-/// `active` is no once shutdown has begun; pausing and suspending do not exist yet.
+/// `active` is no once shutdown has begun, `paused` yes while every database is paused;
+/// suspending does not exist in pgweir.
 fn state(app: &App, out: &mut BytesMut) {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let mut rs = ResultSet::new(out, &STATE);
     for (key, on) in [
         ("active", app.accepting()),
-        ("paused", false),
+        ("paused", app.paused()),
         ("suspended", false),
     ] {
         rs.row([key.into(), yes_no(on).into()]);

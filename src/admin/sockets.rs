@@ -85,17 +85,18 @@ pub fn clients(app: &App, out: &mut BytesMut) {
             timestamp(c.connected).into(),
             Value::Null,
         ];
-        rs.row(head.into_iter().chain(socket_tail(c.id, 0)));
+        rs.row(head.into_iter().chain(socket_tail(c.id, 0, false)));
     }
     rs.finish();
 }
 
 /// The columns from `wait` to `id`, the same for clients and servers.
-fn socket_tail(id: u64, remote_pid: i32) -> [Value; 10] {
+/// `close_needed`: a server RECONNECT marked, closed when it is released.
+fn socket_tail(id: u64, remote_pid: i32, close_needed: bool) -> [Value; 10] {
     [
         0usize.into(),
         0usize.into(),
-        0usize.into(),
+        usize::from(close_needed).into(),
         format!("{id:#x}").into(),
         "".into(),
         remote_pid.into(),
@@ -138,7 +139,7 @@ fn server_row(database: &str, user: &str, node: Node, s: &ServerInfo) -> Vec<Val
         timestamp(s.connected).into(),
         timestamp(s.since).into(),
     ];
-    row.extend(socket_tail(s.id, s.remote_pid));
+    row.extend(socket_tail(s.id, s.remote_pid, s.close_needed));
     row.push(node.label().into());
     row
 }
@@ -161,6 +162,7 @@ mod tests {
             local_addr: None,
             connected: now,
             since: now,
+            close_needed: true,
         };
         let row = server_row("db", "u", Node::Replica(1), &info);
         assert_eq!(row.len(), SERVERS.len());
@@ -171,6 +173,7 @@ mod tests {
         assert_eq!(at("remote_pid"), &Value::from(4242));
         assert_eq!(at("id"), &Value::from(9u64));
         assert_eq!(at("node"), &Value::from("replica1"));
+        assert_eq!(at("close_needed"), &Value::from(1usize));
         assert_eq!(SERVERS[..CLIENTS.len()], CLIENTS);
     }
 }

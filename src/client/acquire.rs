@@ -17,12 +17,12 @@ use super::relay::{ensure_spare, Session};
 use super::routing::{
     decide, retry_window, route_reply, scan_request, Destination, LinkRoute, Scan,
 };
+use super::stop::Stop;
 use super::ClientError;
 use crate::config::PoolMode;
 use crate::pool::{Node, Pool, PoolError, PooledServer};
 use crate::protocol::framer::OutQueue;
 use crate::protocol::{fe, TxStatus};
-use crate::shutdown::{Phase, ShutdownWatch};
 use crate::sql::{Classification, Verdict};
 use crate::stats::ClientState;
 
@@ -44,12 +44,13 @@ pub enum Acquired {
 }
 
 /// Waits until the client sends a message that needs a server, at most `idle_limit` (zero:
-/// forever). False when it says goodbye; an error when shutdown begins meanwhile.
+/// forever). False when it says goodbye; an error when shutdown begins meanwhile or an
+/// admin KILL closes the client.
 pub async fn next_request(
     client: &mut TcpStream,
     cbuf: &mut BytesMut,
     idle_limit: Duration,
-    shutdown: &mut ShutdownWatch,
+    stop: &mut Stop,
 ) -> Result<bool, ClientError> {
     let wait = async {
         if idle_limit.is_zero() {
@@ -61,7 +62,7 @@ pub async fn next_request(
     };
     tokio::select! {
         got = wait => got,
-        () = shutdown.reached(Phase::Draining) => Err(ClientError::ShuttingDown),
+        e = stop.between_transactions() => Err(e),
     }
 }
 
@@ -115,7 +116,7 @@ pub async fn acquire(
             } => (s.group.choose(with_primary, s.route.wrote_at), hold_writes),
         };
         let pool = s.group.pool(node);
-        let failure = match checkout(pool, client, cbuf).await {
+        let failure = match checkout(pool, client, cbuf, &mut s.stop).await {
             Ok(Some(mut server)) => match s.params.apply_to(&mut server).await {
                 Ok(()) => {
                     s.entry.set(ClientState::Active);
@@ -136,11 +137,12 @@ pub async fn acquire(
                 Err(e) => return Err(e.into()),
             },
             Ok(None) => return Ok(Acquired::Gone),
-            Err(PoolError::Server(e)) if node != Node::Primary => {
+            Err(Waited::Stopped(e)) => return Err(e),
+            Err(Waited::Pool(PoolError::Server(e))) if node != Node::Primary => {
                 s.group.ban(node);
                 e.to_string()
             }
-            Err(e) => return Err(e.into()),
+            Err(Waited::Pool(e)) => return Err(e.into()),
         };
         tracing::warn!(pool = %pool.key, error = %failure, "replica failed before the request was sent; it goes to the primary");
         dest = Destination::Primary;
@@ -219,20 +221,30 @@ fn first_message_complete(buf: &[u8]) -> bool {
     })
 }
 
-/// Takes a server, leaving the queue at once if the client disconnects while it waits.
-/// Whatever the client sends meanwhile stays buffered for the server.
+/// Why a checkout gave no server.
+enum Waited {
+    Pool(PoolError),
+    /// Shutdown could wait no more, or an admin KILL closed the client.
+    Stopped(ClientError),
+}
+
+/// Takes a server (waiting for RESUME first while the database is paused), leaving the
+/// queue at once if the client disconnects or is stopped while it waits. Whatever the
+/// client sends meanwhile stays buffered for the server.
 async fn checkout(
     pool: &Arc<Pool>,
     client: &mut TcpStream,
     cbuf: &mut BytesMut,
-) -> Result<Option<PooledServer>, PoolError> {
+    stop: &mut Stop,
+) -> Result<Option<PooledServer>, Waited> {
     let wait = pool.checkout();
     tokio::pin!(wait);
     loop {
         ensure_spare(cbuf);
         tokio::select! {
             biased;
-            server = &mut wait => return server.map(Some),
+            server = &mut wait => return server.map(Some).map_err(Waited::Pool),
+            e = stop.now() => return Err(Waited::Stopped(e)),
             read = client.read_buf(cbuf) => {
                 if !matches!(read, Ok(n) if n > 0) {
                     return Ok(None);

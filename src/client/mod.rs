@@ -15,6 +15,7 @@ pub mod reset;
 pub mod routing;
 pub mod settle;
 pub mod state;
+pub mod stop;
 pub mod txn;
 
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use crate::server::{ServerConn, ServerError};
 use crate::stats::ClientEntry;
 use limits::Refused;
 use params::ClientParams;
+use stop::Stop;
 
 /// Startup parameters that are about the connection, not session settings.
 const CONNECTION_PARAMS: &[&str] = &["user", "database", "options", "replication"];
@@ -79,6 +81,10 @@ pub enum ClientError {
     QueryTimeout(Duration),
     #[error("pgweir is shutting down")]
     ShuttingDown,
+    #[error("terminating connection due to administrator command ({0} on the admin console)")]
+    Killed(&'static str),
+    #[error("database \"{0}\" does not allow connections: disabled on the admin console")]
+    Disabled(String),
     #[error("client connection lost: {0}")]
     Io(#[from] std::io::Error),
     #[error("client closed the connection")]
@@ -110,12 +116,12 @@ impl ClientVisible for ClientError {
             ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Server(e) => e.sqlstate(),
-            ClientError::LoginTimeout(_) => SqlState::CANNOT_CONNECT_NOW,
+            ClientError::LoginTimeout(_) | ClientError::Disabled(_) => SqlState::CANNOT_CONNECT_NOW,
             ClientError::TooManyClients { .. } => SqlState::TOO_MANY_CONNECTIONS,
             ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
             ClientError::IdleInTransaction(_) => SqlState::IDLE_IN_TRANSACTION_TIMEOUT,
             ClientError::QueryTimeout(_) => SqlState::QUERY_CANCELED,
-            ClientError::ShuttingDown => SqlState::ADMIN_SHUTDOWN,
+            ClientError::ShuttingDown | ClientError::Killed(_) => SqlState::ADMIN_SHUTDOWN,
             ClientError::Malformed(_) | ClientError::Io(_) | ClientError::Closed => {
                 SqlState::PROTOCOL_VIOLATION
             }
@@ -267,6 +273,9 @@ async fn log_in(
     if console {
         return enter_console(app, stream, database, user, peer).await;
     }
+    if app.pools.control.is_disabled(database) {
+        return Err(ClientError::Disabled(database.to_owned()));
+    }
     metrics::counter!("pgweir_client_logins_total", &pair).increment(1);
     backend::authentication_ok(&mut out);
     stream.write_all(&out).await?;
@@ -299,9 +308,9 @@ async fn log_in(
         return Err(ClientError::ShuttingDown);
     }
     let entry = app.connected.register(peer, database, user);
-    let shutdown = app.shutdown.watch();
+    let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
     Ok(Some(Ready::Relay(Box::new(relay::Session::new(
-        group, params, cancel, slot, shared, entry, shutdown,
+        group, params, cancel, slot, shared, entry, stop,
     )))))
 }
 

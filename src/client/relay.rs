@@ -38,6 +38,7 @@ use super::reset::{self, Leftover};
 use super::routing::{route_reply, ClientRoute, Held, LinkRoute, RouteCheck};
 use super::settle::{after_transaction, AfterTransaction};
 use super::state::SessionShared;
+use super::stop::Stop;
 use super::ClientError;
 use crate::cancel::{CancelHandle, CancelTarget};
 use crate::config::PoolMode;
@@ -47,7 +48,6 @@ use crate::prepared::{answer_parse_locally, ClientStatements, Rewriter, ServerSt
 use crate::protocol::framer::{Framer, OutQueue};
 use crate::protocol::{backend, ProtocolError, TxStatus};
 use crate::server::{ServerConn, ServerError, SCS_SLOT};
-use crate::shutdown::{Phase, ShutdownWatch};
 use crate::sql::{PinReason, Pins};
 use crate::stats::{ClientEntry, ClientState};
 
@@ -86,8 +86,8 @@ pub struct Session {
     _slot: ClientSlot,
     /// The client's entry in the list of connected clients, showing what it does.
     pub(super) entry: ClientEntry,
-    /// Tells the client task when shutdown begins.
-    pub(super) shutdown: ShutdownWatch,
+    /// Tells the client task when shutdown begins or an admin KILL closes it.
+    pub(super) stop: Stop,
 }
 
 impl Session {
@@ -98,7 +98,7 @@ impl Session {
         slot: ClientSlot,
         shared: Arc<SessionShared>,
         entry: ClientEntry,
-        shutdown: ShutdownWatch,
+        stop: Stop,
     ) -> Self {
         Session {
             pool: Arc::clone(&group.primary),
@@ -113,7 +113,7 @@ impl Session {
             sticky: Pins::default(),
             _slot: slot,
             entry,
-            shutdown,
+            stop,
         }
     }
 
@@ -193,16 +193,13 @@ pub async fn run(
     let mut pinned_to: Option<(PooledServer, LinkRoute)> = None;
     loop {
         to_client.write_all(client).await?;
-        if s.shutdown.phase() != Phase::Running {
-            // Between transactions: the client's work is done; a pinned server is cleaned.
+        if let Some(e) = s.stop.reason() {
+            // Between transactions: the client's work is done; a pinned server is cleaned
+            // (closed after a KILL).
             if let Some((server, _)) = pinned_to.take() {
-                let left = Leftover::Clean {
-                    rollback: false,
-                    discard: true,
-                };
-                reset::left_behind(server, left).await;
+                reset::left_behind(server, s.stop.leftover()).await;
             }
-            return Err(ClientError::ShuttingDown);
+            return Err(e);
         }
         let (mut server, route, mut retry) = match pinned_to.take() {
             Some((server, route)) => (server, route, None),
@@ -284,7 +281,7 @@ async fn start_link(
 ) -> Result<Acquired, ClientError> {
     s.entry.set(ClientState::Idle);
     let idle_limit = s.pool.settings().client_idle_timeout;
-    if !next_request(client, cbuf, idle_limit, &mut s.shutdown).await? {
+    if !next_request(client, cbuf, idle_limit, &mut s.stop).await? {
         return Ok(Acquired::Gone);
     }
     let acquired = acquire(s, client, cbuf, to_client).await?;
@@ -363,7 +360,7 @@ async fn pump(
     } = &mut **server;
     let (mut sr, mut sw) = stream.split();
     let (mut cr, mut cw) = client.split();
-    let mut stop = s.shutdown.clone();
+    let mut stop = s.stop.clone();
     drain_client(s, link, cbuf, cframer, sstmts)?;
     loop {
         if link.terminated {
@@ -416,18 +413,13 @@ async fn pump(
         let boundary = link.answered_all(cframer, rbuf)
             && cbuf.is_empty()
             && link.tracker.status() == TxStatus::Idle;
-        let closing = if boundary {
-            Phase::Draining
-        } else {
-            Phase::Now
-        };
         tokio::select! {
             () = expiry => {
                 if let Some((_, e)) = deadline {
                     return Ok(End::Expired(e));
                 }
             }
-            () = stop.reached(closing) => return Ok(End::Expired(ClientError::ShuttingDown)),
+            e = stop.at(boundary) => return Ok(End::Expired(e)),
             r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER && link.route.held.is_none() => {
                 if r? == 0 {
                     return Ok(End::ClientGone);
@@ -587,9 +579,9 @@ async fn client_gone(
     reset: bool,
 ) {
     let busy = !link.tracker.quiet() || !at_boundary || link.sframer.mid_message();
-    let left = if busy || s.sticky.contains(PinReason::Load) {
-        // Something is still running or half-sent, or a library was loaded that no reset
-        // unloads.
+    let left = if busy || s.sticky.contains(PinReason::Load) || s.stop.killed() {
+        // Something is still running or half-sent, a library was loaded that no reset
+        // unloads, or an admin KILL closes the client's server with it.
         Leftover::Close
     } else {
         Leftover::Clean {

@@ -4,8 +4,10 @@
 //! guard that gives a connection back (or closes it). The bookkeeping lives in [`state`],
 //! without I/O; [`registry`] creates pools and runs their upkeep; [`limits`] counts server
 //! connections per database and per user across pools; [`servers`] lists a pool's
-//! connections one by one for the admin console.
+//! connections one by one for the admin console; [`control`] holds the admin console's
+//! pause and disable switches, which a pool reads at each checkout.
 
+pub mod control;
 pub mod group;
 pub mod limits;
 pub mod registry;
@@ -13,6 +15,7 @@ pub mod servers;
 pub mod state;
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,7 @@ use crate::error::{ClientVisible, SqlState};
 use crate::prepared::Registry;
 use crate::server::login::connect;
 use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
+use control::Switch;
 use limits::Budgets;
 use servers::{Lent, LentServers};
 use state::{Checkout, Delivery, PoolState, Sizes, Snapshot, WaiterId};
@@ -127,6 +131,10 @@ pub struct Pool {
     pub statements: Arc<Registry>,
     /// Connections checked out now, for SHOW SERVERS.
     lent: LentServers,
+    /// The database's pause switch (PAUSE, KILL, RESUME).
+    switch: Arc<Switch>,
+    /// Clients waiting for RESUME before they may queue, counted as waiting.
+    held: AtomicUsize,
     connects: metrics::Counter,
     connect_failures: metrics::Counter,
 }
@@ -139,6 +147,7 @@ impl Pool {
         connect: ConnectSettings,
         budgets: Budgets,
         statements: Arc<Registry>,
+        switch: Arc<Switch>,
     ) -> Self {
         let sizes = Sizes {
             size: settings.pool_size,
@@ -162,6 +171,8 @@ impl Pool {
             defaults: RwLock::new(None),
             statements,
             lent: LentServers::default(),
+            switch,
+            held: AtomicUsize::new(0),
         }
     }
 
@@ -193,10 +204,19 @@ impl Pool {
         self.start_opens(open);
     }
 
-    /// Servers by state and the queue, now.
+    /// Servers by state and the queue (with the clients held by a pause), now.
     pub fn snapshot(&self) -> Snapshot {
         let delay = self.settings().server_check_delay;
-        self.state.lock().snapshot(Instant::now(), delay)
+        let mut s = self.state.lock().snapshot(Instant::now(), delay);
+        s.waiting += self.held.load(Ordering::Relaxed);
+        s
+    }
+
+    /// Whether a server is in use or logging in, or a client is queued for one: what
+    /// PAUSE waits to end. Clients held by the pause do not count.
+    pub fn busy(&self) -> bool {
+        let s = self.state.lock();
+        s.open_count() > s.idle_count() || s.waiting_count() > 0
     }
 
     /// Work given to this pool and not finished: servers in use plus clients queued, what
@@ -206,18 +226,31 @@ impl Pool {
         s.open_count().saturating_sub(s.idle_count()) + s.waiting_count()
     }
 
-    /// Waits for a server in arrival order. Dropping the future leaves the queue at once.
+    /// Waits for a server in arrival order, first for RESUME while the database is paused;
+    /// both waits together are bounded by `query_wait_timeout`, as in PgBouncer. Dropping
+    /// the future leaves the queue at once.
     pub async fn checkout(self: &Arc<Self>) -> Result<PooledServer, PoolError> {
+        let limit = self.settings().query_wait_timeout;
+        let deadline = (!limit.is_zero()).then(|| tokio::time::Instant::now() + limit);
         loop {
-            let next = self.state.lock().checkout(Instant::now());
+            let next = {
+                let mut state = self.state.lock();
+                // Read under the lock: see `Switch::paused`.
+                (!self.switch.paused()).then(|| state.checkout(Instant::now()))
+            };
             let (conn, idle_since) = match next {
-                Checkout::Ready(c, since) => (c, Some(since)),
-                Checkout::Fail(e) => return Err(e),
-                Checkout::Wait { id, rx, open } => {
+                None => {
+                    self.until_resumed(deadline).await?;
+                    continue;
+                }
+                Some(Checkout::Ready(c, since)) => (c, Some(since)),
+                Some(Checkout::Fail(e)) => return Err(e),
+                Some(Checkout::Wait { id, rx, open }) => {
                     self.start_opens(open);
-                    (Waiting::new(self, id, rx).finish().await?, None)
+                    (Waiting::new(self, id, rx).finish(deadline).await?, None)
                 }
             };
+            let born = conn.created;
             if let Some(conn) = self.verify(conn, idle_since).await {
                 self.lent.lend(conn.id, Lent::of(&conn, Instant::now()));
                 return Ok(PooledServer {
@@ -225,8 +258,21 @@ impl Pool {
                     pool: Arc::clone(self),
                 });
             }
-            self.discard();
+            self.discard(born);
         }
+    }
+
+    /// Waits until the database is resumed, at most until `deadline`.
+    async fn until_resumed(&self, deadline: Option<tokio::time::Instant>) -> Result<(), PoolError> {
+        let _held = Held::new(&self.held);
+        let Some(at) = deadline else {
+            self.switch.resumed().await;
+            return Ok(());
+        };
+        let limit = self.settings().query_wait_timeout;
+        tokio::time::timeout_at(at, self.switch.resumed())
+            .await
+            .map_err(|_| PoolError::WaitTimeout(limit))
     }
 
     /// Checks a connection before handing it out: a closed socket is never used, and one
@@ -262,7 +308,7 @@ impl Pool {
         }
     }
 
-    async fn open_one(&self) {
+    async fn open_one(self: &Arc<Self>) {
         let Some(permit) = self.budgets.acquire() else {
             // The database or user is at its limit: retried by the upkeep.
             self.state.lock().open_deferred();
@@ -277,8 +323,9 @@ impl Pool {
                 }
                 tracing::debug!(pool = %self.key, server = c.id.0, "server connection opened");
                 let born = c.created;
-                let extra = self.state.lock().opened(c, born, Instant::now());
+                let (extra, open) = self.state.lock().opened(c, born, Instant::now());
                 drop(extra);
+                self.start_opens(open);
             }
             Err(e) => {
                 self.connect_failures.increment(1);
@@ -291,23 +338,47 @@ impl Pool {
     }
 
     /// Gives back a clean connection, closing it instead once past `server_lifetime` (zero,
-    /// as in PgBouncer: every connection is used once).
+    /// as in PgBouncer: every connection is used once) or when a RECONNECT marked it.
     fn checkin(self: &Arc<Self>, conn: ServerConn) {
-        if conn.created.elapsed() >= self.settings().server_lifetime {
-            tracing::debug!(pool = %self.key, server = conn.id.0, "server_lifetime reached; closing");
+        let born = conn.created;
+        let expired = born.elapsed() >= self.settings().server_lifetime;
+        let mut state = self.state.lock();
+        if expired || state.is_marked(born) {
+            let n = state.discard(born, Instant::now());
+            drop(state);
+            tracing::debug!(pool = %self.key, server = conn.id.0, "server_lifetime reached or RECONNECT; closing");
             drop(conn);
-            self.discard();
+            self.start_opens(n);
             return;
         }
-        let born = conn.created;
-        let extra = self.state.lock().checkin(conn, born, Instant::now());
+        let extra = state.checkin(conn, born, Instant::now());
+        drop(state);
         drop(extra);
     }
 
-    /// A checked-out connection was closed: free its slot, or refill it for the queue.
-    fn discard(self: &Arc<Self>) {
-        let n = self.state.lock().discard(Instant::now());
+    /// A checked-out connection opened at `born` was closed: free its slot, or refill it
+    /// for the queue.
+    fn discard(self: &Arc<Self>, born: Instant) {
+        let n = self.state.lock().discard(born, Instant::now());
         self.start_opens(n);
+    }
+
+    /// RECONNECT: closes the idle servers now and every other one open now when it is
+    /// released or finishes logging in, so the next transactions get new connections.
+    pub fn reconnect(&self) {
+        let closed = self.state.lock().mark(Instant::now());
+        drop(closed);
+    }
+
+    /// Servers a RECONNECT marked that are still open, for WAIT_CLOSE.
+    pub fn marked_open(&self) -> usize {
+        self.state.lock().marked_open()
+    }
+
+    /// Closes every idle server (PAUSE, once nothing is in use).
+    pub fn close_idle(&self) {
+        let closed = self.state.lock().close_idle();
+        drop(closed);
     }
 
     /// Periodic upkeep, run by the registry: idle and lifetime expiry, min_pool_size, and
@@ -318,6 +389,7 @@ impl Pool {
             Instant::now(),
             s.server_idle_timeout,
             s.server_lifetime,
+            self.switch.paused(),
             ServerConn::looks_alive,
         );
         drop(closed);
@@ -346,6 +418,22 @@ impl Pool {
     }
 }
 
+/// Counts a client waiting for RESUME while it waits, however its wait ends.
+struct Held<'a>(&'a AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Held(count)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A queued checkout. Dropped early (client gone, timeout), it leaves the queue, and a
 /// connection that was handed over in that instant goes back instead of leaking its slot.
 struct Waiting<'a> {
@@ -367,12 +455,14 @@ impl<'a> Waiting<'a> {
         }
     }
 
-    /// Waits up to `query_wait_timeout` (zero: forever), asking for a reserve connection
-    /// once `reserve_pool_timeout` has passed.
-    async fn finish(mut self) -> Result<ServerConn, PoolError> {
+    /// Waits until `deadline` (`query_wait_timeout` after the checkout began; None:
+    /// forever), asking for a reserve connection once `reserve_pool_timeout` has passed.
+    async fn finish(
+        mut self,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<ServerConn, PoolError> {
         let s = self.pool.settings.load_full();
         let started = tokio::time::Instant::now();
-        let deadline = (!s.query_wait_timeout.is_zero()).then(|| started + s.query_wait_timeout);
         let mut reserve_at = (s.reserve_pool_size > 0).then(|| started + s.reserve_pool_timeout);
         let Some(rx) = self.rx.as_mut() else {
             return Err(PoolError::Closed);
@@ -470,8 +560,9 @@ impl Drop for PooledServer {
         if let Some(c) = self.conn.take() {
             tracing::debug!(pool = %self.pool.key, server = c.id.0, "closing server connection");
             self.pool.lent.returned(c.id);
+            let born = c.created;
             drop(c);
-            self.pool.discard();
+            self.pool.discard(born);
         }
     }
 }

@@ -4,6 +4,9 @@
 //! each pool's upkeep (idle and lifetime expiry, min_pool_size, deferred opens) and, when a
 //! pool starves under a shared limit, closes an idle connection of a sibling pool (of the
 //! same server) to make room. The work per tick is per pool, never per client.
+//!
+//! It also holds the admin console's switches ([`Control`]) and remembers the pools a
+//! reload replaced while they live, for PAUSE, RECONNECT, KILL and WAIT_CLOSE.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -12,6 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
+use super::control::Control;
 use super::group::{Origin, Routing};
 use super::limits::{Budget, Budgets};
 use super::{ConnectSettings, Node, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
@@ -39,6 +43,8 @@ pub struct Pools {
     /// Totals per (database, server user), kept across group replacements so counters never
     /// go back.
     stats: Mutex<HashMap<(String, String), Arc<GroupStats>>>,
+    /// Paused and disabled databases.
+    pub control: Control,
 }
 
 impl Pools {
@@ -51,6 +57,7 @@ impl Pools {
             monitors: Mutex::new(HashMap::new()),
             draining: Mutex::new(Vec::new()),
             stats: Mutex::new(HashMap::new()),
+            control: Control::default(),
         });
         tokio::spawn(janitor(Arc::downgrade(&pools)));
         pools
@@ -182,8 +189,9 @@ impl Pools {
             login_retry,
         };
         let settings = settings.clone();
+        let switch = self.control.switch(&key.database);
         Arc::new(Pool::new(
-            key, target, settings, connect, budgets, statements,
+            key, target, settings, connect, budgets, statements, switch,
         ))
     }
 
@@ -235,6 +243,29 @@ impl Pools {
         draining.extend(retired);
     }
 
+    /// The groups a reload retired that still have clients.
+    fn retired(&self) -> Vec<Arc<PoolGroup>> {
+        self.draining
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// The pools of `database` (None: of every database), those a reload replaced
+    /// included while they live.
+    pub fn pools_of(&self, database: Option<&str>) -> Vec<Arc<Pool>> {
+        let ours = |p: &Arc<Pool>| database.is_none_or(|d| p.key.database == d);
+        self.all().into_iter().filter(ours).collect()
+    }
+
+    /// Whether a pool a reload replaced still lives for `database` (None: any): its
+    /// servers are closed only once its last client has left.
+    pub fn replaced_alive(&self, database: Option<&str>) -> bool {
+        let ours = |g: &Arc<PoolGroup>| database.is_none_or(|d| g.primary.key.database == d);
+        self.retired().iter().any(ours)
+    }
+
     /// Whether `group` still describes its database under `config`; if so it takes the new
     /// pool settings in place.
     fn still_fits(&self, config: &Config, database: &str, user: &str, group: &PoolGroup) -> bool {
@@ -269,7 +300,7 @@ impl Pools {
     /// have clients.
     pub fn groups(&self) -> Vec<Arc<PoolGroup>> {
         let mut groups: Vec<_> = self.groups.read().values().cloned().collect();
-        groups.extend(self.draining.lock().iter().filter_map(Weak::upgrade));
+        groups.extend(self.retired());
         groups
     }
 

@@ -48,6 +48,8 @@ pub struct ServerInfo {
     pub connected: SystemTime,
     /// When it was last handed out (active) or given back (idle, used).
     pub since: SystemTime,
+    /// A RECONNECT marked it: it is closed when released.
+    pub close_needed: bool,
 }
 
 /// A checked-out connection, as it was when handed out.
@@ -100,7 +102,9 @@ impl Pool {
             wall.checked_sub(now.saturating_duration_since(t))
                 .unwrap_or(wall)
         };
-        let mut rows: Vec<ServerInfo> = (self.lent.all().into_iter())
+        let lent = self.lent.all();
+        let state = self.state.lock();
+        let mut rows: Vec<ServerInfo> = (lent.into_iter())
             .map(|(id, l)| ServerInfo {
                 id: id.0,
                 state: ServerState::Active,
@@ -109,11 +113,11 @@ impl Pool {
                 local_addr: None,
                 connected: at(l.created),
                 since: at(l.since),
+                close_needed: state.is_marked(l.created),
             })
             .collect();
         rows.sort_by_key(|r| r.id);
         let delay = self.settings().server_check_delay;
-        let state = self.state.lock();
         rows.extend(state.idle_servers().map(|(c, since)| ServerInfo {
             id: c.id.0,
             state: if now.saturating_duration_since(since) >= delay {
@@ -126,6 +130,8 @@ impl Pool {
             local_addr: c.stream.local_addr().ok(),
             connected: at(c.created),
             since: at(since),
+            // Marked servers are closed rather than put back idle.
+            close_needed: false,
         }));
         rows
     }

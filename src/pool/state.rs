@@ -2,6 +2,10 @@
 //! connections (reused most recently used first), how many are open or opening against the
 //! size limits, and the first-come-first-served queue of clients waiting for one.
 //!
+//! RECONNECT marks every connection open at that moment for closing ([`PoolState::mark`]):
+//! the idle ones are closed at once, the others when they come back or finish logging in;
+//! a connection is known by when it was opened (`born`), which the callers pass in.
+//!
 //! The state never opens or closes anything itself: its answers tell the async layer in
 //! [`super`] how many connections to open and which ones to close. Callers hold a short lock
 //! around each call and never await inside it.
@@ -93,6 +97,10 @@ pub struct PoolState<C, E> {
     retry: Duration,
     /// An open was called off because a shared limit was reached.
     deferred: bool,
+    /// The last RECONNECT: connections born then or earlier are closed, not reused.
+    mark: Option<Instant>,
+    /// Marked connections still checked out.
+    marked: usize,
 }
 
 impl<C, E: Clone> PoolState<C, E> {
@@ -108,6 +116,8 @@ impl<C, E: Clone> PoolState<C, E> {
             last_failure: None,
             retry,
             deferred: false,
+            mark: None,
+            marked: 0,
         }
     }
 
@@ -200,12 +210,18 @@ impl<C, E: Clone> PoolState<C, E> {
         self.deferred && !self.waiters.is_empty()
     }
 
-    /// A connection attempt succeeded; `born` is when it was opened.
-    pub fn opened(&mut self, conn: C, born: Instant, now: Instant) -> Option<C> {
+    /// A connection attempt succeeded; `born` is when it was opened. Returns a
+    /// connection to close (a reserve one nobody needs, or one a RECONNECT marked while it
+    /// was logging in) and how many to open in its place.
+    pub fn opened(&mut self, conn: C, born: Instant, now: Instant) -> (Option<C>, usize) {
         self.deferred = false;
         self.opening -= 1;
         self.last_failure = None;
-        self.checkin(conn, born, now)
+        if self.is_marked(born) {
+            self.open -= 1;
+            return (Some(conn), self.reserve_opens(self.sizes.size, now));
+        }
+        (self.checkin(conn, born, now), 0)
     }
 
     /// A connection attempt failed. When nothing else is open nothing would ever wake the
@@ -222,9 +238,10 @@ impl<C, E: Clone> PoolState<C, E> {
         self.last_failure = Some((now, err));
     }
 
-    /// Returns a healthy connection: straight to the oldest waiter, else idle, unless the
-    /// pool is over its size with nobody waiting (a reserve connection), when it comes back
-    /// to be closed.
+    /// Returns a healthy connection that is not marked ([`PoolState::is_marked`]; a marked
+    /// one goes to [`PoolState::discard`]): straight to the oldest waiter, else idle, unless
+    /// the pool is over its size with nobody waiting (a reserve connection), when it comes
+    /// back to be closed.
     pub fn checkin(&mut self, mut conn: C, born: Instant, now: Instant) -> Option<C> {
         let limit = self.sizes.size + self.sizes.reserve.min(self.reserve_grants);
         if self.open > limit {
@@ -255,20 +272,54 @@ impl<C, E: Clone> PoolState<C, E> {
         None
     }
 
-    /// A checked-out connection was closed. Returns how many replacements the queue needs.
-    pub fn discard(&mut self, now: Instant) -> usize {
+    /// A checked-out connection opened at `born` was closed. Returns how many
+    /// replacements the queue needs.
+    pub fn discard(&mut self, born: Instant, now: Instant) -> usize {
         self.open -= 1;
+        if self.is_marked(born) {
+            self.marked = self.marked.saturating_sub(1);
+        }
         self.reserve_opens(self.sizes.size, now)
+    }
+
+    /// RECONNECT at `now`: every connection open is to be closed. Returns the idle ones,
+    /// to close at once; the checked-out ones are closed as they come back.
+    pub fn mark(&mut self, now: Instant) -> Vec<C> {
+        self.mark = Some(now);
+        let closed = self.close_idle();
+        // Every connection out now was born before `now`; none born before it goes out
+        // again (idle ones are gone, marked ones are closed when they come back or finish
+        // logging in), so this count only goes down.
+        self.marked = self.open - self.opening;
+        closed
+    }
+
+    /// Whether a connection opened at `born` was open at the last RECONNECT.
+    pub fn is_marked(&self, born: Instant) -> bool {
+        self.mark.is_some_and(|m| born <= m)
+    }
+
+    /// Checked-out connections a RECONNECT marked that are still open.
+    pub fn marked_open(&self) -> usize {
+        self.marked
+    }
+
+    /// Takes every idle connection out, for closing.
+    pub fn close_idle(&mut self) -> Vec<C> {
+        self.open -= self.idle.len();
+        self.idle.drain(..).map(|i| i.conn).collect()
     }
 
     /// Periodic upkeep: closes connections that are no longer `alive`, idle longer than
     /// `idle_timeout` (down to the minimum) or older than `lifetime` (zero durations disable
-    /// either), and says how many to open to get back to the minimum.
+    /// either), and says how many to open to get back to the minimum (none while `paused`:
+    /// a paused pool opens only for clients that queued before the pause).
     pub fn maintain(
         &mut self,
         now: Instant,
         idle_timeout: Duration,
         lifetime: Duration,
+        paused: bool,
         alive: impl Fn(&C) -> bool,
     ) -> (Vec<C>, usize) {
         let mut closed = Vec::new();
@@ -292,7 +343,8 @@ impl<C, E: Clone> PoolState<C, E> {
         self.idle = kept;
         let mut open = 0;
         if self.last_failure_expired(now) {
-            while self.open < self.sizes.min.min(self.sizes.size) && self.opening < MAX_OPENING {
+            let min = if paused { 0 } else { self.sizes.min };
+            while self.open < min.min(self.sizes.size) && self.opening < MAX_OPENING {
                 self.open += 1;
                 self.opening += 1;
                 open += 1;
@@ -364,308 +416,5 @@ impl<C, E: Clone> PoolState<C, E> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    type State = PoolState<u32, &'static str>;
-    const RETRY: Duration = Duration::from_secs(15);
-
-    fn sizes(size: usize, reserve: usize, min: usize) -> Sizes {
-        Sizes { size, reserve, min }
-    }
-
-    impl State {
-        fn new_for_test(sizes: Sizes) -> Self {
-            State::new(sizes, RETRY)
-        }
-    }
-
-    fn wait(
-        s: &mut State,
-        now: Instant,
-    ) -> (
-        WaiterId,
-        oneshot::Receiver<Delivery<u32, &'static str>>,
-        usize,
-    ) {
-        match s.checkout(now) {
-            Checkout::Wait { id, rx, open } => (id, rx, open),
-            other => panic!("expected to wait, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn queues_and_opens_at_most_size_and_max_opening() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(6, 0, 0));
-        let waiters: Vec<_> = (0..10).map(|_| wait(&mut s, now)).collect();
-        let opens: usize = waiters.iter().map(|w| w.2).sum();
-        assert_eq!(opens, MAX_OPENING);
-        assert_eq!(s.waiting_count(), 10);
-        assert_eq!(s.open_count(), MAX_OPENING);
-        // Each finished login frees an opening slot for the next.
-        assert_eq!(s.opened(1, now, now), None);
-        assert_eq!(s.discard(now), 1);
-    }
-
-    #[test]
-    fn a_deferred_open_is_retried_by_maintain() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(2, 0, 0));
-        let (_, _rx, open) = wait(&mut s, now);
-        assert_eq!(open, 1);
-        s.open_deferred();
-        assert!(s.starved());
-        assert_eq!(s.open_count(), 0);
-        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, |_| true);
-        assert_eq!(open, 1);
-        s.opened(5, now, now);
-        assert!(!s.starved());
-    }
-
-    #[test]
-    fn connections_go_to_waiters_in_arrival_order_skipping_the_departed() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(1, 0, 0));
-        let (a, _ra, _) = wait(&mut s, now);
-        let (_b, mut rb, _) = wait(&mut s, now);
-        let (_c, mut rc, _) = wait(&mut s, now);
-        s.leave(a);
-        assert_eq!(s.waiting_count(), 2);
-        s.opened(7, now, now);
-        assert_eq!(rb.try_recv().unwrap(), Ok(7));
-        assert!(rc.try_recv().is_err());
-    }
-
-    #[test]
-    fn idle_connections_are_reused_most_recent_first() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(2, 0, 0));
-        wait(&mut s, now);
-        wait(&mut s, now);
-        s.leave(WaiterId(0));
-        s.leave(WaiterId(1));
-        s.opened(1, now, now);
-        s.opened(2, now, now);
-        assert!(matches!(s.checkout(now), Checkout::Ready(2, _)));
-        assert!(matches!(s.checkout(now), Checkout::Ready(1, _)));
-    }
-
-    #[test]
-    fn a_resize_opens_for_the_queue_or_closes_idle_servers() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(1, 0, 0));
-        let _a = wait(&mut s, now);
-        let _b = wait(&mut s, now);
-        let _c = wait(&mut s, now);
-        assert_eq!(s.open_count(), 1);
-        let (closed, open) = s.resize(sizes(3, 0, 0), now);
-        assert!(closed.is_empty());
-        assert_eq!((open, s.open_count()), (2, 3));
-        for c in 1..=3 {
-            s.opened(c, now, now);
-        }
-        for c in 1..=3 {
-            assert!(s.checkin(c, now, now).is_none());
-        }
-        let (closed, open) = s.resize(sizes(1, 0, 0), now);
-        assert_eq!(
-            (closed.len(), open, s.open_count(), s.idle_count()),
-            (2, 0, 1, 1)
-        );
-    }
-
-    #[test]
-    fn a_shrunk_pool_closes_servers_coming_back_even_with_a_queue() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(2, 0, 0));
-        let _a = wait(&mut s, now);
-        let _b = wait(&mut s, now);
-        s.opened(1, now, now);
-        s.opened(2, now, now);
-        let _queued = wait(&mut s, now);
-        let _ = s.resize(sizes(1, 0, 0), now);
-        assert_eq!(
-            s.checkin(1, now, now),
-            Some(1),
-            "closed, not handed to the queue"
-        );
-        assert_eq!(s.open_count(), 1);
-        assert_eq!(
-            s.checkin(2, now, now),
-            None,
-            "within the size: to the queue"
-        );
-    }
-
-    #[test]
-    fn idle_servers_are_listed_most_recent_first_with_their_idle_time() {
-        let (t0, t1) = (Instant::now(), Instant::now() + Duration::from_secs(1));
-        let mut s = State::new_for_test(sizes(2, 0, 0));
-        s.checkin(1, t0, t0);
-        s.checkin(2, t0, t1);
-        let listed: Vec<_> = s.idle_servers().map(|(c, since)| (*c, since)).collect();
-        assert_eq!(listed, vec![(2, t1), (1, t0)]);
-    }
-
-    #[test]
-    fn a_snapshot_counts_servers_by_state_and_the_queue() {
-        let now = Instant::now();
-        let later = now + Duration::from_secs(60);
-        let mut s = State::new_for_test(sizes(3, 0, 0));
-        let _first = wait(&mut s, now);
-        wait(&mut s, now);
-        s.leave(WaiterId(1));
-        s.opened(1, now, now);
-        s.opened(2, now, now);
-        let snap = s.snapshot(later, Duration::from_secs(30));
-        assert_eq!(
-            (snap.active, snap.idle, snap.used, snap.login, snap.waiting),
-            (1, 0, 1, 0, 0)
-        );
-        assert!(matches!(s.checkout(later), Checkout::Ready(2, _)));
-        let _third = wait(&mut s, later);
-        let snap = s.snapshot(later + Duration::from_secs(1), Duration::from_secs(30));
-        assert_eq!(
-            (snap.active, snap.idle, snap.used, snap.login, snap.waiting),
-            (2, 0, 0, 1, 1)
-        );
-        assert_eq!((snap.size, snap.reserve_in_use), (3, 0));
-        assert_eq!(snap.max_wait, Duration::from_secs(1));
-    }
-
-    #[test]
-    fn reserve_opens_only_when_granted_and_closes_when_load_goes() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(1, 2, 0));
-        let (first, r1, open) = wait(&mut s, now);
-        assert_eq!(open, 1);
-        drop(r1);
-        s.leave(first);
-        s.opened(10, now, now);
-        // Connection 10 went idle because the waiter had left; take it.
-        assert!(matches!(s.checkout(now), Checkout::Ready(10, _)));
-        let (w, mut rw, open) = wait(&mut s, now);
-        assert_eq!(open, 0, "pool is full: no reserve before the timeout");
-        assert_eq!(s.grant_reserve(w, now), 1);
-        assert_eq!(s.open_count(), 2);
-        assert_eq!(s.opened(11, now, now), None);
-        assert_eq!(rw.try_recv().unwrap(), Ok(11));
-        // Nobody waits: the first one back while over the size is closed, the next stays.
-        assert_eq!(s.checkin(10, now, now), Some(10));
-        assert_eq!(s.checkin(11, now, now), None);
-        assert_eq!(s.open_count(), 1);
-    }
-
-    #[test]
-    fn a_failed_login_fails_the_queue_then_fails_fast_until_retry() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(2, 0, 0));
-        let (_, mut rx, open) = wait(&mut s, now);
-        assert_eq!(open, 1);
-        s.open_failed("down", now);
-        assert_eq!(rx.try_recv().unwrap(), Err("down"));
-        assert!(matches!(
-            s.checkout(now + Duration::from_secs(1)),
-            Checkout::Fail("down")
-        ));
-        assert!(matches!(
-            s.checkout(now + RETRY),
-            Checkout::Wait { open: 1, .. }
-        ));
-    }
-
-    #[test]
-    fn maintain_expires_idle_down_to_min_and_old_ones_always() {
-        let t0 = Instant::now();
-        let mut s = State::new_for_test(sizes(3, 0, 1));
-        for _ in 0..3 {
-            wait(&mut s, t0);
-        }
-        for id in 0..3 {
-            s.leave(WaiterId(id));
-        }
-        s.opened(1, t0, t0);
-        s.opened(2, t0, t0);
-        s.opened(3, t0, t0);
-        let idle = Duration::from_secs(10);
-        let (closed, open) = s.maintain(t0 + idle, idle, Duration::ZERO, |_| true);
-        assert_eq!(closed, vec![1, 2]);
-        assert_eq!((s.open_count(), open), (1, 0));
-        let life = Duration::from_secs(60);
-        let (closed, open) = s.maintain(t0 + life, idle, life, |_| true);
-        assert_eq!(closed, vec![3]);
-        assert_eq!(open, 1, "refills to min_pool_size");
-    }
-
-    #[test]
-    fn no_new_login_during_retry_even_with_servers_open() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(3, 0, 0));
-        let (_, _r1, open) = wait(&mut s, now);
-        assert_eq!(open, 1);
-        s.opened(1, now, now);
-        let (_, _r2, open) = wait(&mut s, now);
-        assert_eq!(open, 1);
-        s.open_failed("refused", now);
-        let later = now + Duration::from_secs(1);
-        let (_, _r3, open) = wait(&mut s, later);
-        assert_eq!(open, 0, "one server is open, but logins are on hold");
-        assert_eq!(s.discard(later), 0);
-        let (_, open) = s.maintain(later, Duration::ZERO, Duration::ZERO, |_| true);
-        assert_eq!(open, 0);
-        let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, |_| true);
-        assert_eq!(open, 2, "after the window both waiting clients get a login");
-    }
-
-    #[test]
-    fn maintain_replaces_dead_idle_connections() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(2, 0, 2));
-        wait(&mut s, now);
-        wait(&mut s, now);
-        s.leave(WaiterId(0));
-        s.leave(WaiterId(1));
-        s.opened(1, now, now);
-        s.opened(2, now, now);
-        let (closed, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, |c| *c != 2);
-        assert_eq!(closed, vec![2]);
-        assert_eq!(open, 1);
-    }
-
-    #[test]
-    fn maintain_does_not_refill_during_login_retry() {
-        let now = Instant::now();
-        let mut s = State::new_for_test(sizes(2, 0, 2));
-        let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, |_| true);
-        assert_eq!(open, 2);
-        s.open_failed("down", now);
-        s.open_failed("down", now);
-        let (_, open) = s.maintain(
-            now + Duration::from_secs(1),
-            Duration::ZERO,
-            Duration::ZERO,
-            |_| true,
-        );
-        assert_eq!(open, 0);
-        let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, |_| true);
-        assert_eq!(open, 2);
-    }
-
-    #[test]
-    fn max_wait_reports_the_oldest_waiter() {
-        let t0 = Instant::now();
-        let mut s = State::new_for_test(sizes(0, 0, 0));
-        let (a, _ra, _) = wait(&mut s, t0);
-        let (_b, _rb, _) = wait(&mut s, t0 + Duration::from_secs(1));
-        assert_eq!(
-            s.max_wait(t0 + Duration::from_secs(3)),
-            Duration::from_secs(3)
-        );
-        s.leave(a);
-        assert_eq!(
-            s.max_wait(t0 + Duration::from_secs(3)),
-            Duration::from_secs(2)
-        );
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;

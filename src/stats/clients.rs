@@ -3,6 +3,10 @@
 //! A client registers when it has logged in and is removed when its [`ClientEntry`] guard
 //! drops; the relay moves its state, one atomic store per change. Read by the Prometheus
 //! endpoint (clients by state) and the admin console.
+//!
+//! Each entry also carries the client's kill switch: the admin console's KILL and
+//! KILL_CLIENT throw it ([`ClientInfo::kill`]) and the client's task, which selects on it
+//! wherever it waits ([`KillWatch`]), ends the session.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,6 +15,7 @@ use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
+use tokio::sync::watch;
 
 /// What a client is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +51,25 @@ impl ClientState {
     }
 }
 
+/// Which admin command closed a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// KILL of the client's database, or of every database.
+    Database,
+    /// KILL_CLIENT of this client.
+    Client,
+}
+
+impl Kill {
+    /// The command, as the client's FATAL names it.
+    pub fn command(self) -> &'static str {
+        match self {
+            Kill::Database => "KILL",
+            Kill::Client => "KILL_CLIENT",
+        }
+    }
+}
+
 /// The registry of logged-in clients.
 #[derive(Debug, Default)]
 pub struct Clients {
@@ -62,11 +86,41 @@ pub struct ClientInfo {
     pub user: String,
     pub connected: SystemTime,
     state: AtomicU8,
+    kill: watch::Sender<Option<Kill>>,
 }
 
 impl ClientInfo {
     pub fn state(&self) -> ClientState {
         ClientState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// Tells the client's task to end the session now; the first reason given stays.
+    pub fn kill(&self, why: Kill) {
+        self.kill
+            .send_if_modified(|k| k.is_none() && k.replace(why).is_none());
+    }
+}
+
+/// A client task's view of its kill switch.
+#[derive(Debug, Clone)]
+pub struct KillWatch {
+    rx: watch::Receiver<Option<Kill>>,
+}
+
+impl KillWatch {
+    /// Why the client was killed, if it was.
+    pub fn killed(&self) -> Option<Kill> {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once the client is killed (at once if it already is).
+    pub async fn wait(&mut self) -> Kill {
+        let killed = self.rx.wait_for(Option::is_some).await.map(|k| *k);
+        match killed {
+            Ok(k) => k.unwrap_or(Kill::Client),
+            // The entry, which holds the sender, outlives its task's watches.
+            Err(_) => std::future::pending().await,
+        }
     }
 }
 
@@ -84,6 +138,13 @@ impl ClientEntry {
 
     pub fn info(&self) -> &ClientInfo {
         &self.info
+    }
+
+    /// A watch on the client's kill switch, for its task.
+    pub fn kill_watch(&self) -> KillWatch {
+        KillWatch {
+            rx: self.info.kill.subscribe(),
+        }
     }
 }
 
@@ -103,6 +164,7 @@ impl Clients {
             user: user.to_owned(),
             connected: SystemTime::now(),
             state: AtomicU8::new(ClientState::Idle as u8),
+            kill: watch::Sender::new(None),
         });
         self.by_id.lock().insert(info.id, Arc::downgrade(&info));
         ClientEntry {
@@ -150,5 +212,18 @@ mod tests {
         drop(b);
         assert_eq!(clients.all().len(), 1);
         assert_ne!(a.info().id, 0);
+    }
+
+    #[tokio::test]
+    async fn a_kill_reaches_the_clients_watch_once() {
+        let clients = Arc::new(Clients::default());
+        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u");
+        let mut watch = entry.kill_watch();
+        assert_eq!(watch.killed(), None);
+        let info = clients.all().pop().unwrap();
+        info.kill(Kill::Database);
+        info.kill(Kill::Client);
+        assert_eq!(watch.wait().await, Kill::Database);
+        assert_eq!(entry.kill_watch().killed(), Some(Kill::Database));
     }
 }

@@ -1,10 +1,10 @@
 //! The Prometheus endpoint on `metrics_addr`: `GET /metrics` (text format) and
-//! `GET /health` (200 while accepting clients, 503 otherwise). [`install`] puts the
-//! `metrics-exporter-prometheus` recorder in place at start, before any pool exists, so the
-//! histogram and counter handles the pools and relay keep are live; [`serve`] answers
-//! scrapes. Values that are state rather than events (clients and servers by state, pool
-//! sizes, replica lag, the totals of [`super::GroupStats`]) are read when a scrape arrives,
-//! so they cost the relay nothing.
+//! `GET /health` (200 while serving clients, 503 while shutting down or while every
+//! database is paused). [`install`] puts the `metrics-exporter-prometheus` recorder in
+//! place at start, before any pool exists, so the histogram and counter handles the pools
+//! and relay keep are live; [`serve`] answers scrapes. Values that are state rather than
+//! events (clients and servers by state, pool sizes, replica lag, the totals of
+//! [`super::GroupStats`]) are read when a scrape arrives, so they cost the relay nothing.
 //!
 //! The HTTP side is the few lines Prometheus needs: one request per connection, GET only,
 //! headers up to 8 kB, at most 64 connections and 10 s each.
@@ -106,7 +106,10 @@ async fn answer(
             refresh(app, &mut seen.lock());
             ("200 OK", handle.render())
         }
-        (Some(b"GET"), Some(b"/health")) if app.accepting() => ("200 OK", "ok\n".to_owned()),
+        (Some(b"GET"), Some(b"/health")) if app.serving() => ("200 OK", "ok\n".to_owned()),
+        (Some(b"GET"), Some(b"/health")) if app.accepting() => {
+            ("503 Service Unavailable", "paused\n".to_owned())
+        }
         (Some(b"GET"), Some(b"/health")) => (
             "503 Service Unavailable",
             "not accepting clients\n".to_owned(),
@@ -127,7 +130,7 @@ async fn answer(
 /// pairs that ever had clients, so a pair whose clients all left shows zeros, not the last
 /// count.
 fn refresh(app: &App, seen: &mut HashSet<(String, String)>) {
-    metrics::gauge!("pgweir_up").set(if app.accepting() { 1.0 } else { 0.0 });
+    metrics::gauge!("pgweir_up").set(if app.serving() { 1.0 } else { 0.0 });
     let counts = app.connected.counts();
     seen.extend(counts.keys().map(|(d, u, _)| (d.clone(), u.clone())));
     for (database, user) in seen.iter() {

@@ -22,7 +22,7 @@ use metrics::Histogram;
 use crate::prepared::CacheCounts;
 use crate::protocol::TxStatus;
 
-pub use clients::{ClientEntry, ClientState, Clients};
+pub use clients::{ClientEntry, ClientState, Clients, Kill, KillWatch};
 
 /// Totals for one (database, user) pair since start, as PgBouncer's SHOW STATS has them.
 #[derive(Debug)]
