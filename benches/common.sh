@@ -28,6 +28,18 @@ install_missing() {
     fi
     command -v cargo >/dev/null 2>&1 || die "Rust is missing: see https://rustup.rs"
 }
+# prepare_run CLEANUP: installs what is missing, raises the file limit, builds pgweir in
+# release mode, makes WORK and arranges for CLEANUP to run on exit.
+prepare_run() {
+    install_missing
+    ulimit -n "$(ulimit -Hn)"
+    say "building pgweir (release)"
+    cargo build --release --locked >&2
+    WORK="$(mktemp -d -t pgweir-bench-XXXXXX)"
+    chmod 755 "$WORK"
+    trap "$1" EXIT
+    trap 'exit 130' INT TERM
+}
 cleanup() {
     set +e
     [ -n "${PGWEIR_PID:-}" ] && kill "$PGWEIR_PID" 2>/dev/null

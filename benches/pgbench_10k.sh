@@ -39,14 +39,7 @@ watch_backends() {
 rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 
 main() {
-    install_missing
-    ulimit -n "$(ulimit -Hn)"
-    say "building pgweir (release)"
-    cargo build --release --locked >&2
-    WORK="$(mktemp -d -t pgweir-10k-XXXXXX)"
-    chmod 755 "$WORK"
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
+    prepare_run cleanup
     start_postgres
     start_pgweir md5 $((CLIENTS + 100)) "reserve_pool_size = $RESERVE
 reserve_pool_timeout = 5"

@@ -88,14 +88,7 @@ run_one() {
 }
 
 main() {
-    install_missing
-    ulimit -n "$(ulimit -Hn)"
-    say "building pgweir (release)"
-    cargo build --release --locked >&2
-    WORK="$(mktemp -d -t pgweir-bench-XXXXXX)"
-    chmod 755 "$WORK"
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
+    prepare_run cleanup
     start_postgres
     start_pgweir scram-sha-256 1000 ""
     start_pgbouncer

@@ -38,14 +38,7 @@ run() {
 }
 
 main() {
-    install_missing
-    ulimit -n "$(ulimit -Hn)"
-    say "building pgweir (release)"
-    cargo build --release --locked >&2
-    WORK="$(mktemp -d -t pgweir-bench-XXXXXX)"
-    chmod 755 "$WORK"
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
+    prepare_run cleanup
     start_postgres
     METRICS_PORT="$(free_port 25950)"
     local off=() on=()

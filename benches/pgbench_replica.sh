@@ -63,14 +63,7 @@ read_routing = \"$routing\""
 }
 
 main() {
-    install_missing
-    ulimit -n "$(ulimit -Hn)"
-    say "building pgweir (release)"
-    cargo build --release --locked >&2
-    WORK="$(mktemp -d -t pgweir-bench-XXXXXX)"
-    chmod 755 "$WORK"
-    trap stop_all EXIT
-    trap 'exit 130' INT TERM
+    prepare_run stop_all
     start_postgres
     start_replica
     sleep 1

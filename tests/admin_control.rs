@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::console::{console, show, with_console, ADMIN};
-use common::{cluster, expect_sqlstate, pgbench, report_number, run_tool, within, Pgweir};
+use common::{expect_sqlstate, pgbench, report_number, run_tool, within, Pgweir};
 use tokio_postgres::error::SqlState;
 
 fn edit_config(pgweir: &Pgweir, edit: impl Fn(&str) -> String) {
@@ -18,9 +18,7 @@ fn edit_config(pgweir: &Pgweir, edit: impl Fn(&str) -> String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_resizes_pools_under_load_and_show_says_so() {
-    let db = cluster().create_database("console_reload");
-    let init = run_tool(pgbench(cluster().port, &db, &["-i", "-q"])).await;
-    assert!(init.status.success(), "pgbench -i");
+    let db = common::pgbench_database("console_reload").await;
     let pgweir = with_console().database(&db).pool_size(2).start();
     let admin = console(&pgweir, ADMIN, "pgweir").await;
     let before = show(&admin, "SHOW DATABASES").await;

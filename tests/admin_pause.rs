@@ -90,9 +90,7 @@ async fn sleep_ms(ms: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_under_pgbench_stalls_transactions_until_resume_without_failures() {
-    let db = cluster().create_database("console_pause");
-    let init = run_tool(pgbench(cluster().port, &db, &["-i", "-q"])).await;
-    assert!(init.status.success(), "pgbench -i");
+    let db = common::pgbench_database("console_pause").await;
     let metrics = free_port();
     let pgweir = with_console()
         .database(&db)

@@ -79,9 +79,7 @@ fn with_metrics(port: u16) -> Pgweir {
 
 #[tokio::test]
 async fn metrics_count_what_pgbench_counts() {
-    let db = cluster().create_database("metrics");
-    let init = run_tool(pgbench(cluster().port, &db, &["-i", "-q"])).await;
-    assert!(init.status.success(), "pgbench -i");
+    let db = common::pgbench_database("metrics").await;
     let metrics_port = free_port();
     let pgweir = Pgweir::builder()
         .general(&format!("metrics_addr = \"127.0.0.1:{metrics_port}\""))

@@ -50,9 +50,7 @@ async fn pool_size(port: u16, db: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_resizes_pools_under_load_without_a_failed_transaction() {
-    let db = cluster().create_database("reload");
-    let init = run_tool(pgbench(cluster().port, &db, &["-i", "-q"])).await;
-    assert!(init.status.success(), "pgbench -i");
+    let db = common::pgbench_database("reload").await;
     let metrics_port = free_port();
     let pgweir = Pgweir::builder()
         .general(&format!("metrics_addr = \"127.0.0.1:{metrics_port}\""))

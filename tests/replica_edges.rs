@@ -14,8 +14,8 @@ use tokio_postgres::Client;
 
 use common::replica::Replica;
 use common::routing::{
-    auto_routing, eventually_within, insert_on_replica, primary_rows, read_on_replica, replica,
-    routed_client, until_reads_on_replica, with_table,
+    auto_routing, data, eventually_within, insert_on_replica, no_errors, primary_rows,
+    read_on_replica, replica, routed_client, until_reads_on_replica, with_table,
 };
 use common::wire::{tags, Msg, Wire};
 use common::{expect_sqlstate, within, Pgweir, SCRAM_USER, TEST_DB};
@@ -33,24 +33,6 @@ async fn read_only_on_replica(client: &Client) {
         }
     })
     .await
-}
-
-/// First columns of the DataRows in `msgs`.
-fn data(msgs: &[Msg]) -> Vec<Option<String>> {
-    msgs.iter()
-        .filter(|m| m.tag == b'D')
-        .map(Msg::first_column)
-        .collect()
-}
-
-/// Fails the test on any ErrorResponse in `msgs`.
-fn no_errors(msgs: &[Msg], what: &str) {
-    let errors: Vec<_> = msgs
-        .iter()
-        .filter(|m| m.tag == b'E')
-        .map(|m| (m.sqlstate(), m.message()))
-        .collect();
-    assert!(errors.is_empty(), "{what}: {errors:?}");
 }
 
 fn t() -> Option<String> {

@@ -10,10 +10,10 @@
 mod common;
 
 use common::routing::{
-    auto_routing, eventually, first_column, insert_on_replica, primary_rows, ran_on_replica,
-    read_on_replica, replica, routed_client, until_reads_on_replica, with_table,
+    auto_routing, data, eventually, first_column, insert_on_replica, no_errors, primary_rows,
+    ran_on_replica, read_on_replica, replica, routed_client, until_reads_on_replica, with_table,
 };
-use common::wire::{tags, Msg, Wire};
+use common::wire::{tags, Wire};
 use common::{cluster, expect_sqlstate, within, Pgweir, SCRAM_USER, TEST_DB};
 
 #[tokio::test]
@@ -292,24 +292,6 @@ async fn prepared_statements_keep_the_route_of_their_text() {
     )
     .await;
     assert_eq!(primary_rows("rt_prep").await, 5);
-}
-
-/// First columns of the DataRows in `msgs`.
-fn data(msgs: &[Msg]) -> Vec<Option<String>> {
-    msgs.iter()
-        .filter(|m| m.tag == b'D')
-        .map(Msg::first_column)
-        .collect()
-}
-
-/// Fails the test on any ErrorResponse in `msgs`.
-fn no_errors(msgs: &[Msg], what: &str) {
-    let errors: Vec<_> = msgs
-        .iter()
-        .filter(|m| m.tag == b'E')
-        .map(|m| (m.sqlstate(), m.message()))
-        .collect();
-    assert!(errors.is_empty(), "{what}: {errors:?}");
 }
 
 /// A raw connection to `pgweir` (trust auth) whose reads already land on the replica.

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, BytesMut};
 
-use crate::protocol::backend;
+use crate::protocol::backend::{self, cstr, message};
 
 /// A column's type. PgBouncer declares counts in SHOW POOLS and its like as `int4`, the
 /// SHOW STATS totals as `numeric` (they outgrow `int8` in microseconds), names, modes and
@@ -169,21 +169,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + u64::from(m <= 2);
     (y, m, d)
-}
-
-/// Writes one message: tag, length, then the body from `body`.
-fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    buf.put_u8(tag);
-    let at = buf.len();
-    buf.put_i32(0);
-    body(buf);
-    let len = (buf.len() - at) as i32;
-    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-}
-
-fn cstr(buf: &mut BytesMut, s: &str) {
-    buf.put_slice(s.as_bytes());
-    buf.put_u8(0);
 }
 
 #[cfg(test)]

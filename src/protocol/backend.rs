@@ -7,7 +7,7 @@ use super::{be, TxStatus};
 use crate::error::{Severity, SqlState};
 
 /// Writes one message: tag, a length placeholder, the body from `body`, then the real length.
-fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+pub(crate) fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
     buf.put_u8(tag);
     let at = buf.len();
     buf.put_i32(0);
@@ -16,7 +16,7 @@ fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
     buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-fn cstr(buf: &mut BytesMut, s: &str) {
+pub(crate) fn cstr(buf: &mut BytesMut, s: &str) {
     buf.put_slice(s.as_bytes());
     buf.put_u8(0);
 }

@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::replica::Replica;
+use super::wire::Msg;
 use super::{within, Pgweir, PgweirBuilder};
 
 /// pgweir with `replicas` behind every database, `read_routing = "auto"` and a monitor that
@@ -130,4 +131,22 @@ pub async fn insert_on_replica(client: &Client, table: &str, id: i32) -> bool {
     ran_on_replica(client, &sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+}
+
+/// First columns of the DataRows in `msgs`.
+pub fn data(msgs: &[Msg]) -> Vec<Option<String>> {
+    msgs.iter()
+        .filter(|m| m.tag == b'D')
+        .map(Msg::first_column)
+        .collect()
+}
+
+/// Fails the test on any ErrorResponse in `msgs`.
+pub fn no_errors(msgs: &[Msg], what: &str) {
+    let errors: Vec<_> = msgs
+        .iter()
+        .filter(|m| m.tag == b'E')
+        .map(|m| (m.sqlstate(), m.message()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:?}");
 }

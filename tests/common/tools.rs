@@ -52,3 +52,16 @@ pub fn report_number(report: &str, prefix: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// A database of its own with pgbench's tables (`pgbench -i`, scale 1), made straight on
+/// the cluster.
+pub async fn pgbench_database(prefix: &str) -> String {
+    let db = cluster().create_database(prefix);
+    let init = run_tool(pgbench(cluster().port, &db, &["-i", "-q"])).await;
+    assert!(
+        init.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    db
+}
