@@ -1,8 +1,10 @@
-//! Client authentication, all pure (no I/O): [`secret`] parses what is stored, [`scram`]
-//! runs the server side of the SASL exchange, [`md5`] checks md5 responses and cleartext
-//! passwords, and the [`UserDirectory`] holds every user's secret. The exchange itself
-//! (reading and writing messages) is driven by [`crate::client::login`].
+//! Client authentication, all pure (no I/O but reading the hba file): [`secret`] parses
+//! what is stored, [`scram`] runs the server side of the SASL exchange, [`md5`] checks md5
+//! responses and cleartext passwords, [`hba`] decides per connection which of them applies
+//! under `auth_type = "hba"`, and the [`UserDirectory`] holds every user's secret. The
+//! exchange itself (reading and writing messages) is driven by [`crate::client::login`].
 
+pub mod hba;
 pub mod md5;
 pub mod scram;
 pub mod secret;
