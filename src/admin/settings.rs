@@ -50,6 +50,7 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         listen_addr,
         listen_port,
         auth_type,
+        auth_hba_file,
         max_client_conn,
         max_db_client_connections,
         max_user_client_connections,
@@ -73,6 +74,13 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         ("listen_addr", listen_addr.clone()),
         ("listen_port", listen_port.to_string()),
         ("auth_type", auth_type.as_str().to_owned()),
+        (
+            "auth_hba_file",
+            auth_hba_file
+                .as_ref()
+                .map(|f| f.path.display().to_string())
+                .unwrap_or_default(),
+        ),
         ("max_client_conn", max_client_conn.to_string()),
         (
             "max_db_client_connections",

@@ -1,4 +1,5 @@
-//! Authenticating a client: the message exchange for each `auth_type`, checked against the
+//! Authenticating a client: the message exchange for each `auth_type` (under `hba`, for the
+//! method of the first matching line of `auth_hba_file`), checked against the
 //! [`crate::auth::UserDirectory`]. An unknown user goes through the same exchange as a known
 //! one and fails the same way, so the answer does not reveal which users exist.
 
@@ -9,32 +10,40 @@ use std::sync::OnceLock;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::transport::Transport;
 use super::{read_message, ClientError};
 use crate::app::App;
+use crate::auth::hba::{cert_proves, Method};
 use crate::auth::md5::{cleartext_matches, md5_response_matches};
 use crate::auth::scram::{ScramServer, MECHANISM};
 use crate::auth::secret::{ScramVerifier, StoredSecret};
 use crate::auth::UserSecret;
-use crate::config::AuthType;
+use crate::config::{AuthType, GeneralConfig};
 use crate::protocol::{backend, fe};
 
 /// Password messages are small; anything bigger is an attack or a broken client.
 const MAX_PASSWORD_MESSAGE: usize = 8 * 1024;
 
-/// Runs the exchange `auth_type` calls for. Ok means the client proved who it is.
+/// Runs the exchange the client's method calls for. Ok means the client proved who it is.
 pub async fn authenticate(
     app: &App,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     user: &str,
+    database: &str,
+    transport: &Transport,
 ) -> Result<(), ClientError> {
     let users = app.users();
     let known = users.get(user);
     let secret = known.flatten();
     let failed = || ClientError::AuthFailed(user.to_owned());
-    match app.config().pgweir.auth_type {
-        AuthType::Trust => known.map(|_| ()).ok_or_else(failed),
-        AuthType::Plain => {
+    match method(&app.config().pgweir, user, database, transport)? {
+        Method::Reject => Err(hba_refused(true, user, database, transport)),
+        Method::Trust => known.map(|_| ()).ok_or_else(failed),
+        Method::Cert => (known.is_some() && cert_proves(transport.cert_name.as_deref(), user))
+            .then_some(())
+            .ok_or_else(|| ClientError::CertFailed(user.to_owned())),
+        Method::Password => {
             let mut out = BytesMut::new();
             backend::authentication_cleartext(&mut out);
             stream.write_all(&out).await?;
@@ -43,7 +52,7 @@ pub async fn authenticate(
             let ok = secret.is_some_and(|s| cleartext_matches(&s.secret, user, pw));
             ok.then_some(()).ok_or_else(failed)
         }
-        AuthType::Md5
+        Method::Md5
             if !matches!(
                 secret,
                 Some(UserSecret {
@@ -55,12 +64,56 @@ pub async fn authenticate(
             md5_exchange(stream, buf, user, secret).await
         }
         // Like Postgres, md5 falls back to SCRAM when only a SCRAM verifier is stored.
-        AuthType::Md5 | AuthType::ScramSha256 => {
+        Method::Md5 | Method::ScramSha256 => {
             let verifier = secret
                 .and_then(|s| s.scram.clone())
                 .unwrap_or_else(|| mock_verifier(user));
             scram_exchange(stream, buf, user, verifier).await
         }
+    }
+}
+
+/// How this client must authenticate: `auth_type`, or under `hba` the method of the first
+/// matching line (no line refuses the client).
+fn method(
+    g: &GeneralConfig,
+    user: &str,
+    database: &str,
+    transport: &Transport,
+) -> Result<Method, ClientError> {
+    Ok(match g.auth_type {
+        AuthType::ScramSha256 => Method::ScramSha256,
+        AuthType::Md5 => Method::Md5,
+        AuthType::Plain => Method::Password,
+        AuthType::Trust => Method::Trust,
+        AuthType::Cert => Method::Cert,
+        AuthType::Hba => {
+            let (ip, tls) = (transport.addr.ip(), transport.tls);
+            let matched = g
+                .auth_hba_file
+                .as_ref()
+                .and_then(|hba| hba.find(ip, tls, database, user));
+            let Some(matched) = matched else {
+                return Err(hba_refused(false, user, database, transport));
+            };
+            tracing::debug!(client = %transport.addr, line = matched.line, method = ?matched.method, "hba line matched");
+            matched.method
+        }
+    })
+}
+
+/// Postgres's refusal for a `reject` line (`rejected`) or for no matching line.
+fn hba_refused(rejected: bool, user: &str, database: &str, transport: &Transport) -> ClientError {
+    ClientError::HbaRefused {
+        verdict: if rejected {
+            "pg_hba.conf rejects connection"
+        } else {
+            "no pg_hba.conf entry"
+        },
+        host: transport.addr.ip().to_canonical(),
+        user: user.to_owned(),
+        database: database.to_owned(),
+        ssl: if transport.tls { "on" } else { "off" },
     }
 }
 

@@ -16,9 +16,10 @@ pub mod routing;
 pub mod settle;
 pub mod state;
 pub mod stop;
+pub mod transport;
 pub mod txn;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ use crate::stats::ClientEntry;
 use limits::Refused;
 use params::ClientParams;
 use stop::Stop;
+use transport::Transport;
 
 /// Startup parameters that are about the connection, not session settings.
 const CONNECTION_PARAMS: &[&str] = &["user", "database", "options", "replication"];
@@ -53,6 +55,18 @@ pub enum ClientError {
     Malformed(&'static str),
     #[error("password authentication failed for user \"{0}\"")]
     AuthFailed(String),
+    /// No line of `auth_hba_file` matches, or the first that does says `reject`; Postgres's
+    /// words, with `verdict` saying which.
+    #[error("{verdict} for host \"{host}\", user \"{user}\", database \"{database}\", SSL {ssl}")]
+    HbaRefused {
+        verdict: &'static str,
+        host: IpAddr,
+        user: String,
+        database: String,
+        ssl: &'static str,
+    },
+    #[error("certificate authentication failed for user \"{0}\"")]
+    CertFailed(String),
     #[error(transparent)]
     Sasl(ScramError),
     #[error("no user name given in the startup packet")]
@@ -112,7 +126,10 @@ impl ClientVisible for ClientError {
             ClientError::Protocol(e) => e.sqlstate(),
             ClientError::AuthFailed(_) => SqlState::INVALID_PASSWORD,
             ClientError::Sasl(e) => SqlState(e.sqlstate()),
-            ClientError::NoUser | ClientError::ConsoleDenied(_) => SqlState::INVALID_AUTHORIZATION,
+            ClientError::NoUser
+            | ClientError::ConsoleDenied(_)
+            | ClientError::HbaRefused { .. }
+            | ClientError::CertFailed(_) => SqlState::INVALID_AUTHORIZATION,
             ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Server(e) => e.sqlstate(),
@@ -266,7 +283,13 @@ async fn log_in(
         ),
         ("user", known(user, app.config().users.contains_key(user))),
     ];
-    if let Err(e) = login::authenticate(app, stream, buf, user).await {
+    let transport = Transport {
+        addr: peer,
+        tls: false,
+        cert_name: None,
+        end_point: None,
+    };
+    if let Err(e) = login::authenticate(app, stream, buf, user, database, &transport).await {
         metrics::counter!("pgweir_client_auth_failures_total", &pair).increment(1);
         return Err(e);
     }

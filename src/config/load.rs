@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use toml_edit::ImDocument;
@@ -14,6 +15,7 @@ use super::{
     AuthType, Config, DatabaseConfig, GeneralConfig, LogFormat, PoolDefaults, PoolMode,
     ReadRouting, ReplicaConfig, Target, UserConfig, ADMIN_DATABASES, LOG_LEVELS,
 };
+use crate::auth::hba::HbaFile;
 use crate::sql::route::never_read_only;
 
 /// Where Postgres listens unless a database entry says otherwise.
@@ -87,6 +89,9 @@ fn general(
         auth_type: r
             .choice(s, "auth_type", &AuthType::ALL, AuthType::as_str)
             .unwrap_or(d.auth_type),
+        auth_hba_file: r.parsed(s, "auth_hba_file", |path| {
+            HbaFile::load(Path::new(path)).map_err(|e| e.to_string())
+        }),
         max_client_conn: r
             .int(s, "max_client_conn", AT_LEAST_ONE)
             .unwrap_or(d.max_client_conn),
@@ -117,6 +122,9 @@ fn general(
             .unwrap_or(d.replica_check_interval),
         ..d
     };
+    if config.auth_type == AuthType::Hba && !sec.has("auth_hba_file") {
+        r.key_problem(&sec, "auth_type", "\"hba\" needs auth_hba_file");
+    }
     if config.replica_check_interval.is_zero() {
         // A zero interval would make the monitor spin on its queries.
         r.key_problem(&sec, "replica_check_interval", "must be more than zero");

@@ -33,6 +33,8 @@ pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
 pub use settings::PoolSettings;
 
+use crate::auth::hba::HbaFile;
+
 /// Keys a reload does not apply to the running process: sockets, threads and the log
 /// are set up once at start; existing pools keep the connect settings, shared limits and
 /// replica monitor they were created with; and a client's pool mode and prepared-statement
@@ -102,6 +104,9 @@ pub struct GeneralConfig {
     pub listen_addr: String,
     pub listen_port: u16,
     pub auth_type: AuthType,
+    /// The hba file `auth_type = "hba"` reads, parsed when the configuration is read
+    /// (at start and at each reload), so a bad file is refused like any config problem.
+    pub auth_hba_file: Option<HbaFile>,
     pub max_client_conn: usize,
     /// Most client connections to one database (summed over its users), so one busy
     /// application cannot take every `max_client_conn` slot; 0 = no limit.
@@ -159,6 +164,7 @@ impl Default for GeneralConfig {
             listen_addr: "127.0.0.1".to_owned(),
             listen_port: 6432,
             auth_type: AuthType::ScramSha256,
+            auth_hba_file: None,
             max_client_conn: 100,
             max_db_client_connections: 0,
             max_user_client_connections: 0,
@@ -188,15 +194,21 @@ pub enum AuthType {
     Md5,
     Plain,
     Trust,
+    /// The CN of a verified client certificate must equal the user name.
+    Cert,
+    /// Each connection's method comes from the first matching line of `auth_hba_file`.
+    Hba,
 }
 
 impl AuthType {
     /// Every variant, so the config reader can list the accepted names.
-    pub const ALL: [AuthType; 4] = [
+    pub const ALL: [AuthType; 6] = [
         AuthType::ScramSha256,
         AuthType::Md5,
         AuthType::Plain,
         AuthType::Trust,
+        AuthType::Cert,
+        AuthType::Hba,
     ];
 
     /// The name used in the config file (PgBouncer's spelling).
@@ -206,6 +218,8 @@ impl AuthType {
             AuthType::Md5 => "md5",
             AuthType::Plain => "plain",
             AuthType::Trust => "trust",
+            AuthType::Cert => "cert",
+            AuthType::Hba => "hba",
         }
     }
 }

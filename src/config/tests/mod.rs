@@ -1,9 +1,10 @@
 //! Tests of `Config::parse` as a whole: defaults, every kind of problem with its line,
 //! environment expansion, and that secrets never reach error text. The pool sizing,
 //! limit and timeout keys are in `limits`, the replica routing keys in `replicas`, the
-//! metrics, admin console, shutdown and logging keys in `operations`, and
-//! `Config::pool_settings` in `settings`; all use the helpers here.
+//! metrics, admin console, shutdown and logging keys in `operations`, `auth_hba_file` in
+//! `hba`, and `Config::pool_settings` in `settings`; all use the helpers here.
 
+mod hba;
 mod limits;
 mod operations;
 mod replicas;
@@ -260,8 +261,8 @@ fn names_must_be_known() {
         "line 2: pgweir.log_level: must be one of error, warn, info, debug, trace, not \"verbose\"",
     );
     rejects(
-        &format!("[pgweir]\nauth_type = \"cert\"\n{MINIMAL}"),
-        "line 2: pgweir.auth_type: must be one of scram-sha-256, md5, plain, trust, not \"cert\"",
+        &format!("[pgweir]\nauth_type = \"ldap\"\n{MINIMAL}"),
+        "line 2: pgweir.auth_type: must be one of scram-sha-256, md5, plain, trust, cert, hba, not \"ldap\"",
     );
     rejects(
         &format!("{MINIMAL}pool_mode = \"sesion\"\n"),

@@ -1,0 +1,63 @@
+//! `auth_type = "hba"` / `"cert"` and `auth_hba_file`: the file is read with the config,
+//! so its problems are config problems, and `hba` without a file is refused.
+
+use super::super::AuthType;
+use super::{parse, problems, rejects, MINIMAL};
+
+/// An hba file with `text` in a fresh temp dir (kept alive by the returned guard).
+fn hba_file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hba.conf");
+    std::fs::write(&path, text).expect("write hba.conf");
+    (dir, path.display().to_string())
+}
+
+#[test]
+fn hba_reads_the_file() {
+    let (_dir, path) = hba_file("host all all 127.0.0.1/32 trust\n");
+    let config = parse(&format!(
+        "[pgweir]\nauth_type = \"hba\"\nauth_hba_file = \"{path}\"\n{MINIMAL}"
+    ));
+    assert_eq!(config.pgweir.auth_type, AuthType::Hba);
+    let hba = config.pgweir.auth_hba_file.expect("parsed hba file");
+    assert_eq!(hba.path.display().to_string(), path);
+    assert!(hba
+        .find("127.0.0.1".parse().unwrap(), false, "d", "u")
+        .is_some());
+}
+
+#[test]
+fn cert_is_an_auth_type() {
+    let config = parse(&format!("[pgweir]\nauth_type = \"cert\"\n{MINIMAL}"));
+    assert_eq!(config.pgweir.auth_type, AuthType::Cert);
+}
+
+#[test]
+fn hba_needs_a_file() {
+    rejects(
+        &format!("[pgweir]\nauth_type = \"hba\"\n{MINIMAL}"),
+        "line 2: pgweir.auth_type: \"hba\" needs auth_hba_file",
+    );
+}
+
+#[test]
+fn a_bad_hba_file_is_a_config_problem_naming_its_line() {
+    let (_dir, path) = hba_file("host all all 127.0.0.1/32 trust\nhost all all all ldap\n");
+    let found = problems(&format!(
+        "[pgweir]\nauth_type = \"hba\"\nauth_hba_file = \"{path}\"\n{MINIMAL}"
+    ));
+    assert_eq!(
+        found,
+        [format!(
+            "line 3: pgweir.auth_hba_file: {path} line 2: unsupported authentication method \"ldap\""
+        )]
+    );
+    let missing = problems(&format!(
+        "[pgweir]\nauth_type = \"hba\"\nauth_hba_file = \"/nonexistent/hba.conf\"\n{MINIMAL}"
+    ));
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].starts_with("line 3: pgweir.auth_hba_file: cannot read /nonexistent/hba.conf"),
+        "{missing:?}"
+    );
+}
