@@ -117,8 +117,8 @@ impl HbaFile {
         let mut rules = Vec::new();
         let mut problems = Vec::new();
         for (line, record) in records(&text) {
-            match parse_record(&record, path, read) {
-                Ok(Some(rule)) => rules.push(Rule { line, ..rule }),
+            match parse_record(line, &record, path, read) {
+                Ok(Some(rule)) => rules.push(rule),
                 Ok(None) => {}
                 Err(e) => problems.push(format!("{} line {line}: {e}", path.display())),
             }
@@ -276,9 +276,14 @@ impl Token {
     }
 }
 
-/// One record; `Ok(None)` for a blank or comment-only record and for `local` lines, which
-/// are checked but never match.
-fn parse_record(record: &str, path: &Path, read: ReadFile<'_>) -> Result<Option<Rule>, String> {
+/// The record starting on `line`; `Ok(None)` for a blank or comment-only record and for
+/// `local` lines, which are checked but never match.
+fn parse_record(
+    line: usize,
+    record: &str,
+    path: &Path,
+    read: ReadFile<'_>,
+) -> Result<Option<Rule>, String> {
     let fields = fields(record)?;
     let Some((kind, rest)) = fields.split_first() else {
         return Ok(None);
@@ -321,7 +326,7 @@ fn parse_record(record: &str, path: &Path, read: ReadFile<'_>) -> Result<Option<
         }
     };
     Ok(Some(Rule {
-        line: 0,
+        line,
         ssl,
         databases,
         users,

@@ -96,7 +96,8 @@ fn method(
             let Some(matched) = matched else {
                 return Err(hba_refused(false, user, database, transport));
             };
-            tracing::debug!(client = %transport.addr, line = matched.line, method = ?matched.method, "hba line matched");
+            let (line, method) = (matched.line, matched.method);
+            tracing::debug!(client = %transport.addr, line, ?method, "hba line matched");
             matched.method
         }
     })
