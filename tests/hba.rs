@@ -172,7 +172,8 @@ async fn reject_lines_addresses_and_methods_per_user() {
         no_entry(MD5_USER.name, "postgres")
     );
 
-    // Nobody else has a line; a cert line without a certificate refuses.
+    // Nobody else has a line (the hostssl one takes TLS clients only); a cert line refuses
+    // a client without a certificate.
     assert_eq!(
         refusal(
             pgweir.try_connect("pgweir_nobody", "x", TEST_DB).await,
