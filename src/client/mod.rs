@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 
 use crate::admin::{self, Access};
 use crate::app::App;
+use crate::auth::query::AuthQueryError;
 use crate::auth::scram::ScramError;
 use crate::cancel::ClientKey;
 use crate::error::{ClientVisible, Severity, SqlState};
@@ -53,6 +54,8 @@ pub enum ClientError {
     Malformed(&'static str),
     #[error("password authentication failed for user \"{0}\"")]
     AuthFailed(String),
+    #[error(transparent)]
+    AuthQuery(#[from] AuthQueryError),
     #[error(transparent)]
     Sasl(ScramError),
     #[error("no user name given in the startup packet")]
@@ -116,6 +119,7 @@ impl ClientVisible for ClientError {
             ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Server(e) => e.sqlstate(),
+            ClientError::AuthQuery(_) => SqlState::CONNECTION_FAILURE,
             ClientError::LoginTimeout(_) | ClientError::Disabled(_) => SqlState::CANNOT_CONNECT_NOW,
             ClientError::TooManyClients { .. } => SqlState::TOO_MANY_CONNECTIONS,
             ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
@@ -264,9 +268,9 @@ async fn log_in(
                 console || app.config().databases.contains_key(database),
             ),
         ),
-        ("user", known(user, app.config().users.contains_key(user))),
+        ("user", known(user, app.users().get(user).is_some())),
     ];
-    if let Err(e) = login::authenticate(app, stream, buf, user).await {
+    if let Err(e) = login::authenticate(app, stream, buf, user, database).await {
         metrics::counter!("pgweir_client_auth_failures_total", &pair).increment(1);
         return Err(e);
     }
