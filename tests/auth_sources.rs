@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::console::show;
 use common::{
     cluster, free_port, pg_tool, run_tool, Pgweir, PgweirBuilder, MD5_USER, PLAIN_USER, SCRAM_USER,
     TEST_DB, TRUST_USER,
@@ -294,4 +295,40 @@ async fn auth_query_that_cannot_run_is_a_connection_failure() {
         logged_in_as(&pgweir, "aq4_dave", "dave_pw", TEST_DB).await,
         "aq4_dave"
     );
+}
+
+/// An admin user may come from the auth file; SHOW USERS lists the file's users and SHOW
+/// CONFIG the auth keys, neither any secret.
+#[tokio::test]
+async fn console_shows_auth_file_users_and_keys_but_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = userlist_line("filed_admin", "admin_file_pw")
+        + &userlist_line(SCRAM_USER.name, &stored_secret(SCRAM_USER.name).await);
+    let path = write_userlist(dir.path(), &text);
+    let pgweir = with_auth_file(Pgweir::builder().without_users(), &path)
+        .user(PLAIN_USER.name, PLAIN_USER.password)
+        .general("admin_users = [\"filed_admin\"]")
+        .general("auth_user = \"filed_admin\"")
+        .start();
+    let admin = match pgweir
+        .try_connect("filed_admin", "admin_file_pw", "pgweir")
+        .await
+    {
+        Ok(client) => client,
+        Err(e) => panic!("console login: {e:?}\n{}", pgweir.log()),
+    };
+    let users = show(&admin, "SHOW USERS").await;
+    let names: Vec<_> = users.rows.iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(names, ["filed_admin", PLAIN_USER.name, SCRAM_USER.name]);
+    let config = show(&admin, "SHOW CONFIG").await;
+    let auth_file = path.display().to_string();
+    assert_eq!(config.get("key", "auth_file", "value"), Some(auth_file));
+    assert_eq!(
+        config.get("key", "auth_user", "value").as_deref(),
+        Some("filed_admin")
+    );
+    let everything = format!("{:?}{:?}", users.rows, config.rows);
+    for secret in ["admin_file_pw", PLAIN_USER.password, "SCRAM-SHA-256$"] {
+        assert!(!everything.contains(secret), "{secret} shown");
+    }
 }

@@ -86,6 +86,11 @@ impl UserDirectory {
         UserDirectory { users, file }
     }
 
+    /// Every user's name, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.users.keys().map(String::as_str)
+    }
+
     /// `None` for an unknown user; `Some(None)` for a known user without a password.
     pub fn get(&self, user: &str) -> Option<Option<&UserSecret>> {
         self.users.get(user).map(Option::as_ref)

@@ -280,6 +280,8 @@ async fn log_in(
     if app.pools.control.is_disabled(database) {
         return Err(ClientError::Disabled(database.to_owned()));
     }
+    // Authenticated: a real user (perhaps found by auth_query), so its name is a fair label.
+    let pair = [pair[0].clone(), ("user", user.to_owned())];
     metrics::counter!("pgweir_client_logins_total", &pair).increment(1);
     backend::authentication_ok(&mut out);
     stream.write_all(&out).await?;

@@ -128,7 +128,7 @@ pub(super) fn check_dbnames(
         name.as_ref().filter(|n| !databases.contains_key(*n))
     }
     if let Some(name) = unknown(&general.auth_dbname, databases) {
-        let message = format!("auth_dbname {name:?} is not a database in [databases]");
+        let message = format!("{name:?} is not a database in [databases]");
         r.problem("pgweir.auth_dbname".to_owned(), None, message);
     }
     for (db, config) in databases {

@@ -448,7 +448,7 @@ impl Target {
 }
 
 /// `[users.NAME]`: who may connect.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct UserConfig {
     /// Plaintext, `md5<hex>` or a `SCRAM-SHA-256$` verifier.
     pub password: Option<Secret>,

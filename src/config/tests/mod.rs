@@ -4,6 +4,7 @@
 //! metrics, admin console, shutdown and logging keys in `operations`, and
 //! `Config::pool_settings` in `settings`; all use the helpers here.
 
+mod auth;
 mod limits;
 mod operations;
 mod replicas;
