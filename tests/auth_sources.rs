@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::console::show;
+use common::wire::Wire;
 use common::{
     cluster, free_port, pg_tool, run_tool, Pgweir, PgweirBuilder, MD5_USER, PLAIN_USER, SCRAM_USER,
     TEST_DB, TRUST_USER,
@@ -331,4 +332,41 @@ async fn console_shows_auth_file_users_and_keys_but_no_secret() {
     for secret in ["admin_file_pw", PLAIN_USER.password, "SCRAM-SHA-256$"] {
         assert!(!everything.contains(secret), "{secret} shown");
     }
+}
+
+/// The first authentication request a startup as `user` gets: 5 md5, 10 SASL, ...
+async fn auth_request(port: u16, user: &str) -> i32 {
+    let mut wire = Wire::connect(port).await;
+    let mut out = bytes::BytesMut::new();
+    let params = [("user", user), ("database", TEST_DB)];
+    postgres_protocol::message::frontend::startup_message(params, &mut out).unwrap();
+    wire.raw(&out).send().await;
+    let msg = wire.recv().await;
+    assert_eq!(msg.tag, b'R', "an authentication request for {user}");
+    i32::from_be_bytes(msg.body[..4].try_into().unwrap())
+}
+
+/// Under `auth_type = "md5"` with lookups on, a found role (SCRAM verifier), an unknown one
+/// and an expired one are all asked for SCRAM: the mechanism does not tell who exists.
+#[tokio::test]
+async fn md5_auth_type_asks_everyone_the_same_with_lookups() {
+    create_role("aq5_auth", "aq5_auth_pw", "SUPERUSER").await;
+    create_role("aq5_gina", "gina_pw", "").await;
+    create_role("aq5_expired", "expired_pw", "VALID UNTIL '2001-01-01'").await;
+    let pgweir = auth_query_pgweir("aq5_auth", "aq5_auth_pw", "10s")
+        .auth_type("md5")
+        .start();
+    for user in ["aq5_gina", "aq5_nobody", "aq5_expired"] {
+        assert_eq!(auth_request(pgweir.port, user).await, 10, "{user}");
+    }
+    assert_eq!(
+        logged_in_as(&pgweir, "aq5_gina", "gina_pw", TEST_DB).await,
+        "aq5_gina"
+    );
+    let wrong = refused(&pgweir, "aq5_gina", "wrong", TEST_DB).await;
+    assert_eq!(
+        refused(&pgweir, "aq5_expired", "expired_pw", TEST_DB).await,
+        wrong
+    );
+    assert_eq!(refused(&pgweir, "aq5_nobody", "x", TEST_DB).await, wrong);
 }

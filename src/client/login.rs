@@ -38,6 +38,7 @@ pub async fn authenticate(
     let known = find_secret(app, user, database).await?;
     let secret = known.as_ref().and_then(Option::as_ref);
     let failed = || ClientError::AuthFailed(user.to_owned());
+    let lookups = app.config().auth_lookup(database).is_some();
     let key = match app.config().pgweir.auth_type {
         AuthType::Trust => known.as_ref().map(|_| None).ok_or_else(failed),
         AuthType::Plain => {
@@ -46,18 +47,13 @@ pub async fn authenticate(
             stream.write_all(&out).await?;
             let body = read_password(stream, buf).await?;
             let pw = body.strip_suffix(&[0]).unwrap_or(&body);
-            let ok = secret.is_some_and(|s| cleartext_matches(&s.secret, user, pw));
+            let ok = match secret {
+                Some(s) => cleartext_matches(&s.secret, user, pw),
+                None => mock_cleartext(user, pw, lookups),
+            };
             ok.then_some(None).ok_or_else(failed)
         }
-        AuthType::Md5
-            if !matches!(
-                secret,
-                Some(UserSecret {
-                    secret: StoredSecret::Scram(_),
-                    ..
-                })
-            ) =>
-        {
+        AuthType::Md5 if runs_md5(secret, lookups) => {
             md5_exchange(stream, buf, user, secret).await.map(|()| None)
         }
         // Like Postgres, md5 falls back to SCRAM when only a SCRAM verifier is stored.
@@ -99,6 +95,28 @@ async fn find_secret(
             tracing::warn!(%user, %database, error = %e, "auth_query failed");
             Err(e.into())
         }
+    }
+}
+
+/// A cleartext check for a user nobody knows, always false. Where `auth_query` may find
+/// users (with SCRAM verifiers, whose check costs a PBKDF2 run) it does the same work against
+/// the mock verifier, so the time taken does not tell who exists.
+fn mock_cleartext(user: &str, password: &[u8], lookups: bool) -> bool {
+    if lookups {
+        let mock = StoredSecret::Scram(mock_verifier(user));
+        std::hint::black_box(cleartext_matches(&mock, user, password));
+    }
+    false
+}
+
+/// Whether an `md5` login runs the md5 exchange: yes unless only a SCRAM verifier is stored
+/// (Postgres falls back to SCRAM then). A user nobody knows gets the exchange most users
+/// get, so the mechanism does not tell who exists: SCRAM where `auth_query` may find users
+/// (`pg_authid` holds SCRAM verifiers by default since Postgres 14), md5 otherwise.
+fn runs_md5(secret: Option<&UserSecret>, lookups: bool) -> bool {
+    match secret {
+        Some(s) => !matches!(s.secret, StoredSecret::Scram(_)),
+        None => !lookups,
     }
 }
 
