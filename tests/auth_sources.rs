@@ -370,3 +370,30 @@ async fn md5_auth_type_asks_everyone_the_same_with_lookups() {
     );
     assert_eq!(refused(&pgweir, "aq5_nobody", "x", TEST_DB).await, wrong);
 }
+
+/// `pgweir check` reads the auth file too, naming the bad line but not the secret.
+#[test]
+fn check_reports_a_broken_auth_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_userlist(dir.path(), "\"ok\" \"fine\"\n\"bad\" \"md5zz_secret\n");
+    let config = dir.path().join("pgweir.toml");
+    let text = format!(
+        "[pgweir]\nauth_file = {:?}\n[databases.db]\nhost = \"h\"\n",
+        path.display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgweir"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run pgweir check")
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(!stderr.contains("md5zz_secret"), "{stderr}");
+    write_userlist(dir.path(), "\"ok\" \"fine\"\n");
+    assert!(run().status.success());
+}

@@ -97,6 +97,17 @@ impl UserDirectory {
     }
 }
 
+/// Whether `auth_file`, if one is set, can be read and parsed: for `pgweir check`, since the
+/// running pooler only logs a bad file.
+pub fn check_auth_file(config: &Config) -> Result<(), String> {
+    match &config.pgweir.auth_sources.auth_file {
+        Some(path) => read_auth_file(path)
+            .map(|_| ())
+            .map_err(|e| format!("auth_file {}: {e}", path.display())),
+        None => Ok(()),
+    }
+}
+
 /// The auth file's users, or why it cannot be used (never showing a secret).
 fn read_auth_file(path: &Path) -> Result<Vec<(String, StoredSecret)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
