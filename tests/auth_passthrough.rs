@@ -164,3 +164,33 @@ async fn a_wrong_proof_teaches_no_key() {
         "pt_frank"
     );
 }
+
+/// A verifier that no longer matches Postgres's (the password changed there): the client
+/// still proves the file's password to pgweir, but pgweir refuses to pass it through and
+/// says why.
+#[tokio::test]
+async fn a_stale_verifier_fails_with_a_clear_error() {
+    let verifiers = roles(&[("pt_gus", "old_pw", "")]).await;
+    cluster()
+        .admin()
+        .await
+        .batch_execute("ALTER ROLE pt_gus PASSWORD 'new_pw'")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("userlist.txt");
+    std::fs::write(&path, format!("\"pt_gus\" \"{}\"\n", verifiers[0])).unwrap();
+    let pgweir = Pgweir::builder()
+        .without_users()
+        .general(&format!("auth_file = {:?}", path.display().to_string()))
+        .start();
+    let err = match pgweir.try_connect("pt_gus", "old_pw", TEST_DB).await {
+        Ok(_) => panic!("Postgres no longer knows this verifier"),
+        Err(e) => e,
+    };
+    let db_err = err.as_db_error().expect("a FATAL from pgweir");
+    assert!(
+        db_err.message().contains("different SCRAM salt"),
+        "{db_err:?}"
+    );
+}

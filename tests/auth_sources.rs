@@ -246,22 +246,29 @@ async fn auth_query_binds_the_user_name() {
     refused(&pgweir, injected, "bob_pw", TEST_DB).await;
 }
 
-/// Answers are reused for `auth_query_cache_ttl`: a password changed in Postgres is seen
-/// once the cached answer expires.
+/// Answers, found or not, are reused for `auth_query_cache_ttl`: a password changed in
+/// Postgres, and a role created after a failed attempt, are seen once the answer expires.
 #[tokio::test]
 async fn auth_query_answers_are_cached_for_the_ttl() {
     create_role("aq3_auth", "aq3_auth_pw", "SUPERUSER").await;
     create_role("aq3_carol", "old_pw", "").await;
     let pgweir = auth_query_pgweir("aq3_auth", "aq3_auth_pw", "3s").start();
     logged_in_as(&pgweir, "aq3_carol", "old_pw", TEST_DB).await;
+    refused(&pgweir, "aq3_late", "late_pw", TEST_DB).await;
+    create_role("aq3_late", "late_pw", "").await;
     let admin = cluster().admin().await;
     admin
         .batch_execute("ALTER ROLE aq3_carol PASSWORD 'new_pw'")
         .await
         .unwrap();
-    // Still the cached secret.
+    // Still the cached answers.
     logged_in_as(&pgweir, "aq3_carol", "old_pw", TEST_DB).await;
+    refused(&pgweir, "aq3_late", "late_pw", TEST_DB).await;
     tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(
+        logged_in_as(&pgweir, "aq3_late", "late_pw", TEST_DB).await,
+        "aq3_late"
+    );
     assert_eq!(
         logged_in_as(&pgweir, "aq3_carol", "new_pw", TEST_DB).await,
         "aq3_carol"

@@ -2,9 +2,10 @@
 //! file knows, as `auth_user`, over a small pool of its own (at most [`MAX_CONNECTIONS`]
 //! server connections per lookup database, so a flood of logins cannot take the database's
 //! connections). The user name is a bound parameter (`$1`, extended protocol), never spliced
-//! into the SQL. Answers, found or not, are cached for `auth_query_cache_ttl` (a miss for at
-//! most [`MAX_NEGATIVE_TTL`], so a new role can log in soon); the cache is bounded so probing
-//! with made-up names cannot grow it without end.
+//! into the SQL. Answers, found or not, are cached for `auth_query_cache_ttl`: misses too, so
+//! probing one name cannot hammer Postgres, and for as long as hits, so how fast a login
+//! fails does not tell whether the role exists. The cache is bounded so probing with
+//! made-up names cannot grow it without end.
 //!
 //! Called by [`crate::client::login`]; logs in through [`crate::server::login`], with the
 //! secret pgweir holds for `auth_user` ([`super::UserDirectory`], [`super::passthrough`]).
@@ -30,8 +31,6 @@ use crate::server::{login, upstream_error, ServerConn, ServerError, ServerTarget
 
 /// Server connections one lookup database's pool may open.
 pub const MAX_CONNECTIONS: usize = 2;
-/// A user the query did not find is asked about again after at most this long.
-pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(1);
 /// Cached answers kept at most; beyond it expired entries go, then everything.
 const MAX_CACHED: usize = 10_000;
 
@@ -108,11 +107,6 @@ impl AuthQueries {
         };
         let secret = secret.map(UserSecret::new);
         let ttl = config.pgweir.auth_sources.auth_query_cache_ttl;
-        let ttl = if secret.is_some() {
-            ttl
-        } else {
-            ttl.min(MAX_NEGATIVE_TTL)
-        };
         if !ttl.is_zero() {
             self.remember(key, secret.clone(), ttl);
         }
