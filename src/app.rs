@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::passthrough::Keyring;
+use crate::auth::query::AuthQueries;
 use crate::auth::UserDirectory;
 use crate::cancel::CancelRegistry;
 use crate::client::limits::ClientCounts;
@@ -20,6 +22,11 @@ use crate::stats::Clients;
 pub struct App {
     config: ArcSwap<Config>,
     users: ArcSwap<UserDirectory>,
+    /// What each user's clients proved, for logging in to Postgres without a plaintext
+    /// password (auth file and auth query secrets, SCRAM pass-through keys).
+    pub keyring: Arc<Keyring>,
+    /// `auth_query` lookups: their pools and cached answers.
+    pub auth_queries: AuthQueries,
     pub pools: Arc<Pools>,
     pub cancels: Arc<CancelRegistry>,
     /// Connected clients per database and user.
@@ -37,9 +44,12 @@ impl App {
     /// The app for `config`, read from `path`.
     pub fn new(config: Config, path: PathBuf) -> Self {
         let config = Arc::new(config);
+        let keyring = Arc::new(Keyring::default());
         App {
-            users: ArcSwap::from_pointee(UserDirectory::from_config(&config)),
-            pools: Pools::new(Arc::clone(&config)),
+            users: ArcSwap::from_pointee(UserDirectory::load(&config, None)),
+            pools: Pools::new(Arc::clone(&config), Arc::clone(&keyring)),
+            keyring,
+            auth_queries: AuthQueries::default(),
             cancels: Arc::new(CancelRegistry::default()),
             clients: Arc::new(ClientCounts::default()),
             sessions: Arc::new(SessionShared::default()),
@@ -76,7 +86,8 @@ impl App {
         let new = Arc::new(new);
         let old = self.config();
         let restart_only = restart_only(&old, &new);
-        self.users.store(Arc::new(UserDirectory::from_config(&new)));
+        let users = UserDirectory::load(&new, Some(&self.users()));
+        self.users.store(Arc::new(users));
         self.pools.reconfigure(Arc::clone(&new));
         self.config.store(new);
         restart_only

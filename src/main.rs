@@ -49,6 +49,10 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Check) = cli.command {
+        if let Err(e) = pgweir::auth::check_auth_file(&config) {
+            eprintln!("pgweir: {}: {e}", cli.config.display());
+            return ExitCode::FAILURE;
+        }
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }

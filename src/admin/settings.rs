@@ -13,7 +13,7 @@ use bytes::BytesMut;
 
 use super::result::{ResultSet, Type};
 use crate::app::App;
-use crate::config::{GeneralConfig, PoolDefaults, RESTART_ONLY};
+use crate::config::{AuthSources, GeneralConfig, PoolDefaults, RESTART_ONLY};
 
 pub const CONFIG: [(&str, Type); 4] = [
     ("key", Type::Text),
@@ -69,8 +69,9 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         log_disconnections,
         stats_period,
         log_format,
+        auth_sources,
     } = g;
-    vec![
+    let mut keys = vec![
         ("listen_addr", listen_addr.clone()),
         ("listen_port", listen_port.to_string()),
         ("auth_type", auth_type.as_str().to_owned()),
@@ -108,6 +109,33 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         ("log_disconnections", log_disconnections.to_string()),
         ("stats_period", duration(*stats_period)),
         ("log_format", log_format.as_str().to_owned()),
+    ];
+    keys.extend(auth_keys(auth_sources));
+    keys
+}
+
+/// The authentication-source keys. None holds a secret: `auth_user`'s password lives in
+/// `[users]` or the auth file, which SHOW CONFIG never lists.
+fn auth_keys(a: &AuthSources) -> Vec<(&'static str, String)> {
+    let AuthSources {
+        auth_file,
+        auth_user,
+        auth_query,
+        auth_dbname,
+        auth_query_cache_ttl,
+    } = a;
+    vec![
+        (
+            "auth_file",
+            auth_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("auth_user", auth_user.clone().unwrap_or_default()),
+        ("auth_query", auth_query.clone()),
+        ("auth_dbname", auth_dbname.clone().unwrap_or_default()),
+        ("auth_query_cache_ttl", duration(*auth_query_cache_ttl)),
     ]
 }
 

@@ -204,13 +204,18 @@ pub const USERS: [(&str, Type); 8] = [
     ("current_client_connections", Type::Int4),
 ];
 
-/// One row per configured user: its overrides (NULL when it has none, as PgBouncer
-/// shows them) and its server and client connections over every pool.
+/// One row per user of `[users]` and the auth file (never their secrets): its overrides
+/// (NULL when it has none, as PgBouncer shows them) and its server and client connections
+/// over every pool.
 fn users(app: &App, out: &mut BytesMut) {
     let (cfg, pools) = (&app.config(), app.pools.all());
     let clients = app.connected.all();
+    let mut names: Vec<String> = app.users().names().map(str::to_owned).collect();
+    names.sort();
+    let none = crate::config::UserConfig::default();
     let mut rs = ResultSet::new(out, &USERS);
-    for (name, u) in &cfg.users {
+    for name in &names {
+        let u = cfg.users.get(name).unwrap_or(&none);
         let servers: usize = (pools.iter())
             .filter(|p| &p.key.user == name)
             .map(|p| open(&p.snapshot()))

@@ -1,15 +1,22 @@
-//! Client authentication, all pure (no I/O but reading the hba file): [`secret`] parses
-//! what is stored, [`scram`] runs the server side of the SASL exchange, [`md5`] checks md5
-//! responses and cleartext passwords, [`hba`] decides per connection which of them applies
-//! under `auth_type = "hba"`, and the [`UserDirectory`] holds every user's secret. The
+//! Client authentication: [`secret`] parses what is stored, [`scram`] runs the server side
+//! of the SASL exchange, [`md5`] checks md5 responses and cleartext passwords, [`hba`]
+//! decides per connection which of them applies under `auth_type = "hba"`, [`userlist`]
+//! reads PgBouncer's auth file, [`passthrough`] keeps what pgweir may log in to Postgres with
+//! when it has no plaintext password, [`query`] asks Postgres for the secrets of the other
+//! users (`auth_query`), and the [`UserDirectory`] holds every user's secret from `[users]`
+//! and the auth file. All pure but the file reads and the lookups in [`query`]. The
 //! exchange itself (reading and writing messages) is driven by [`crate::client::login`].
 
 pub mod hba;
 pub mod md5;
+pub mod passthrough;
+pub mod query;
 pub mod scram;
 pub mod secret;
+pub mod userlist;
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use crate::config::Config;
 use secret::{ScramVerifier, StoredSecret};
@@ -22,16 +29,44 @@ pub struct UserSecret {
     pub scram: Option<ScramVerifier>,
 }
 
+impl UserSecret {
+    /// Derives the SCRAM verifier of a plaintext secret once, here.
+    pub fn new(secret: StoredSecret) -> Self {
+        UserSecret {
+            scram: scram::verifier_for(&secret),
+            secret,
+        }
+    }
+}
+
 /// The users allowed to connect, by name.
 #[derive(Debug, Default)]
 pub struct UserDirectory {
     users: HashMap<String, Option<UserSecret>>,
+    /// The auth file's users as last read, kept so a reload that cannot read the file keeps
+    /// them instead of locking them out.
+    file: Vec<(String, StoredSecret)>,
 }
 
 impl UserDirectory {
-    /// Parses every `[users]` secret (validation already happened when the config was read).
-    pub fn from_config(config: &Config) -> Self {
-        let users = config
+    /// Parses every `[users]` secret (validation already happened when the config was read)
+    /// and reads `auth_file` if one is set. A file that cannot be read or parsed is logged
+    /// and replaced by `previous`'s file users (none at start).
+    pub fn load(config: &Config, previous: Option<&UserDirectory>) -> Self {
+        let file = match &config.pgweir.auth_sources.auth_file {
+            None => Vec::new(),
+            Some(path) => read_auth_file(path).unwrap_or_else(|error| {
+                let kept = previous.map_or(0, |p| p.file.len());
+                tracing::error!(path = %path.display(), %error, kept, "auth_file not loaded; keeping the users read before");
+                previous.map(|p| p.file.clone()).unwrap_or_default()
+            }),
+        };
+        Self::combine(config, file)
+    }
+
+    /// `[users]` and the file's users; a user in both keeps its `[users]` entry.
+    fn combine(config: &Config, file: Vec<(String, StoredSecret)>) -> Self {
+        let mut users: HashMap<String, Option<UserSecret>> = config
             .users
             .iter()
             .map(|(name, u)| {
@@ -39,18 +74,86 @@ impl UserDirectory {
                     .password
                     .as_ref()
                     .and_then(|p| StoredSecret::parse(p.expose()).ok())
-                    .map(|secret| UserSecret {
-                        scram: scram::verifier_for(&secret),
-                        secret,
-                    });
+                    .map(UserSecret::new);
                 (name.clone(), secret)
             })
             .collect();
-        UserDirectory { users }
+        for (name, secret) in &file {
+            if config.users.contains_key(name) {
+                tracing::warn!(user = %name, "user is in both [users] and auth_file; [users] wins");
+            } else {
+                users.insert(name.clone(), Some(UserSecret::new(secret.clone())));
+            }
+        }
+        UserDirectory { users, file }
+    }
+
+    /// Every user's name, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.users.keys().map(String::as_str)
     }
 
     /// `None` for an unknown user; `Some(None)` for a known user without a password.
     pub fn get(&self, user: &str) -> Option<Option<&UserSecret>> {
         self.users.get(user).map(Option::as_ref)
+    }
+}
+
+/// Whether `auth_file`, if one is set, can be read and parsed: for `pgweir check`, since the
+/// running pooler only logs a bad file.
+pub fn check_auth_file(config: &Config) -> Result<(), String> {
+    match &config.pgweir.auth_sources.auth_file {
+        Some(path) => read_auth_file(path)
+            .map(|_| ())
+            .map_err(|e| format!("auth_file {}: {e}", path.display())),
+        None => Ok(()),
+    }
+}
+
+/// The auth file's users, or why it cannot be used (never showing a secret).
+fn read_auth_file(path: &Path) -> Result<Vec<(String, StoredSecret)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    userlist::parse(&text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[pgweir]\n{extra}\n[databases.db]\nhost = \"h\"\n\
+             [users.both]\npassword = \"from-toml\"\n[users.toml]\npassword = \"t\"\n"
+        );
+        Config::parse(&text, &|_| None).expect("a valid config")
+    }
+
+    fn secret_of(dir: &UserDirectory, user: &str) -> Option<StoredSecret> {
+        dir.get(user).flatten().map(|s| s.secret.clone())
+    }
+
+    #[test]
+    fn file_users_join_and_toml_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("userlist.txt");
+        std::fs::write(&path, "\"both\" \"from-file\"\n\"filed\" \"f\"\n").unwrap();
+        let cfg = config(&format!("auth_file = {:?}", path.display().to_string()));
+        let users = UserDirectory::load(&cfg, None);
+        let plain = |s: &str| Some(StoredSecret::Plain(s.into()));
+        assert_eq!(secret_of(&users, "both"), plain("from-toml"));
+        assert_eq!(secret_of(&users, "filed"), plain("f"));
+        assert_eq!(secret_of(&users, "toml"), plain("t"));
+        assert!(users.get("filed").flatten().unwrap().scram.is_some());
+        assert!(users.get("nobody").is_none());
+
+        std::fs::write(&path, "broken line\n").unwrap();
+        let kept = UserDirectory::load(&cfg, Some(&users));
+        assert_eq!(secret_of(&kept, "filed"), plain("f"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(UserDirectory::load(&cfg, None).get("filed").is_none());
+        std::fs::write(&path, "").unwrap();
+        assert!(UserDirectory::load(&cfg, Some(&users))
+            .get("filed")
+            .is_none());
     }
 }

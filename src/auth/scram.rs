@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use super::passthrough::ScramClientKey;
 use super::secret::{ScramVerifier, StoredSecret};
 
 /// The only SASL mechanism pgweir offers (no `-PLUS`: no channel binding yet).
@@ -180,9 +181,10 @@ impl ScramServer {
     }
 
     /// Takes the SASLResponse (client-final-message), checks the proof and returns the
-    /// server-final-message (`v=…`) for AuthenticationSASLFinal. [`ScramError::BadProof`]
-    /// means the wrong password; every other error is a protocol violation.
-    pub fn client_final(&mut self, data: &[u8]) -> Result<Vec<u8>, ScramError> {
+    /// server-final-message (`v=…`) for AuthenticationSASLFinal, with the ClientKey the proof
+    /// revealed (for pass-through, [`super::passthrough`]). [`ScramError::BadProof`] means the
+    /// wrong password; every other error is a protocol violation.
+    pub fn client_final(&mut self, data: &[u8]) -> Result<(Vec<u8>, ScramClientKey), ScramError> {
         let exchange = match std::mem::replace(&mut self.state, State::Done) {
             State::AwaitingClientFinal(exchange) => exchange,
             _ => return Err(ScramError::OutOfOrder),
@@ -206,7 +208,8 @@ impl ScramServer {
             return Err(ScramError::BadProof);
         }
         let server_signature = hmac(&self.verifier.server_key, &auth_message);
-        Ok(format!("v={}", B64.encode(server_signature)).into_bytes())
+        let reply = format!("v={}", B64.encode(server_signature)).into_bytes();
+        Ok((reply, ScramClientKey(client_key)))
     }
 }
 
@@ -231,7 +234,7 @@ fn derive_keys(password: &[u8], salt: &[u8], iterations: u32) -> ([u8; 32], [u8;
 /// HMAC-SHA-256 of the concatenated `parts` under a 32-byte key. RFC 2104 zero-pads a key to
 /// the 64-byte block, so padding it here gives the same MAC through the infallible
 /// block-sized constructor instead of a `new_from_slice` whose error cannot happen.
-fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+pub(super) fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     let mut block = Key::<Hmac<Sha256>>::default();
     block[..key.len()].copy_from_slice(key);
     let mut mac = <Hmac<Sha256> as KeyInit>::new(&block);
@@ -399,7 +402,7 @@ mod tests {
         let mut server = ScramServer::new(verifier);
         let first = server.client_first(MECHANISM, client.message())?;
         client.update(&first).unwrap();
-        let last = server.client_final(client.message())?;
+        let (last, _) = server.client_final(client.message())?;
         client.finish(&last).unwrap();
         Ok(())
     }
@@ -421,8 +424,9 @@ mod tests {
         let keys = derive_keys(b"pencil", &rfc.salt, rfc.iterations);
         assert!(keys == (rfc.stored_key, rfc.server_key));
         let last = format!("c=biws,r={CLIENT_NONCE}{SERVER_NONCE},p={RFC_PROOF}");
-        let reply = awaiting_final().client_final(last.as_bytes()).unwrap();
+        let (reply, key) = awaiting_final().client_final(last.as_bytes()).unwrap();
         assert_eq!(reply, b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        assert!(<[u8; 32]>::from(Sha256::digest(key.0)) == rfc.stored_key);
     }
 
     #[test]
@@ -553,7 +557,9 @@ mod tests {
         ];
         let cases: Vec<(&[u8], ScramError)> =
             cases.iter().map(|(d, e)| (d.as_bytes(), *e)).collect();
-        assert_fails(&cases, |data| awaiting_final().client_final(data));
+        assert_fails(&cases, |data| {
+            awaiting_final().client_final(data).map(|(r, _)| r)
+        });
 
         let mut server = ScramServer::new(scram(RFC_SECRET));
         server
@@ -561,7 +567,7 @@ mod tests {
             .unwrap();
         let last = format!("c=biws,r=aS,p={proof}");
         assert_eq!(
-            server.client_final(last.as_bytes()),
+            server.client_final(last.as_bytes()).map(|(r, _)| r),
             Err(ChannelBindingMismatch)
         );
     }

@@ -1,7 +1,10 @@
 //! Authenticating a client: the message exchange for each `auth_type` (under `hba`, for the
 //! method of the first matching line of `auth_hba_file`), checked against the
-//! [`crate::auth::UserDirectory`]. An unknown user goes through the same exchange as a known
-//! one and fails the same way, so the answer does not reveal which users exist.
+//! [`crate::auth::UserDirectory`] or, for users it lacks, `auth_query`
+//! ([`crate::auth::query`]). An unknown user, and one whose password is missing or expired,
+//! goes through the same exchange as a known one and fails the same way, so the answer does
+//! not reveal which users exist. A successful login leaves its secret and SCRAM key in the
+//! [`crate::auth::passthrough::Keyring`] for the pool's own logins.
 
 use bytes::{Buf, BytesMut};
 use rand::Rng;
@@ -15,6 +18,7 @@ use super::{read_message, ClientError};
 use crate::app::App;
 use crate::auth::hba::{cert_proves, Method};
 use crate::auth::md5::{cleartext_matches, md5_response_matches};
+use crate::auth::passthrough::ScramClientKey;
 use crate::auth::scram::{ScramServer, MECHANISM};
 use crate::auth::secret::{ScramVerifier, StoredSecret};
 use crate::auth::UserSecret;
@@ -24,7 +28,9 @@ use crate::protocol::{backend, fe};
 /// Password messages are small; anything bigger is an attack or a broken client.
 const MAX_PASSWORD_MESSAGE: usize = 8 * 1024;
 
-/// Runs the exchange the client's method calls for. Ok means the client proved who it is.
+/// Runs the exchange the client's method calls for. Ok means the client proved who it is;
+/// what it proved against is then remembered for the pool's own logins
+/// ([`crate::auth::passthrough::Keyring`]).
 pub async fn authenticate(
     app: &App,
     stream: &mut TcpStream,
@@ -33,15 +39,17 @@ pub async fn authenticate(
     database: &str,
     transport: &Transport,
 ) -> Result<(), ClientError> {
-    let users = app.users();
-    let known = users.get(user);
-    let secret = known.flatten();
+    // An hba refusal comes first, so a refused client costs no auth_query lookup.
+    let method = method(&app.config().pgweir, user, database, transport)?;
+    let known = find_secret(app, user, database).await?;
+    let secret = known.as_ref().and_then(Option::as_ref);
     let failed = || ClientError::AuthFailed(user.to_owned());
-    match method(&app.config().pgweir, user, database, transport)? {
+    let lookups = app.config().auth_lookup(database).is_some();
+    let key = match method {
         Method::Reject => Err(hba_refused(true, user, database, transport)),
-        Method::Trust => known.map(|_| ()).ok_or_else(failed),
+        Method::Trust => known.as_ref().map(|_| None).ok_or_else(failed),
         Method::Cert => (known.is_some() && cert_proves(transport.cert_name.as_deref(), user))
-            .then_some(())
+            .then_some(None)
             .ok_or_else(|| ClientError::CertFailed(user.to_owned())),
         Method::Password => {
             let mut out = BytesMut::new();
@@ -49,27 +57,76 @@ pub async fn authenticate(
             stream.write_all(&out).await?;
             let body = read_password(stream, buf).await?;
             let pw = body.strip_suffix(&[0]).unwrap_or(&body);
-            let ok = secret.is_some_and(|s| cleartext_matches(&s.secret, user, pw));
-            ok.then_some(()).ok_or_else(failed)
+            let ok = match secret {
+                Some(s) => cleartext_matches(&s.secret, user, pw),
+                None => mock_cleartext(user, pw, lookups),
+            };
+            ok.then_some(None).ok_or_else(failed)
         }
-        Method::Md5
-            if !matches!(
-                secret,
-                Some(UserSecret {
-                    secret: StoredSecret::Scram(_),
-                    ..
-                })
-            ) =>
-        {
-            md5_exchange(stream, buf, user, secret).await
+        Method::Md5 if runs_md5(secret, lookups) => {
+            md5_exchange(stream, buf, user, secret).await.map(|()| None)
         }
         // Like Postgres, md5 falls back to SCRAM when only a SCRAM verifier is stored.
         Method::Md5 | Method::ScramSha256 => {
             let verifier = secret
                 .and_then(|s| s.scram.clone())
                 .unwrap_or_else(|| mock_verifier(user));
-            scram_exchange(stream, buf, user, verifier).await
+            scram_exchange(stream, buf, user, verifier).await.map(Some)
         }
+    }?;
+    if let Some(s) = secret {
+        // Only a stored verifier needs the key: a plaintext secret logs in by itself.
+        let key = key.filter(|_| matches!(s.secret, StoredSecret::Scram(_)));
+        app.keyring.of(user).remember(&s.secret, key);
+    }
+    Ok(())
+}
+
+/// The user's secret: from `[users]` or the auth file, else from `auth_query`. `None` for a
+/// user nobody knows, or one the query found without a usable (or with an expired) password:
+/// both then run the same exchange as a wrong password and fail the same way.
+async fn find_secret(
+    app: &App,
+    user: &str,
+    database: &str,
+) -> Result<Option<Option<UserSecret>>, ClientError> {
+    let users = app.users();
+    if let Some(known) = users.get(user) {
+        return Ok(Some(known.cloned()));
+    }
+    let config = app.config();
+    let found = app
+        .auth_queries
+        .lookup(&config, &users, &app.keyring, database, user)
+        .await;
+    match found {
+        Ok(secret) => Ok(secret.map(Some)),
+        Err(e) => {
+            tracing::warn!(%user, %database, error = %e, "auth_query failed");
+            Err(e.into())
+        }
+    }
+}
+
+/// A cleartext check for a user nobody knows, always false. Where `auth_query` may find
+/// users (with SCRAM verifiers, whose check costs a PBKDF2 run) it does the same work against
+/// the mock verifier, so the time taken does not tell who exists.
+fn mock_cleartext(user: &str, password: &[u8], lookups: bool) -> bool {
+    if lookups {
+        let mock = StoredSecret::Scram(mock_verifier(user));
+        std::hint::black_box(cleartext_matches(&mock, user, password));
+    }
+    false
+}
+
+/// Whether an `md5` login runs the md5 exchange: yes unless only a SCRAM verifier is stored
+/// (Postgres falls back to SCRAM then). A user nobody knows gets the exchange most users
+/// get, so the mechanism does not tell who exists: SCRAM where `auth_query` may find users
+/// (`pg_authid` holds SCRAM verifiers by default since Postgres 14), md5 otherwise.
+fn runs_md5(secret: Option<&UserSecret>, lookups: bool) -> bool {
+    match secret {
+        Some(s) => !matches!(s.secret, StoredSecret::Scram(_)),
+        None => !lookups,
     }
 }
 
@@ -135,12 +192,13 @@ async fn md5_exchange(
         .ok_or_else(|| ClientError::AuthFailed(user.to_owned()))
 }
 
+/// Runs SCRAM against `verifier`; on success returns the ClientKey the proof revealed.
 async fn scram_exchange(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     user: &str,
     verifier: ScramVerifier,
-) -> Result<(), ClientError> {
+) -> Result<ScramClientKey, ClientError> {
     let mut scram = ScramServer::new(verifier);
     let mut out = BytesMut::new();
     backend::authentication_sasl(&mut out, &[MECHANISM]);
@@ -161,13 +219,13 @@ async fn scram_exchange(
     stream.write_all(&out).await?;
 
     let response = read_password(stream, buf).await?;
-    let last = scram
+    let (last, key) = scram
         .client_final(&response)
         .map_err(|e| ClientError::from_scram(e, user))?;
     out.clear();
     backend::authentication_sasl_final(&mut out, &last);
     stream.write_all(&out).await?;
-    Ok(())
+    Ok(key)
 }
 
 /// Reads the next message, which must be a PasswordMessage/SASL response ('p').

@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 
 use crate::admin::{self, Access};
 use crate::app::App;
+use crate::auth::query::AuthQueryError;
 use crate::auth::scram::ScramError;
 use crate::cancel::ClientKey;
 use crate::error::{ClientVisible, Severity, SqlState};
@@ -67,6 +68,8 @@ pub enum ClientError {
     },
     #[error("certificate authentication failed for user \"{0}\"")]
     CertFailed(String),
+    #[error(transparent)]
+    AuthQuery(#[from] AuthQueryError),
     #[error(transparent)]
     Sasl(ScramError),
     #[error("no user name given in the startup packet")]
@@ -133,6 +136,7 @@ impl ClientVisible for ClientError {
             ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Server(e) => e.sqlstate(),
+            ClientError::AuthQuery(_) => SqlState::CONNECTION_FAILURE,
             ClientError::LoginTimeout(_) | ClientError::Disabled(_) => SqlState::CANNOT_CONNECT_NOW,
             ClientError::TooManyClients { .. } => SqlState::TOO_MANY_CONNECTIONS,
             ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
@@ -281,7 +285,7 @@ async fn log_in(
                 console || app.config().databases.contains_key(database),
             ),
         ),
-        ("user", known(user, app.config().users.contains_key(user))),
+        ("user", known(user, app.users().get(user).is_some())),
     ];
     let transport = Transport {
         addr: peer,
@@ -299,6 +303,8 @@ async fn log_in(
     if app.pools.control.is_disabled(database) {
         return Err(ClientError::Disabled(database.to_owned()));
     }
+    // Authenticated: a real user (perhaps found by auth_query), so its name is a fair label.
+    let pair = [pair[0].clone(), ("user", user.to_owned())];
     metrics::counter!("pgweir_client_logins_total", &pair).increment(1);
     backend::authentication_ok(&mut out);
     stream.write_all(&out).await?;

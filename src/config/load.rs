@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use toml_edit::ImDocument;
 
+use super::auth;
 use super::error::Problem;
 use super::reader::{EnvLookup, Reader, Section};
 use super::{
@@ -59,9 +60,11 @@ pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Proble
         .table(&mut root, "pool")
         .map(|sec| pool(&mut r, sec))
         .unwrap_or_default();
+    let databases = databases(&mut r, &mut root, &pool);
+    auth::check_dbnames(&mut r, &pgweir.auth_sources, &databases);
     let config = Config {
         pgweir,
-        databases: databases(&mut r, &mut root, &pool),
+        databases,
         pool,
         users,
     };
@@ -81,8 +84,14 @@ fn general(
     users: &BTreeMap<String, UserConfig>,
 ) -> GeneralConfig {
     let s = &mut sec;
-    // The operating keys are read first; `d` then supplies them and the other defaults.
-    let d = operations(r, s, users, GeneralConfig::default());
+    // The auth sources first (admin users may come from the auth file), then the operating
+    // keys; `d` then supplies them and the other defaults.
+    let auth_sources = auth::sources(r, s);
+    let d = GeneralConfig {
+        auth_sources,
+        ..GeneralConfig::default()
+    };
+    let d = operations(r, s, users, d);
     let config = GeneralConfig {
         listen_addr: r.string(s, "listen_addr").unwrap_or(d.listen_addr),
         listen_port: r.int(s, "listen_port", PORTS).unwrap_or(d.listen_port),
@@ -135,15 +144,17 @@ fn general(
 
 /// The `[pgweir]` keys for operating the pooler (metrics, admin console, shutdown,
 /// logging), on top of `d` (which supplies every other field). An admin or stats user
-/// must be in `users`, since it could never log in to use its rights otherwise.
+/// must be in `users`, since it could never log in to use its rights otherwise, unless an
+/// `auth_file` (read only when the pooler runs) may hold it.
 fn operations(
     r: &mut Reader<'_>,
     s: &mut Section<'_>,
     users: &BTreeMap<String, UserConfig>,
     d: GeneralConfig,
 ) -> GeneralConfig {
+    let from_file = d.auth_sources.auth_file.is_some();
     let configured = |name: String| {
-        if users.contains_key(&name) {
+        if from_file || users.contains_key(&name) {
             Ok(name)
         } else {
             Err(format!("{name:?} is not a user in [users]"))
@@ -308,6 +319,7 @@ fn database(
         read_only_functions: r
             .strings(s, "read_only_functions", read_only_function)
             .unwrap_or_else(|| defaults.read_only_functions.clone()),
+        auth: auth::database(r, s),
     };
     check_min_pool_size(r, &sec, &config, defaults);
     check_routing(r, &sec, &config);

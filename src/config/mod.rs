@@ -14,6 +14,7 @@
 //! not for all (a zero `server_lifetime` means "use a server once"). Counts where
 //! PgBouncer treats 0 as "no limit" are `usize` with the same convention.
 
+mod auth;
 mod duration;
 mod env;
 mod error;
@@ -29,6 +30,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use auth::{AuthLookup, AuthSources, DatabaseAuth, DEFAULT_AUTH_QUERY};
 pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
 pub use settings::PoolSettings;
@@ -135,7 +137,8 @@ pub struct GeneralConfig {
     /// Where `GET /metrics` (Prometheus text format) and `GET /health` are served;
     /// `None` (the default) serves neither, so nothing listens unless asked.
     pub metrics_addr: Option<SocketAddr>,
-    /// Users who may run every admin console command; each must be in `[users]`.
+    /// Users who may run every admin console command; each must be in `[users]` (or, when
+    /// `auth_file` is set, may be in that file).
     pub admin_users: Vec<String>,
     /// Users who may run the admin console's SHOW commands only, so monitoring
     /// cannot pause or kill anything; each must be in `[users]`.
@@ -154,6 +157,8 @@ pub struct GeneralConfig {
     pub stats_period: Duration,
     /// How log lines are written.
     pub log_format: LogFormat,
+    /// Where user secrets come from besides `[users]`: `auth_file` and `auth_query`.
+    pub auth_sources: AuthSources,
 }
 
 /// PgBouncer's defaults for the keys it has, except that SCRAM is the default
@@ -183,6 +188,7 @@ impl Default for GeneralConfig {
             log_disconnections: true,
             stats_period: Duration::from_secs(60),
             log_format: LogFormat::Text,
+            auth_sources: AuthSources::default(),
         }
     }
 }
@@ -393,6 +399,8 @@ pub struct DatabaseConfig {
     /// The `[pool]` list unless this database sets its own, which replaces it (so a
     /// database can also declare none); lowercase.
     pub read_only_functions: Vec<String>,
+    /// Overrides of the `[pgweir]` `auth_user`, `auth_query` and `auth_dbname`.
+    pub auth: DatabaseAuth,
 }
 
 /// One entry of a database's `replicas`.
@@ -454,7 +462,7 @@ impl Target {
 }
 
 /// `[users.NAME]`: who may connect.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct UserConfig {
     /// Plaintext, `md5<hex>` or a `SCRAM-SHA-256$` verifier.
     pub password: Option<Secret>,

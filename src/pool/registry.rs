@@ -19,6 +19,7 @@ use super::control::Control;
 use super::group::{Origin, Routing};
 use super::limits::{Budget, Budgets};
 use super::{ConnectSettings, Node, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
+use crate::auth::passthrough::Keyring;
 use crate::config::{Config, DatabaseConfig, PoolSettings};
 use crate::prepared::Registry;
 use crate::route::{Monitor, MonitorSettings};
@@ -45,10 +46,12 @@ pub struct Pools {
     stats: Mutex<HashMap<(String, String), Arc<GroupStats>>>,
     /// Paused and disabled databases.
     pub control: Control,
+    /// What each server user's clients proved, for logins without a configured password.
+    keyring: Arc<Keyring>,
 }
 
 impl Pools {
-    pub fn new(config: Arc<Config>) -> Arc<Self> {
+    pub fn new(config: Arc<Config>, keyring: Arc<Keyring>) -> Arc<Self> {
         let pools = Arc::new(Pools {
             config: ArcSwap::new(config),
             groups: RwLock::new(HashMap::new()),
@@ -58,6 +61,7 @@ impl Pools {
             draining: Mutex::new(Vec::new()),
             stats: Mutex::new(HashMap::new()),
             control: Control::default(),
+            keyring,
         });
         tokio::spawn(janitor(Arc::downgrade(&pools)));
         pools
@@ -104,6 +108,7 @@ impl Pools {
             dbname: db.dbname.clone(),
             user: server_user.to_owned(),
             password,
+            credentials: Some(self.keyring.of(server_user)),
         };
         let statements = Arc::new(Registry::default());
         let key = |node| PoolKey {
@@ -283,6 +288,7 @@ impl Pools {
             dbname: db.dbname.clone(),
             user: user.to_owned(),
             password,
+            credentials: None,
         };
         if group.origin != Origin::of(db, &target) {
             tracing::info!(%database, %user, "servers or routing changed: new clients get new pools, the old ones drain");

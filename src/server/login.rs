@@ -1,6 +1,8 @@
 //! Opening a server connection: TCP connect, StartupMessage, the authentication exchange the
 //! server asks for (SCRAM-SHA-256, md5, cleartext or none), then ParameterStatus and
-//! BackendKeyData up to the first ReadyForQuery.
+//! BackendKeyData up to the first ReadyForQuery. Without a plaintext password, SCRAM passes
+//! through with the keys a client revealed and md5 answers from the stored hash
+//! ([`crate::auth::passthrough`]).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use tokio::net::TcpStream;
 use super::{
     upstream_error, ServerConn, ServerError, ServerId, ServerKey, ServerParams, ServerTarget,
 };
+use crate::auth::passthrough::{KeyedScramClient, PassThroughError};
 use crate::auth::secret::StoredSecret;
 
 /// Connects and logs in, all within `timeout`.
@@ -62,11 +65,8 @@ async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, 
 
 /// Answers authentication requests until AuthenticationOk.
 async fn authenticate(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), ServerError> {
-    let secret = target
-        .password
-        .as_ref()
-        .and_then(|p| StoredSecret::parse(p.expose()).ok());
-    let mut scram: Option<ScramSha256> = None;
+    let secret = server_secret(target);
+    let mut scram: Option<Sasl> = None;
     loop {
         let mut out = BytesMut::new();
         match conn.read_message().await? {
@@ -90,23 +90,22 @@ async fn authenticate(conn: &mut ServerConn, target: &ServerTarget) -> Result<()
                         "SASL without SCRAM-SHA-256".into(),
                     ));
                 }
-                let pw = plain(&secret, target)?;
-                let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)?;
+                let (s, first) = Sasl::start(&secret, target)?;
+                frontend::sasl_initial_response(SCRAM_SHA_256, &first, &mut out)?;
                 scram = Some(s);
             }
             Message::AuthenticationSaslContinue(body) => {
                 let s = scram
                     .as_mut()
                     .ok_or(ServerError::Protocol("SASL exchange"))?;
-                s.update(body.data())?;
-                frontend::sasl_response(s.message(), &mut out)?;
+                let last = s.update(body.data(), target)?;
+                frontend::sasl_response(&last, &mut out)?;
             }
             Message::AuthenticationSaslFinal(body) => {
                 let s = scram
                     .as_mut()
                     .ok_or(ServerError::Protocol("SASL exchange"))?;
-                s.finish(body.data())?;
+                s.finish(body.data(), target)?;
             }
             Message::ErrorResponse(e) => return Err(upstream_error(e.fields())),
             Message::AuthenticationKerberosV5
@@ -120,6 +119,68 @@ async fn authenticate(conn: &mut ServerConn, target: &ServerTarget) -> Result<()
         if !out.is_empty() {
             conn.stream.write_all(&out).await?;
         }
+    }
+}
+
+/// The secret to log in with: the configured password, else what this user's clients were
+/// last checked against (auth file or auth query).
+fn server_secret(target: &ServerTarget) -> Option<StoredSecret> {
+    let configured = target.password.as_ref();
+    configured
+        .and_then(|p| StoredSecret::parse(p.expose()).ok())
+        .or_else(|| target.credentials.as_ref().and_then(|c| c.secret()))
+}
+
+/// The client side of a server's SCRAM exchange: with the plaintext password, or by
+/// pass-through with a verifier and the ClientKey a client of this user revealed.
+enum Sasl {
+    Password(ScramSha256),
+    Keys(KeyedScramClient),
+}
+
+impl Sasl {
+    /// The exchange for `secret`, and its client-first-message.
+    fn start(
+        secret: &Option<StoredSecret>,
+        t: &ServerTarget,
+    ) -> Result<(Sasl, Vec<u8>), ServerError> {
+        if let Some(StoredSecret::Scram(verifier)) = secret {
+            let key = t.credentials.as_ref().and_then(|c| c.client_key(verifier));
+            let key = key.ok_or_else(|| ServerError::NoPassThroughKeys(t.user.clone()))?;
+            let client = KeyedScramClient::new(verifier.clone(), key);
+            let first = client.first();
+            return Ok((Sasl::Keys(client), first));
+        }
+        let pw = plain(secret, t)?;
+        let client = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+        let first = client.message().to_vec();
+        Ok((Sasl::Password(client), first))
+    }
+
+    /// Takes the server-first-message; returns the client-final-message.
+    fn update(&mut self, data: &[u8], t: &ServerTarget) -> Result<Vec<u8>, ServerError> {
+        match self {
+            Sasl::Password(s) => {
+                s.update(data)?;
+                Ok(s.message().to_vec())
+            }
+            Sasl::Keys(k) => k.update(data).map_err(|e| pass_through(e, t)),
+        }
+    }
+
+    /// Checks the server-final-message.
+    fn finish(&mut self, data: &[u8], t: &ServerTarget) -> Result<(), ServerError> {
+        match self {
+            Sasl::Password(s) => Ok(s.finish(data)?),
+            Sasl::Keys(k) => k.finish(data).map_err(|e| pass_through(e, t)),
+        }
+    }
+}
+
+fn pass_through(source: PassThroughError, t: &ServerTarget) -> ServerError {
+    ServerError::PassThrough {
+        user: t.user.clone(),
+        source,
     }
 }
 
@@ -183,6 +244,7 @@ mod tests {
             dbname: String::new(),
             user: "alice".into(),
             password: None,
+            credentials: None,
         };
         let salt = [1, 2, 3, 4];
         let from_plain = md5_response(&Some(StoredSecret::Plain("pw".into())), &t, salt).unwrap();

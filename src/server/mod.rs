@@ -6,6 +6,7 @@ pub mod login;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -16,6 +17,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::auth::passthrough::{Credentials, PassThroughError};
 use crate::config::Secret;
 use crate::error::{ClientVisible, SqlState};
 use crate::prepared::ServerStatements;
@@ -47,6 +49,9 @@ pub struct ServerTarget {
     pub dbname: String,
     pub user: String,
     pub password: Option<Secret>,
+    /// What this user's clients proved, for logging in without a usable `password`: the
+    /// secret from the auth file or auth query, and SCRAM pass-through keys.
+    pub credentials: Option<Arc<Credentials>>,
 }
 
 /// Reported parameters a client may change, so they can differ between sessions and must
@@ -132,6 +137,13 @@ pub enum ServerError {
     Upstream { code: String, message: String },
     #[error("pgweir has no password it can use to log in to the server as user \"{0}\"")]
     NoPassword(String),
+    #[error("pgweir holds only a SCRAM verifier for user \"{0}\" and no client of that user has logged in with SCRAM since it started, so it cannot log in to the server as them yet")]
+    NoPassThroughKeys(String),
+    #[error("SCRAM pass-through login as user \"{user}\" failed: {source}")]
+    PassThrough {
+        user: String,
+        source: PassThroughError,
+    },
     #[error("server requested an unsupported authentication method {0}")]
     UnsupportedAuth(String),
     #[error("server sent an unexpected message during {0}")]

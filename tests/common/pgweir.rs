@@ -97,6 +97,13 @@ impl PgweirBuilder {
         self
     }
 
+    /// Drops every `[users]` entry, the test users' plaintext passwords included, for
+    /// configs whose users come from elsewhere (`auth_file`, `auth_query`).
+    pub fn without_users(mut self) -> Self {
+        self.users.clear();
+        self
+    }
+
     /// A raw `key = value` line for the `[pgweir]` section (`log_level = "info"` is
     /// there unless replaced with [`PgweirBuilder::log_level`]).
     pub fn general(mut self, line: &str) -> Self {

@@ -4,6 +4,7 @@
 //! metrics, admin console, shutdown and logging keys in `operations`, `auth_hba_file` in
 //! `hba`, and `Config::pool_settings` in `settings`; all use the helpers here.
 
+mod auth;
 mod hba;
 mod limits;
 mod operations;
