@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod exporter;
+pub mod gauges;
 pub mod period;
 
 use std::collections::VecDeque;
