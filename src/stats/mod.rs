@@ -1,8 +1,8 @@
 //! What pgweir counts about its work, for the Prometheus endpoint ([`exporter`]) and the
 //! admin console's SHOW commands: per (database, user) totals kept in atomics
-//! ([`GroupStats`], updated by the relay once per request and transaction), latency
-//! histograms recorded through the `metrics` crate, and the state of every client
-//! ([`Clients`]). Gauges such as servers by state are not kept here: they are read from the
+//! ([`GroupStats`], updated by the relay once per request and transaction, with the change
+//! over the last `stats_period` that [`period`] closes), latency histograms recorded
+//! through the `metrics` crate, and the state of every client ([`Clients`]). Gauges such as servers by state are not kept here: they are read from the
 //! pools when someone asks.
 //!
 //! The hot path costs a few relaxed atomic additions and three histogram samples per
