@@ -193,8 +193,9 @@ async fn drain(app: &App, signals: &mut Signals) {
 /// How long clients closed by force get to receive their FATAL.
 const FINAL_GRACE: Duration = Duration::from_secs(1);
 
+/// Every client connection has ended, those still logging in included.
 async fn clients_gone(app: &App) {
-    while !app.connected.all().is_empty() {
+    while app.shutdown.clients() > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -8,10 +8,18 @@
 //! - `Now`: `shutdown_timeout` ran out or a second signal came: every client still here
 //!   is told FATAL 57P01 and closed, its open transaction rolled back by the server.
 //!
+//! A client still logging in when shutdown begins is refused with FATAL 57P01 (a
+//! CancelRequest is still forwarded until `Now`), and one waiting for RESUME on a paused
+//! database is closed the same way: RESUME may never come. [`Shutdown::client`] counts
+//! every client connection being served, logged in or not, so the process waits for each
+//! to be told before it exits.
+//!
 //! Both SIGTERM (PgBouncer's WAIT_FOR_CLIENTS) and SIGINT (WAIT_FOR_SERVERS) drain this way:
 //! in transaction mode a client holds a server exactly as long as its transaction, so
 //! waiting for servers to be released and letting clients finish their transactions are the
 //! same wait.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
@@ -27,12 +35,15 @@ pub enum Phase {
 #[derive(Debug)]
 pub struct Shutdown {
     tx: watch::Sender<Phase>,
+    /// Client connections being served now.
+    clients: AtomicUsize,
 }
 
 impl Default for Shutdown {
     fn default() -> Self {
         Shutdown {
             tx: watch::Sender::new(Phase::Running),
+            clients: AtomicUsize::new(0),
         }
     }
 }
@@ -58,6 +69,27 @@ impl Shutdown {
         ShutdownWatch {
             rx: self.tx.subscribe(),
         }
+    }
+
+    /// Counts one client connection for as long as the guard lives.
+    pub fn client(&self) -> ClientTask<'_> {
+        self.clients.fetch_add(1, Ordering::SeqCst);
+        ClientTask(&self.clients)
+    }
+
+    /// Client connections being served now, logged in or not.
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::SeqCst)
+    }
+}
+
+/// One client connection being served; see [`Shutdown::client`].
+#[derive(Debug)]
+pub struct ClientTask<'a>(&'a AtomicUsize);
+
+impl Drop for ClientTask<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -93,5 +125,16 @@ mod tests {
         assert_eq!(s.phase(), Phase::Now);
         w.reached(Phase::Draining).await;
         w.reached(Phase::Now).await;
+    }
+
+    #[test]
+    fn client_tasks_are_counted_while_they_live() {
+        let s = Shutdown::default();
+        let a = s.client();
+        let b = s.client();
+        assert_eq!(s.clients(), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(s.clients(), 0);
     }
 }

@@ -3,6 +3,8 @@
 //! the values follow the traffic the test ran; admin users may run everything, stats users
 //! only SHOW, other users nothing; the extended protocol is refused without losing the
 //! connection; SHOW CONFIG never shows a password; psql works as the console client.
+//! SHOW STATS's `avg_*` cover the last `stats_period`, and SHOW CLIENTS shows how long a
+//! waiting client has waited.
 
 mod common;
 
@@ -14,7 +16,7 @@ use common::console::{console, show, with_console, ADMIN, WATCHER};
 use common::replica::Replica;
 use common::routing::{auto_routing, eventually, until_reads_on_replica};
 use common::wire::{tags, Msg, Wire};
-use common::{cluster, expect_sqlstate, pg_tool, run_tool, SCRAM_USER, TEST_DB};
+use common::{cluster, expect_sqlstate, pg_tool, run_tool, within, SCRAM_USER, TEST_DB};
 
 /// PgBouncer's columns for each SHOW, plus pgweir's `node` where it says so.
 fn expected_columns(what: &str) -> Vec<&'static str> {
@@ -137,7 +139,11 @@ async fn values_follow_the_traffic() {
     };
     assert!(number("total_received") > 0 && number("total_sent") > 0);
     assert!(number("total_server_assignment_count") >= 6);
-    assert_eq!(number("avg_xact_count"), 0, "no averaging window yet");
+    assert_eq!(
+        number("avg_xact_count"),
+        0,
+        "the first stats_period (60 s) has not ended"
+    );
     let totals = show(&admin, "SHOW STATS_TOTALS").await;
     assert_eq!(
         totals.get("database", TEST_DB, "xact_count").as_deref(),
@@ -198,6 +204,74 @@ async fn values_follow_the_traffic() {
     let clients = show(&admin, "SHOW CLIENTS").await;
     let app_row = clients.rows_where("database", TEST_DB);
     assert_eq!(app_row[0][clients.index("state")].as_deref(), Some("idle"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn averages_cover_the_last_stats_period_and_a_waiting_client_shows_its_wait() {
+    let pgweir = with_console()
+        .pool_size(1)
+        .general("stats_period = \"1s\"")
+        .start();
+    let app = pgweir.connect().await;
+    // Named statements: a Parse and then a Bind each time.
+    let select = app.prepare("SELECT $1::int").await.unwrap();
+    for i in 0..20 {
+        app.query_one(&select, &[&i]).await.unwrap();
+    }
+    let admin = console(&pgweir, ADMIN, "pgweir").await;
+    let number = |stats: &common::console::Shown, col: &str| -> u64 {
+        let v = stats.get("database", TEST_DB, col).unwrap();
+        v.parse().unwrap_or_else(|_| panic!("{col} = {v}"))
+    };
+    // Averages change once a second: look at the one answer that showed the busy period.
+    let stats = within(10, "a stats period with the transactions ends", async {
+        loop {
+            let stats = show(&admin, "SHOW STATS").await;
+            if number(&stats, "avg_xact_count") > 0 {
+                return stats;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    for col in [
+        "avg_server_assignment_count",
+        "avg_query_count",
+        "avg_recv",
+        "avg_sent",
+        "avg_xact_time",
+        "avg_query_time",
+        "avg_bind_count",
+    ] {
+        assert!(number(&stats, col) > 0, "{col}: {:?}", stats.rows);
+    }
+    assert!(number(&stats, "total_client_parse_count") >= 1);
+    assert!(number(&stats, "total_server_parse_count") >= 1);
+    assert!(number(&stats, "total_bind_count") >= 20);
+    // The next period had no traffic: its averages are 0 again.
+    eventually("an idle stats period ends", || async {
+        let stats = show(&admin, "SHOW STATS").await;
+        number(&stats, "avg_xact_count") == 0 && number(&stats, "avg_xact_time") == 0
+    })
+    .await;
+
+    app.batch_execute("BEGIN").await.unwrap();
+    let waiter = pgweir.connect().await;
+    let waiting = tokio::spawn(async move { waiter.batch_execute("SELECT 1").await });
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let clients = show(&admin, "SHOW CLIENTS").await;
+    let rows = clients.rows_where("state", "waiting");
+    assert_eq!(rows.len(), 1, "{:?}", clients.rows);
+    let col = |name: &str| rows[0][clients.index(name)].clone().unwrap();
+    assert!(col("wait").parse::<u32>().unwrap() >= 1, "{:?}", rows[0]);
+    assert!(col("wait_us").parse::<u32>().unwrap() < 1_000_000);
+    assert!(col("request_time") >= col("connect_time"), "{:?}", rows[0]);
+    app.batch_execute("COMMIT").await.unwrap();
+    within(10, "the waiter", waiting).await.unwrap().unwrap();
+    let clients = show(&admin, "SHOW CLIENTS").await;
+    for row in clients.rows_where("database", TEST_DB) {
+        assert_eq!(row[clients.index("wait")].as_deref(), Some("0"));
+    }
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! in flight; DISABLE refuses new logins with 57P03; RECONNECT and WAIT_CLOSE move clients
 //! to new backends without an error; KILL closes clients with 57P01 and pauses;
 //! KILL_CLIENT closes exactly the client it names; SHOW DATABASES, SHOW STATE, `/health`
-//! and `pgweir_up` say what is paused.
+//! and `pgweir_up` say what is paused. A drain that begins while a database is paused
+//! closes the clients held by the pause with 57P01 instead of waiting for RESUME.
 
 mod common;
 
@@ -461,4 +462,44 @@ async fn suspend_is_refused_with_the_reason() {
     let db = err.as_db_error().expect("an ErrorResponse");
     assert_eq!(db.code(), &SqlState::FEATURE_NOT_SUPPORTED);
     assert!(db.message().contains("online restart"), "{}", db.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_while_paused_closes_the_held_clients_at_once() {
+    let metrics = free_port();
+    let mut pgweir = with_console()
+        .general("shutdown_timeout = \"20s\"")
+        .general(&format!("metrics_addr = \"127.0.0.1:{metrics}\""))
+        .start();
+    let admin = console(&pgweir, ADMIN, "pgweir").await;
+    let config = pgweir.config(SCRAM_USER.name, SCRAM_USER.password, TEST_DB);
+    let held = connect_watched(&config).await;
+    held.client.batch_execute("SELECT 1").await.unwrap();
+    within(10, "PAUSE", admin.simple_query("PAUSE"))
+        .await
+        .expect("PAUSE");
+    let (status, _) = http(metrics, "/health").await;
+    assert!(status.contains("503"), "/health while paused: {status}");
+    let Watched { client, ended } = held;
+    let query = tokio::spawn(async move { client.batch_execute("SELECT 1").await });
+    sleep_ms(300).await;
+    assert!(!query.is_finished(), "held by the pause");
+
+    let signalled = std::time::Instant::now();
+    pgweir.signal("TERM");
+    let err = within(5, "the held query", query)
+        .await
+        .unwrap()
+        .expect_err("closed by the drain");
+    let code = err.as_db_error().map(|e| e.code().code().to_owned());
+    assert_eq!(code.as_deref(), Some("57P01"), "{err:?}");
+    drop(ended);
+    while pgweir.exited().is_none() {
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "the drain waited for RESUME; log:\n{}",
+            pgweir.log()
+        );
+        sleep_ms(20).await;
+    }
 }

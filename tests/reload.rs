@@ -1,7 +1,9 @@
 //! Reloading the configuration (issue 6): SIGHUP re-reads the TOML; a pool size change
 //! applies under pgbench load without a failed transaction; an invalid file is refused
 //! whole and the running configuration stays; a removed database drains (its clients
-//! finish, new ones are refused); settings that need a restart are reported.
+//! finish, new ones are refused); settings that need a restart are reported. /metrics
+//! follows: a removed database's gauges go to zero once its last client has left, and a
+//! replaced pool and its successor show one value per series, the successor's settings.
 
 mod common;
 
@@ -46,6 +48,25 @@ async fn pool_size(port: u16, db: &str) -> Option<u64> {
         l.starts_with("pgweir_pool_size{") && l.contains(&format!("database=\"{db}\""))
     })?;
     line.rsplit(' ').next()?.parse().ok()
+}
+
+/// The config text without the `[databases.NAME]` section.
+fn without_database(t: &str, name: &str) -> String {
+    let section = format!("\n[databases.{name}]");
+    let start = t.find(&section).expect("the section");
+    let end = t[start + 1..]
+        .find("\n[")
+        .map_or(t.len(), |e| start + 1 + e);
+    format!("{}{}", &t[..start], &t[end..])
+}
+
+/// The sum of every sample of `name` labelled with `db`.
+fn total(text: &str, name: &str, db: &str) -> f64 {
+    let label = format!("database=\"{db}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,14 +132,7 @@ async fn a_removed_database_drains() {
     let pgweir = Pgweir::builder().database(&other).start();
     let staying = pgweir.connect_as(&common::SCRAM_USER, &other).await;
     staying.batch_execute("BEGIN; SELECT 1").await.unwrap();
-    reload(&pgweir, |t| {
-        let section = format!("\n[databases.{other}]");
-        let start = t.find(&section).expect("the section");
-        let end = t[start + 1..]
-            .find("\n[")
-            .map_or(t.len(), |e| start + 1 + e);
-        format!("{}{}", &t[..start], &t[end..])
-    });
+    reload(&pgweir, |t| without_database(t, &other));
     until_logged(&pgweir, "configuration reloaded").await;
     staying.batch_execute("SELECT 2; COMMIT").await.unwrap();
     staying
@@ -165,4 +179,75 @@ async fn a_changed_server_address_applies_to_new_clients() {
     .await;
     let err = moved.expect_err("the new address has no server");
     assert!(sqlstate(&err).is_some(), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_removed_databases_gauges_go_to_zero_once_its_last_client_leaves() {
+    let other = cluster().create_database("gauges_gone");
+    let port = free_port();
+    let pgweir = Pgweir::builder()
+        .general(&format!("metrics_addr = \"127.0.0.1:{port}\""))
+        .database(&other)
+        .start();
+    let staying = pgweir.connect_as(&common::SCRAM_USER, &other).await;
+    staying.batch_execute("SELECT 1").await.unwrap();
+    reload(&pgweir, |t| without_database(t, &other));
+    until_logged(&pgweir, "configuration reloaded").await;
+    staying.batch_execute("SELECT 2").await.unwrap();
+    let text = metrics(port).await;
+    assert_eq!(
+        pool_size(port, &other).await,
+        Some(2),
+        "served while it has a client"
+    );
+    assert!(total(&text, "pgweir_servers", &other) >= 1.0, "{text}");
+    assert_eq!(total(&text, "pgweir_clients", &other), 1.0, "{text}");
+    drop(staying);
+    within(10, "the gauges go to zero", async {
+        loop {
+            let text = metrics(port).await;
+            let gauges = ["pgweir_pool_size", "pgweir_servers", "pgweir_clients"];
+            if gauges.iter().all(|g| total(&text, g, &other) == 0.0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replaced_pool_and_its_successor_show_the_successors_size() {
+    let port = free_port();
+    let pgweir = Pgweir::builder()
+        .general(&format!("metrics_addr = \"127.0.0.1:{port}\""))
+        .start();
+    let staying = pgweir.connect().await;
+    staying.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let pg_port = cluster().port;
+    let dead = free_port();
+    reload(&pgweir, |t| {
+        t.replace(&format!("port = {pg_port}"), &format!("port = {dead}"))
+            .replace("default_pool_size = 2", "default_pool_size = 5")
+    });
+    until_logged(&pgweir, "servers or routing changed").await;
+    // A new client makes the successor (and finds no server at the new address).
+    let config = pgweir.config(
+        common::SCRAM_USER.name,
+        common::SCRAM_USER.password,
+        TEST_DB,
+    );
+    assert!(connect(&config).await.is_err());
+    for _ in 0..3 {
+        let text = metrics(port).await;
+        let sizes: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("pgweir_pool_size{") && l.contains(TEST_DB))
+            .collect();
+        assert_eq!(sizes.len(), 1, "{sizes:?}");
+        assert!(sizes[0].ends_with(" 5"), "{sizes:?}");
+        let servers = total(&text, "pgweir_servers", TEST_DB);
+        assert!(servers >= 1.0, "the old pool's server: {servers}");
+    }
+    staying.batch_execute("COMMIT").await.unwrap();
 }

@@ -1,7 +1,9 @@
 //! Stopping pgweir without losing work (issue 6): on SIGTERM or SIGINT it refuses new
 //! clients, lets transactions in flight finish, closes each client at its next transaction
 //! boundary with FATAL 57P01, and exits; `shutdown_timeout` or a second signal closes the
-//! rest. `/health` answers 503 while it drains.
+//! rest. `/health` answers 503 while it drains. No client is left without an error: one
+//! still logging in is refused with 57P01 as soon as shutdown begins, and one queued for a
+//! server is told 57P01 when shutdown can wait no more.
 
 mod common;
 
@@ -12,7 +14,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{cluster, connect, free_port, sqlstate, within, Pgweir, TEST_DB};
+use bytes::BytesMut;
+use postgres_protocol::message::frontend;
+
+use common::wire::Wire;
+use common::{cluster, connect, free_port, sqlstate, within, Pgweir, SCRAM_USER, TEST_DB};
 
 /// Waits for pgweir to exit and returns how long that took from `since`.
 async fn until_exit(pgweir: &mut Pgweir, since: Instant, limit: Duration) -> Duration {
@@ -213,4 +219,62 @@ async fn a_client_pinned_to_its_server_does_not_hold_shutdown_up() {
     let took = until_exit(&mut pgweir, signalled, Duration::from_secs(5)).await;
     assert!(took < Duration::from_secs(5), "exited after {took:?}");
     assert!(listener.simple_query("SELECT 1").await.is_err());
+}
+
+/// The message pgweir ends a raw connection with: an ErrorResponse, not a bare EOF.
+async fn told(wire: &mut Wire, who: &str) -> Option<String> {
+    let msg = within(10, who, wire.read_msg())
+        .await
+        .unwrap_or_else(|| panic!("{who}: closed without an error"));
+    assert_eq!(msg.tag, b'E', "{who}: {:?}", msg.tag as char);
+    msg.sqlstate()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_shutdown_tells_queued_and_logging_in_clients_why() {
+    let mut pgweir = Pgweir::builder()
+        .pool_size(1)
+        .general("shutdown_timeout = \"1s\"")
+        .start();
+    let holder = pgweir.connect().await;
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let queued = pgweir.connect().await;
+    let waiting = tokio::spawn(async move { queued.batch_execute("SELECT 1").await });
+    // One client has sent nothing yet; another is between its startup packet and its
+    // password.
+    let mut silent = Wire::connect(pgweir.port).await;
+    let mut logging_in = Wire::connect(pgweir.port).await;
+    let mut startup = BytesMut::new();
+    let params = [("user", SCRAM_USER.name), ("database", TEST_DB)];
+    frontend::startup_message(params, &mut startup).unwrap();
+    logging_in.raw(&startup).send().await;
+    assert_eq!(logging_in.recv().await.tag, b'R', "asked for a password");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "queued behind the open transaction");
+
+    let signalled = Instant::now();
+    pgweir.signal("TERM");
+    let code = told(&mut logging_in, "the client logging in").await;
+    assert_eq!(code.as_deref(), Some("57P01"));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(1),
+        "refused as soon as shutdown began"
+    );
+    let err = within(10, "the queued client", waiting)
+        .await
+        .unwrap()
+        .expect_err("closed");
+    let code = sqlstate(&err).map(|s| s.code().to_owned());
+    assert_eq!(code.as_deref(), Some("57P01"), "{err:?}");
+    assert_eq!(
+        told(&mut silent, "the silent client").await.as_deref(),
+        Some("57P01")
+    );
+    let err = holder.simple_query("SELECT 1").await.expect_err("closed");
+    let code = sqlstate(&err).map(|s| s.code().to_owned());
+    assert!(
+        code.as_deref() == Some("57P01") || holder.is_closed(),
+        "{err:?}"
+    );
+    until_exit(&mut pgweir, signalled, Duration::from_secs(5)).await;
 }

@@ -21,7 +21,7 @@ pub fn write(app: &App, what: Show, out: &mut BytesMut) {
     match what {
         Show::Pools => pools(app, out),
         Show::Stats => stats::stats(app, out),
-        Show::StatsTotals => stats::totals(app, out),
+        Show::StatsTotals => stats::stats_totals(app, out),
         Show::Clients => sockets::clients(app, out),
         Show::Servers => sockets::servers(app, out),
         Show::Databases => databases(app, out),

@@ -2,9 +2,13 @@
 //! Clients come from the [`crate::stats::Clients`] registry (console clients included, as
 //! PgBouncer lists them), servers from each pool ([`crate::pool::Pool::servers`]).
 //!
+//! A client's `request_time` is when it last asked for a server (a pinned client's
+//! transactions on the server it keeps do not count), and `wait`/`wait_us` how long it has
+//! been waiting for one, if it is (seconds, and the microseconds beyond them).
+//!
 //! What pgweir does not track is shown empty rather than guessed: no `link` between a
-//! client and its server, no `request_time`, `wait` or `application_name` per client, no
-//! count of `prepared_statements` per connection, no TLS, no replication connections
+//! client and its server, no `application_name` per client, no count of
+//! `prepared_statements` per connection, no TLS, no replication connections
 //! (`replication` is always `none`). A client's
 //! `local_addr`/`local_port` are the configured listen address and port; an active
 //! server's `local_addr`/`local_port` are NULL (see [`crate::pool::servers::ServerInfo`]).
@@ -12,10 +16,12 @@
 //! are never reused, and a busy pooler can count past 2^31 connections.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::BytesMut;
 
 use super::result::{timestamp, ResultSet, Type, Value};
+use super::show::clamp;
 use crate::app::App;
 use crate::pool::servers::ServerInfo;
 use crate::pool::Node;
@@ -83,11 +89,22 @@ pub fn clients(app: &App, out: &mut BytesMut) {
             g.listen_addr.as_str().into(),
             g.listen_port.into(),
             timestamp(c.connected).into(),
-            Value::Null,
+            timestamp(c.request_time()).into(),
         ];
-        rs.row(head.into_iter().chain(socket_tail(c.id, 0, false)));
+        let mut tail = socket_tail(c.id, 0, false);
+        [tail[0], tail[1]] = wait_columns(c.waiting_for().unwrap_or_default());
+        rs.row(head.into_iter().chain(tail));
     }
     rs.finish();
+}
+
+/// `wait` and `wait_us`: whole seconds, and the microseconds beyond them, as PgBouncer
+/// splits a wait.
+fn wait_columns(waited: Duration) -> [Value; 2] {
+    [
+        clamp(waited.as_secs()).into(),
+        (waited.subsec_micros() as i32).into(),
+    ]
 }
 
 /// The columns from `wait` to `id`, the same for clients and servers.
@@ -175,5 +192,15 @@ mod tests {
         assert_eq!(at("node"), &Value::from("replica1"));
         assert_eq!(at("close_needed"), &Value::from(1usize));
         assert_eq!(SERVERS[..CLIENTS.len()], CLIENTS);
+    }
+
+    #[test]
+    fn a_wait_is_split_into_seconds_and_microseconds() {
+        let waited = Duration::from_micros(3_000_250);
+        assert_eq!(wait_columns(waited), [Value::from(3), Value::from(250)]);
+        assert_eq!(
+            wait_columns(Duration::ZERO),
+            [Value::from(0), Value::from(0)]
+        );
     }
 }

@@ -1,70 +1,79 @@
 //! SHOW STATS and SHOW STATS_TOTALS: the totals the relay keeps per (database, user) in
 //! [`crate::stats::GroupStats`], summed per database as PgBouncer reports them, in its
-//! columns and its `numeric` type. Times are in microseconds.
-//!
-//! Not kept by pgweir, so 0: the prepared-statement counts (`*_parse_count`,
-//! `*_bind_count`), and every `avg_*` column: there is no averaging window over
-//! `stats_period` yet.
+//! columns and its `numeric` type. Times are in microseconds. The `avg_*` columns are
+//! PgBouncer's averages over the last complete `stats_period` ([`Averages`]): 0 until one
+//! has ended, and always with `stats_period = 0`. The prepared-statement counts are those of
+//! named statements, which pgweir tracks only in transaction and statement mode (as
+//! PgBouncer does with `max_prepared_statements`): Parses clients sent, Parses pgweir sent
+//! to servers, and Binds.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 
 use super::result::{ResultSet, Type, Value};
 use crate::app::App;
-use crate::stats::GroupStats;
+use crate::stats::{Averages, Period, Reading};
 
-/// One database's totals, in PgBouncer's column order.
+/// One database's totals and last period, its users' summed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Totals {
-    assignments: u64,
-    transactions: u64,
-    queries: u64,
-    received: u64,
-    sent: u64,
-    transaction_us: u64,
-    query_us: u64,
-    wait_us: u64,
+struct Database {
+    totals: Reading,
+    period: Period,
 }
 
-impl Totals {
-    fn add(&mut self, s: &GroupStats) {
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        self.assignments += get(&s.assignments);
-        self.transactions += get(&s.transactions);
-        self.queries += get(&s.queries);
-        self.received += get(&s.received);
-        self.sent += get(&s.sent);
-        self.transaction_us += get(&s.transaction_us);
-        self.query_us += get(&s.query_us);
-        self.wait_us += get(&s.wait_us);
-    }
-
-    /// The totals followed by the three prepared-statement counts pgweir does not keep.
-    fn values(&self) -> [Value; 11] {
-        [
-            self.assignments.into(),
-            self.transactions.into(),
-            self.queries.into(),
-            self.received.into(),
-            self.sent.into(),
-            self.transaction_us.into(),
-            self.query_us.into(),
-            self.wait_us.into(),
-            0u64.into(),
-            0u64.into(),
-            0u64.into(),
-        ]
+impl Database {
+    fn add(&mut self, totals: Reading, period: Period) {
+        self.totals = self.totals.plus(totals);
+        self.period.change = self.period.change.plus(period.change);
+        // Every pair's period closes at the same tick; a pair new since then has none.
+        self.period.length = self.period.length.max(period.length);
     }
 }
 
-/// Every database that has had a pool, with its users' totals summed.
-fn per_database(app: &App) -> BTreeMap<String, Totals> {
-    let mut dbs: BTreeMap<String, Totals> = BTreeMap::new();
-    for group in app.pools.groups() {
-        let s = &group.stats;
-        dbs.entry(s.database.clone()).or_default().add(s);
+/// The counts in PgBouncer's column order, totals or averages alike.
+fn values(r: [u64; 11]) -> [Value; 11] {
+    r.map(Value::from)
+}
+
+fn totals(r: &Reading) -> [u64; 11] {
+    [
+        r.assignments,
+        r.transactions,
+        r.queries,
+        r.received,
+        r.sent,
+        r.transaction_us,
+        r.query_us,
+        r.wait_us,
+        r.client_parses,
+        r.server_parses,
+        r.binds,
+    ]
+}
+
+fn averages(a: &Averages) -> [u64; 11] {
+    [
+        a.assignments,
+        a.transactions,
+        a.queries,
+        a.received,
+        a.sent,
+        a.transaction_us,
+        a.query_us,
+        a.wait_us,
+        a.client_parses,
+        a.server_parses,
+        a.binds,
+    ]
+}
+
+/// Every database that has a pool now, with its users' totals and periods summed.
+fn per_database(app: &App) -> BTreeMap<String, Database> {
+    let mut dbs: BTreeMap<String, Database> = BTreeMap::new();
+    for s in app.pools.group_stats() {
+        let db = dbs.entry(s.database.clone()).or_default();
+        db.add(Reading::of(&s), s.last_period());
     }
     dbs
 }
@@ -97,9 +106,12 @@ pub const STATS: [(&str, Type); 23] = [
 
 pub fn stats(app: &App, out: &mut BytesMut) {
     let mut rs = ResultSet::new(out, &STATS);
-    for (db, t) in per_database(app) {
-        let averages = std::iter::repeat_with(|| Value::from(0u64)).take(11);
-        rs.row(std::iter::once(db.into()).chain(t.values()).chain(averages));
+    for (name, db) in per_database(app) {
+        let avg = averages(&Averages::of(db.period));
+        let row = std::iter::once(name.into())
+            .chain(values(totals(&db.totals)))
+            .chain(values(avg));
+        rs.row(row);
     }
     rs.finish();
 }
@@ -119,29 +131,40 @@ pub const STATS_TOTALS: [(&str, Type); 12] = [
     ("bind_count", Type::Numeric),
 ];
 
-pub fn totals(app: &App, out: &mut BytesMut) {
+pub fn stats_totals(app: &App, out: &mut BytesMut) {
     let mut rs = ResultSet::new(out, &STATS_TOTALS);
-    for (db, t) in per_database(app) {
-        rs.row(std::iter::once(db.into()).chain(t.values()));
+    for (name, db) in per_database(app) {
+        rs.row(std::iter::once(name.into()).chain(values(totals(&db.totals))));
     }
     rs.finish();
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
-    fn totals_add_up_over_users_and_fill_every_column() {
-        let (a, b) = (GroupStats::new("db", "u1"), GroupStats::new("db", "u2"));
-        a.transactions.store(3, Ordering::Relaxed);
-        b.transactions.store(4, Ordering::Relaxed);
-        b.wait_us.store(10, Ordering::Relaxed);
-        let mut t = Totals::default();
-        t.add(&a);
-        t.add(&b);
-        assert_eq!((t.transactions, t.wait_us), (7, 10));
-        assert_eq!(1 + t.values().len(), STATS_TOTALS.len());
-        assert_eq!(1 + 2 * t.values().len(), STATS.len());
+    fn a_database_sums_its_users_and_fills_every_column() {
+        let minute = Duration::from_secs(60);
+        let reading = |transactions, wait_us| Reading {
+            transactions,
+            wait_us,
+            ..Reading::default()
+        };
+        let mut db = Database::default();
+        let period = |change| Period {
+            change,
+            length: minute,
+        };
+        db.add(reading(3, 0), period(reading(60, 0)));
+        db.add(reading(4, 10), period(reading(60, 10)));
+        db.add(reading(0, 0), Period::default());
+        assert_eq!((db.totals.transactions, db.totals.wait_us), (7, 10));
+        assert_eq!(db.period.length, minute);
+        assert_eq!(Averages::of(db.period).transactions, 2, "120 in a minute");
+        assert_eq!(1 + totals(&db.totals).len(), STATS_TOTALS.len());
+        assert_eq!(1 + 2 * totals(&db.totals).len(), STATS.len());
     }
 }

@@ -230,7 +230,8 @@ enum Waited {
 
 /// Takes a server (waiting for RESUME first while the database is paused), leaving the
 /// queue at once if the client disconnects or is stopped while it waits. Whatever the
-/// client sends meanwhile stays buffered for the server.
+/// client sends meanwhile stays buffered for the server. Once shutdown begins, a client
+/// held by a pause is closed: RESUME may never come, and it has no transaction open.
 async fn checkout(
     pool: &Arc<Pool>,
     client: &mut TcpStream,
@@ -239,12 +240,20 @@ async fn checkout(
 ) -> Result<Option<PooledServer>, Waited> {
     let wait = pool.checkout();
     tokio::pin!(wait);
+    let mut draining = stop.clone();
+    let paused_while_draining = async {
+        let e = draining.between_transactions().await;
+        pool.until_paused().await;
+        e
+    };
+    tokio::pin!(paused_while_draining);
     loop {
         ensure_spare(cbuf);
         tokio::select! {
             biased;
             server = &mut wait => return server.map(Some).map_err(Waited::Pool),
             e = stop.now() => return Err(Waited::Stopped(e)),
+            e = &mut paused_while_draining => return Err(Waited::Stopped(e)),
             read = client.read_buf(cbuf) => {
                 if !matches!(read, Ok(n) if n > 0) {
                     return Ok(None);

@@ -20,7 +20,7 @@ pub mod transport;
 pub mod txn;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -152,16 +152,38 @@ impl ClientVisible for ClientError {
 
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
 pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+    let _counted = app.shutdown.client();
     let mut buf = BytesMut::with_capacity(8192);
-    if let Err(e) = session(&app, &mut stream, &mut buf, peer).await {
+    let who = Who::default();
+    if let Err(e) = session(&app, &mut stream, &mut buf, peer, &who).await {
         count_timeout(&e);
+        let (database, user) = (who.database(), who.user());
         if e.reportable() {
-            tracing::info!(client = %peer, error = %e, "closing client connection");
+            tracing::info!(client = %peer, database, user, error = %e, "closing client connection");
             let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
             let _ = stream.write_all(&msg).await;
         } else {
-            tracing::debug!(client = %peer, error = %e, "client connection ended");
+            tracing::debug!(client = %peer, database, user, error = %e, "client connection ended");
         }
+    }
+}
+
+/// The database and user a connection's startup packet asked for, once it has: for the
+/// lines logged about the connection, and to tell a login from a CancelRequest.
+#[derive(Debug, Default)]
+struct Who(OnceLock<(String, String)>);
+
+impl Who {
+    fn set(&self, database: &str, user: &str) {
+        let _ = self.0.set((database.to_owned(), user.to_owned()));
+    }
+
+    fn database(&self) -> Option<&str> {
+        self.0.get().map(|(d, _)| d.as_str())
+    }
+
+    fn user(&self) -> Option<&str> {
+        self.0.get().map(|(_, u)| u.as_str())
     }
 }
 
@@ -170,23 +192,29 @@ async fn session(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     peer: SocketAddr,
+    who: &Who,
 ) -> Result<(), ClientError> {
     let limit = app.config().pgweir.client_login_timeout;
-    let login = log_in(app, stream, buf, peer);
-    let ready = if limit.is_zero() {
-        login.await?
-    } else {
+    let login = async {
+        let login = log_in(app, stream, buf, peer, who);
+        if limit.is_zero() {
+            return login.await;
+        }
         tokio::time::timeout(limit, login)
             .await
-            .map_err(|_| ClientError::LoginTimeout(limit))??
+            .map_err(|_| ClientError::LoginTimeout(limit))?
+    };
+    let refused = stop::refuse_login(app.shutdown.watch(), || who.0.get().is_some());
+    let ready = tokio::select! {
+        ready = login => ready?,
+        e = refused => return Err(e),
     };
     let Some(ready) = ready else {
         return Ok(());
     };
-    let g = &app.config().pgweir;
     let info = ready.entry().info();
     let (database, user, since) = (info.database.clone(), info.user.clone(), Instant::now());
-    if g.log_connections {
+    if app.config().pgweir.log_connections {
         tracing::info!(client = %peer, %database, %user, "client logged in");
     }
     let ended = match ready {
@@ -202,7 +230,8 @@ async fn session(
         ];
         metrics::counter!("pgweir_errors_total", &labels).increment(1);
     }
-    if g.log_disconnections {
+    // Read now, not at login: a RELOAD that turns it off applies to connected clients.
+    if app.config().pgweir.log_disconnections {
         let reason = ended.as_ref().err().map(ToString::to_string);
         let reason = reason.as_deref().unwrap_or("client closed the connection");
         let duration = since.elapsed();
@@ -234,6 +263,7 @@ async fn log_in(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     peer: SocketAddr,
+    who: &Who,
 ) -> Result<Option<Ready>, ClientError> {
     let startup = loop {
         match read_startup(stream, buf).await? {
@@ -263,6 +293,7 @@ async fn log_in(
         .get("database")
         .filter(|d| !d.is_empty())
         .unwrap_or(user);
+    who.set(database, user);
     if !out.is_empty() {
         stream.write_all(&out).await?;
         out.clear();

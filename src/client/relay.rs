@@ -131,7 +131,8 @@ impl Session {
         }
         let registry = &self.pool.statements;
         match answer_parse_locally(cbuf, registry, &mut self.statements) {
-            Some((used, reply)) => {
+            Some((used, parsed, reply)) => {
+                self.group.stats.prepared.parsed(parsed);
                 let _ = cbuf.split_to(used);
                 to_client.push(reply);
                 true

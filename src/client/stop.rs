@@ -1,12 +1,26 @@
 //! What ends a client's session from outside, in one place for the relay and the console
 //! to select on: shutdown ([`crate::shutdown`]), which lets a transaction finish until its
 //! last phase, and the admin console's KILL or KILL_CLIENT ([`crate::stats::Kill`]), which
-//! does not wait.
+//! does not wait. [`refuse_login`] is shutdown's part for a client still logging in.
 
 use super::reset::Leftover;
 use super::ClientError;
 use crate::shutdown::{Phase, ShutdownWatch};
 use crate::stats::KillWatch;
+
+/// Resolves when a client still logging in must be refused: as soon as shutdown begins
+/// once `asked_to_log_in` (its startup packet named a user), else only when shutdown can
+/// wait no more, so a CancelRequest for a draining client is still forwarded.
+pub async fn refuse_login(
+    mut shutdown: ShutdownWatch,
+    asked_to_log_in: impl Fn() -> bool,
+) -> ClientError {
+    shutdown.reached(Phase::Draining).await;
+    if !asked_to_log_in() {
+        shutdown.reached(Phase::Now).await;
+    }
+    ClientError::ShuttingDown
+}
 
 /// One client task's watch on both.
 #[derive(Debug, Clone)]

@@ -146,6 +146,13 @@ impl Switch {
         let _ = rx.wait_for(|paused| !*paused).await;
     }
 
+    /// Resolves once the database is paused (at once if it is).
+    pub async fn until_paused(&self) {
+        let mut rx = self.tx.subscribe();
+        // As in `resumed`: the sender lives as long as this switch.
+        let _ = rx.wait_for(|paused| *paused).await;
+    }
+
     /// Pausing, the channel is set first, so a checkout that sees the flag finds the
     /// channel paused too and waits; resuming, the flag is cleared first, so a checkout
     /// woken by the channel finds the flag clear.

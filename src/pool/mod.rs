@@ -262,6 +262,11 @@ impl Pool {
         }
     }
 
+    /// Resolves once the pool's database is paused (at once if it is).
+    pub async fn until_paused(&self) {
+        self.switch.until_paused().await;
+    }
+
     /// Waits until the database is resumed, at most until `deadline`.
     async fn until_resumed(&self, deadline: Option<tokio::time::Instant>) -> Result<(), PoolError> {
         let _held = Held::new(&self.held);

@@ -310,6 +310,18 @@ impl Pools {
         groups
     }
 
+    /// The totals of every group in [`Pools::groups`], each once: a group a reload replaced
+    /// shares its successor's.
+    pub fn group_stats(&self) -> Vec<Arc<GroupStats>> {
+        let mut out: Vec<Arc<GroupStats>> = Vec::new();
+        for g in self.groups() {
+            if !out.iter().any(|s| Arc::ptr_eq(s, &g.stats)) {
+                out.push(Arc::clone(&g.stats));
+            }
+        }
+        out
+    }
+
     /// Every pool, for upkeep and reporting.
     pub fn all(&self) -> Vec<Arc<Pool>> {
         let groups = self.groups();

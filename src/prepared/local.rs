@@ -17,13 +17,13 @@ use crate::protocol::{be, fe, split_cstr, TxStatus};
 const MAX_MESSAGES: usize = 64;
 
 /// If `buf` starts with Parse messages of known-good texts under new names, then a Sync
-/// (Flushes allowed), records the names and returns how many bytes were consumed and the
-/// reply. Anything else, or an incomplete batch, returns `None` and changes nothing.
+/// (Flushes allowed), records the names and returns how many bytes were consumed, how many
+/// statements were prepared, and the reply. Anything else, or an incomplete batch, returns `None` and changes nothing.
 pub fn answer_parse_locally(
     buf: &[u8],
     registry: &Registry,
     client: &mut ClientStatements,
-) -> Option<(usize, Bytes)> {
+) -> Option<(usize, usize, Bytes)> {
     let mut pos = 0;
     let mut parsed: Vec<(Bytes, _)> = Vec::new();
     for _ in 0..MAX_MESSAGES {
@@ -35,12 +35,13 @@ pub fn answer_parse_locally(
             fe::FLUSH => {}
             fe::SYNC if !parsed.is_empty() => {
                 let mut reply = BytesMut::new();
+                let n = parsed.len();
                 for (name, stmt) in parsed {
                     client.insert(name, stmt);
                     reply.put_slice(&[be::PARSE_COMPLETE, 0, 0, 0, 4]);
                 }
                 crate::protocol::backend::ready_for_query(&mut reply, TxStatus::Idle);
-                return Some((pos, reply.freeze()));
+                return Some((pos, n, reply.freeze()));
             }
             fe::PARSE => {
                 let (name, key) = split_cstr(body)?;
@@ -82,8 +83,8 @@ mod tests {
             "not yet valid"
         );
         known.mark_valid();
-        let (used, reply) = answer_parse_locally(&batch, &r, &mut c).unwrap();
-        assert_eq!(used, batch.len());
+        let (used, parsed, reply) = answer_parse_locally(&batch, &r, &mut c).unwrap();
+        assert_eq!((used, parsed), (batch.len(), 1));
         assert_eq!(&reply[..], b"1\0\0\0\x04Z\0\0\0\x05I");
         assert!(c.get(b"a").is_some());
         assert!(

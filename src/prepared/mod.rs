@@ -32,17 +32,30 @@ pub use rewrite::{error, Rewriter};
 
 /// One client's statement names and what they stand for.
 /// How often a statement a client used was already on its server (a hit) or had to be
-/// prepared there first (a miss), over all clients of a pool group; for metrics.
+/// prepared there first (a miss: a Parse pgweir sent to a server), and how many named
+/// statements clients prepared and bound, over all clients of a pool group; for metrics
+/// and SHOW STATS.
 #[derive(Debug, Default)]
 pub struct CacheCounts {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    pub client_parses: AtomicU64,
+    pub binds: AtomicU64,
 }
 
 impl CacheCounts {
     fn count(&self, hit: bool) {
         let counter = if hit { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client prepared `n` named statements.
+    pub fn parsed(&self, n: usize) {
+        self.client_parses.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn bound(&self) {
+        self.binds.fetch_add(1, Ordering::Relaxed);
     }
 }
 

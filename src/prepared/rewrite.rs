@@ -119,6 +119,7 @@ impl Rewriter<'_> {
         }
         let name = Bytes::copy_from_slice(name);
         self.client.insert(name.clone(), stmt.clone());
+        self.counts.parsed(1);
         let undo = Some(ClientUndo::Unmap(name));
         let on_server = self.server.touch(&stmt);
         self.counts.count(on_server);
@@ -151,6 +152,7 @@ impl Rewriter<'_> {
         let Some(stmt) = self.client.get(name).cloned() else {
             return self.fail(missing(name)).into();
         };
+        self.counts.bound();
         let mut with = BytesMut::new();
         self.ensure_prepared(&mut with, &stmt);
         let head = 5 + portal.len() + 1 + name.len() + 1;

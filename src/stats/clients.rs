@@ -1,8 +1,9 @@
 //! Every logged-in client and what it is doing: idle (no server), waiting (queued for one),
 //! active (holding one for a transaction) or pinned (holding one for its session state).
 //! A client registers when it has logged in and is removed when its [`ClientEntry`] guard
-//! drops; the relay moves its state, one atomic store per change. Read by the Prometheus
-//! endpoint (clients by state) and the admin console.
+//! drops; the relay moves its state, one atomic store per change (two when it starts
+//! waiting: the time of its request too). Read by the Prometheus endpoint (clients by state)
+//! and the admin console (SHOW CLIENTS's `request_time`, `wait` and `wait_us`).
 //!
 //! Each entry also carries the client's kill switch: the admin console's KILL and
 //! KILL_CLIENT throw it ([`ClientInfo::kill`]) and the client's task, which selects on it
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -85,6 +86,10 @@ pub struct ClientInfo {
     pub database: String,
     pub user: String,
     pub connected: SystemTime,
+    /// `connected` as an instant, what `request_us` counts from.
+    born: Instant,
+    /// When the client last asked for a server, in µs after `born`; 0 before it has.
+    request_us: AtomicU64,
     state: AtomicU8,
     kill: watch::Sender<Option<Kill>>,
 }
@@ -92,6 +97,21 @@ pub struct ClientInfo {
 impl ClientInfo {
     pub fn state(&self) -> ClientState {
         ClientState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    /// When the client last asked for a server (its connection time before it has).
+    pub fn request_time(&self) -> SystemTime {
+        self.connected + self.since_born()
+    }
+
+    /// How long the client has waited for a server, if it is waiting.
+    pub fn waiting_for(&self) -> Option<Duration> {
+        (self.state() == ClientState::Waiting)
+            .then(|| self.born.elapsed().saturating_sub(self.since_born()))
+    }
+
+    fn since_born(&self) -> Duration {
+        Duration::from_micros(self.request_us.load(Ordering::Relaxed))
     }
 
     /// Tells the client's task to end the session now; the first reason given stays.
@@ -133,6 +153,10 @@ pub struct ClientEntry {
 
 impl ClientEntry {
     pub fn set(&self, state: ClientState) {
+        if state == ClientState::Waiting {
+            let us = u64::try_from(self.info.born.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.info.request_us.store(us, Ordering::Relaxed);
+        }
         self.info.state.store(state as u8, Ordering::Relaxed);
     }
 
@@ -163,6 +187,8 @@ impl Clients {
             database: database.to_owned(),
             user: user.to_owned(),
             connected: SystemTime::now(),
+            born: Instant::now(),
+            request_us: AtomicU64::new(0),
             state: AtomicU8::new(ClientState::Idle as u8),
             kill: watch::Sender::new(None),
         });
@@ -212,6 +238,25 @@ mod tests {
         drop(b);
         assert_eq!(clients.all().len(), 1);
         assert_ne!(a.info().id, 0);
+    }
+
+    #[test]
+    fn a_waiting_client_shows_its_request_time_and_wait() {
+        let clients = Arc::new(Clients::default());
+        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u");
+        let info = clients.all().pop().unwrap();
+        assert_eq!(info.request_time(), info.connected, "no request yet");
+        assert_eq!(info.waiting_for(), None);
+        std::thread::sleep(Duration::from_millis(5));
+        entry.set(ClientState::Waiting);
+        std::thread::sleep(Duration::from_millis(5));
+        let waited = info.waiting_for().unwrap();
+        assert!(waited >= Duration::from_millis(5), "{waited:?}");
+        let asked = info.request_time().duration_since(info.connected).unwrap();
+        assert!(asked >= Duration::from_millis(5), "{asked:?}");
+        entry.set(ClientState::Active);
+        assert_eq!(info.waiting_for(), None);
+        assert_eq!(info.request_time(), info.connected + asked, "kept");
     }
 
     #[tokio::test]

@@ -4,12 +4,14 @@
 //! place at start, before any pool exists, so the histogram and counter handles the pools
 //! and relay keep are live; [`serve`] answers scrapes. Values that are state rather than
 //! events (clients and servers by state, pool sizes, replica lag, the totals of
-//! [`super::GroupStats`]) are read when a scrape arrives, so they cost the relay nothing.
+//! [`super::GroupStats`]) are read when a scrape arrives, so they cost the relay nothing;
+//! [`super::gauges`] merges what several groups report for one series and zeroes series
+//! nothing reports any more.
 //!
 //! The HTTP side is the few lines Prometheus needs: one request per connection, GET only,
 //! headers up to 8 kB, at most 64 connections and 10 s each.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::gauges::{Gauges, Labels, Merge, Series};
 use super::ClientState;
 use crate::app::App;
 use crate::pool::PoolGroup;
@@ -56,7 +59,7 @@ pub async fn serve(app: Arc<App>, handle: PrometheusHandle, listener: TcpListene
             upkeep.run_upkeep();
         }
     });
-    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let slots = Arc::new(Semaphore::new(MAX_SCRAPERS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -89,7 +92,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 async fn answer(
     app: &App,
     handle: &PrometheusHandle,
-    seen: &Mutex<HashSet<(String, String)>>,
+    seen: &Mutex<BTreeSet<Series>>,
     mut stream: TcpStream,
 ) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(1024);
@@ -126,31 +129,48 @@ async fn answer(
     stream.shutdown().await
 }
 
-/// Sets every gauge and total from the current state. `seen` keeps the (database, user)
-/// pairs that ever had clients, so a pair whose clients all left shows zeros, not the last
-/// count.
-fn refresh(app: &App, seen: &mut HashSet<(String, String)>) {
-    metrics::gauge!("pgweir_up").set(if app.serving() { 1.0 } else { 0.0 });
-    let counts = app.connected.counts();
-    seen.extend(counts.keys().map(|(d, u, _)| (d.clone(), u.clone())));
-    for (database, user) in seen.iter() {
-        for state in ClientState::ALL {
-            let key = (database.clone(), user.clone(), state);
-            let n = counts.get(&key).copied().unwrap_or(0);
-            let labels = [
+/// Sets every gauge and total from the current state. `previous` holds the gauge series
+/// the last scrape set, so those nothing reports any more are zeroed (see [`super::gauges`]).
+fn refresh(app: &App, previous: &mut BTreeSet<Series>) {
+    let mut gauges = Gauges::default();
+    let up = if app.serving() { 1.0 } else { 0.0 };
+    gauges.put("pgweir_up", Vec::new(), up, Merge::First);
+    for ((database, user), states) in client_counts(app) {
+        for (state, n) in ClientState::ALL.into_iter().zip(states) {
+            let labels = vec![
                 ("database", database.clone()),
                 ("user", user.clone()),
                 ("state", state.as_str().to_owned()),
             ];
-            metrics::gauge!("pgweir_clients", &labels).set(n as f64);
+            gauges.put("pgweir_clients", labels, n as f64, Merge::Sum);
         }
     }
+    let mut bans = BTreeMap::new();
     for group in app.pools.groups() {
-        refresh_group(&group);
+        refresh_group(&group, &mut gauges, &mut bans);
     }
+    for (labels, n) in bans {
+        metrics::counter!("pgweir_replica_bans_total", &labels).absolute(n);
+    }
+    *previous = gauges.publish(previous);
 }
 
-fn refresh_group(group: &PoolGroup) {
+/// Logged-in clients per (database, user), by state in [`ClientState::ALL`]'s order.
+fn client_counts(app: &App) -> BTreeMap<(String, String), [usize; 4]> {
+    let mut out: BTreeMap<(String, String), [usize; 4]> = BTreeMap::new();
+    for ((database, user, state), n) in app.connected.counts() {
+        let i = ClientState::ALL
+            .iter()
+            .position(|s| *s == state)
+            .unwrap_or(0);
+        out.entry((database, user)).or_default()[i] += n;
+    }
+    out
+}
+
+/// One group's totals (set at once: a replaced group shares its successor's), and its
+/// gauges and replica ban counts into `gauges` and `bans`, to be merged with the others'.
+fn refresh_group(group: &PoolGroup, gauges: &mut Gauges, bans: &mut BTreeMap<Labels, u64>) {
     let s = &group.stats;
     let pair = [("database", s.database.clone()), ("user", s.user.clone())];
     let totals = [
@@ -166,7 +186,7 @@ fn refresh_group(group: &PoolGroup) {
     }
     for (node, pool) in group.pools() {
         let snap = pool.snapshot();
-        let labels = [
+        let labels = vec![
             ("database", s.database.clone()),
             ("user", s.user.clone()),
             ("node", node.label()),
@@ -178,26 +198,40 @@ fn refresh_group(group: &PoolGroup) {
             ("login", snap.login),
         ];
         for (state, n) in states {
-            let mut l = labels.to_vec();
+            let mut l = labels.clone();
             l.push(("state", state.to_owned()));
-            metrics::gauge!("pgweir_servers", &l).set(n as f64);
+            gauges.put("pgweir_servers", l, n as f64, Merge::Sum);
         }
-        metrics::gauge!("pgweir_pool_size", &labels).set(snap.size as f64);
-        metrics::gauge!("pgweir_reserve_in_use", &labels).set(snap.reserve_in_use as f64);
-        metrics::gauge!("pgweir_max_wait_seconds", &labels).set(snap.max_wait.as_secs_f64());
+        let size = snap.size as f64;
+        gauges.put("pgweir_pool_size", labels.clone(), size, Merge::First);
+        let reserve = snap.reserve_in_use as f64;
+        gauges.put("pgweir_reserve_in_use", labels.clone(), reserve, Merge::Sum);
+        let wait = snap.max_wait.as_secs_f64();
+        gauges.put("pgweir_max_wait_seconds", labels, wait, Merge::Max);
     }
     let Some(monitor) = &group.monitor else {
         return;
     };
     for r in 0..monitor.replicas() {
-        let labels = [
+        let labels = vec![
             ("database", s.database.clone()),
             ("replica", monitor.name(r).to_owned()),
         ];
         let lag = monitor.lag(r).map_or(f64::NAN, |d| d.as_secs_f64());
-        metrics::gauge!("pgweir_replica_lag_seconds", &labels).set(lag);
+        gauges.put(
+            "pgweir_replica_lag_seconds",
+            labels.clone(),
+            lag,
+            Merge::First,
+        );
         let banned = if monitor.banned(r) { 1.0 } else { 0.0 };
-        metrics::gauge!("pgweir_replica_banned", &labels).set(banned);
-        metrics::counter!("pgweir_replica_bans_total", &labels).absolute(monitor.bans(r));
+        gauges.put(
+            "pgweir_replica_banned",
+            labels.clone(),
+            banned,
+            Merge::First,
+        );
+        let n = bans.entry(labels).or_default();
+        *n = (*n).max(monitor.bans(r));
     }
 }

@@ -1,8 +1,8 @@
 //! What pgweir counts about its work, for the Prometheus endpoint ([`exporter`]) and the
 //! admin console's SHOW commands: per (database, user) totals kept in atomics
-//! ([`GroupStats`], updated by the relay once per request and transaction), latency
-//! histograms recorded through the `metrics` crate, and the state of every client
-//! ([`Clients`]). Gauges such as servers by state are not kept here: they are read from the
+//! ([`GroupStats`], updated by the relay once per request and transaction, with the change
+//! over the last `stats_period` that [`period`] closes), latency histograms recorded
+//! through the `metrics` crate, and the state of every client ([`Clients`]). Gauges such as servers by state are not kept here: they are read from the
 //! pools when someone asks.
 //!
 //! The hot path costs a few relaxed atomic additions and three histogram samples per
@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod exporter;
+pub mod gauges;
 pub mod period;
 
 use std::collections::VecDeque;
@@ -18,11 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::Histogram;
+use parking_lot::Mutex;
 
 use crate::prepared::CacheCounts;
 use crate::protocol::TxStatus;
 
 pub use clients::{ClientEntry, ClientState, Clients, Kill, KillWatch};
+pub use period::{Averages, Period, Reading};
 
 /// Totals for one (database, user) pair since start, as PgBouncer's SHOW STATS has them.
 #[derive(Debug)]
@@ -42,6 +45,8 @@ pub struct GroupStats {
     pub wait_us: AtomicU64,
     /// Statements found on (or prepared first on) the server a client used.
     pub prepared: CacheCounts,
+    /// The totals when the current stats period began, and the last complete period.
+    period: Mutex<(Reading, Period)>,
     wait: Histogram,
     transaction: Histogram,
     query: Histogram,
@@ -62,6 +67,7 @@ impl GroupStats {
             query_us: AtomicU64::new(0),
             wait_us: AtomicU64::new(0),
             prepared: CacheCounts::default(),
+            period: Mutex::new((Reading::default(), Period::default())),
             wait: metrics::histogram!("pgweir_wait_seconds", &labels),
             transaction: metrics::histogram!("pgweir_transaction_seconds", &labels),
             query: metrics::histogram!("pgweir_query_seconds", &labels),
@@ -96,6 +102,20 @@ impl GroupStats {
 }
 
 impl GroupStats {
+    /// Ends the current stats period, `length` long, and returns what changed in it.
+    pub fn close_period(&self, length: Duration) -> Period {
+        let now = Reading::of(self);
+        let mut period = self.period.lock();
+        let change = now.since(period.0);
+        *period = (now, Period { change, length });
+        period.1
+    }
+
+    /// The last complete stats period (empty before the first has ended).
+    pub fn last_period(&self) -> Period {
+        self.period.lock().1
+    }
+
     /// An ErrorResponse went to a client; `code` is its SQLSTATE.
     pub fn error(&self, code: &[u8]) {
         let class = String::from_utf8_lossy(code.get(..2).unwrap_or(b"??")).into_owned();
@@ -165,6 +185,18 @@ mod tests {
         );
         assert_eq!(stats.transactions.load(Ordering::Relaxed), 1);
         assert_eq!(stats.transaction_us.load(Ordering::Relaxed), 10_000);
+    }
+
+    #[test]
+    fn a_period_holds_what_changed_since_the_last_one() {
+        let stats = GroupStats::new("db", "u");
+        let minute = Duration::from_secs(60);
+        stats.transactions.store(5, Ordering::Relaxed);
+        assert_eq!(stats.close_period(minute).change.transactions, 5);
+        stats.transactions.store(7, Ordering::Relaxed);
+        let p = stats.close_period(minute);
+        assert_eq!((p.change.transactions, p.length), (2, minute));
+        assert_eq!(stats.last_period(), p);
     }
 
     #[test]

@@ -1,32 +1,38 @@
-//! The stats line: every `stats_period`, one log line per (database, user) that did
-//! anything, with rates and averages over the period, as PgBouncer logs them. Reads the
-//! [`super::GroupStats`] totals and remembers the previous reading.
+//! The stats period: every `stats_period`, the change in each (database, user)'s
+//! [`super::GroupStats`] totals is kept on the stats (for SHOW STATS's `avg_*` columns) and
+//! logged as one line per pair that did anything, with rates and averages over the period
+//! as PgBouncer computes them ([`Averages`]).
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::GroupStats;
 use crate::app::App;
 
-/// The totals at one reading.
+/// The totals at one reading, or the change between two.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Reading {
-    transactions: u64,
-    queries: u64,
-    received: u64,
-    sent: u64,
-    transaction_us: u64,
-    query_us: u64,
-    wait_us: u64,
-    assignments: u64,
+pub struct Reading {
+    pub assignments: u64,
+    pub transactions: u64,
+    pub queries: u64,
+    pub received: u64,
+    pub sent: u64,
+    pub transaction_us: u64,
+    pub query_us: u64,
+    pub wait_us: u64,
+    /// Named statements clients prepared, statements pgweir prepared on servers, and
+    /// Binds of named statements.
+    pub client_parses: u64,
+    pub server_parses: u64,
+    pub binds: u64,
 }
 
 impl Reading {
-    fn of(s: &GroupStats) -> Reading {
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    pub fn of(s: &GroupStats) -> Reading {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Reading {
+            assignments: get(&s.assignments),
             transactions: get(&s.transactions),
             queries: get(&s.queries),
             received: get(&s.received),
@@ -34,57 +40,118 @@ impl Reading {
             transaction_us: get(&s.transaction_us),
             query_us: get(&s.query_us),
             wait_us: get(&s.wait_us),
-            assignments: get(&s.assignments),
+            client_parses: get(&s.prepared.client_parses),
+            server_parses: get(&s.prepared.misses),
+            binds: get(&s.prepared.binds),
         }
     }
 
-    fn since(self, before: Reading) -> Reading {
+    /// Applies `f` field by field.
+    fn zip(self, o: Reading, f: impl Fn(u64, u64) -> u64) -> Reading {
         Reading {
-            transactions: self.transactions.saturating_sub(before.transactions),
-            queries: self.queries.saturating_sub(before.queries),
-            received: self.received.saturating_sub(before.received),
-            sent: self.sent.saturating_sub(before.sent),
-            transaction_us: self.transaction_us.saturating_sub(before.transaction_us),
-            query_us: self.query_us.saturating_sub(before.query_us),
-            wait_us: self.wait_us.saturating_sub(before.wait_us),
-            assignments: self.assignments.saturating_sub(before.assignments),
+            assignments: f(self.assignments, o.assignments),
+            transactions: f(self.transactions, o.transactions),
+            queries: f(self.queries, o.queries),
+            received: f(self.received, o.received),
+            sent: f(self.sent, o.sent),
+            transaction_us: f(self.transaction_us, o.transaction_us),
+            query_us: f(self.query_us, o.query_us),
+            wait_us: f(self.wait_us, o.wait_us),
+            client_parses: f(self.client_parses, o.client_parses),
+            server_parses: f(self.server_parses, o.server_parses),
+            binds: f(self.binds, o.binds),
+        }
+    }
+
+    /// The change since `before`; never negative.
+    pub fn since(self, before: Reading) -> Reading {
+        self.zip(before, u64::saturating_sub)
+    }
+
+    /// Both together, as SHOW STATS sums a database's users.
+    pub fn plus(self, other: Reading) -> Reading {
+        self.zip(other, u64::saturating_add)
+    }
+}
+
+/// The last complete stats period of one (database, user): what changed, over how long.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Period {
+    pub change: Reading,
+    pub length: Duration,
+}
+
+/// PgBouncer's `avg_*` over one period: counts and bytes per second; transaction and query
+/// times (µs) per transaction and per query; wait time (µs) per server assignment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Averages {
+    pub assignments: u64,
+    pub transactions: u64,
+    pub queries: u64,
+    pub received: u64,
+    pub sent: u64,
+    pub transaction_us: u64,
+    pub query_us: u64,
+    pub wait_us: u64,
+    pub client_parses: u64,
+    pub server_parses: u64,
+    pub binds: u64,
+}
+
+impl Averages {
+    pub fn of(p: Period) -> Averages {
+        let us = p.length.as_micros();
+        if us == 0 {
+            return Averages::default();
+        }
+        let per_second = |n: u64| u64::try_from(u128::from(n) * 1_000_000 / us).unwrap_or(u64::MAX);
+        let each = |total: u64, n: u64| total.checked_div(n).unwrap_or(0);
+        let d = p.change;
+        Averages {
+            assignments: per_second(d.assignments),
+            transactions: per_second(d.transactions),
+            queries: per_second(d.queries),
+            received: per_second(d.received),
+            sent: per_second(d.sent),
+            transaction_us: each(d.transaction_us, d.transactions),
+            query_us: each(d.query_us, d.queries),
+            wait_us: each(d.wait_us, d.assignments),
+            client_parses: per_second(d.client_parses),
+            server_parses: per_second(d.server_parses),
+            binds: per_second(d.binds),
         }
     }
 }
 
-/// Logs the stats line every `period` until the process ends.
+/// Closes a period every `period` until the process ends.
 pub async fn log_every(app: Arc<App>, period: Duration) {
-    let mut previous: HashMap<(String, String), Reading> = HashMap::new();
     let mut every = tokio::time::interval(period);
     every.tick().await;
+    let mut began = Instant::now();
     loop {
         every.tick().await;
-        for group in app.pools.groups() {
-            let s = &group.stats;
-            let now = Reading::of(s);
-            let key = (s.database.clone(), s.user.clone());
-            let delta = now.since(previous.insert(key, now).unwrap_or_default());
-            if delta != Reading::default() {
-                log_line(s, delta, period);
+        let length = began.elapsed();
+        began = Instant::now();
+        for s in app.pools.group_stats() {
+            let p = s.close_period(length);
+            if p.change != Reading::default() {
+                log_line(&s, Averages::of(p));
             }
         }
     }
 }
 
-fn log_line(s: &GroupStats, d: Reading, period: Duration) {
-    let secs = period.as_secs_f64().max(0.001);
-    let per = |n: u64| (n as f64 / secs).round() as u64;
-    let avg = |total: u64, n: u64| total.checked_div(n).unwrap_or(0);
+fn log_line(s: &GroupStats, a: Averages) {
     tracing::info!(
         database = %s.database,
         user = %s.user,
-        xacts_per_sec = per(d.transactions),
-        queries_per_sec = per(d.queries),
-        in_bytes_per_sec = per(d.received),
-        out_bytes_per_sec = per(d.sent),
-        avg_xact_us = avg(d.transaction_us, d.transactions),
-        avg_query_us = avg(d.query_us, d.queries),
-        avg_wait_us = avg(d.wait_us, d.assignments),
+        xacts_per_sec = a.transactions,
+        queries_per_sec = a.queries,
+        in_bytes_per_sec = a.received,
+        out_bytes_per_sec = a.sent,
+        avg_xact_us = a.transaction_us,
+        avg_query_us = a.query_us,
+        avg_wait_us = a.wait_us,
         "stats"
     );
 }
@@ -109,5 +176,58 @@ mod tests {
         let d = now.since(before);
         assert_eq!((d.transactions, d.queries, d.wait_us), (5, 10, 7));
         assert_eq!(before.since(now), Reading::default(), "never negative");
+        assert_eq!(d.plus(before).transactions, 15);
+    }
+
+    #[test]
+    fn averages_are_rates_per_second_and_times_per_event_as_pgbouncer_has_them() {
+        let change = Reading {
+            assignments: 40,
+            transactions: 30,
+            queries: 90,
+            received: 6_000,
+            sent: 12_000,
+            transaction_us: 30 * 1_500,
+            query_us: 90 * 400,
+            wait_us: 40 * 250,
+            client_parses: 3,
+            server_parses: 6,
+            binds: 60,
+        };
+        let a = Averages::of(Period {
+            change,
+            length: Duration::from_secs(3),
+        });
+        let want = Averages {
+            assignments: 13,
+            transactions: 10,
+            queries: 30,
+            received: 2_000,
+            sent: 4_000,
+            transaction_us: 1_500,
+            query_us: 400,
+            wait_us: 250,
+            client_parses: 1,
+            server_parses: 2,
+            binds: 20,
+        };
+        assert_eq!(a, want);
+    }
+
+    #[test]
+    fn an_empty_or_zero_length_period_averages_to_zero() {
+        let nothing = Period {
+            change: Reading::default(),
+            length: Duration::from_secs(60),
+        };
+        assert_eq!(Averages::of(nothing), Averages::default());
+        let instant = Period {
+            change: Reading {
+                transactions: 5,
+                ..Reading::default()
+            },
+            length: Duration::ZERO,
+        };
+        assert_eq!(Averages::of(instant), Averages::default());
     }
 }
