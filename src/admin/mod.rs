@@ -28,9 +28,9 @@ pub mod show;
 pub mod sockets;
 pub mod stats;
 
+use crate::net::stream::Stream;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::app::App;
 use crate::client::stop::Stop;
@@ -128,7 +128,7 @@ pub fn welcome(out: &mut BytesMut, access: Access) {
 pub async fn run(
     app: &App,
     console: Console,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<(), ClientError> {
     // Set from the first extended-protocol message until its Sync, as a server skips
@@ -186,7 +186,7 @@ pub async fn run(
 /// buffered for the next command.
 async fn while_connected(
     work: impl std::future::Future<Output = ()>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     stop: &mut Stop,
 ) -> Result<(), ClientError> {

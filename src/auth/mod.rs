@@ -1,8 +1,9 @@
 //! Client authentication, all pure (no I/O): [`secret`] parses what is stored, [`scram`]
-//! runs the server side of the SASL exchange, [`md5`] checks md5 responses and cleartext
+//! runs the server side of the SASL exchange ([`channel_binding`] its `-PLUS` checks), [`md5`] checks md5 responses and cleartext
 //! passwords, and the [`UserDirectory`] holds every user's secret. The exchange itself
 //! (reading and writing messages) is driven by [`crate::client::login`].
 
+pub mod channel_binding;
 pub mod md5;
 pub mod scram;
 pub mod secret;

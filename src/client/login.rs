@@ -2,15 +2,17 @@
 //! [`crate::auth::UserDirectory`]. An unknown user goes through the same exchange as a known
 //! one and fails the same way, so the answer does not reveal which users exist.
 
+use crate::net::stream::Stream;
 use bytes::{Buf, BytesMut};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
+use super::transport::Transport;
 use super::{read_message, ClientError};
 use crate::app::App;
+use crate::auth::channel_binding::MECHANISM_PLUS;
 use crate::auth::md5::{cleartext_matches, md5_response_matches};
 use crate::auth::scram::{ScramServer, MECHANISM};
 use crate::auth::secret::{ScramVerifier, StoredSecret};
@@ -24,9 +26,11 @@ const MAX_PASSWORD_MESSAGE: usize = 8 * 1024;
 /// Runs the exchange `auth_type` calls for. Ok means the client proved who it is.
 pub async fn authenticate(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
+    _database: &str,
+    transport: &Transport,
 ) -> Result<(), ClientError> {
     let users = app.users();
     let known = users.get(user);
@@ -59,13 +63,14 @@ pub async fn authenticate(
             let verifier = secret
                 .and_then(|s| s.scram.clone())
                 .unwrap_or_else(|| mock_verifier(user));
-            scram_exchange(stream, buf, user, verifier).await
+            let end_point = transport.end_point.clone().filter(|_| transport.tls);
+            scram_exchange(stream, buf, user, verifier, end_point).await
         }
     }
 }
 
 async fn md5_exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     secret: Option<&UserSecret>,
@@ -82,14 +87,22 @@ async fn md5_exchange(
 }
 
 async fn scram_exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     verifier: ScramVerifier,
+    end_point: Option<Vec<u8>>,
 ) -> Result<(), ClientError> {
-    let mut scram = ScramServer::new(verifier);
+    // Under TLS, channel binding is offered first, as Postgres does.
+    let (mut scram, mechanisms) = match end_point {
+        Some(end_point) => (
+            ScramServer::with_channel_binding(verifier, end_point),
+            &[MECHANISM_PLUS, MECHANISM][..],
+        ),
+        None => (ScramServer::new(verifier), &[MECHANISM][..]),
+    };
     let mut out = BytesMut::new();
-    backend::authentication_sasl(&mut out, &[MECHANISM]);
+    backend::authentication_sasl(&mut out, mechanisms);
     stream.write_all(&out).await?;
 
     let mut initial = read_password(stream, buf).await?;
@@ -118,7 +131,7 @@ async fn scram_exchange(
 
 /// Reads the next message, which must be a PasswordMessage/SASL response ('p').
 async fn read_password(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<bytes::Bytes, ClientError> {
     let (tag, body) = read_message(stream, buf, MAX_PASSWORD_MESSAGE).await?;

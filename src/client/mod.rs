@@ -1,5 +1,6 @@
-//! One client connection from accept to goodbye: the startup packet (refusing TLS and GSS
-//! for now, routing CancelRequests), authentication ([`login`]), the first ParameterStatus,
+//! One client connection from accept to goodbye: TLS negotiation ([`crate::net::accept`]),
+//! the startup packet (refusing GSS, and plaintext when `client_tls_sslmode` requires TLS;
+//! routing CancelRequests), authentication ([`login`]), the first ParameterStatus,
 //! BackendKeyData and ReadyForQuery, then the [`relay`], or for the virtual admin
 //! database the [`crate::admin`] console. Every failure a client can see is turned into an
 //! ErrorResponse with its SQLSTATE here.
@@ -16,6 +17,7 @@ pub mod routing;
 pub mod settle;
 pub mod state;
 pub mod stop;
+pub mod transport;
 pub mod txn;
 
 use std::net::SocketAddr;
@@ -31,7 +33,10 @@ use crate::admin::{self, Access};
 use crate::app::App;
 use crate::auth::scram::ScramError;
 use crate::cancel::ClientKey;
+use crate::config::ClientTlsMode;
 use crate::error::{ClientVisible, Severity, SqlState};
+use crate::net::accept;
+use crate::net::stream::Stream;
 use crate::pool::PoolError;
 use crate::protocol::startup::{self, StartupMessage, StartupPacket};
 use crate::protocol::{backend, ProtocolError, TxStatus, MAX_STARTUP_PACKET};
@@ -40,6 +45,7 @@ use crate::stats::ClientEntry;
 use limits::Refused;
 use params::ClientParams;
 use stop::Stop;
+use transport::Transport;
 
 /// Startup parameters that are about the connection, not session settings.
 const CONNECTION_PARAMS: &[&str] = &["user", "database", "options", "replication"];
@@ -57,6 +63,8 @@ pub enum ClientError {
     Sasl(ScramError),
     #[error("no user name given in the startup packet")]
     NoUser,
+    #[error("SSL required: client_tls_sslmode = \"{}\" refuses unencrypted connections", .0.as_str())]
+    TlsRequired(ClientTlsMode),
     #[error("replication connections are not supported by pgweir")]
     Replication,
     #[error("not allowed: user \"{0}\" is in neither admin_users nor stats_users")]
@@ -112,7 +120,9 @@ impl ClientVisible for ClientError {
             ClientError::Protocol(e) => e.sqlstate(),
             ClientError::AuthFailed(_) => SqlState::INVALID_PASSWORD,
             ClientError::Sasl(e) => SqlState(e.sqlstate()),
-            ClientError::NoUser | ClientError::ConsoleDenied(_) => SqlState::INVALID_AUTHORIZATION,
+            ClientError::NoUser | ClientError::ConsoleDenied(_) | ClientError::TlsRequired(_) => {
+                SqlState::INVALID_AUTHORIZATION
+            }
             ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Server(e) => e.sqlstate(),
@@ -130,28 +140,53 @@ impl ClientVisible for ClientError {
 }
 
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
-pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
     let mut buf = BytesMut::with_capacity(8192);
-    if let Err(e) = session(&app, &mut stream, &mut buf, peer).await {
+    let Some((mut stream, transport)) = encrypt(&app, tcp, &mut buf, peer).await else {
+        return;
+    };
+    if let Err(e) = session(&app, &mut stream, &mut buf, &transport).await {
         count_timeout(&e);
         if e.reportable() {
             tracing::info!(client = %peer, error = %e, "closing client connection");
             let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
             let _ = stream.write_all(&msg).await;
+            let _ = stream.flush().await;
         } else {
             tracing::debug!(client = %peer, error = %e, "client connection ended");
         }
     }
 }
 
-async fn session(
+/// TLS negotiation with the TLS material in force, within `client_login_timeout`.
+async fn encrypt(
     app: &App,
-    stream: &mut TcpStream,
+    tcp: TcpStream,
     buf: &mut BytesMut,
     peer: SocketAddr,
-) -> Result<(), ClientError> {
+) -> Option<(Stream, Transport)> {
+    let tls = app.tls.load_full();
     let limit = app.config().pgweir.client_login_timeout;
-    let login = log_in(app, stream, buf, peer);
+    let negotiate = accept::negotiate(tls.client.as_ref(), tcp, buf, peer);
+    if limit.is_zero() {
+        return negotiate.await;
+    }
+    let negotiated = tokio::time::timeout(limit, negotiate).await;
+    negotiated.unwrap_or_else(|_| {
+        tracing::debug!(client = %peer, "client did not finish TLS negotiation in time");
+        None
+    })
+}
+
+async fn session(
+    app: &App,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    transport: &Transport,
+) -> Result<(), ClientError> {
+    let peer = transport.addr;
+    let limit = app.config().pgweir.client_login_timeout;
+    let login = log_in(app, stream, buf, transport);
     let ready = if limit.is_zero() {
         login.await?
     } else {
@@ -210,10 +245,11 @@ impl Ready {
 /// Startup and authentication. `None` when the connection was only a CancelRequest.
 async fn log_in(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
-    peer: SocketAddr,
+    transport: &Transport,
 ) -> Result<Option<Ready>, ClientError> {
+    let peer = transport.addr;
     let startup = loop {
         match read_startup(stream, buf).await? {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
@@ -226,6 +262,10 @@ async fn log_in(
             StartupPacket::Startup(m) => break m,
         }
     };
+    let tls_mode = app.config().pgweir.tls.client_sslmode;
+    if tls_mode.requires_tls() && !transport.tls {
+        return Err(ClientError::TlsRequired(tls_mode));
+    }
     let mut out = BytesMut::new();
     negotiate_version(&startup, &mut out);
     if startup
@@ -266,7 +306,7 @@ async fn log_in(
         ),
         ("user", known(user, app.config().users.contains_key(user))),
     ];
-    if let Err(e) = login::authenticate(app, stream, buf, user).await {
+    if let Err(e) = login::authenticate(app, stream, buf, user, database, transport).await {
         metrics::counter!("pgweir_client_auth_failures_total", &pair).increment(1);
         return Err(e);
     }
@@ -318,7 +358,7 @@ async fn log_in(
 /// stats user, else welcomed and registered like any client.
 async fn enter_console(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     database: &str,
     user: &str,
     peer: SocketAddr,
@@ -393,7 +433,7 @@ fn session_settings(m: &StartupMessage) -> Vec<(String, String)> {
 
 /// Reads one untagged startup-phase packet.
 async fn read_startup(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<StartupPacket, ClientError> {
     fill(stream, buf, 4).await?;
@@ -408,7 +448,7 @@ async fn read_startup(
 
 /// Reads one tagged message of at most `max` bytes, whole.
 pub(crate) async fn read_message(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<(u8, Bytes), ClientError> {
@@ -424,7 +464,7 @@ pub(crate) async fn read_message(
 }
 
 /// Reads until `buf` holds at least `n` bytes.
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Result<(), ClientError> {
+async fn fill(stream: &mut Stream, buf: &mut BytesMut, n: usize) -> Result<(), ClientError> {
     while buf.len() < n {
         // Room for the rest of the packet, and enough that a login takes few reads.
         buf.reserve((n - buf.len()).max(1024));

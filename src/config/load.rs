@@ -81,6 +81,7 @@ fn general(
     let s = &mut sec;
     // The operating keys are read first; `d` then supplies them and the other defaults.
     let d = operations(r, s, users, GeneralConfig::default());
+    let tls = super::tls::read(r, s);
     let config = GeneralConfig {
         listen_addr: r.string(s, "listen_addr").unwrap_or(d.listen_addr),
         listen_port: r.int(s, "listen_port", PORTS).unwrap_or(d.listen_port),
@@ -115,6 +116,7 @@ fn general(
         replica_check_interval: r
             .duration(s, "replica_check_interval")
             .unwrap_or(d.replica_check_interval),
+        tls,
         ..d
     };
     if config.replica_check_interval.is_zero() {

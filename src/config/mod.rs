@@ -22,6 +22,7 @@ mod reader;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +33,7 @@ use std::time::Duration;
 pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
 pub use settings::PoolSettings;
+pub use tls::{ClientTlsMode, ServerTlsMode, TlsConfig};
 
 /// Keys a reload does not apply to the running process: sockets, threads and the log
 /// are set up once at start; existing pools keep the connect settings, shared limits and
@@ -149,6 +151,8 @@ pub struct GeneralConfig {
     pub stats_period: Duration,
     /// How log lines are written.
     pub log_format: LogFormat,
+    /// TLS towards clients and towards servers.
+    pub tls: TlsConfig,
 }
 
 /// PgBouncer's defaults for the keys it has, except that SCRAM is the default
@@ -177,6 +181,7 @@ impl Default for GeneralConfig {
             log_disconnections: true,
             stats_period: Duration::from_secs(60),
             log_format: LogFormat::Text,
+            tls: TlsConfig::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ use super::group::{Origin, Routing};
 use super::limits::{Budget, Budgets};
 use super::{ConnectSettings, Node, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
 use crate::config::{Config, DatabaseConfig, PoolSettings};
+use crate::net::tls::TlsState;
 use crate::prepared::Registry;
 use crate::route::{Monitor, MonitorSettings};
 use crate::server::ServerTarget;
@@ -45,10 +46,12 @@ pub struct Pools {
     stats: Mutex<HashMap<(String, String), Arc<GroupStats>>>,
     /// Paused and disabled databases.
     pub control: Control,
+    /// TLS towards the servers, which every target shares.
+    tls: TlsState,
 }
 
 impl Pools {
-    pub fn new(config: Arc<Config>) -> Arc<Self> {
+    pub fn new(config: Arc<Config>, tls: TlsState) -> Arc<Self> {
         let pools = Arc::new(Pools {
             config: ArcSwap::new(config),
             groups: RwLock::new(HashMap::new()),
@@ -58,6 +61,7 @@ impl Pools {
             draining: Mutex::new(Vec::new()),
             stats: Mutex::new(HashMap::new()),
             control: Control::default(),
+            tls,
         });
         tokio::spawn(janitor(Arc::downgrade(&pools)));
         pools
@@ -104,6 +108,7 @@ impl Pools {
             dbname: db.dbname.clone(),
             user: server_user.to_owned(),
             password,
+            tls: Arc::clone(&self.tls),
         };
         let statements = Arc::new(Registry::default());
         let key = |node| PoolKey {
@@ -283,6 +288,7 @@ impl Pools {
             dbname: db.dbname.clone(),
             user: user.to_owned(),
             password,
+            tls: Arc::clone(&self.tls),
         };
         if group.origin != Origin::of(db, &target) {
             tracing::info!(%database, %user, "servers or routing changed: new clients get new pools, the old ones drain");

@@ -1,13 +1,16 @@
-//! Opening a server connection: TCP connect, StartupMessage, the authentication exchange the
-//! server asks for (SCRAM-SHA-256, md5, cleartext or none), then ParameterStatus and
-//! BackendKeyData up to the first ReadyForQuery.
+//! Opening a server connection: TCP connect, TLS as `server_tls_sslmode` asks
+//! ([`crate::net::connect`]), StartupMessage, the authentication exchange the server asks for
+//! (SCRAM-SHA-256, with channel binding under TLS, md5, cleartext or none), then
+//! ParameterStatus and BackendKeyData up to the first ReadyForQuery.
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use md5::{Digest, Md5};
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{
+    ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use tokio::io::AsyncWriteExt;
@@ -15,8 +18,10 @@ use tokio::net::TcpStream;
 
 use super::{
     upstream_error, ServerConn, ServerError, ServerId, ServerKey, ServerParams, ServerTarget,
+    Stream,
 };
 use crate::auth::secret::StoredSecret;
+use crate::net::connect::{server_end_point, upgrade};
 
 /// Connects and logs in, all within `timeout`.
 pub async fn connect(target: &ServerTarget, timeout: Duration) -> Result<ServerConn, ServerError> {
@@ -36,6 +41,13 @@ async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, 
         })?;
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
+    let tls = target.tls.load_full();
+    let stream = upgrade(stream, &tls.server, &target.host)
+        .await
+        .map_err(|source| ServerError::Tls {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let mut conn = ServerConn {
         id: ServerId::next(),
         stream,
@@ -81,18 +93,20 @@ async fn authenticate(conn: &mut ServerConn, target: &ServerTarget) -> Result<()
             }
             Message::AuthenticationSasl(body) => {
                 let mut mechs = body.mechanisms();
-                let mut offered = false;
+                let (mut offered, mut plus) = (false, false);
                 while let Some(m) = fallible_iterator::FallibleIterator::next(&mut mechs)? {
                     offered |= m == SCRAM_SHA_256;
+                    plus |= m == SCRAM_SHA_256_PLUS;
                 }
-                if !offered {
+                if !offered && !plus {
                     return Err(ServerError::UnsupportedAuth(
                         "SASL without SCRAM-SHA-256".into(),
                     ));
                 }
                 let pw = plain(&secret, target)?;
-                let s = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
-                frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)?;
+                let (mechanism, binding) = channel_binding(&conn.stream, plus);
+                let s = ScramSha256::new(pw.as_bytes(), binding);
+                frontend::sasl_initial_response(mechanism, s.message(), &mut out)?;
                 scram = Some(s);
             }
             Message::AuthenticationSaslContinue(body) => {
@@ -120,6 +134,19 @@ async fn authenticate(conn: &mut ServerConn, target: &ServerTarget) -> Result<()
         if !out.is_empty() {
             conn.stream.write_all(&out).await?;
         }
+    }
+}
+
+/// SCRAM-SHA-256-PLUS bound to the server's certificate when TLS is on and the server offers
+/// it; else plain SCRAM, saying (`y`) that pgweir could have bound the channel under TLS.
+fn channel_binding(stream: &Stream, plus: bool) -> (&'static str, ChannelBinding) {
+    match server_end_point(stream) {
+        Some(end_point) if plus => (
+            SCRAM_SHA_256_PLUS,
+            ChannelBinding::tls_server_end_point(end_point),
+        ),
+        _ if stream.is_tls() => (SCRAM_SHA_256, ChannelBinding::unrequested()),
+        _ => (SCRAM_SHA_256, ChannelBinding::unsupported()),
     }
 }
 
@@ -183,6 +210,9 @@ mod tests {
             dbname: String::new(),
             user: "alice".into(),
             password: None,
+            tls: crate::net::tls::Tls::load(&Default::default())
+                .unwrap()
+                .into_state(),
         };
         let salt = [1, 2, 3, 4];
         let from_plain = md5_response(&Some(StoredSecret::Plain("pw".into())), &t, salt).unwrap();

@@ -1,0 +1,17 @@
+//! What the connection itself tells authentication: the client's address, whether TLS is on,
+//! the name in a verified client certificate, and the channel-binding data for SCRAM-PLUS.
+//! Built by [`crate::client`] after the TLS handshake; read by [`crate::client::login`].
+
+use std::net::SocketAddr;
+
+/// Facts about one client connection that decide how it may authenticate.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub addr: SocketAddr,
+    /// TLS was negotiated (SSLRequest or direct TLS).
+    pub tls: bool,
+    /// The CN of a client certificate that verified against `client_tls_ca_file`.
+    pub cert_name: Option<String>,
+    /// `tls-server-end-point` data (hash of pgweir's certificate), for SCRAM-SHA-256-PLUS.
+    pub end_point: Option<Vec<u8>>,
+}
