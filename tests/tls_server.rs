@@ -86,7 +86,11 @@ async fn verification_failures_reach_the_client() {
     let certs = cluster_certs();
     let other = Certs::new(SCRAM_USER.name);
     let cases = [
-        ("verify-full", &certs.ca, "certificate not valid for name \"127.0.0.1\""),
+        (
+            "verify-full",
+            &certs.ca,
+            "certificate not valid for name \"127.0.0.1\"",
+        ),
         ("verify-ca", &other.ca, "invalid peer certificate"),
     ];
     for (mode, ca, reason) in cases {

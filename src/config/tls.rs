@@ -175,3 +175,52 @@ pub(super) fn read(r: &mut Reader<'_>, s: &mut Section<'_>) -> TlsConfig {
     }
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn tls(lines: &str) -> Result<TlsConfig, Vec<String>> {
+        let text = format!("[pgweir]\n{lines}\n[databases.app]\nhost = \"h\"\n");
+        Config::parse(&text, &|_| None)
+            .map(|c| c.pgweir.tls)
+            .map_err(|e| e.to_string().lines().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn defaults_are_pgbouncers() {
+        let config = tls("").unwrap();
+        assert_eq!(config.client_sslmode, ClientTlsMode::Disable);
+        assert_eq!(config.server_sslmode, ServerTlsMode::Prefer);
+    }
+
+    #[test]
+    fn modes_need_their_files() {
+        let problems = tls("client_tls_sslmode = \"require\"").unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("client_tls_cert_file is required"));
+        let files = "client_tls_cert_file = \"c\"\nclient_tls_key_file = \"k\"";
+        let problems = tls(&format!("client_tls_sslmode = \"verify-ca\"\n{files}")).unwrap_err();
+        assert_eq!(
+            problems,
+            ["line 2: pgweir.client_tls_sslmode: client_tls_ca_file is required by client_tls_sslmode = \"verify-ca\""]
+        );
+        let config = tls(&format!("client_tls_sslmode = \"prefer\"\n{files}")).unwrap();
+        assert_eq!(config.client_cert_file, Some(PathBuf::from("c")));
+        let problems = tls("server_tls_cert_file = \"c\"").unwrap_err();
+        assert!(problems[0].contains("go together"), "{problems:?}");
+        let problems = tls("server_tls_sslmode = \"verify\"").unwrap_err();
+        assert!(
+            problems[0].contains("must be one of disable, prefer"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn modes_order_by_strictness() {
+        assert!(!ClientTlsMode::Prefer.requires_tls());
+        assert!(ClientTlsMode::Require.requires_tls() && !ClientTlsMode::Require.requires_cert());
+        assert!(ClientTlsMode::VerifyFull.requires_cert());
+    }
+}

@@ -360,3 +360,56 @@ impl ServerCertVerifier for ServerVerifier {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_signed(cn: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        (params.self_signed(&key).unwrap(), key)
+    }
+
+    #[test]
+    fn end_point_is_the_sha256_of_an_ecdsa_sha256_certificate() {
+        let (cert, _) = self_signed("alice");
+        let der = cert.der();
+        assert_eq!(end_point(der), Some(Sha256::digest(der).to_vec()));
+        assert_eq!(common_name(der).as_deref(), Some("alice"));
+        assert_eq!(end_point(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn unusable_files_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed("localhost");
+        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let mut config = TlsConfig {
+            client_sslmode: ClientTlsMode::Require,
+            client_cert_file: Some(cert_path.clone()),
+            client_key_file: Some(key_path),
+            ..TlsConfig::default()
+        };
+        let tls = Tls::load(&config).unwrap();
+        assert!(tls.client.is_some_and(|c| c.end_point.is_some()));
+
+        let (_, other_key) = self_signed("localhost");
+        let other = dir.path().join("other.pem");
+        std::fs::write(&other, other_key.serialize_pem()).unwrap();
+        config.client_key_file = Some(other);
+        let e = Tls::load(&config).unwrap_err().to_string();
+        assert!(e.starts_with("client_tls_key_file: "), "{e}");
+        assert!(e.contains("does not fit"), "{e}");
+
+        config.client_cert_file = Some(dir.path().join("missing.pem"));
+        let e = Tls::load(&config).unwrap_err().to_string();
+        assert!(e.starts_with("client_tls_cert_file: "), "{e}");
+        assert!(!e.contains("PRIVATE KEY"), "{e}");
+    }
+}
