@@ -63,6 +63,23 @@ async fn every_client_mode() {
     }
 }
 
+/// TLS 1.2 and TLS 1.3 both work, with and without a client certificate.
+#[tokio::test]
+async fn tls12_and_tls13() {
+    let certs = Certs::new(SCRAM_USER.name);
+    let pgweir = pgweir_with(&certs, "require");
+    let config = pgweir.config(SCRAM_USER.name, SCRAM_USER.password, TEST_DB);
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        for with_cert in [false, true] {
+            let tls = certs.client_config_versions(&[version], with_cert, false);
+            let client = connect_tls(&config, tls, false)
+                .await
+                .unwrap_or_else(|e| panic!("{version:?}, certificate {with_cert}: {e:?}"));
+            select_one(&client).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn psql_sslmodes() {
     let certs = Certs::new(SCRAM_USER.name);

@@ -100,13 +100,23 @@ impl Certs {
     /// A rustls client trusting this CA, with the client certificate if `with_cert`, and
     /// ALPN "postgresql" if `alpn`.
     pub fn client_config(&self, with_cert: bool, alpn: bool) -> ClientConfig {
+        self.client_config_versions(rustls::DEFAULT_VERSIONS, with_cert, alpn)
+    }
+
+    /// [`Certs::client_config`] speaking only the TLS `versions` given.
+    pub fn client_config_versions(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        with_cert: bool,
+        alpn: bool,
+    ) -> ClientConfig {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&self.ca).expect("read CA") {
             roots.add(cert.expect("CA pem")).expect("add CA");
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .expect("TLS versions")
             .with_root_certificates(roots);
         let mut config = if with_cert {
