@@ -80,6 +80,27 @@ async fn tls12_and_tls13() {
     }
 }
 
+/// Messages far larger than a socket buffer, both ways, so TLS writes the socket cannot take
+/// at once must be flushed later rather than left in rustls' buffer.
+#[tokio::test]
+async fn large_messages_both_ways() {
+    let certs = Certs::new(SCRAM_USER.name);
+    let pgweir = pgweir_with(&certs, "require");
+    let config = pgweir.config(SCRAM_USER.name, SCRAM_USER.password, TEST_DB);
+    let client = connect_tls(&config, certs.client_config(false, false), false)
+        .await
+        .expect("TLS");
+    let big = "x".repeat(8 << 20);
+    let sql = "SELECT length($1::text), repeat('y', 8 << 20)";
+    for _ in 0..3 {
+        let row = within(60, "8 MB each way", client.query_one(sql, &[&big]))
+            .await
+            .expect("large query");
+        assert_eq!(row.get::<_, i32>(0), 8 << 20);
+        assert_eq!(row.get::<_, String>(1).len(), 8 << 20);
+    }
+}
+
 #[tokio::test]
 async fn psql_sslmodes() {
     let certs = Certs::new(SCRAM_USER.name);

@@ -78,6 +78,26 @@ async fn server_modes() {
     );
 }
 
+/// 8 MB each way over TLS to Postgres, so a write the socket cannot take at once is
+/// flushed on the server side too.
+#[tokio::test]
+async fn large_messages_to_the_server() {
+    cluster_certs();
+    let pgweir = pgweir("server_tls_sslmode = \"require\"");
+    let client = pgweir.connect().await;
+    let big = "x".repeat(8 << 20);
+    let sql = "SELECT length($1::text), repeat('y', 8 << 20), ssl FROM pg_stat_ssl \
+               WHERE pid = pg_backend_pid()";
+    for _ in 0..3 {
+        let row = within(60, "8 MB each way", client.query_one(sql, &[&big]))
+            .await
+            .expect("large query");
+        assert_eq!(row.get::<_, i32>(0), 8 << 20);
+        assert_eq!(row.get::<_, String>(1).len(), 8 << 20);
+        assert!(row.get::<_, bool>(2), "the server connection uses TLS");
+    }
+}
+
 /// `verify-full` towards 127.0.0.1 with a certificate for `localhost` only, and `verify-ca`
 /// with a CA that did not sign the server's certificate: refused, and the client is told
 /// which server and why.

@@ -158,20 +158,34 @@ pub async fn serve(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// TLS negotiation with the TLS material in force, within `client_login_timeout`.
+/// TLS negotiation with the TLS material in force, within `client_login_timeout`. A client
+/// that sends nothing at all in that time is told why it is dropped.
 async fn encrypt(
     app: &App,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     buf: &mut BytesMut,
     peer: SocketAddr,
 ) -> Option<(Stream, Transport)> {
     let tls = app.tls.load_full();
     let limit = app.config().pgweir.client_login_timeout;
-    let negotiate = accept::negotiate(tls.client.as_ref(), tcp, buf, peer);
     if limit.is_zero() {
-        return negotiate.await;
+        return accept::negotiate(tls.client.as_ref(), tcp, buf, peer).await;
     }
-    let negotiated = tokio::time::timeout(limit, negotiate).await;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut first = [0u8; 1];
+    if tokio::time::timeout_at(deadline, tcp.peek(&mut first))
+        .await
+        .is_err()
+    {
+        let e = ClientError::LoginTimeout(limit);
+        count_timeout(&e);
+        tracing::info!(client = %peer, error = %e, "closing client connection");
+        let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
+        let _ = tcp.write_all(&msg).await;
+        return None;
+    }
+    let negotiate = accept::negotiate(tls.client.as_ref(), tcp, buf, peer);
+    let negotiated = tokio::time::timeout_at(deadline, negotiate).await;
     negotiated.unwrap_or_else(|_| {
         tracing::debug!(client = %peer, "client did not finish TLS negotiation in time");
         None
