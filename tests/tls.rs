@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::console::{with_console, ADMIN};
+use common::console::{show, with_console, ADMIN};
 use common::tls::{connect_tls, Certs};
 use common::{
     connect, expect_sqlstate, pg_tool, pgbench_database, report_number, run_tool, within, Pgweir,
@@ -200,6 +200,14 @@ async fn certificates_reload() {
     let connected = connect_tls(&config, old.client_config(false, false), false)
         .await
         .expect("TLS with the first certificate");
+    let clients = show(&admin, "SHOW CLIENTS").await;
+    let tls = clients
+        .get("user", SCRAM_USER.name, "tls")
+        .unwrap_or_default();
+    assert!(
+        tls.starts_with("TLSv1.3/TLS13_"),
+        "SHOW CLIENTS tls: {tls:?}"
+    );
 
     let (old_cert, old_key) = (
         old.server.0.display().to_string(),

@@ -85,14 +85,14 @@ pub fn clients(app: &App, out: &mut BytesMut) {
             timestamp(c.connected).into(),
             Value::Null,
         ];
-        rs.row(head.into_iter().chain(socket_tail(c.id, 0, false)));
+        rs.row(head.into_iter().chain(socket_tail(c.id, 0, false, &c.tls)));
     }
     rs.finish();
 }
 
 /// The columns from `wait` to `id`, the same for clients and servers.
 /// `close_needed`: a server RECONNECT marked, closed when it is released.
-fn socket_tail(id: u64, remote_pid: i32, close_needed: bool) -> [Value; 10] {
+fn socket_tail(id: u64, remote_pid: i32, close_needed: bool, tls: &str) -> [Value; 10] {
     [
         0usize.into(),
         0usize.into(),
@@ -100,7 +100,7 @@ fn socket_tail(id: u64, remote_pid: i32, close_needed: bool) -> [Value; 10] {
         format!("{id:#x}").into(),
         "".into(),
         remote_pid.into(),
-        "".into(),
+        tls.into(),
         "".into(),
         0usize.into(),
         id.into(),
@@ -139,7 +139,7 @@ fn server_row(database: &str, user: &str, node: Node, s: &ServerInfo) -> Vec<Val
         timestamp(s.connected).into(),
         timestamp(s.since).into(),
     ];
-    row.extend(socket_tail(s.id, s.remote_pid, s.close_needed));
+    row.extend(socket_tail(s.id, s.remote_pid, s.close_needed, ""));
     row.push(node.label().into());
     row
 }

@@ -361,7 +361,9 @@ async fn log_in(
         // Shutdown began while this client was logging in.
         return Err(ClientError::ShuttingDown);
     }
-    let entry = app.connected.register(peer, database, user);
+    let entry = app
+        .connected
+        .register(peer, database, user, stream.tls_description());
     let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
     Ok(Some(Ready::Relay(Box::new(relay::Session::new(
         group, params, cancel, slot, shared, entry, stop,
@@ -389,7 +391,9 @@ async fn enter_console(
         // Shutdown began while this client was logging in.
         return Err(ClientError::ShuttingDown);
     }
-    let entry = app.connected.register(peer, database, user);
+    let entry = app
+        .connected
+        .register(peer, database, user, stream.tls_description());
     Ok(Some(Ready::Console(admin::Console { access, entry })))
 }
 

@@ -46,6 +46,24 @@ impl Stream {
         self.tcp().peer_addr()
     }
 
+    /// The TLS version and cipher suite, as SHOW CLIENTS' `tls` column shows them
+    /// (`TLSv1.3/TLS13_AES_256_GCM_SHA384`); empty in plaintext.
+    pub fn tls_description(&self) -> String {
+        let Stream::Tls(s) = self else {
+            return String::new();
+        };
+        let state = s.get_ref().1;
+        let version = match state.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
+            other => format!("{other:?}"),
+        };
+        match state.negotiated_cipher_suite() {
+            Some(suite) => format!("{version}/{:?}", suite.suite()),
+            None => version,
+        }
+    }
+
     /// Whether TLS is on.
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))

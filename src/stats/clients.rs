@@ -85,6 +85,8 @@ pub struct ClientInfo {
     pub database: String,
     pub user: String,
     pub connected: SystemTime,
+    /// TLS version and cipher suite (`TLSv1.3/TLS13_AES_256_GCM_SHA384`); empty in plaintext.
+    pub tls: String,
     state: AtomicU8,
     kill: watch::Sender<Option<Kill>>,
 }
@@ -156,13 +158,20 @@ impl Drop for ClientEntry {
 
 impl Clients {
     /// Registers a client that has just logged in, idle.
-    pub fn register(self: &Arc<Self>, addr: SocketAddr, database: &str, user: &str) -> ClientEntry {
+    pub fn register(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        database: &str,
+        user: &str,
+        tls: String,
+    ) -> ClientEntry {
         let info = Arc::new(ClientInfo {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             addr,
             database: database.to_owned(),
             user: user.to_owned(),
             connected: SystemTime::now(),
+            tls,
             state: AtomicU8::new(ClientState::Idle as u8),
             kill: watch::Sender::new(None),
         });
@@ -202,8 +211,8 @@ mod tests {
     fn clients_come_and_go_with_their_states() {
         let clients = Arc::new(Clients::default());
         let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let a = clients.register(addr, "db", "u");
-        let b = clients.register(addr, "db", "u");
+        let a = clients.register(addr, "db", "u", String::new());
+        let b = clients.register(addr, "db", "u", String::new());
         a.set(ClientState::Active);
         let counts = clients.counts();
         let key = |s| ("db".to_owned(), "u".to_owned(), s);
@@ -217,7 +226,7 @@ mod tests {
     #[tokio::test]
     async fn a_kill_reaches_the_clients_watch_once() {
         let clients = Arc::new(Clients::default());
-        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u");
+        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u", String::new());
         let mut watch = entry.kill_watch();
         assert_eq!(watch.killed(), None);
         let info = clients.all().pop().unwrap();
