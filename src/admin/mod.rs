@@ -28,7 +28,6 @@ pub mod show;
 pub mod sockets;
 pub mod stats;
 
-use crate::net::stream::Stream;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -37,6 +36,7 @@ use crate::client::stop::Stop;
 use crate::client::{read_message, ClientError};
 use crate::config::{GeneralConfig, ADMIN_DATABASES};
 use crate::error::{Severity, SqlState};
+use crate::net::stream::Stream;
 use crate::protocol::{backend, fe, ProtocolError, TxStatus};
 use crate::shutdown::Phase;
 use crate::stats::ClientEntry;

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::net::stream::Stream;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
@@ -20,6 +19,7 @@ use super::routing::{
 use super::stop::Stop;
 use super::ClientError;
 use crate::config::PoolMode;
+use crate::net::stream::Stream;
 use crate::pool::{Node, Pool, PoolError, PooledServer};
 use crate::protocol::framer::OutQueue;
 use crate::protocol::{fe, TxStatus};

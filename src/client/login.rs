@@ -2,7 +2,6 @@
 //! [`crate::auth::UserDirectory`]. An unknown user goes through the same exchange as a known
 //! one and fails the same way, so the answer does not reveal which users exist.
 
-use crate::net::stream::Stream;
 use bytes::{Buf, BytesMut};
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -18,6 +17,7 @@ use crate::auth::scram::{ScramServer, MECHANISM};
 use crate::auth::secret::{ScramVerifier, StoredSecret};
 use crate::auth::UserSecret;
 use crate::config::AuthType;
+use crate::net::stream::Stream;
 use crate::protocol::{backend, fe};
 
 /// Password messages are small; anything bigger is an attack or a broken client.

@@ -25,7 +25,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::net::stream::Stream;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
@@ -43,6 +42,7 @@ use super::ClientError;
 use crate::cancel::{CancelHandle, CancelTarget};
 use crate::config::PoolMode;
 use crate::error::{Severity, SqlState};
+use crate::net::stream::Stream;
 use crate::pool::{Node, Pool, PoolGroup, PooledServer};
 use crate::prepared::{answer_parse_locally, ClientStatements, Rewriter, ServerStatements};
 use crate::protocol::framer::{Framer, OutQueue};
