@@ -15,6 +15,7 @@ use common::{
 };
 use tokio_postgres::config::ChannelBinding;
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 fn pgweir_with(certs: &Certs, mode: &str) -> Pgweir {
     Pgweir::builder().general(&certs.pgweir_lines(mode)).start()
@@ -99,6 +100,27 @@ async fn large_messages_both_ways() {
         assert_eq!(row.get::<_, i32>(0), 8 << 20);
         assert_eq!(row.get::<_, String>(1).len(), 8 << 20);
     }
+}
+
+/// A TLS client's query is cancelled by a CancelRequest sent over TLS.
+#[tokio::test]
+async fn cancel_over_tls() {
+    let certs = Certs::new(SCRAM_USER.name);
+    let pgweir = pgweir_with(&certs, "require");
+    let config = pgweir.config(SCRAM_USER.name, SCRAM_USER.password, TEST_DB);
+    let client = connect_tls(&config, certs.client_config(false, false), false)
+        .await
+        .expect("TLS");
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let tls = MakeRustlsConnect::new(certs.client_config(false, false));
+    token.cancel_query(tls).await.expect("cancel over TLS");
+    let result = within(10, "cancelled pg_sleep", sleeper).await.unwrap();
+    assert_eq!(
+        expect_sqlstate(result, "cancelled sleep"),
+        SqlState::QUERY_CANCELED
+    );
 }
 
 #[tokio::test]
