@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::OnceLock;
 
+use common::console::{console, show, with_console, ADMIN};
 use common::tls::{enable_cluster_ssl, Certs};
 use common::{cluster, within, Pgweir, SCRAM_USER, TEST_DB};
 
@@ -96,6 +97,26 @@ async fn large_messages_to_the_server() {
         assert_eq!(row.get::<_, String>(1).len(), 8 << 20);
         assert!(row.get::<_, bool>(2), "the server connection uses TLS");
     }
+}
+
+/// SHOW SERVERS names the TLS version and cipher suite of each server connection.
+#[tokio::test]
+async fn show_servers_shows_tls() {
+    cluster_certs();
+    let pgweir = with_console()
+        .general("server_tls_sslmode = \"require\"")
+        .start();
+    let client = pgweir.connect().await;
+    client.simple_query("SELECT 1").await.expect("a server");
+    let admin = console(&pgweir, ADMIN, "pgweir").await;
+    let servers = show(&admin, "SHOW SERVERS").await;
+    let tls = servers
+        .get("user", SCRAM_USER.name, "tls")
+        .unwrap_or_default();
+    assert!(
+        tls.starts_with("TLSv1.3/TLS13_"),
+        "SHOW SERVERS tls: {tls:?}"
+    );
 }
 
 /// `verify-full` towards 127.0.0.1 with a certificate for `localhost` only, and `verify-ca`

@@ -139,7 +139,8 @@ fn server_row(database: &str, user: &str, node: Node, s: &ServerInfo) -> Vec<Val
         timestamp(s.connected).into(),
         timestamp(s.since).into(),
     ];
-    row.extend(socket_tail(s.id, s.remote_pid, s.close_needed, ""));
+    let tls = s.tls.map(|t| t.to_string()).unwrap_or_default();
+    row.extend(socket_tail(s.id, s.remote_pid, s.close_needed, &tls));
     row.push(node.label().into());
     row
 }
@@ -163,6 +164,7 @@ mod tests {
             connected: now,
             since: now,
             close_needed: true,
+            tls: None,
         };
         let row = server_row("db", "u", Node::Replica(1), &info);
         assert_eq!(row.len(), SERVERS.len());

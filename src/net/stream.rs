@@ -46,22 +46,22 @@ impl Stream {
         self.tcp().peer_addr()
     }
 
-    /// The TLS version and cipher suite, as SHOW CLIENTS' `tls` column shows them
-    /// (`TLSv1.3/TLS13_AES_256_GCM_SHA384`); empty in plaintext.
+    /// The TLS version and cipher suite, as SHOW CLIENTS' `tls` column shows them; empty in
+    /// plaintext.
     pub fn tls_description(&self) -> String {
+        self.tls_params().map(|p| p.to_string()).unwrap_or_default()
+    }
+
+    /// The TLS version and cipher suite in use, `None` in plaintext. Cheap: no allocation.
+    pub fn tls_params(&self) -> Option<TlsParams> {
         let Stream::Tls(s) = self else {
-            return String::new();
+            return None;
         };
         let state = s.get_ref().1;
-        let version = match state.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
-            other => format!("{other:?}"),
-        };
-        match state.negotiated_cipher_suite() {
-            Some(suite) => format!("{version}/{:?}", suite.suite()),
-            None => version,
-        }
+        Some(TlsParams {
+            version: state.protocol_version()?,
+            suite: state.negotiated_cipher_suite()?.suite(),
+        })
     }
 
     /// Whether TLS is on.
@@ -188,6 +188,24 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
+    }
+}
+
+/// What a TLS connection negotiated, shown as `TLSv1.3/TLS13_AES_256_GCM_SHA384`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsParams {
+    version: rustls::ProtocolVersion,
+    suite: rustls::CipherSuite,
+}
+
+impl std::fmt::Display for TlsParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.version {
+            rustls::ProtocolVersion::TLSv1_3 => f.write_str("TLSv1.3")?,
+            rustls::ProtocolVersion::TLSv1_2 => f.write_str("TLSv1.2")?,
+            other => write!(f, "{other:?}")?,
+        }
+        write!(f, "/{:?}", self.suite)
     }
 }
 
