@@ -104,6 +104,49 @@ TOML
     wait_port "$PGWEIR_PORT" pgweir "$WORK/pgweir.log"
 }
 
+bouncer_bin() { command -v pgbouncer || echo /usr/sbin/pgbouncer; }
+bouncer_version() { "$(bouncer_bin)" --version 2>/dev/null | awk 'NR==1 { print $2 }'; }
+
+# True when this PgBouncer keeps prepared statements working in transaction mode (1.21+).
+bouncer_prepares() {
+    local major minor
+    IFS=. read -r major minor _ <<<"$(bouncer_version)"
+    [ "${major:-0}" -gt 1 ] || { [ "${major:-0}" -eq 1 ] && [ "${minor:-0}" -ge 21 ]; }
+}
+
+# start_pgbouncer [EXTRA_INI_LINES]: Debian's PgBouncer on a free port in front of the bench
+# database, transaction mode, pool $POOL, SCRAM with the bench user. Sets PGBOUNCER_PORT.
+start_pgbouncer() {
+    PGBOUNCER_PORT="$(free_port 25900)"
+    local prepared=""
+    bouncer_prepares && prepared="max_prepared_statements = 200"
+    echo '"bench" "bench"' >"$WORK/userlist.txt"
+    cat >"$WORK/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $WORK/userlist.txt
+pool_mode = transaction
+default_pool_size = $POOL
+max_client_conn = 1000
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+$prepared
+${1:-}
+INI
+    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
+    local bouncer
+    bouncer="$(bouncer_bin)"
+    # runuser may reset limits; 1000 clients need more than a default 1024 files.
+    as_pg sh -c "ulimit -n $(ulimit -Hn); exec $bouncer -d $WORK/pgbouncer.ini"
+    wait_port "$PGBOUNCER_PORT" pgbouncer "$WORK/pgbouncer.log"
+}
+
 wait_port() {
     for _ in $(seq 100); do
         port_busy "$1" && return 0

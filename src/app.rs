@@ -14,6 +14,7 @@ use crate::cancel::CancelRegistry;
 use crate::client::limits::ClientCounts;
 use crate::client::state::SessionShared;
 use crate::config::{Config, ConfigError};
+use crate::net::tls::{Tls, TlsState};
 use crate::pool::Pools;
 use crate::shutdown::{Phase, Shutdown};
 use crate::stats::Clients;
@@ -38,16 +39,19 @@ pub struct App {
     pub shutdown: Shutdown,
     /// Where the configuration was read from, for RELOAD and SIGHUP.
     config_path: PathBuf,
+    /// Certificates and keys in force, swapped with the configuration they came from.
+    pub tls: TlsState,
 }
 
 impl App {
-    /// The app for `config`, read from `path`.
-    pub fn new(config: Config, path: PathBuf) -> Self {
+    /// The app for `config`, read from `path`, with the TLS material built from it.
+    pub fn new(config: Config, path: PathBuf, tls: Tls) -> Self {
         let config = Arc::new(config);
         let keyring = Arc::new(Keyring::default());
+        let tls = tls.into_state();
         App {
             users: ArcSwap::from_pointee(UserDirectory::load(&config, None)),
-            pools: Pools::new(Arc::clone(&config), Arc::clone(&keyring)),
+            pools: Pools::new(Arc::clone(&config), Arc::clone(&keyring), Arc::clone(&tls)),
             keyring,
             auth_queries: AuthQueries::default(),
             cancels: Arc::new(CancelRegistry::default()),
@@ -57,14 +61,18 @@ impl App {
             shutdown: Shutdown::default(),
             config: ArcSwap::new(config),
             config_path: path,
+            tls,
         }
     }
 
-    /// Re-reads the configuration file and puts it in force; a file with any problem is
-    /// refused whole and the running configuration stays. On success, returns what waits
+    /// Re-reads the configuration file and the certificates and keys it names, and puts
+    /// them in force; a file with any problem (a certificate that cannot be used included)
+    /// is refused whole and the running configuration stays. On success, returns what waits
     /// for a restart.
     pub fn reload_file(&self) -> Result<Vec<String>, ConfigError> {
         let config = Config::load(&self.config_path)?;
+        let tls = Tls::load(&config.pgweir.tls).map_err(|e| e.into_config_error())?;
+        self.tls.store(Arc::new(tls));
         Ok(self.reload(config))
     }
 

@@ -1,7 +1,7 @@
 //! pgweir: a transaction-mode connection pooler for PostgreSQL.
 //!
 //! The data path, in the order a connection meets it:
-//! [`listener`] accepts → [`client`] runs startup, TLS refusal and authentication
+//! [`listener`] accepts → [`net`] negotiates TLS → [`client`] runs startup and authentication
 //! ([`auth`]) → [`pool`] checks out a server connection ([`server`]) → [`client::relay`]
 //! moves bytes both ways, framed by [`protocol`] → the server goes back to the pool.
 //! [`config`] is read once at start; [`cancel`] routes CancelRequests; [`admin`] answers
@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod listener;
+pub mod net;
 pub mod pool;
 pub mod prepared;
 pub mod protocol;

@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 use pgweir::app::App;
 use pgweir::config::{Config, LogFormat};
 use pgweir::listener;
+use pgweir::net::tls::Tls;
 use pgweir::shutdown::Phase;
 use pgweir::stats::{self, exporter};
 
@@ -48,6 +49,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let tls = match Tls::load(&config.pgweir.tls) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!(
+                "pgweir: invalid configuration {}:\n{}",
+                cli.config.display(),
+                e.into_config_error()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(Command::Check) = cli.command {
         if let Err(e) = pgweir::auth::check_auth_file(&config) {
             eprintln!("pgweir: {}: {e}", cli.config.display());
@@ -57,7 +69,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config.pgweir.log_level, config.pgweir.log_format);
-    match run(config, &cli.config) {
+    match run(config, tls, &cli.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "pgweir stopped");
@@ -81,7 +93,7 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
-fn run(config: Config, path: &Path) -> std::io::Result<()> {
+fn run(config: Config, tls: Tls, path: &Path) -> std::io::Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.pgweir.workers > 0 {
         rt.worker_threads(config.pgweir.workers);
@@ -93,7 +105,7 @@ fn run(config: Config, path: &Path) -> std::io::Result<()> {
             Some(addr) => Some((addr, exporter::install().map_err(std::io::Error::other)?)),
             None => None,
         };
-        let app = Arc::new(App::new(config, path.to_owned()));
+        let app = Arc::new(App::new(config, path.to_owned(), tls));
         let period = app.config().pgweir.stats_period;
         if !period.is_zero() {
             tokio::spawn(stats::period::log_every(Arc::clone(&app), period));

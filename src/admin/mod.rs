@@ -30,13 +30,13 @@ pub mod stats;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::app::App;
 use crate::client::stop::Stop;
 use crate::client::{read_message, ClientError};
 use crate::config::{GeneralConfig, ADMIN_DATABASES};
 use crate::error::{Severity, SqlState};
+use crate::net::stream::Stream;
 use crate::protocol::{backend, fe, ProtocolError, TxStatus};
 use crate::shutdown::Phase;
 use crate::stats::ClientEntry;
@@ -128,7 +128,7 @@ pub fn welcome(out: &mut BytesMut, access: Access) {
 pub async fn run(
     app: &App,
     console: Console,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<(), ClientError> {
     // Set from the first extended-protocol message until its Sync, as a server skips
@@ -186,7 +186,7 @@ pub async fn run(
 /// buffered for the next command.
 async fn while_connected(
     work: impl std::future::Future<Output = ()>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     stop: &mut Stop,
 ) -> Result<(), ClientError> {

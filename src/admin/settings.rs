@@ -13,7 +13,7 @@ use bytes::BytesMut;
 
 use super::result::{ResultSet, Type};
 use crate::app::App;
-use crate::config::{AuthSources, GeneralConfig, PoolDefaults, RESTART_ONLY};
+use crate::config::{AuthSources, GeneralConfig, PoolDefaults, TlsConfig, RESTART_ONLY};
 
 pub const CONFIG: [(&str, Type); 4] = [
     ("key", Type::Text),
@@ -41,8 +41,38 @@ pub fn config(app: &App, out: &mut BytesMut) {
 /// so a new setting cannot be left out of SHOW CONFIG without a compile error.
 fn keys(g: &GeneralConfig, p: &PoolDefaults) -> Vec<(&'static str, String)> {
     let mut all = general(g);
+    all.extend(tls(&g.tls));
     all.extend(pool(p));
     all
+}
+
+/// The TLS keys; file paths only, never what the files hold.
+fn tls(t: &TlsConfig) -> Vec<(&'static str, String)> {
+    let TlsConfig {
+        client_sslmode,
+        client_cert_file,
+        client_key_file,
+        client_ca_file,
+        server_sslmode,
+        server_ca_file,
+        server_cert_file,
+        server_key_file,
+    } = t;
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    vec![
+        ("client_tls_sslmode", client_sslmode.as_str().to_owned()),
+        ("client_tls_cert_file", path(client_cert_file)),
+        ("client_tls_key_file", path(client_key_file)),
+        ("client_tls_ca_file", path(client_ca_file)),
+        ("server_tls_sslmode", server_sslmode.as_str().to_owned()),
+        ("server_tls_ca_file", path(server_ca_file)),
+        ("server_tls_cert_file", path(server_cert_file)),
+        ("server_tls_key_file", path(server_key_file)),
+    ]
 }
 
 fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
@@ -70,6 +100,7 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         stats_period,
         log_format,
         auth_sources,
+        tls: _,
     } = g;
     let mut keys = vec![
         ("listen_addr", listen_addr.clone()),

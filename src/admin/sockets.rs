@@ -91,7 +91,7 @@ pub fn clients(app: &App, out: &mut BytesMut) {
             timestamp(c.connected).into(),
             timestamp(c.request_time()).into(),
         ];
-        let mut tail = socket_tail(c.id, 0, false);
+        let mut tail = socket_tail(c.id, 0, false, &c.tls);
         [tail[0], tail[1]] = wait_columns(c.waiting_for().unwrap_or_default());
         rs.row(head.into_iter().chain(tail));
     }
@@ -109,7 +109,7 @@ fn wait_columns(waited: Duration) -> [Value; 2] {
 
 /// The columns from `wait` to `id`, the same for clients and servers.
 /// `close_needed`: a server RECONNECT marked, closed when it is released.
-fn socket_tail(id: u64, remote_pid: i32, close_needed: bool) -> [Value; 10] {
+fn socket_tail(id: u64, remote_pid: i32, close_needed: bool, tls: &str) -> [Value; 10] {
     [
         0usize.into(),
         0usize.into(),
@@ -117,7 +117,7 @@ fn socket_tail(id: u64, remote_pid: i32, close_needed: bool) -> [Value; 10] {
         format!("{id:#x}").into(),
         "".into(),
         remote_pid.into(),
-        "".into(),
+        tls.into(),
         "".into(),
         0usize.into(),
         id.into(),
@@ -156,7 +156,8 @@ fn server_row(database: &str, user: &str, node: Node, s: &ServerInfo) -> Vec<Val
         timestamp(s.connected).into(),
         timestamp(s.since).into(),
     ];
-    row.extend(socket_tail(s.id, s.remote_pid, s.close_needed));
+    let tls = s.tls.map(|t| t.to_string()).unwrap_or_default();
+    row.extend(socket_tail(s.id, s.remote_pid, s.close_needed, &tls));
     row.push(node.label().into());
     row
 }
@@ -180,6 +181,7 @@ mod tests {
             connected: now,
             since: now,
             close_needed: true,
+            tls: None,
         };
         let row = server_row("db", "u", Node::Replica(1), &info);
         assert_eq!(row.len(), SERVERS.len());

@@ -27,6 +27,7 @@ use super::passthrough::Keyring;
 use super::secret::StoredSecret;
 use super::{UserDirectory, UserSecret};
 use crate::config::{AuthLookup, Config};
+use crate::net::tls::TlsState;
 use crate::server::{login, upstream_error, ServerConn, ServerError, ServerTarget};
 
 /// Server connections one lookup database's pool may open.
@@ -76,6 +77,7 @@ impl AuthQueries {
         config: &Config,
         users: &UserDirectory,
         keyring: &Keyring,
+        tls: &TlsState,
         database: &str,
         user: &str,
     ) -> Result<Option<UserSecret>, AuthQueryError> {
@@ -98,7 +100,9 @@ impl AuthQueries {
             database: lookup.auth_dbname.clone(),
             source,
         };
-        let pool = self.pool(config, users, keyring, &lookup).map_err(fail)?;
+        let pool = self
+            .pool(config, users, keyring, tls, &lookup)
+            .map_err(fail)?;
         let timeout = config.pgweir.server_connect_timeout;
         let asked = tokio::time::timeout(timeout, pool.ask(&lookup.auth_query, user, timeout));
         let secret = match asked.await {
@@ -132,6 +136,7 @@ impl AuthQueries {
         config: &Config,
         users: &UserDirectory,
         keyring: &Keyring,
+        tls: &TlsState,
         lookup: &AuthLookup,
     ) -> Result<Arc<QueryPool>, ServerError> {
         let db = config
@@ -156,6 +161,7 @@ impl AuthQueries {
             user: lookup.auth_user.clone(),
             password,
             credentials: Some(credentials),
+            tls: Arc::clone(tls),
         };
         let mut pools = self.pools.lock();
         let key = (lookup.auth_dbname.clone(), lookup.auth_user.clone());

@@ -1,5 +1,6 @@
 //! The server side of SASL SCRAM-SHA-256 (RFC 5802, RFC 7677) as the Postgres backend speaks
-//! it, without channel binding: [`crate::client`] hands [`ScramServer`] the bodies of
+//! it, and SCRAM-SHA-256-PLUS under TLS (the binding checks are in [`super::channel_binding`]):
+//! [`crate::client`] hands [`ScramServer`] the bodies of
 //! SASLInitialResponse and SASLResponse and sends what it returns back in
 //! AuthenticationSASLContinue and AuthenticationSASLFinal. Also owns the SCRAM key derivation,
 //! which [`super::md5`] uses to check a cleartext password against a stored verifier.
@@ -15,10 +16,11 @@ use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use super::channel_binding;
 use super::passthrough::ScramClientKey;
 use super::secret::{ScramVerifier, StoredSecret};
 
-/// The only SASL mechanism pgweir offers (no `-PLUS`: no channel binding yet).
+/// The SASL mechanism pgweir always offers; under TLS `SCRAM-SHA-256-PLUS` comes first.
 pub const MECHANISM: &str = "SCRAM-SHA-256";
 /// Postgres' default `scram_iterations`, used for verifiers derived from plaintext secrets.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
@@ -39,6 +41,10 @@ pub enum ScramError {
     ChannelBindingRequested,
     #[error("unexpected SCRAM channel-binding attribute in client-final-message")]
     ChannelBindingMismatch,
+    #[error("SCRAM channel binding negotiation error: the client thinks the server does not support channel binding, but SCRAM-SHA-256-PLUS was offered")]
+    ChannelBindingDowngrade,
+    #[error("unsupported SCRAM channel-binding type")]
+    UnsupportedChannelBinding,
     #[error("client uses {0}, which is not supported")]
     Unsupported(&'static str),
     #[error("malformed SCRAM message: {0}")]
@@ -100,6 +106,8 @@ pub fn password_matches(verifier: &ScramVerifier, password: &[u8]) -> bool {
 pub struct ScramServer {
     /// What the client must prove it knows the password for.
     verifier: ScramVerifier,
+    /// `tls-server-end-point` data when SCRAM-SHA-256-PLUS was offered.
+    end_point: Option<Vec<u8>>,
     /// How far the exchange has got.
     state: State,
 }
@@ -112,8 +120,9 @@ enum State {
 
 /// What the first round fixed and the final round is checked against.
 struct Exchange {
-    /// `biws` or `eSws`: the base64 of the gs2 header the client sent, which `c=` must echo.
-    channel_binding: &'static str,
+    /// What `c=` must be: the base64 of the gs2 header the client sent, and under
+    /// SCRAM-SHA-256-PLUS the binding data after it.
+    channel_binding: String,
     /// Client nonce followed by server nonce, which `r=` must echo.
     nonce: String,
     /// client-first-message-bare `,` server-first-message: the start of the AuthMessage.
@@ -136,7 +145,17 @@ impl ScramServer {
     pub fn new(verifier: ScramVerifier) -> Self {
         ScramServer {
             verifier,
+            end_point: None,
             state: State::AwaitingClientFirst,
+        }
+    }
+
+    /// An exchange where SCRAM-SHA-256-PLUS was offered, bound to `end_point` (the
+    /// `tls-server-end-point` data of pgweir's certificate on this connection).
+    pub fn with_channel_binding(verifier: ScramVerifier, end_point: Vec<u8>) -> Self {
+        ScramServer {
+            end_point: Some(end_point),
+            ..ScramServer::new(verifier)
         }
     }
 
@@ -161,10 +180,9 @@ impl ScramServer {
         if !matches!(state, State::AwaitingClientFirst) {
             return Err(ScramError::OutOfOrder);
         }
-        if mechanism != MECHANISM {
-            return Err(ScramError::UnsupportedMechanism);
-        }
         let first = parse_client_first(data)?;
+        let channel_binding =
+            channel_binding::expected(mechanism, first.gs2_header, self.end_point.as_deref())?;
         let nonce = format!("{}{server_nonce}", first.nonce);
         let server_first = format!(
             "r={nonce},s={},i={}",
@@ -173,7 +191,7 @@ impl ScramServer {
         );
         let auth_prefix = [first.bare, b",", server_first.as_bytes()].concat();
         self.state = State::AwaitingClientFinal(Exchange {
-            channel_binding: first.channel_binding,
+            channel_binding,
             nonce,
             auth_prefix,
         });
@@ -244,8 +262,8 @@ pub(super) fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
 
 /// The parts of a client-first-message the exchange needs.
 struct ClientFirst<'a> {
-    /// `biws` for a gs2 header of `n,,`, `eSws` for `y,,`.
-    channel_binding: &'static str,
+    /// The gs2 header (`n,,`, `y,,` or `p=…,,`), its final comma included.
+    gs2_header: &'a [u8],
     /// client-first-message-bare: everything after the gs2 header.
     bare: &'a [u8],
     nonce: &'a str,
@@ -258,12 +276,7 @@ fn parse_client_first(data: &[u8]) -> Result<ClientFirst<'_>, ScramError> {
     let (Some(flag), Some(authzid), Some(bare)) = (gs2.next(), gs2.next(), gs2.next()) else {
         return Err(ScramError::Malformed("missing gs2 header"));
     };
-    let channel_binding = match flag {
-        b"n" => "biws",
-        b"y" => "eSws",
-        [b'p', ..] => return Err(ScramError::ChannelBindingRequested),
-        _ => return Err(ScramError::Malformed("unexpected channel-binding flag")),
-    };
+    let gs2_header = &data[..flag.len() + authzid.len() + 2];
     match authzid {
         [] => {}
         [b'a', ..] => return Err(ScramError::Unsupported("an authorization identity")),
@@ -283,7 +296,7 @@ fn parse_client_first(data: &[u8]) -> Result<ClientFirst<'_>, ScramError> {
         any_attr(extension)?;
     }
     Ok(ClientFirst {
-        channel_binding,
+        gs2_header,
         bare,
         nonce,
     })

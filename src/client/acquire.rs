@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use super::inspect::MAX_PARSE_BODY;
 use super::relay::{ensure_spare, Session};
@@ -20,6 +19,7 @@ use super::routing::{
 use super::stop::Stop;
 use super::ClientError;
 use crate::config::PoolMode;
+use crate::net::stream::Stream;
 use crate::pool::{Node, Pool, PoolError, PooledServer};
 use crate::protocol::framer::OutQueue;
 use crate::protocol::{fe, TxStatus};
@@ -47,7 +47,7 @@ pub enum Acquired {
 /// forever). False when it says goodbye; an error when shutdown begins meanwhile or an
 /// admin KILL closes the client.
 pub async fn next_request(
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &mut BytesMut,
     idle_limit: Duration,
     stop: &mut Stop,
@@ -66,10 +66,7 @@ pub async fn next_request(
     }
 }
 
-async fn wait_for_request(
-    client: &mut TcpStream,
-    cbuf: &mut BytesMut,
-) -> Result<bool, ClientError> {
+async fn wait_for_request(client: &mut Stream, cbuf: &mut BytesMut) -> Result<bool, ClientError> {
     loop {
         if cbuf.len() >= 5 {
             match cbuf[0] {
@@ -92,7 +89,7 @@ async fn wait_for_request(
 /// server's session settings in line with the client's.
 pub async fn acquire(
     s: &mut Session,
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &mut BytesMut,
     to_client: &mut OutQueue,
 ) -> Result<Acquired, ClientError> {
@@ -153,7 +150,7 @@ pub async fn acquire(
 /// `SET pgweir.route`, answered here.
 async fn destination(
     s: &mut Session,
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &mut BytesMut,
     to_client: &mut OutQueue,
 ) -> Result<Option<(Destination, Classification)>, ClientError> {
@@ -184,7 +181,7 @@ async fn destination(
 /// without Sync) gets the primary instead of a deadlock.
 async fn scan_until_complete(
     s: &Session,
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &mut BytesMut,
 ) -> Result<Scan, ClientError> {
     let functions = &s.group.routing.functions;
@@ -200,7 +197,7 @@ async fn scan_until_complete(
         }
         ensure_spare(cbuf);
         let read = if first_done {
-            match client.try_read_buf(cbuf) {
+            match client.try_read_buf(cbuf).await {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(scan),
                 other => other?,
             }
@@ -234,7 +231,7 @@ enum Waited {
 /// held by a pause is closed: RESUME may never come, and it has no transaction open.
 async fn checkout(
     pool: &Arc<Pool>,
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &mut BytesMut,
     stop: &mut Stop,
 ) -> Result<Option<PooledServer>, Waited> {

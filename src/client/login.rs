@@ -11,11 +11,11 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::transport::Transport;
 use super::{read_message, ClientError};
 use crate::app::App;
+use crate::auth::channel_binding::MECHANISM_PLUS;
 use crate::auth::hba::{cert_proves, Method};
 use crate::auth::md5::{cleartext_matches, md5_response_matches};
 use crate::auth::passthrough::ScramClientKey;
@@ -23,6 +23,7 @@ use crate::auth::scram::{ScramServer, MECHANISM};
 use crate::auth::secret::{ScramVerifier, StoredSecret};
 use crate::auth::UserSecret;
 use crate::config::{AuthType, GeneralConfig};
+use crate::net::stream::Stream;
 use crate::protocol::{backend, fe};
 
 /// Password messages are small; anything bigger is an attack or a broken client.
@@ -33,7 +34,7 @@ const MAX_PASSWORD_MESSAGE: usize = 8 * 1024;
 /// ([`crate::auth::passthrough::Keyring`]).
 pub async fn authenticate(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     database: &str,
@@ -71,7 +72,10 @@ pub async fn authenticate(
             let verifier = secret
                 .and_then(|s| s.scram.clone())
                 .unwrap_or_else(|| mock_verifier(user));
-            scram_exchange(stream, buf, user, verifier).await.map(Some)
+            let end_point = transport.end_point.clone().filter(|_| transport.tls);
+            scram_exchange(stream, buf, user, verifier, end_point)
+                .await
+                .map(Some)
         }
     }?;
     if let Some(s) = secret {
@@ -97,7 +101,7 @@ async fn find_secret(
     let config = app.config();
     let found = app
         .auth_queries
-        .lookup(&config, &users, &app.keyring, database, user)
+        .lookup(&config, &users, &app.keyring, &app.tls, database, user)
         .await;
     match found {
         Ok(secret) => Ok(secret.map(Some)),
@@ -176,7 +180,7 @@ fn hba_refused(rejected: bool, user: &str, database: &str, transport: &Transport
 }
 
 async fn md5_exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     secret: Option<&UserSecret>,
@@ -194,14 +198,22 @@ async fn md5_exchange(
 
 /// Runs SCRAM against `verifier`; on success returns the ClientKey the proof revealed.
 async fn scram_exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
     verifier: ScramVerifier,
+    end_point: Option<Vec<u8>>,
 ) -> Result<ScramClientKey, ClientError> {
-    let mut scram = ScramServer::new(verifier);
+    // Under TLS, channel binding is offered first, as Postgres does.
+    let (mut scram, mechanisms) = match end_point {
+        Some(end_point) => (
+            ScramServer::with_channel_binding(verifier, end_point),
+            &[MECHANISM_PLUS, MECHANISM][..],
+        ),
+        None => (ScramServer::new(verifier), &[MECHANISM][..]),
+    };
     let mut out = BytesMut::new();
-    backend::authentication_sasl(&mut out, &[MECHANISM]);
+    backend::authentication_sasl(&mut out, mechanisms);
     stream.write_all(&out).await?;
 
     let mut initial = read_password(stream, buf).await?;
@@ -230,7 +242,7 @@ async fn scram_exchange(
 
 /// Reads the next message, which must be a PasswordMessage/SASL response ('p').
 async fn read_password(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<bytes::Bytes, ClientError> {
     let (tag, body) = read_message(stream, buf, MAX_PASSWORD_MESSAGE).await?;

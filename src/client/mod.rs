@@ -1,5 +1,6 @@
-//! One client connection from accept to goodbye: the startup packet (refusing TLS and GSS
-//! for now, routing CancelRequests), authentication ([`login`]), the first ParameterStatus,
+//! One client connection from accept to goodbye: TLS negotiation ([`crate::net::accept`]),
+//! the startup packet (refusing GSS, and plaintext when `client_tls_sslmode` requires TLS;
+//! routing CancelRequests), authentication ([`login`]), the first ParameterStatus,
 //! BackendKeyData and ReadyForQuery, then the [`relay`], or for the virtual admin
 //! database the [`crate::admin`] console. Every failure a client can see is turned into an
 //! ErrorResponse with its SQLSTATE here.
@@ -33,7 +34,10 @@ use crate::app::App;
 use crate::auth::query::AuthQueryError;
 use crate::auth::scram::ScramError;
 use crate::cancel::ClientKey;
+use crate::config::ClientTlsMode;
 use crate::error::{ClientVisible, Severity, SqlState};
+use crate::net::accept;
+use crate::net::stream::Stream;
 use crate::pool::PoolError;
 use crate::protocol::startup::{self, StartupMessage, StartupPacket};
 use crate::protocol::{backend, ProtocolError, TxStatus, MAX_STARTUP_PACKET};
@@ -74,6 +78,8 @@ pub enum ClientError {
     Sasl(ScramError),
     #[error("no user name given in the startup packet")]
     NoUser,
+    #[error("SSL required: client_tls_sslmode = \"{}\" refuses unencrypted connections", .0.as_str())]
+    TlsRequired(ClientTlsMode),
     #[error("replication connections are not supported by pgweir")]
     Replication,
     #[error("not allowed: user \"{0}\" is in neither admin_users nor stats_users")]
@@ -132,7 +138,8 @@ impl ClientVisible for ClientError {
             ClientError::NoUser
             | ClientError::ConsoleDenied(_)
             | ClientError::HbaRefused { .. }
-            | ClientError::CertFailed(_) => SqlState::INVALID_AUTHORIZATION,
+            | ClientError::CertFailed(_)
+            | ClientError::TlsRequired(_) => SqlState::INVALID_AUTHORIZATION,
             ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Server(e) => e.sqlstate(),
@@ -151,17 +158,21 @@ impl ClientVisible for ClientError {
 }
 
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
-pub async fn serve(app: Arc<App>, mut stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
     let _counted = app.shutdown.client();
     let mut buf = BytesMut::with_capacity(8192);
+    let Some((mut stream, transport)) = encrypt(&app, tcp, &mut buf, peer).await else {
+        return;
+    };
     let who = Who::default();
-    if let Err(e) = session(&app, &mut stream, &mut buf, peer, &who).await {
+    if let Err(e) = session(&app, &mut stream, &mut buf, &transport, &who).await {
         count_timeout(&e);
         let (database, user) = (who.database(), who.user());
         if e.reportable() {
             tracing::info!(client = %peer, database, user, error = %e, "closing client connection");
             let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
             let _ = stream.write_all(&msg).await;
+            let _ = stream.flush().await;
         } else {
             tracing::debug!(client = %peer, database, user, error = %e, "client connection ended");
         }
@@ -187,16 +198,60 @@ impl Who {
     }
 }
 
-async fn session(
+/// TLS negotiation with the TLS material in force, within `client_login_timeout`. A client
+/// that sends nothing at all in that time, or until shutdown can wait no more, is told why
+/// it is dropped; one that stops halfway through a handshake cannot be told.
+async fn encrypt(
     app: &App,
-    stream: &mut TcpStream,
+    mut tcp: TcpStream,
     buf: &mut BytesMut,
     peer: SocketAddr,
+) -> Option<(Stream, Transport)> {
+    let tls = app.tls.load_full();
+    let limit = app.config().pgweir.client_login_timeout;
+    let deadline = (!limit.is_zero()).then(|| tokio::time::Instant::now() + limit);
+    let timed_out = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+        ClientError::LoginTimeout(limit)
+    };
+    let mut first = [0u8; 1];
+    let silent = tokio::select! {
+        _ = tcp.peek(&mut first) => None,
+        e = timed_out => Some(e),
+        e = stop::refuse_login(app.shutdown.watch(), || false) => Some(e),
+    };
+    if let Some(e) = silent {
+        count_timeout(&e);
+        tracing::info!(client = %peer, error = %e, "closing client connection");
+        let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
+        let _ = tcp.write_all(&msg).await;
+        return None;
+    }
+    let negotiate = accept::negotiate(tls.client.as_ref(), tcp, buf, peer);
+    let negotiated = match deadline {
+        Some(at) => tokio::time::timeout_at(at, negotiate).await.ok().flatten(),
+        None => negotiate.await,
+    };
+    if negotiated.is_none() {
+        tracing::debug!(client = %peer, "client left or did not finish TLS negotiation in time");
+    }
+    negotiated
+}
+
+async fn session(
+    app: &App,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    transport: &Transport,
     who: &Who,
 ) -> Result<(), ClientError> {
+    let peer = transport.addr;
     let limit = app.config().pgweir.client_login_timeout;
     let login = async {
-        let login = log_in(app, stream, buf, peer, who);
+        let login = log_in(app, stream, buf, transport, who);
         if limit.is_zero() {
             return login.await;
         }
@@ -260,11 +315,12 @@ impl Ready {
 /// Startup and authentication. `None` when the connection was only a CancelRequest.
 async fn log_in(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
-    peer: SocketAddr,
+    transport: &Transport,
     who: &Who,
 ) -> Result<Option<Ready>, ClientError> {
+    let peer = transport.addr;
     let startup = loop {
         match read_startup(stream, buf).await? {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
@@ -277,6 +333,10 @@ async fn log_in(
             StartupPacket::Startup(m) => break m,
         }
     };
+    let tls_mode = app.config().pgweir.tls.client_sslmode;
+    if tls_mode.requires_tls() && !transport.tls {
+        return Err(ClientError::TlsRequired(tls_mode));
+    }
     let mut out = BytesMut::new();
     negotiate_version(&startup, &mut out);
     if startup
@@ -318,13 +378,7 @@ async fn log_in(
         ),
         ("user", known(user, app.users().get(user).is_some())),
     ];
-    let transport = Transport {
-        addr: peer,
-        tls: false,
-        cert_name: None,
-        end_point: None,
-    };
-    if let Err(e) = login::authenticate(app, stream, buf, user, database, &transport).await {
+    if let Err(e) = login::authenticate(app, stream, buf, user, database, transport).await {
         metrics::counter!("pgweir_client_auth_failures_total", &pair).increment(1);
         return Err(e);
     }
@@ -367,7 +421,9 @@ async fn log_in(
         // Shutdown began while this client was logging in.
         return Err(ClientError::ShuttingDown);
     }
-    let entry = app.connected.register(peer, database, user);
+    let entry = app
+        .connected
+        .register(peer, database, user, stream.tls_description());
     let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
     Ok(Some(Ready::Relay(Box::new(relay::Session::new(
         group, params, cancel, slot, shared, entry, stop,
@@ -378,7 +434,7 @@ async fn log_in(
 /// stats user, else welcomed and registered like any client.
 async fn enter_console(
     app: &App,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     database: &str,
     user: &str,
     peer: SocketAddr,
@@ -395,7 +451,9 @@ async fn enter_console(
         // Shutdown began while this client was logging in.
         return Err(ClientError::ShuttingDown);
     }
-    let entry = app.connected.register(peer, database, user);
+    let entry = app
+        .connected
+        .register(peer, database, user, stream.tls_description());
     Ok(Some(Ready::Console(admin::Console { access, entry })))
 }
 
@@ -453,7 +511,7 @@ fn session_settings(m: &StartupMessage) -> Vec<(String, String)> {
 
 /// Reads one untagged startup-phase packet.
 async fn read_startup(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<StartupPacket, ClientError> {
     fill(stream, buf, 4).await?;
@@ -468,7 +526,7 @@ async fn read_startup(
 
 /// Reads one tagged message of at most `max` bytes, whole.
 pub(crate) async fn read_message(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     max: usize,
 ) -> Result<(u8, Bytes), ClientError> {
@@ -484,7 +542,7 @@ pub(crate) async fn read_message(
 }
 
 /// Reads until `buf` holds at least `n` bytes.
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Result<(), ClientError> {
+async fn fill(stream: &mut Stream, buf: &mut BytesMut, n: usize) -> Result<(), ClientError> {
     while buf.len() < n {
         // Room for the rest of the packet, and enough that a login takes few reads.
         buf.reserve((n - buf.len()).max(1024));

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use super::acquire::{acquire, next_request, Acquired};
 use super::inspect::{ClientSide, Pinning, ServerSide, ServerTracking, Tracking};
@@ -43,6 +42,7 @@ use super::ClientError;
 use crate::cancel::{CancelHandle, CancelTarget};
 use crate::config::PoolMode;
 use crate::error::{Severity, SqlState};
+use crate::net::stream::Stream;
 use crate::pool::{Node, Pool, PoolGroup, PooledServer};
 use crate::prepared::{answer_parse_locally, ClientStatements, Rewriter, ServerStatements};
 use crate::protocol::framer::{Framer, OutQueue};
@@ -186,7 +186,7 @@ enum End {
 /// Serves a logged-in client until it leaves.
 pub async fn run(
     mut s: Session,
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &mut BytesMut,
 ) -> Result<(), ClientError> {
     let mut cframer = Framer::default();
@@ -276,7 +276,7 @@ pub async fn run(
 /// Waits for the client's next request and links it to a server.
 async fn start_link(
     s: &mut Session,
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &mut BytesMut,
     to_client: &mut OutQueue,
 ) -> Result<Acquired, ClientError> {
@@ -304,7 +304,7 @@ async fn end_link(
     end: End,
     cframer: &Framer,
     to_client: &mut OutQueue,
-    client: &mut TcpStream,
+    client: &mut Stream,
 ) -> Result<(), ClientError> {
     let settled = s.cancel.settle(CANCEL_WAIT).await;
     let reset = s.holds_state(link);
@@ -339,7 +339,7 @@ fn restore(cbuf: &mut BytesMut, request: Bytes) {
 async fn pump(
     s: &mut Session,
     link: &mut Link,
-    client: &mut TcpStream,
+    client: &mut Stream,
     cbuf: &mut BytesMut,
     cframer: &mut Framer,
     to_client: &mut OutQueue,
@@ -453,12 +453,12 @@ async fn pump(
                     return Ok(End::ServerGone);
                 }
             }
-            r = link.to_server.write_some(&mut sw), if !link.to_server.is_empty() => {
+            r = link.to_server.write_or_flush(&mut sw), if !link.to_server.is_empty() || sw.unflushed() => {
                 if r.is_err() {
                     return Ok(End::ServerGone);
                 }
             }
-            r = to_client.write_some(&mut cw), if !to_client.is_empty() => {
+            r = to_client.write_or_flush(&mut cw), if !to_client.is_empty() || cw.unflushed() => {
                 r?;
             }
         }

@@ -92,6 +92,7 @@ fn general(
         ..GeneralConfig::default()
     };
     let d = operations(r, s, users, d);
+    let tls = super::tls::read(r, s);
     let config = GeneralConfig {
         listen_addr: r.string(s, "listen_addr").unwrap_or(d.listen_addr),
         listen_port: r.int(s, "listen_port", PORTS).unwrap_or(d.listen_port),
@@ -129,6 +130,7 @@ fn general(
         replica_check_interval: r
             .duration(s, "replica_check_interval")
             .unwrap_or(d.replica_check_interval),
+        tls,
         ..d
     };
     if config.auth_type == AuthType::Hba && !sec.has("auth_hba_file") {

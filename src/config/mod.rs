@@ -23,6 +23,7 @@ mod reader;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,6 +35,7 @@ pub use auth::{AuthLookup, AuthSources, DatabaseAuth, DEFAULT_AUTH_QUERY};
 pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
 pub use settings::PoolSettings;
+pub use tls::{ClientTlsMode, ServerTlsMode, TlsConfig};
 
 use crate::auth::hba::HbaFile;
 
@@ -159,6 +161,8 @@ pub struct GeneralConfig {
     pub log_format: LogFormat,
     /// Where user secrets come from besides `[users]`: `auth_file` and `auth_query`.
     pub auth_sources: AuthSources,
+    /// TLS towards clients and towards servers.
+    pub tls: TlsConfig,
 }
 
 /// PgBouncer's defaults for the keys it has, except that SCRAM is the default
@@ -189,6 +193,7 @@ impl Default for GeneralConfig {
             stats_period: Duration::from_secs(60),
             log_format: LogFormat::Text,
             auth_sources: AuthSources::default(),
+            tls: TlsConfig::default(),
         }
     }
 }

@@ -21,6 +21,7 @@ use super::limits::{Budget, Budgets};
 use super::{ConnectSettings, Node, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
 use crate::auth::passthrough::Keyring;
 use crate::config::{Config, DatabaseConfig, PoolSettings};
+use crate::net::tls::TlsState;
 use crate::prepared::Registry;
 use crate::route::{Monitor, MonitorSettings};
 use crate::server::ServerTarget;
@@ -48,10 +49,12 @@ pub struct Pools {
     pub control: Control,
     /// What each server user's clients proved, for logins without a configured password.
     keyring: Arc<Keyring>,
+    /// TLS towards the servers, which every target shares.
+    tls: TlsState,
 }
 
 impl Pools {
-    pub fn new(config: Arc<Config>, keyring: Arc<Keyring>) -> Arc<Self> {
+    pub fn new(config: Arc<Config>, keyring: Arc<Keyring>, tls: TlsState) -> Arc<Self> {
         let pools = Arc::new(Pools {
             config: ArcSwap::new(config),
             groups: RwLock::new(HashMap::new()),
@@ -62,6 +65,7 @@ impl Pools {
             stats: Mutex::new(HashMap::new()),
             control: Control::default(),
             keyring,
+            tls,
         });
         tokio::spawn(janitor(Arc::downgrade(&pools)));
         pools
@@ -109,6 +113,7 @@ impl Pools {
             user: server_user.to_owned(),
             password,
             credentials: Some(self.keyring.of(server_user)),
+            tls: Arc::clone(&self.tls),
         };
         let statements = Arc::new(Registry::default());
         let key = |node| PoolKey {
@@ -289,6 +294,7 @@ impl Pools {
             user: user.to_owned(),
             password,
             credentials: None,
+            tls: Arc::clone(&self.tls),
         };
         if group.origin != Origin::of(db, &target) {
             tracing::info!(%database, %user, "servers or routing changed: new clients get new pools, the old ones drain");

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use parking_lot::Mutex;
 
 use super::Pool;
+use crate::net::stream::TlsParams;
 use crate::server::{ServerConn, ServerId};
 
 /// What a server connection is doing, in PgBouncer's words.
@@ -50,6 +51,8 @@ pub struct ServerInfo {
     pub since: SystemTime,
     /// A RECONNECT marked it: it is closed when released.
     pub close_needed: bool,
+    /// What TLS negotiated, `None` in plaintext.
+    pub tls: Option<TlsParams>,
 }
 
 /// A checked-out connection, as it was when handed out.
@@ -59,6 +62,7 @@ pub struct Lent {
     pub addr: SocketAddr,
     pub created: Instant,
     pub since: Instant,
+    pub tls: Option<TlsParams>,
 }
 
 /// The pool's checked-out connections by id.
@@ -88,6 +92,7 @@ impl Lent {
             addr: conn.addr,
             created: conn.created,
             since: now,
+            tls: conn.stream.tls_params(),
         }
     }
 }
@@ -114,6 +119,7 @@ impl Pool {
                 connected: at(l.created),
                 since: at(l.since),
                 close_needed: state.is_marked(l.created),
+                tls: l.tls,
             })
             .collect();
         rows.sort_by_key(|r| r.id);
@@ -132,6 +138,7 @@ impl Pool {
             since: at(since),
             // Marked servers are closed rather than put back idle.
             close_needed: false,
+            tls: c.stream.tls_params(),
         }));
         rows
     }
@@ -150,6 +157,7 @@ mod tests {
             addr: "127.0.0.1:5432".parse().unwrap(),
             created: now,
             since: now,
+            tls: None,
         };
         lent.lend(ServerId(1), entry(100));
         lent.lend(ServerId(2), entry(200));

@@ -248,6 +248,19 @@ impl OutQueue {
         Ok(n)
     }
 
+    /// [`Self::write_some`], or with nothing queued a flush, which a TLS stream needs when a
+    /// write left records the socket did not take. Cancel-safe like `write_some`.
+    pub async fn write_or_flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        if self.is_empty() {
+            w.flush().await
+        } else {
+            self.write_some(w).await.map(drop)
+        }
+    }
+
     /// Writes everything queued.
     pub async fn write_all<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
         while !self.is_empty() {

@@ -1,15 +1,18 @@
-//! Opening a server connection: TCP connect, StartupMessage, the authentication exchange the
-//! server asks for (SCRAM-SHA-256, md5, cleartext or none), then ParameterStatus and
-//! BackendKeyData up to the first ReadyForQuery. Without a plaintext password, SCRAM passes
-//! through with the keys a client revealed and md5 answers from the stored hash
-//! ([`crate::auth::passthrough`]).
+//! Opening a server connection: TCP connect, TLS as `server_tls_sslmode` asks
+//! ([`crate::net::connect`]), StartupMessage, the authentication exchange the server asks for
+//! (SCRAM-SHA-256, with channel binding under TLS, md5, cleartext or none), then
+//! ParameterStatus and BackendKeyData up to the first ReadyForQuery. Without a plaintext
+//! password, SCRAM passes through with the keys a client revealed and md5 answers from the
+//! stored hash ([`crate::auth::passthrough`]).
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use md5::{Digest, Md5};
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{
+    ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+};
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use tokio::io::AsyncWriteExt;
@@ -17,9 +20,11 @@ use tokio::net::TcpStream;
 
 use super::{
     upstream_error, ServerConn, ServerError, ServerId, ServerKey, ServerParams, ServerTarget,
+    Stream,
 };
 use crate::auth::passthrough::{KeyedScramClient, PassThroughError};
 use crate::auth::secret::StoredSecret;
+use crate::net::connect::{server_end_point, upgrade};
 
 /// Connects and logs in, all within `timeout`.
 pub async fn connect(target: &ServerTarget, timeout: Duration) -> Result<ServerConn, ServerError> {
@@ -39,6 +44,13 @@ async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, 
         })?;
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
+    let tls = target.tls.load_full();
+    let stream = upgrade(stream, &tls.server, &target.host)
+        .await
+        .map_err(|source| ServerError::Tls {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let mut conn = ServerConn {
         id: ServerId::next(),
         stream,
@@ -81,17 +93,18 @@ async fn authenticate(conn: &mut ServerConn, target: &ServerTarget) -> Result<()
             }
             Message::AuthenticationSasl(body) => {
                 let mut mechs = body.mechanisms();
-                let mut offered = false;
+                let (mut offered, mut plus) = (false, false);
                 while let Some(m) = fallible_iterator::FallibleIterator::next(&mut mechs)? {
                     offered |= m == SCRAM_SHA_256;
+                    plus |= m == SCRAM_SHA_256_PLUS;
                 }
-                if !offered {
+                if !offered && !plus {
                     return Err(ServerError::UnsupportedAuth(
                         "SASL without SCRAM-SHA-256".into(),
                     ));
                 }
-                let (s, first) = Sasl::start(&secret, target)?;
-                frontend::sasl_initial_response(SCRAM_SHA_256, &first, &mut out)?;
+                let (s, mechanism, first) = Sasl::start(&secret, target, &conn.stream, plus)?;
+                frontend::sasl_initial_response(mechanism, &first, &mut out)?;
                 scram = Some(s);
             }
             Message::AuthenticationSaslContinue(body) => {
@@ -139,22 +152,27 @@ enum Sasl {
 }
 
 impl Sasl {
-    /// The exchange for `secret`, and its client-first-message.
+    /// The exchange for `secret`, its mechanism and its client-first-message. With the
+    /// password, channel binding applies as [`channel_binding`] says; pass-through keys say
+    /// `n` (no binding), which a server offering both mechanisms accepts.
     fn start(
         secret: &Option<StoredSecret>,
         t: &ServerTarget,
-    ) -> Result<(Sasl, Vec<u8>), ServerError> {
+        stream: &Stream,
+        plus: bool,
+    ) -> Result<(Sasl, &'static str, Vec<u8>), ServerError> {
         if let Some(StoredSecret::Scram(verifier)) = secret {
             let key = t.credentials.as_ref().and_then(|c| c.client_key(verifier));
             let key = key.ok_or_else(|| ServerError::NoPassThroughKeys(t.user.clone()))?;
             let client = KeyedScramClient::new(verifier.clone(), key);
             let first = client.first();
-            return Ok((Sasl::Keys(client), first));
+            return Ok((Sasl::Keys(client), SCRAM_SHA_256, first));
         }
         let pw = plain(secret, t)?;
-        let client = ScramSha256::new(pw.as_bytes(), ChannelBinding::unsupported());
+        let (mechanism, binding) = channel_binding(stream, plus);
+        let client = ScramSha256::new(pw.as_bytes(), binding);
         let first = client.message().to_vec();
-        Ok((Sasl::Password(client), first))
+        Ok((Sasl::Password(client), mechanism, first))
     }
 
     /// Takes the server-first-message; returns the client-final-message.
@@ -181,6 +199,19 @@ fn pass_through(source: PassThroughError, t: &ServerTarget) -> ServerError {
     ServerError::PassThrough {
         user: t.user.clone(),
         source,
+    }
+}
+
+/// SCRAM-SHA-256-PLUS bound to the server's certificate when TLS is on and the server offers
+/// it; else plain SCRAM, saying (`y`) that pgweir could have bound the channel under TLS.
+fn channel_binding(stream: &Stream, plus: bool) -> (&'static str, ChannelBinding) {
+    match server_end_point(stream) {
+        Some(end_point) if plus => (
+            SCRAM_SHA_256_PLUS,
+            ChannelBinding::tls_server_end_point(end_point),
+        ),
+        _ if stream.is_tls() => (SCRAM_SHA_256, ChannelBinding::unrequested()),
+        _ => (SCRAM_SHA_256, ChannelBinding::unsupported()),
     }
 }
 
@@ -245,6 +276,9 @@ mod tests {
             user: "alice".into(),
             password: None,
             credentials: None,
+            tls: crate::net::tls::Tls::load(&Default::default())
+                .unwrap()
+                .into_state(),
         };
         let salt = [1, 2, 3, 4];
         let from_plain = md5_response(&Some(StoredSecret::Plain("pw".into())), &t, salt).unwrap();

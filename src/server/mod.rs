@@ -20,6 +20,9 @@ use tokio::net::TcpStream;
 use crate::auth::passthrough::{Credentials, PassThroughError};
 use crate::config::Secret;
 use crate::error::{ClientVisible, SqlState};
+use crate::net::connect::UpgradeError;
+use crate::net::stream::Stream;
+use crate::net::tls::TlsState;
 use crate::prepared::ServerStatements;
 use crate::protocol::{backend, TxStatus};
 
@@ -52,6 +55,8 @@ pub struct ServerTarget {
     /// What this user's clients proved, for logging in without a usable `password`: the
     /// secret from the auth file or auth query, and SCRAM pass-through keys.
     pub credentials: Option<Arc<Credentials>>,
+    /// TLS in force towards servers; read at each connect, so a reload applies to new ones.
+    pub tls: TlsState,
 }
 
 /// Reported parameters a client may change, so they can differ between sessions and must
@@ -128,6 +133,8 @@ pub enum ServerError {
     },
     #[error("timed out connecting to server {0}")]
     ConnectTimeout(String),
+    #[error("TLS to server {addr} failed: {source}")]
+    Tls { addr: String, source: UpgradeError },
     #[error("server connection lost: {0}")]
     Io(#[from] std::io::Error),
     #[error("server closed the connection unexpectedly")]
@@ -182,7 +189,7 @@ const KNOWN_UPSTREAM: &[SqlState] = &[
 #[derive(Debug)]
 pub struct ServerConn {
     pub id: ServerId,
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes read from the server not yet relayed or consumed.
     pub rbuf: BytesMut,
     pub key: ServerKey,
@@ -204,11 +211,7 @@ impl ServerConn {
     /// Whether the socket is still usable: a closed socket or unsolicited bytes (such as the
     /// FATAL a terminated backend sends) mean it must not be handed to a client.
     pub fn looks_alive(&self) -> bool {
-        if !self.rbuf.is_empty() {
-            return false;
-        }
-        let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        self.rbuf.is_empty() && self.stream.is_quiet()
     }
 
     /// Runs `sql` with the simple protocol and waits for ReadyForQuery, recording any

@@ -90,6 +90,8 @@ pub struct ClientInfo {
     born: Instant,
     /// When the client last asked for a server, in µs after `born`; 0 before it has.
     request_us: AtomicU64,
+    /// TLS version and cipher suite (`TLSv1.3/TLS13_AES_256_GCM_SHA384`); empty in plaintext.
+    pub tls: String,
     state: AtomicU8,
     kill: watch::Sender<Option<Kill>>,
 }
@@ -180,7 +182,13 @@ impl Drop for ClientEntry {
 
 impl Clients {
     /// Registers a client that has just logged in, idle.
-    pub fn register(self: &Arc<Self>, addr: SocketAddr, database: &str, user: &str) -> ClientEntry {
+    pub fn register(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        database: &str,
+        user: &str,
+        tls: String,
+    ) -> ClientEntry {
         let info = Arc::new(ClientInfo {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             addr,
@@ -189,6 +197,7 @@ impl Clients {
             connected: SystemTime::now(),
             born: Instant::now(),
             request_us: AtomicU64::new(0),
+            tls,
             state: AtomicU8::new(ClientState::Idle as u8),
             kill: watch::Sender::new(None),
         });
@@ -228,8 +237,8 @@ mod tests {
     fn clients_come_and_go_with_their_states() {
         let clients = Arc::new(Clients::default());
         let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let a = clients.register(addr, "db", "u");
-        let b = clients.register(addr, "db", "u");
+        let a = clients.register(addr, "db", "u", String::new());
+        let b = clients.register(addr, "db", "u", String::new());
         a.set(ClientState::Active);
         let counts = clients.counts();
         let key = |s| ("db".to_owned(), "u".to_owned(), s);
@@ -243,7 +252,7 @@ mod tests {
     #[test]
     fn a_waiting_client_shows_its_request_time_and_wait() {
         let clients = Arc::new(Clients::default());
-        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u");
+        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u", String::new());
         let info = clients.all().pop().unwrap();
         assert_eq!(info.request_time(), info.connected, "no request yet");
         assert_eq!(info.waiting_for(), None);
@@ -262,7 +271,7 @@ mod tests {
     #[tokio::test]
     async fn a_kill_reaches_the_clients_watch_once() {
         let clients = Arc::new(Clients::default());
-        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u");
+        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u", String::new());
         let mut watch = entry.kill_watch();
         assert_eq!(watch.killed(), None);
         let info = clients.all().pop().unwrap();

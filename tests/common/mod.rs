@@ -14,6 +14,7 @@ pub mod differential;
 mod pgweir;
 pub mod replica;
 pub mod routing;
+pub mod tls;
 mod tools;
 pub mod wire;
 

@@ -1,0 +1,67 @@
+//! TLS towards Postgres, as `server_tls_sslmode` asks: an SSLRequest right after the TCP
+//! connect, the handshake on 'S', plaintext on 'N' only for `prefer`. Also the channel-binding
+//! data of the server's certificate, for SCRAM-SHA-256-PLUS.
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::stream::Stream;
+use super::tls::{end_point, ServerTls};
+use crate::config::ServerTlsMode;
+
+/// SSLRequest: length 8, code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// Why TLS to a server failed, for the client's 08006 error.
+#[derive(Debug, thiserror::Error)]
+pub enum UpgradeError {
+    #[error("server does not support TLS and server_tls_sslmode is \"{0}\"")]
+    Refused(&'static str),
+    #[error("server answered the SSLRequest with {0:?}")]
+    Unexpected(u8),
+    #[error("{0}")]
+    Handshake(std::io::Error),
+    #[error("invalid host name {0:?} for TLS")]
+    HostName(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Upgrades a fresh connection to `host` as `tls` says.
+pub async fn upgrade(
+    mut tcp: TcpStream,
+    tls: &ServerTls,
+    host: &str,
+) -> Result<Stream, UpgradeError> {
+    let Some(connector) = &tls.connector else {
+        return Ok(Stream::Plain(tcp));
+    };
+    tcp.write_all(&SSL_REQUEST).await?;
+    let answer = tcp.read_u8().await?;
+    match answer {
+        b'S' => {}
+        b'N' if tls.mode == ServerTlsMode::Prefer => return Ok(Stream::Plain(tcp)),
+        b'N' => return Err(UpgradeError::Refused(tls.mode.as_str())),
+        other => return Err(UpgradeError::Unexpected(other)),
+    }
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| UpgradeError::HostName(host.to_owned()))?;
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(UpgradeError::Handshake)?;
+    Ok(Stream::Tls(Box::new(stream.into())))
+}
+
+/// The `tls-server-end-point` data of the server's certificate, when TLS is on and the
+/// certificate names a hash.
+pub fn server_end_point(stream: &Stream) -> Option<Vec<u8>> {
+    match stream {
+        Stream::Tls(s) => {
+            let leaf = s.get_ref().1.peer_certificates()?.first()?;
+            end_point(leaf)
+        }
+        Stream::Plain(_) => None,
+    }
+}

@@ -1,0 +1,344 @@
+//! One connection, to a client or to a server, in plaintext or under TLS: [`Stream`] reads and
+//! writes either way, and [`Stream::split`] gives the relay a read half and a write half to
+//! drive at once. Plaintext keeps `TcpStream`'s own borrowed split, so the hot path costs
+//! what it did before TLS existed; only the TLS case shares the stream through a lock.
+//!
+//! TLS has one trap plain TCP has not: rustls may accept bytes into its buffer and return
+//! before the socket took all the records. Nothing would ever send them if no write
+//! followed, so a read on the whole stream first pushes out what is pending, and a write
+//! half remembers it has something to flush ([`StreamWrite::unflushed`]).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{tcp, TcpStream};
+use tokio_rustls::TlsStream;
+
+type Tls = TlsStream<TcpStream>;
+
+/// A connection in plaintext or under TLS.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    /// Boxed: the TLS state is large, and most connections are plaintext.
+    Tls(Box<Tls>),
+}
+
+impl Stream {
+    /// The TCP connection underneath.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().local_addr()
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().peer_addr()
+    }
+
+    /// The TLS version and cipher suite, as SHOW CLIENTS' `tls` column shows them; empty in
+    /// plaintext.
+    pub fn tls_description(&self) -> String {
+        self.tls_params().map(|p| p.to_string()).unwrap_or_default()
+    }
+
+    /// The TLS version and cipher suite in use, `None` in plaintext. Cheap: no allocation.
+    pub fn tls_params(&self) -> Option<TlsParams> {
+        let Stream::Tls(s) = self else {
+            return None;
+        };
+        let state = s.get_ref().1;
+        Some(TlsParams {
+            version: state.protocol_version()?,
+            suite: state.negotiated_cipher_suite()?.suite(),
+        })
+    }
+
+    /// Whether TLS is on.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// The read and write halves, usable at the same time (in one task).
+    pub fn split(&mut self) -> (StreamRead<'_>, StreamWrite<'_>) {
+        match self {
+            Stream::Plain(s) => {
+                let (r, w) = s.split();
+                (StreamRead::Plain(r), StreamWrite::Plain(w))
+            }
+            Stream::Tls(s) => {
+                let (r, w) = tokio::io::split(&mut **s);
+                (
+                    StreamRead::Tls(r),
+                    StreamWrite::Tls {
+                        half: w,
+                        unflushed: false,
+                    },
+                )
+            }
+        }
+    }
+
+    /// Reads what has already arrived, without waiting: `WouldBlock` when nothing has. Under
+    /// TLS the read is polled once, which also takes records the socket already holds.
+    pub async fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.try_read_buf(buf),
+            Stream::Tls(s) => {
+                let mut read = std::pin::pin!(s.read_buf(buf));
+                std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+                    Poll::Ready(r) => Poll::Ready(r),
+                    Poll::Pending => Poll::Ready(Err(io::ErrorKind::WouldBlock.into())),
+                })
+                .await
+            }
+        }
+    }
+
+    /// Whether nothing at all waits to be read on the socket, as for an idle connection that
+    /// is still open. Under TLS the raw socket is probed: any record (an alert, an error) means
+    /// the connection is not quiet, and the bytes read by the probe do not matter because such
+    /// a connection is dropped.
+    pub fn is_quiet(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.tcp().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Whether records are waiting in the TLS buffer for the socket.
+    fn pending_tls_write(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(s) => s.get_ref().1.wants_write(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pending_tls_write() {
+            // A write whose records the socket did not take: send them before waiting for an
+            // answer to them. Pending here still lets the read go on; the flush is retried.
+            if let Poll::Ready(Err(e)) = Pin::new(&mut *this).poll_flush(cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        match this {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => poll_tls_write(Pin::new(&mut **s), cx, |s, cx| s.poll_write(cx, buf)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => poll_tls_write(Pin::new(&mut **s), cx, |s, cx| {
+                s.poll_write_vectored(cx, bufs)
+            }),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a TLS connection negotiated, shown as `TLSv1.3/TLS13_AES_256_GCM_SHA384`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsParams {
+    version: rustls::ProtocolVersion,
+    suite: rustls::CipherSuite,
+}
+
+impl std::fmt::Display for TlsParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.version {
+            rustls::ProtocolVersion::TLSv1_3 => f.write_str("TLSv1.3")?,
+            rustls::ProtocolVersion::TLSv1_2 => f.write_str("TLSv1.2")?,
+            other => write!(f, "{other:?}")?,
+        }
+        write!(f, "/{:?}", self.suite)
+    }
+}
+
+/// A TLS write that first sends what an earlier write left in the buffer (so the buffer
+/// never grows without bound), then tries to send the new records at once.
+fn poll_tls_write<W: AsyncWrite + Unpin>(
+    mut s: Pin<&mut W>,
+    cx: &mut Context<'_>,
+    write: impl FnOnce(Pin<&mut W>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+) -> Poll<io::Result<usize>> {
+    std::task::ready!(s.as_mut().poll_flush(cx))?;
+    let n = std::task::ready!(write(s.as_mut(), cx))?;
+    // Whatever the socket did not take now is flushed by the next write or read.
+    if let Poll::Ready(Err(e)) = s.poll_flush(cx) {
+        return Poll::Ready(Err(e));
+    }
+    Poll::Ready(Ok(n))
+}
+
+/// The reading half of a split [`Stream`].
+#[derive(Debug)]
+pub enum StreamRead<'a> {
+    Plain(tcp::ReadHalf<'a>),
+    Tls(tokio::io::ReadHalf<&'a mut Tls>),
+}
+
+impl AsyncRead for StreamRead<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            StreamRead::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            StreamRead::Tls(r) => Pin::new(r).poll_read(cx, buf),
+        }
+    }
+}
+
+/// The writing half of a split [`Stream`].
+#[derive(Debug)]
+pub enum StreamWrite<'a> {
+    Plain(tcp::WriteHalf<'a>),
+    Tls {
+        half: tokio::io::WriteHalf<&'a mut Tls>,
+        /// A write returned before the socket took all its records.
+        unflushed: bool,
+    },
+}
+
+impl StreamWrite<'_> {
+    /// Whether a flush must follow before everything written is on its way: only under TLS,
+    /// after a write the socket could not take whole.
+    pub fn unflushed(&self) -> bool {
+        matches!(
+            self,
+            StreamWrite::Tls {
+                unflushed: true,
+                ..
+            }
+        )
+    }
+
+    fn poll_tls(
+        half: &mut tokio::io::WriteHalf<&mut Tls>,
+        unflushed: &mut bool,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(
+            Pin<&mut tokio::io::WriteHalf<&mut Tls>>,
+            &mut Context<'_>,
+        ) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        std::task::ready!(Pin::new(&mut *half).poll_flush(cx))?;
+        *unflushed = false;
+        let n = std::task::ready!(write(Pin::new(&mut *half), cx))?;
+        match Pin::new(half).poll_flush(cx) {
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => *unflushed = true,
+            Poll::Ready(Ok(())) => {}
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for StreamWrite<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            StreamWrite::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            StreamWrite::Tls { half, unflushed } => {
+                Self::poll_tls(half, unflushed, cx, |h, cx| h.poll_write(cx, buf))
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            StreamWrite::Plain(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            StreamWrite::Tls { half, unflushed } => {
+                Self::poll_tls(half, unflushed, cx, |h, cx| h.poll_write_vectored(cx, bufs))
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            StreamWrite::Plain(w) => w.is_write_vectored(),
+            StreamWrite::Tls { half, .. } => half.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            StreamWrite::Plain(w) => Pin::new(w).poll_flush(cx),
+            StreamWrite::Tls { half, unflushed } => {
+                std::task::ready!(Pin::new(half).poll_flush(cx))?;
+                *unflushed = false;
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            StreamWrite::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            StreamWrite::Tls { half, .. } => Pin::new(half).poll_shutdown(cx),
+        }
+    }
+}
