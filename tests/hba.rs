@@ -233,6 +233,29 @@ async fn database_and_user_lists_from_at_files() {
     assert_eq!(code, "28P01");
 }
 
+/// A `reject` line refuses before any `auth_query` lookup: a rejected client neither costs the
+/// lookup pool a query nor sees how a lookup fails (here every lookup would: pgweir holds no
+/// password for `auth_user`).
+#[tokio::test]
+async fn a_reject_line_refuses_before_any_auth_query_lookup() {
+    let hba = HbaDir::new("host all all 127.0.0.1/32 reject\nhost all all all scram-sha-256\n");
+    let pgweir = hba.pgweir(Pgweir::builder().general("auth_user = \"pgweir_no_lookup_pw\""));
+    let (code, message) = refusal(
+        pgweir.try_connect("pgweir_stranger", "x", TEST_DB).await,
+        "reject line, user only auth_query could know",
+    );
+    assert_eq!(code, "28000", "{message}");
+    assert!(
+        message.starts_with("pg_hba.conf rejects connection"),
+        "{message}"
+    );
+    assert!(
+        !pgweir.log().contains("auth_query failed"),
+        "{}",
+        pgweir.log()
+    );
+}
+
 /// Polls pgweir's log until `needle` appears.
 async fn until_logged(pgweir: &Pgweir, needle: &str) {
     within(10, needle, async {

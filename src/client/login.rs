@@ -131,7 +131,8 @@ fn runs_md5(secret: Option<&UserSecret>, lookups: bool) -> bool {
 }
 
 /// How this client must authenticate: `auth_type`, or under `hba` the method of the first
-/// matching line (no line refuses the client).
+/// matching line (no line, or a `reject` line, refuses the client here: before any
+/// `auth_query` lookup, which a refused client must neither cost nor see fail).
 fn method(
     g: &GeneralConfig,
     user: &str,
@@ -155,7 +156,10 @@ fn method(
             };
             let (line, method) = (matched.line, matched.method);
             tracing::debug!(client = %transport.addr, line, ?method, "hba line matched");
-            matched.method
+            if method == Method::Reject {
+                return Err(hba_refused(true, user, database, transport));
+            }
+            method
         }
     })
 }
