@@ -194,3 +194,44 @@ async fn a_stale_verifier_fails_with_a_clear_error() {
         "{db_err:?}"
     );
 }
+
+/// Keys are kept per database: a client of another database whose lookup finds another
+/// verifier under the same role name (another cluster; here another `auth_query`) must not
+/// replace the keys this database's pool logs in with.
+#[tokio::test]
+async fn another_databases_verifier_leaves_this_ones_keys_alone() {
+    roles(&[
+        ("pt_hal_auth", "hal_auth_pw", "SUPERUSER"),
+        ("pt_hal", "hal_pw", ""),
+        ("pt_hal_twin", "twin_pw", ""),
+    ])
+    .await;
+    let pgweir = Pgweir::builder()
+        .without_users()
+        .user("pt_hal_auth", "hal_auth_pw")
+        .general("auth_user = \"pt_hal_auth\"")
+        .extra(&format!(
+            "[databases.twin]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{TEST_DB}\"\n\
+             auth_query = \"SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1 || '_twin'\"\n",
+            cluster().port
+        ))
+        .start();
+    let first = pgweir
+        .try_connect("pt_hal", "hal_pw", TEST_DB)
+        .await
+        .unwrap();
+    let second = pgweir
+        .try_connect("pt_hal", "hal_pw", TEST_DB)
+        .await
+        .unwrap();
+    assert_eq!(current_user(&first).await, "pt_hal");
+
+    // pt_hal proves the twin's password to the twin database, whose query finds the twin's
+    // verifier (its own server logins then fail: Postgres knows pt_hal by another one).
+    let _twin = pgweir.try_connect("pt_hal", "twin_pw", "twin").await;
+
+    // `first` holds the one server in a transaction: `second` needs a new server login.
+    first.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(current_user(&second).await, "pt_hal", "{}", pgweir.log());
+    first.batch_execute("COMMIT").await.unwrap();
+}

@@ -4,9 +4,9 @@
 //! the verifier, [`KeyedScramClient`] answers the server's own SCRAM exchange. md5 needs no
 //! key: the stored `md5<hex>` answers the challenge ([`crate::server::login`]).
 //!
-//! [`Keyring`] holds, per user, the secret that user's clients were last checked against (from
-//! `[users]`, the auth file or the auth query) and the recovered key, in memory only: no
-//! `Debug` shows them, nothing logs them. [`crate::client::login`] fills it after a successful
+//! [`Keyring`] holds, per database and user, the secret that user's clients were last checked
+//! against (from `[users]`, the auth file or the auth query) and the recovered key, in memory
+//! only: no `Debug` shows them, nothing logs them. [`crate::client::login`] fills it after a successful
 //! login; [`crate::server::login`] reads it through [`crate::server::ServerTarget`].
 
 use std::collections::HashMap;
@@ -82,17 +82,22 @@ impl Credentials {
     }
 }
 
-/// Every user's [`Credentials`], shared by client logins and pools; kept across reloads (a
-/// changed secret replaces the key when the next client logs in).
+/// Every (database, user)'s [`Credentials`], shared by client logins and pools; kept across
+/// reloads (a changed secret replaces the key when the next client logs in). Per database,
+/// not per user name: each database's `auth_query` may find a different verifier for the
+/// same name (another cluster), and a client of one database must not replace the keys
+/// another database's pool logs in with.
 #[derive(Debug, Default)]
 pub struct Keyring {
-    users: Mutex<HashMap<String, Arc<Credentials>>>,
+    users: Mutex<HashMap<(String, String), Arc<Credentials>>>,
 }
 
 impl Keyring {
-    /// The credentials of `user`, created empty on first use.
-    pub fn of(&self, user: &str) -> Arc<Credentials> {
-        Arc::clone(self.users.lock().entry(user.to_owned()).or_default())
+    /// The credentials of `user` in `database` (a `[databases]` name), created empty on
+    /// first use.
+    pub fn of(&self, database: &str, user: &str) -> Arc<Credentials> {
+        let key = (database.to_owned(), user.to_owned());
+        Arc::clone(self.users.lock().entry(key).or_default())
     }
 }
 
@@ -288,9 +293,14 @@ mod tests {
         assert_eq!(c.client_key(&other), None);
         c.remember(&StoredSecret::Scram(other.clone()), None);
         assert_eq!(c.client_key(&v), None);
-        assert_eq!(c.secret(), Some(StoredSecret::Scram(other)));
+        assert_eq!(c.secret(), Some(StoredSecret::Scram(other.clone())));
         assert_eq!(format!("{c:?}"), "Credentials(***)");
         let ring = Keyring::default();
-        assert!(Arc::ptr_eq(&ring.of("u"), &ring.of("u")));
+        assert!(Arc::ptr_eq(&ring.of("db", "u"), &ring.of("db", "u")));
+        ring.of("db", "u")
+            .remember(&StoredSecret::Scram(v.clone()), Some(recover(&v, "a")));
+        ring.of("other_db", "u")
+            .remember(&StoredSecret::Scram(other), None);
+        assert!(ring.of("db", "u").client_key(&v).is_some());
     }
 }

@@ -138,7 +138,7 @@ impl AuthQueries {
             .databases
             .get(&lookup.auth_dbname)
             .ok_or(ServerError::Protocol("auth_dbname lookup"))?;
-        let credentials = keyring.of(&lookup.auth_user);
+        let credentials = keyring.of(&lookup.auth_dbname, &lookup.auth_user);
         let password = config
             .users
             .get(&lookup.auth_user)

@@ -77,7 +77,7 @@ pub async fn authenticate(
     if let Some(s) = secret {
         // Only a stored verifier needs the key: a plaintext secret logs in by itself.
         let key = key.filter(|_| matches!(s.secret, StoredSecret::Scram(_)));
-        app.keyring.of(user).remember(&s.secret, key);
+        app.keyring.of(database, user).remember(&s.secret, key);
     }
     Ok(())
 }

@@ -108,7 +108,7 @@ impl Pools {
             dbname: db.dbname.clone(),
             user: server_user.to_owned(),
             password,
-            credentials: Some(self.keyring.of(server_user)),
+            credentials: Some(self.keyring.of(database, server_user)),
         };
         let statements = Arc::new(Registry::default());
         let key = |node| PoolKey {
