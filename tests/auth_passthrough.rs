@@ -2,7 +2,8 @@
 //! an `auth_file` holding only the SCRAM verifiers copied from `pg_authid`, an `auth_user`
 //! that itself logs in to Postgres by pass-through, and a role only `auth_query` knows.
 //! pgweir logs in to Postgres with the ClientKey each user's own client revealed, so a user
-//! whose clients have not logged in yet cannot be served.
+//! whose clients have not logged in yet cannot be served. A cleartext password checked against
+//! a verifier yields the key too.
 
 mod common;
 
@@ -234,4 +235,26 @@ async fn another_databases_verifier_leaves_this_ones_keys_alone() {
     first.batch_execute("BEGIN").await.unwrap();
     assert_eq!(current_user(&second).await, "pt_hal", "{}", pgweir.log());
     first.batch_execute("COMMIT").await.unwrap();
+}
+
+/// A client that sends its password in cleartext (`auth_type = "plain"`, or an hba
+/// `password` line) against a stored verifier teaches pgweir the key as a SCRAM client does:
+/// the PBKDF2 run that checks the password also derives it.
+#[tokio::test]
+async fn a_cleartext_password_teaches_the_key_too() {
+    let verifiers = roles(&[("pt_ivy", "ivy_pw", "")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("userlist.txt");
+    std::fs::write(&path, format!("\"pt_ivy\" \"{}\"\n", verifiers[0])).unwrap();
+    let pgweir = Pgweir::builder()
+        .without_users()
+        .auth_type("plain")
+        .general(&format!("auth_file = {:?}", path.display().to_string()))
+        .start();
+    let err = match pgweir.try_connect("pt_ivy", "wrong", TEST_DB).await {
+        Ok(_) => panic!("wrong password accepted"),
+        Err(e) => e,
+    };
+    assert_eq!(err.as_db_error().unwrap().code().code(), "28P01");
+    assert_eq!(logged_in_as(&pgweir, "pt_ivy", "ivy_pw").await, "pt_ivy");
 }

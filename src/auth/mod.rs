@@ -1,13 +1,14 @@
 //! Client authentication: [`secret`] parses what is stored, [`scram`] runs the server side
-//! of the SASL exchange, [`md5`] checks md5 responses and cleartext passwords, [`hba`]
-//! decides per connection which of them applies under `auth_type = "hba"`, [`userlist`]
-//! reads PgBouncer's auth file, [`passthrough`] keeps what pgweir may log in to Postgres with
-//! when it has no plaintext password, [`query`] asks Postgres for the secrets of the other
-//! users (`auth_query`), and the [`UserDirectory`] holds every user's secret from `[users]`
-//! and the auth file. All pure but the file reads and the lookups in [`query`]. The
+//! of the SASL exchange, [`keys`] derives SCRAM keys from passwords, [`md5`] checks md5
+//! responses and cleartext passwords, [`hba`] decides per connection which of them applies
+//! under `auth_type = "hba"`, [`userlist`] reads PgBouncer's auth file, [`passthrough`] keeps
+//! what pgweir may log in to Postgres with when it has no plaintext password, [`query`] asks
+//! Postgres for the secrets of the other users (`auth_query`), and the [`UserDirectory`]
+//! holds every user's secret from `[users]` and the auth file. All pure but the file reads and the lookups in [`query`]. The
 //! exchange itself (reading and writing messages) is driven by [`crate::client::login`].
 
 pub mod hba;
+pub mod keys;
 pub mod md5;
 pub mod passthrough;
 pub mod query;
@@ -33,7 +34,7 @@ impl UserSecret {
     /// Derives the SCRAM verifier of a plaintext secret once, here.
     pub fn new(secret: StoredSecret) -> Self {
         UserSecret {
-            scram: scram::verifier_for(&secret),
+            scram: keys::verifier_for(&secret),
             secret,
         }
     }

@@ -19,7 +19,7 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-use super::scram::hmac;
+use super::keys::hmac;
 use super::secret::{ScramVerifier, StoredSecret};
 
 /// A ClientKey recovered from a client's SCRAM proof: as good as the password for logging

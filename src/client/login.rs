@@ -17,7 +17,7 @@ use super::transport::Transport;
 use super::{read_message, ClientError};
 use crate::app::App;
 use crate::auth::hba::{cert_proves, Method};
-use crate::auth::md5::{cleartext_matches, md5_response_matches};
+use crate::auth::md5::{cleartext_check, cleartext_matches, md5_response_matches};
 use crate::auth::passthrough::ScramClientKey;
 use crate::auth::scram::{ScramServer, MECHANISM};
 use crate::auth::secret::{ScramVerifier, StoredSecret};
@@ -57,11 +57,11 @@ pub async fn authenticate(
             stream.write_all(&out).await?;
             let body = read_password(stream, buf).await?;
             let pw = body.strip_suffix(&[0]).unwrap_or(&body);
-            let ok = match secret {
-                Some(s) => cleartext_matches(&s.secret, user, pw),
-                None => mock_cleartext(user, pw, lookups),
-            };
-            ok.then_some(None).ok_or_else(failed)
+            match secret {
+                Some(s) => cleartext_check(&s.secret, user, pw),
+                None => mock_cleartext(user, pw, lookups).then_some(None),
+            }
+            .ok_or_else(failed)
         }
         Method::Md5 if runs_md5(secret, lookups) => {
             md5_exchange(stream, buf, user, secret).await.map(|()| None)
@@ -75,7 +75,8 @@ pub async fn authenticate(
         }
     }?;
     if let Some(s) = secret {
-        // Only a stored verifier needs the key: a plaintext secret logs in by itself.
+        // Only a stored verifier needs the key (from a SCRAM proof, or derived from a
+        // cleartext password): a plaintext secret logs in by itself.
         let key = key.filter(|_| matches!(s.secret, StoredSecret::Scram(_)));
         app.keyring.of(database, user).remember(&s.secret, key);
     }
