@@ -180,6 +180,13 @@ impl Address {
             (Address::All, _) => true,
             (Address::V4 { net, mask }, IpAddr::V4(a)) => u32::from(a) & mask == net,
             (Address::V6 { net, mask }, IpAddr::V6(a)) => u128::from(a) & mask == net,
+            // Clients arrive canonical (IPv4-mapped ones as IPv4), so a line written in the
+            // mapped form (inside ::ffff:0:0/96) covers the IPv4 clients it maps; a wider IPv6
+            // line such as ::/0 still takes IPv6 clients only.
+            (Address::V6 { net, mask }, IpAddr::V4(a)) => {
+                let mapped = u128::from(a.to_ipv6_mapped());
+                mask >> 32 == u128::MAX >> 32 && mapped & mask == net
+            }
             _ => false,
         }
     }
