@@ -5,7 +5,7 @@
 //! into the SQL. Answers, found or not, are cached for `auth_query_cache_ttl`: misses too, so
 //! probing one name cannot hammer Postgres, and for as long as hits, so how fast a login
 //! fails does not tell whether the role exists. The cache is bounded so probing with
-//! made-up names cannot grow it without end.
+//! made-up names can neither grow it without end nor push out the answers for real roles.
 //!
 //! Called by [`crate::client::login`]; logs in through [`crate::server::login`], with the
 //! secret pgweir holds for `auth_user` ([`super::UserDirectory`], [`super::passthrough`]).
@@ -31,7 +31,7 @@ use crate::server::{login, upstream_error, ServerConn, ServerError, ServerTarget
 
 /// Server connections one lookup database's pool may open.
 pub const MAX_CONNECTIONS: usize = 2;
-/// Cached answers kept at most; beyond it expired entries go, then everything.
+/// Cached answers kept at most; beyond it expired answers and misses go (see `remember`).
 const MAX_CACHED: usize = 10_000;
 
 /// The lookup failed (not "no such user": Postgres could not be asked).
@@ -113,13 +113,15 @@ impl AuthQueries {
         Ok(secret)
     }
 
+    /// Caches an answer. A full cache first drops what expired, then the misses (what probing
+    /// with made-up names leaves), never a live hit; still full of hits, it takes no more.
     fn remember(&self, key: CacheKey, secret: Option<UserSecret>, ttl: Duration) {
         let mut cache = self.cache.lock();
         if cache.len() >= MAX_CACHED {
             let now = Instant::now();
-            cache.retain(|_, c| c.expires > now);
+            cache.retain(|_, c| c.expires > now && c.secret.is_some());
             if cache.len() >= MAX_CACHED {
-                cache.clear();
+                return;
             }
         }
         let expires = Instant::now() + ttl;
@@ -260,4 +262,31 @@ async fn run(
     Ok(secret
         .filter(|s| !s.is_empty())
         .and_then(|s| StoredSecret::parse(&s).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(user: &str) -> CacheKey {
+        let s = |v: &str| v.to_owned();
+        (s("db"), s("auth"), s("q"), s(user))
+    }
+
+    /// Probing with made-up names fills the cache with misses; those must never push out the
+    /// answer for a role that exists, and the cache never grows past its bound.
+    #[test]
+    fn a_flood_of_misses_keeps_the_hits() {
+        let queries = AuthQueries::default();
+        let ttl = Duration::from_secs(60);
+        let md5 = StoredSecret::Md5("ab".repeat(16));
+        queries.remember(key("alice"), Some(UserSecret::new(md5)), ttl);
+        for i in 0..MAX_CACHED + 10 {
+            queries.remember(key(&format!("made-up-{i}")), None, ttl);
+        }
+        let cache = queries.cache.lock();
+        assert!(cache.len() <= MAX_CACHED);
+        let alice = cache.get(&key("alice")).expect("alice's answer kept");
+        assert!(alice.secret.is_some());
+    }
 }
