@@ -246,6 +246,19 @@ fn at_file_problems() {
     .unwrap_err()
     .to_string();
     assert!(looped.contains("nested deeper than"), "{looped}");
+    let fifty = |name: &str| vec![format!("@{name}"); 50].join(" ");
+    let (a, b) = (fifty("b"), fifty("c"));
+    let wide = load(
+        "host @a all all trust",
+        &[
+            ("/etc/pgweir/a", &a),
+            ("/etc/pgweir/b", &b),
+            ("/etc/pgweir/c", "u"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(wide.contains("more than 1000 @ file reads"), "{wide}");
     let bad = load("host @a all all trust", &[("/etc/pgweir/a", "x\n+grp\n")])
         .unwrap_err()
         .to_string();
