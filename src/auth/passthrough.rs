@@ -86,18 +86,48 @@ impl Credentials {
 /// reloads (a changed secret replaces the key when the next client logs in). Per database,
 /// not per user name: each database's `auth_query` may find a different verifier for the
 /// same name (another cluster), and a client of one database must not replace the keys
-/// another database's pool logs in with.
+/// another database's pool logs in with. A key proven for one verifier serves every database
+/// of the user that holds that same verifier (a `[users]` or auth file secret, say).
 #[derive(Debug, Default)]
 pub struct Keyring {
-    users: Mutex<HashMap<(String, String), Arc<Credentials>>>,
+    /// User, then database.
+    users: Mutex<HashMap<String, HashMap<String, Arc<Credentials>>>>,
 }
 
 impl Keyring {
     /// The credentials of `user` in `database` (a `[databases]` name), created empty on
     /// first use.
     pub fn of(&self, database: &str, user: &str) -> Arc<Credentials> {
-        let key = (database.to_owned(), user.to_owned());
-        Arc::clone(self.users.lock().entry(key).or_default())
+        let mut users = self.users.lock();
+        let databases = users.entry(user.to_owned()).or_default();
+        Arc::clone(databases.entry(database.to_owned()).or_default())
+    }
+
+    /// [`Credentials::remember`] for `user` in `database`. Without a key of its own it takes
+    /// one another database of the user proved for this same secret; with one, it hands it to
+    /// the user's other databases holding this secret.
+    pub fn remember(
+        &self,
+        database: &str,
+        user: &str,
+        secret: &StoredSecret,
+        key: Option<ScramClientKey>,
+    ) {
+        let mut users = self.users.lock();
+        let databases = users.entry(user.to_owned()).or_default();
+        let proven = |c: &Arc<Credentials>| match secret {
+            StoredSecret::Scram(v) => c.client_key(v),
+            _ => None,
+        };
+        let key = key.or_else(|| databases.values().find_map(proven));
+        let this = databases.entry(database.to_owned()).or_default();
+        this.remember(secret, key.clone());
+        if key.is_some() {
+            let same = databases
+                .values()
+                .filter(|c| c.secret().as_ref() == Some(secret));
+            same.for_each(|c| c.remember(secret, key.clone()));
+        }
     }
 }
 
@@ -297,10 +327,27 @@ mod tests {
         assert_eq!(format!("{c:?}"), "Credentials(***)");
         let ring = Keyring::default();
         assert!(Arc::ptr_eq(&ring.of("db", "u"), &ring.of("db", "u")));
-        ring.of("db", "u")
-            .remember(&StoredSecret::Scram(v.clone()), Some(recover(&v, "a")));
-        ring.of("other_db", "u")
-            .remember(&StoredSecret::Scram(other), None);
-        assert!(ring.of("db", "u").client_key(&v).is_some());
+    }
+
+    /// Per database: another verifier elsewhere leaves a database's key alone; the same
+    /// verifier elsewhere shares it, whichever database proved it first.
+    #[test]
+    fn keyring_shares_a_key_only_for_the_same_verifier() {
+        let (v, other) = (verifier("a"), verifier("b"));
+        let (sv, sother) = (
+            StoredSecret::Scram(v.clone()),
+            StoredSecret::Scram(other.clone()),
+        );
+        let key = recover(&v, "a");
+        let ring = Keyring::default();
+        ring.remember("early", "u", &sv, None);
+        ring.remember("db", "u", &sv, Some(key.clone()));
+        ring.remember("twin", "u", &sother, None);
+        assert_eq!(ring.of("db", "u").client_key(&v), Some(key.clone()));
+        assert_eq!(ring.of("early", "u").client_key(&v), Some(key.clone()));
+        assert_eq!(ring.of("twin", "u").client_key(&other), None);
+        ring.remember("late", "u", &sv, None);
+        assert_eq!(ring.of("late", "u").client_key(&v), Some(key));
+        assert_eq!(ring.of("db", "other_user").client_key(&v), None);
     }
 }

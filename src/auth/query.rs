@@ -140,17 +140,15 @@ impl AuthQueries {
             .databases
             .get(&lookup.auth_dbname)
             .ok_or(ServerError::Protocol("auth_dbname lookup"))?;
-        let credentials = keyring.of(&lookup.auth_dbname, &lookup.auth_user);
-        let password = config
-            .users
-            .get(&lookup.auth_user)
-            .and_then(|u| u.password.clone());
+        let (database, auth_user) = (&lookup.auth_dbname, &lookup.auth_user);
+        let password = config.users.get(auth_user).and_then(|u| u.password.clone());
         if password.is_none() {
-            match users.get(&lookup.auth_user).flatten() {
-                Some(s) => credentials.remember(&s.secret, None),
-                None => return Err(ServerError::NoPassword(lookup.auth_user.clone())),
+            match users.get(auth_user).flatten() {
+                Some(s) => keyring.remember(database, auth_user, &s.secret, None),
+                None => return Err(ServerError::NoPassword(auth_user.clone())),
             }
         }
+        let credentials = keyring.of(database, auth_user);
         let target = ServerTarget {
             host: db.host.clone(),
             port: db.port,

@@ -78,7 +78,7 @@ pub async fn authenticate(
         // Only a stored verifier needs the key (from a SCRAM proof, or derived from a
         // cleartext password): a plaintext secret logs in by itself.
         let key = key.filter(|_| matches!(s.secret, StoredSecret::Scram(_)));
-        app.keyring.of(database, user).remember(&s.secret, key);
+        app.keyring.remember(database, user, &s.secret, key);
     }
     Ok(())
 }
