@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::console::show;
 use common::wire::Wire;
@@ -376,6 +376,37 @@ async fn md5_auth_type_asks_everyone_the_same_with_lookups() {
         wrong
     );
     assert_eq!(refused(&pgweir, "aq5_nobody", "x", TEST_DB).await, wrong);
+}
+
+/// Under `auth_type = "plain"`, lookups or not, refusing an unknown user costs the PBKDF2 run
+/// that checking a password against a SCRAM verifier costs: how long a refusal takes does not
+/// tell whether the user exists. Medians of a few tries, against a generous margin.
+#[tokio::test]
+async fn plain_refusals_take_as_long_for_unknown_users() {
+    let verifier = stored_secret(SCRAM_USER.name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_userlist(dir.path(), &userlist_line(SCRAM_USER.name, &verifier));
+    let pgweir = with_auth_file(Pgweir::builder().without_users(), &path)
+        .auth_type("plain")
+        .start();
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        for (user, times) in [
+            (SCRAM_USER.name, &mut known),
+            ("pgweir_nobody", &mut unknown),
+        ] {
+            let start = Instant::now();
+            refused(&pgweir, user, "wrong", TEST_DB).await;
+            times.push(start.elapsed());
+        }
+    }
+    known.sort();
+    unknown.sort();
+    let (known, unknown) = (known[3], unknown[3]);
+    assert!(
+        unknown * 2 >= known,
+        "unknown user {unknown:?}, wrong password {known:?}"
+    );
 }
 
 /// `pgweir check` reads the auth file too, naming the bad line but not the secret.
