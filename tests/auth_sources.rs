@@ -409,6 +409,26 @@ async fn plain_refusals_take_as_long_for_unknown_users() {
     );
 }
 
+/// Under `auth_type = "md5"` without lookups, an auth file of SCRAM verifiers: an unknown
+/// user is asked for SCRAM like the users in the file, not for md5.
+#[tokio::test]
+async fn md5_auth_type_asks_unknown_users_like_a_file_of_verifiers() {
+    let mut text = String::new();
+    for user in [SCRAM_USER, PLAIN_USER, TRUST_USER] {
+        let verifier = stored_secret(user.name).await;
+        assert!(verifier.starts_with("SCRAM-SHA-256$"), "{}", user.name);
+        text += &userlist_line(user.name, &verifier);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_userlist(dir.path(), &text);
+    let pgweir = with_auth_file(Pgweir::builder().without_users(), &path)
+        .auth_type("md5")
+        .start();
+    for user in [SCRAM_USER.name, "pgweir_nobody"] {
+        assert_eq!(auth_request(pgweir.port, user).await, 10, "{user}");
+    }
+}
+
 /// `pgweir check` reads the auth file too, naming the bad line but not the secret.
 #[test]
 fn check_reports_a_broken_auth_file() {

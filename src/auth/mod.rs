@@ -47,6 +47,8 @@ pub struct UserDirectory {
     /// The auth file's users as last read, kept so a reload that cannot read the file keeps
     /// them instead of locking them out.
     file: Vec<(String, StoredSecret)>,
+    /// See [`UserDirectory::mostly_scram`]; counted once per load.
+    mostly_scram: bool,
 }
 
 impl UserDirectory {
@@ -86,7 +88,16 @@ impl UserDirectory {
                 users.insert(name.clone(), Some(UserSecret::new(secret.clone())));
             }
         }
-        UserDirectory { users, file }
+        let secrets = users.values().flatten();
+        let scram = secrets
+            .clone()
+            .filter(|s| matches!(s.secret, StoredSecret::Scram(_)))
+            .count();
+        UserDirectory {
+            mostly_scram: scram * 2 > secrets.count(),
+            users,
+            file,
+        }
     }
 
     /// Every user's name, in no particular order.
@@ -97,6 +108,12 @@ impl UserDirectory {
     /// `None` for an unknown user; `Some(None)` for a known user without a password.
     pub fn get(&self, user: &str) -> Option<Option<&UserSecret>> {
         self.users.get(user).map(Option::as_ref)
+    }
+
+    /// Whether most users with a secret hold a SCRAM verifier (an auth file copied from
+    /// `pg_authid`, say): an unknown user is then asked for SCRAM under `md5`, as they are.
+    pub fn mostly_scram(&self) -> bool {
+        self.mostly_scram
     }
 }
 

@@ -45,6 +45,7 @@ pub async fn authenticate(
     let secret = known.as_ref().and_then(Option::as_ref);
     let failed = || ClientError::AuthFailed(user.to_owned());
     let lookups = app.config().auth_lookup(database).is_some();
+    let unknown_scram = lookups || app.users().mostly_scram();
     let key = match method {
         Method::Reject => Err(hba_refused(true, user, database, transport)),
         Method::Trust => known.as_ref().map(|_| None).ok_or_else(failed),
@@ -63,7 +64,7 @@ pub async fn authenticate(
             }
             .ok_or_else(failed)
         }
-        Method::Md5 if runs_md5(secret, lookups) => {
+        Method::Md5 if runs_md5(secret, unknown_scram) => {
             md5_exchange(stream, buf, user, secret).await.map(|()| None)
         }
         // Like Postgres, md5 falls back to SCRAM when only a SCRAM verifier is stored.
@@ -121,12 +122,13 @@ fn mock_cleartext(user: &str, password: &[u8]) -> bool {
 
 /// Whether an `md5` login runs the md5 exchange: yes unless only a SCRAM verifier is stored
 /// (Postgres falls back to SCRAM then). A user nobody knows gets the exchange most users
-/// get, so the mechanism does not tell who exists: SCRAM where `auth_query` may find users
-/// (`pg_authid` holds SCRAM verifiers by default since Postgres 14), md5 otherwise.
-fn runs_md5(secret: Option<&UserSecret>, lookups: bool) -> bool {
+/// get, so the mechanism does not tell who exists: SCRAM (`unknown_scram`) where `auth_query`
+/// may find users (`pg_authid` holds SCRAM verifiers by default since Postgres 14) or most
+/// known users hold verifiers, md5 otherwise.
+fn runs_md5(secret: Option<&UserSecret>, unknown_scram: bool) -> bool {
     match secret {
         Some(s) => !matches!(s.secret, StoredSecret::Scram(_)),
-        None => !lookups,
+        None => !unknown_scram,
     }
 }
 
