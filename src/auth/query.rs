@@ -53,10 +53,15 @@ pub struct AuthQueries {
 /// Lookup database, auth_user, query and the user asked about.
 type CacheKey = (String, String, String, String);
 
+/// What a lookup found: `None`, no such role (or one that may not log in); `Some(None)`, a
+/// role without a usable password (none set, or expired), which only `trust` and `cert`
+/// accept, as Postgres's would.
+type Found = Option<Option<UserSecret>>;
+
 #[derive(Debug)]
 struct Cached {
     expires: Instant,
-    secret: Option<UserSecret>,
+    found: Found,
 }
 
 /// The idle connections of one (lookup database, auth_user) and the permits to open more.
@@ -69,8 +74,8 @@ struct QueryPool {
 }
 
 impl AuthQueries {
-    /// The secret of `user` for a client of `database`: `Ok(None)` when no lookup applies,
-    /// the user does not exist, may not log in, or has no (or an expired) password.
+    /// What the query knows of `user` for a client of `database` ([`Found`]): `Ok(None)` too
+    /// when no lookup applies.
     pub async fn lookup(
         &self,
         config: &Config,
@@ -78,7 +83,7 @@ impl AuthQueries {
         keyring: &Keyring,
         database: &str,
         user: &str,
-    ) -> Result<Option<UserSecret>, AuthQueryError> {
+    ) -> Result<Found, AuthQueryError> {
         let Some(lookup) = config.auth_lookup(database) else {
             return Ok(None);
         };
@@ -90,7 +95,7 @@ impl AuthQueries {
         );
         if let Some(c) = self.cache.lock().get(&key) {
             if c.expires > Instant::now() {
-                return Ok(c.secret.clone());
+                return Ok(c.found.clone());
             }
         }
         let fail = |source| AuthQueryError {
@@ -101,31 +106,31 @@ impl AuthQueries {
         let pool = self.pool(config, users, keyring, &lookup).map_err(fail)?;
         let timeout = config.pgweir.server_connect_timeout;
         let asked = tokio::time::timeout(timeout, pool.ask(&lookup.auth_query, user, timeout));
-        let secret = match asked.await {
+        let found = match asked.await {
             Ok(answer) => answer.map_err(fail)?,
             Err(_) => return Err(fail(ServerError::ConnectTimeout(pool.address()))),
         };
-        let secret = secret.map(UserSecret::new);
+        let found = found.map(|secret| secret.map(UserSecret::new));
         let ttl = config.pgweir.auth_sources.auth_query_cache_ttl;
         if !ttl.is_zero() {
-            self.remember(key, secret.clone(), ttl);
+            self.remember(key, found.clone(), ttl);
         }
-        Ok(secret)
+        Ok(found)
     }
 
     /// Caches an answer. A full cache first drops what expired, then the misses (what probing
     /// with made-up names leaves), never a live hit; still full of hits, it takes no more.
-    fn remember(&self, key: CacheKey, secret: Option<UserSecret>, ttl: Duration) {
+    fn remember(&self, key: CacheKey, found: Found, ttl: Duration) {
         let mut cache = self.cache.lock();
         if cache.len() >= MAX_CACHED {
             let now = Instant::now();
-            cache.retain(|_, c| c.expires > now && c.secret.is_some());
+            cache.retain(|_, c| c.expires > now && c.found.is_some());
             if cache.len() >= MAX_CACHED {
                 return;
             }
         }
         let expires = Instant::now() + ttl;
-        cache.insert(key, Cached { expires, secret });
+        cache.insert(key, Cached { expires, found });
     }
 
     /// The pool for `lookup`, (re)built when the configuration it logs in with changed.
@@ -189,7 +194,7 @@ impl QueryPool {
         query: &str,
         user: &str,
         timeout: Duration,
-    ) -> Result<Option<StoredSecret>, ServerError> {
+    ) -> Result<Option<Option<StoredSecret>>, ServerError> {
         let _permit = self
             .permits
             .acquire()
@@ -212,12 +217,13 @@ impl QueryPool {
 }
 
 /// Parse, Bind (the user name as `$1`, text), Execute, Sync; the second column of the first
-/// row is the secret. A NULL or unparsable secret counts as none, so the user cannot log in.
+/// row is the secret. No row is no such role; a NULL, empty or unparsable secret is a role
+/// without a usable password, which no password can log in as.
 async fn run(
     conn: &mut ServerConn,
     query: &str,
     user: &str,
-) -> Result<Option<StoredSecret>, ServerError> {
+) -> Result<Option<Option<StoredSecret>>, ServerError> {
     let mut out = BytesMut::new();
     frontend::parse("", query, [0], &mut out)?;
     frontend::bind(
@@ -257,9 +263,10 @@ async fn run(
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(secret
+    let secret = secret
         .filter(|s| !s.is_empty())
-        .and_then(|s| StoredSecret::parse(&s).ok()))
+        .and_then(|s| StoredSecret::parse(&s).ok());
+    Ok((rows > 0).then_some(secret))
 }
 
 #[cfg(test)]
@@ -278,13 +285,13 @@ mod tests {
         let queries = AuthQueries::default();
         let ttl = Duration::from_secs(60);
         let md5 = StoredSecret::Md5("ab".repeat(16));
-        queries.remember(key("alice"), Some(UserSecret::new(md5)), ttl);
+        queries.remember(key("alice"), Some(Some(UserSecret::new(md5))), ttl);
         for i in 0..MAX_CACHED + 10 {
             queries.remember(key(&format!("made-up-{i}")), None, ttl);
         }
         let cache = queries.cache.lock();
         assert!(cache.len() <= MAX_CACHED);
         let alice = cache.get(&key("alice")).expect("alice's answer kept");
-        assert!(alice.secret.is_some());
+        assert!(alice.found.is_some());
     }
 }

@@ -85,8 +85,9 @@ pub async fn authenticate(
 }
 
 /// The user's secret: from `[users]` or the auth file, else from `auth_query`. `None` for a
-/// user nobody knows, or one the query found without a usable (or with an expired) password:
-/// both then run the same exchange as a wrong password and fail the same way.
+/// user nobody knows; `Some(None)` for one known without a usable (or with an expired)
+/// password, which only `trust` and `cert` accept: password methods run the same exchange
+/// for both as for a wrong password, and fail the same way.
 async fn find_secret(
     app: &App,
     user: &str,
@@ -102,7 +103,7 @@ async fn find_secret(
         .lookup(&config, &users, &app.keyring, database, user)
         .await;
     match found {
-        Ok(secret) => Ok(secret.map(Some)),
+        Ok(found) => Ok(found),
         Err(e) => {
             tracing::warn!(%user, %database, error = %e, "auth_query failed");
             Err(e.into())
