@@ -429,6 +429,22 @@ async fn md5_auth_type_asks_unknown_users_like_a_file_of_verifiers() {
     }
 }
 
+/// A `[users]` entry with pool keys but no password does not hide the user's secret: the
+/// auth file's (unit-tested in `auth`) or, here, auth_query's still checks its clients.
+#[tokio::test]
+async fn a_users_entry_without_password_keeps_the_looked_up_secret() {
+    create_role("aq6_auth", "aq6_auth_pw", "SUPERUSER").await;
+    create_role("aq6_hank", "hank_pw", "").await;
+    let pgweir = auth_query_pgweir("aq6_auth", "aq6_auth_pw", "10s")
+        .extra("[users.aq6_hank]\npool_size = 3\n")
+        .start();
+    assert_eq!(
+        logged_in_as(&pgweir, "aq6_hank", "hank_pw", TEST_DB).await,
+        "aq6_hank"
+    );
+    refused(&pgweir, "aq6_hank", "wrong", TEST_DB).await;
+}
+
 /// `pgweir check` reads the auth file too, naming the bad line but not the secret.
 #[test]
 fn check_reports_a_broken_auth_file() {

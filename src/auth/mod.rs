@@ -67,7 +67,8 @@ impl UserDirectory {
         Self::combine(config, file)
     }
 
-    /// `[users]` and the file's users; a user in both keeps its `[users]` entry.
+    /// `[users]` and the file's users; a user with a password in both keeps its `[users]`
+    /// one, while a `[users]` entry without one (pool keys only) takes the file's.
     fn combine(config: &Config, file: Vec<(String, StoredSecret)>) -> Self {
         let mut users: HashMap<String, Option<UserSecret>> = config
             .users
@@ -82,7 +83,7 @@ impl UserDirectory {
             })
             .collect();
         for (name, secret) in &file {
-            if config.users.contains_key(name) {
+            if let Some(Some(_)) = users.get(name) {
                 tracing::warn!(user = %name, "user is in both [users] and auth_file; [users] wins");
             } else {
                 users.insert(name.clone(), Some(UserSecret::new(secret.clone())));
@@ -141,7 +142,8 @@ mod tests {
     fn config(extra: &str) -> Config {
         let text = format!(
             "[pgweir]\n{extra}\n[databases.db]\nhost = \"h\"\n\
-             [users.both]\npassword = \"from-toml\"\n[users.toml]\npassword = \"t\"\n"
+             [users.both]\npassword = \"from-toml\"\n[users.toml]\npassword = \"t\"\n\
+             [users.keys_only]\npool_size = 3\n"
         );
         Config::parse(&text, &|_| None).expect("a valid config")
     }
@@ -154,13 +156,15 @@ mod tests {
     fn file_users_join_and_toml_wins() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("userlist.txt");
-        std::fs::write(&path, "\"both\" \"from-file\"\n\"filed\" \"f\"\n").unwrap();
+        let text = "\"both\" \"from-file\"\n\"filed\" \"f\"\n\"keys_only\" \"k\"\n";
+        std::fs::write(&path, text).unwrap();
         let cfg = config(&format!("auth_file = {:?}", path.display().to_string()));
         let users = UserDirectory::load(&cfg, None);
         let plain = |s: &str| Some(StoredSecret::Plain(s.into()));
         assert_eq!(secret_of(&users, "both"), plain("from-toml"));
         assert_eq!(secret_of(&users, "filed"), plain("f"));
         assert_eq!(secret_of(&users, "toml"), plain("t"));
+        assert_eq!(secret_of(&users, "keys_only"), plain("k"));
         assert!(users.get("filed").flatten().unwrap().scram.is_some());
         assert!(users.get("nobody").is_none());
 

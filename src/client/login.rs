@@ -94,15 +94,18 @@ async fn find_secret(
     database: &str,
 ) -> Result<Option<Option<UserSecret>>, ClientError> {
     let users = app.users();
-    if let Some(known) = users.get(user) {
-        return Ok(Some(known.cloned()));
+    let listed = users.get(user);
+    if let Some(Some(secret)) = listed {
+        return Ok(Some(Some(secret.clone())));
     }
+    // A `[users]` entry without a password only sets pool keys: the query may know the secret.
     let config = app.config();
     let found = app
         .auth_queries
         .lookup(&config, &users, &app.keyring, database, user)
         .await;
     match found {
+        Ok(None) if listed.is_some() => Ok(Some(None)),
         Ok(found) => Ok(found),
         Err(e) => {
             tracing::warn!(%user, %database, error = %e, "auth_query failed");
