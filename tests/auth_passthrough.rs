@@ -196,6 +196,9 @@ async fn a_stale_verifier_fails_with_a_clear_error() {
     );
 }
 
+/// The twin database's lookup: the verifier of `<user>_twin`.
+const TWIN_QUERY: &str = "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1 || '_twin'";
+
 /// Keys are kept per database: a client of another database whose lookup finds another
 /// verifier under the same role name (another cluster; here another `auth_query`) must not
 /// replace the keys this database's pool logs in with.
@@ -213,7 +216,7 @@ async fn another_databases_verifier_leaves_this_ones_keys_alone() {
         .general("auth_user = \"pt_hal_auth\"")
         .extra(&format!(
             "[databases.twin]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{TEST_DB}\"\n\
-             auth_query = \"SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1 || '_twin'\"\n",
+             auth_query = \"{TWIN_QUERY}\"\n",
             cluster().port
         ))
         .start();

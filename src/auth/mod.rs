@@ -4,8 +4,9 @@
 //! under `auth_type = "hba"`, [`userlist`] reads PgBouncer's auth file, [`passthrough`] keeps
 //! what pgweir may log in to Postgres with when it has no plaintext password, [`query`] asks
 //! Postgres for the secrets of the other users (`auth_query`), and the [`UserDirectory`]
-//! holds every user's secret from `[users]` and the auth file. All pure but the file reads and the lookups in [`query`]. The
-//! exchange itself (reading and writing messages) is driven by [`crate::client::login`].
+//! holds every user's secret from `[users]` and the auth file. All pure but the file reads
+//! and the lookups in [`query`]. The exchange itself (reading and writing messages) is driven
+//! by [`crate::client::login`].
 
 pub mod hba;
 pub mod keys;
