@@ -2,7 +2,8 @@
 //! an `auth_file` holding only the SCRAM verifiers copied from `pg_authid`, an `auth_user`
 //! that itself logs in to Postgres by pass-through, and a role only `auth_query` knows.
 //! pgweir logs in to Postgres with the ClientKey each user's own client revealed, so a user
-//! whose clients have not logged in yet cannot be served.
+//! whose clients have not logged in yet cannot be served. A cleartext password checked against
+//! a verifier yields the key too.
 
 mod common;
 
@@ -193,4 +194,70 @@ async fn a_stale_verifier_fails_with_a_clear_error() {
         db_err.message().contains("different SCRAM salt"),
         "{db_err:?}"
     );
+}
+
+/// The twin database's lookup: the verifier of `<user>_twin`.
+const TWIN_QUERY: &str = "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1 || '_twin'";
+
+/// Keys are kept per database: a client of another database whose lookup finds another
+/// verifier under the same role name (another cluster; here another `auth_query`) must not
+/// replace the keys this database's pool logs in with.
+#[tokio::test]
+async fn another_databases_verifier_leaves_this_ones_keys_alone() {
+    roles(&[
+        ("pt_hal_auth", "hal_auth_pw", "SUPERUSER"),
+        ("pt_hal", "hal_pw", ""),
+        ("pt_hal_twin", "twin_pw", ""),
+    ])
+    .await;
+    let pgweir = Pgweir::builder()
+        .without_users()
+        .user("pt_hal_auth", "hal_auth_pw")
+        .general("auth_user = \"pt_hal_auth\"")
+        .extra(&format!(
+            "[databases.twin]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{TEST_DB}\"\n\
+             auth_query = \"{TWIN_QUERY}\"\n",
+            cluster().port
+        ))
+        .start();
+    let first = pgweir
+        .try_connect("pt_hal", "hal_pw", TEST_DB)
+        .await
+        .unwrap();
+    let second = pgweir
+        .try_connect("pt_hal", "hal_pw", TEST_DB)
+        .await
+        .unwrap();
+    assert_eq!(current_user(&first).await, "pt_hal");
+
+    // pt_hal proves the twin's password to the twin database, whose query finds the twin's
+    // verifier (its own server logins then fail: Postgres knows pt_hal by another one).
+    let _twin = pgweir.try_connect("pt_hal", "twin_pw", "twin").await;
+
+    // `first` holds the one server in a transaction: `second` needs a new server login.
+    first.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(current_user(&second).await, "pt_hal", "{}", pgweir.log());
+    first.batch_execute("COMMIT").await.unwrap();
+}
+
+/// A client that sends its password in cleartext (`auth_type = "plain"`, or an hba
+/// `password` line) against a stored verifier teaches pgweir the key as a SCRAM client does:
+/// the PBKDF2 run that checks the password also derives it.
+#[tokio::test]
+async fn a_cleartext_password_teaches_the_key_too() {
+    let verifiers = roles(&[("pt_ivy", "ivy_pw", "")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("userlist.txt");
+    std::fs::write(&path, format!("\"pt_ivy\" \"{}\"\n", verifiers[0])).unwrap();
+    let pgweir = Pgweir::builder()
+        .without_users()
+        .auth_type("plain")
+        .general(&format!("auth_file = {:?}", path.display().to_string()))
+        .start();
+    let err = match pgweir.try_connect("pt_ivy", "wrong", TEST_DB).await {
+        Ok(_) => panic!("wrong password accepted"),
+        Err(e) => e,
+    };
+    assert_eq!(err.as_db_error().unwrap().code().code(), "28P01");
+    assert_eq!(logged_in_as(&pgweir, "pt_ivy", "ivy_pw").await, "pt_ivy");
 }

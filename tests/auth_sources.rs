@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::console::show;
 use common::wire::Wire;
@@ -376,6 +376,73 @@ async fn md5_auth_type_asks_everyone_the_same_with_lookups() {
         wrong
     );
     assert_eq!(refused(&pgweir, "aq5_nobody", "x", TEST_DB).await, wrong);
+}
+
+/// Under `auth_type = "plain"`, lookups or not, refusing an unknown user costs the PBKDF2 run
+/// that checking a password against a SCRAM verifier costs: how long a refusal takes does not
+/// tell whether the user exists. Medians of a few tries, against a generous margin.
+#[tokio::test]
+async fn plain_refusals_take_as_long_for_unknown_users() {
+    let verifier = stored_secret(SCRAM_USER.name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_userlist(dir.path(), &userlist_line(SCRAM_USER.name, &verifier));
+    let pgweir = with_auth_file(Pgweir::builder().without_users(), &path)
+        .auth_type("plain")
+        .start();
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        for (user, times) in [
+            (SCRAM_USER.name, &mut known),
+            ("pgweir_nobody", &mut unknown),
+        ] {
+            let start = Instant::now();
+            refused(&pgweir, user, "wrong", TEST_DB).await;
+            times.push(start.elapsed());
+        }
+    }
+    known.sort();
+    unknown.sort();
+    let (known, unknown) = (known[3], unknown[3]);
+    assert!(
+        unknown * 2 >= known,
+        "unknown user {unknown:?}, wrong password {known:?}"
+    );
+}
+
+/// Under `auth_type = "md5"` without lookups, an auth file of SCRAM verifiers: an unknown
+/// user is asked for SCRAM like the users in the file, not for md5.
+#[tokio::test]
+async fn md5_auth_type_asks_unknown_users_like_a_file_of_verifiers() {
+    let mut text = String::new();
+    for user in [SCRAM_USER, PLAIN_USER, TRUST_USER] {
+        let verifier = stored_secret(user.name).await;
+        assert!(verifier.starts_with("SCRAM-SHA-256$"), "{}", user.name);
+        text += &userlist_line(user.name, &verifier);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_userlist(dir.path(), &text);
+    let pgweir = with_auth_file(Pgweir::builder().without_users(), &path)
+        .auth_type("md5")
+        .start();
+    for user in [SCRAM_USER.name, "pgweir_nobody"] {
+        assert_eq!(auth_request(pgweir.port, user).await, 10, "{user}");
+    }
+}
+
+/// A `[users]` entry with pool keys but no password does not hide the user's secret: the
+/// auth file's (unit-tested in `auth`) or, here, auth_query's still checks its clients.
+#[tokio::test]
+async fn a_users_entry_without_password_keeps_the_looked_up_secret() {
+    create_role("aq6_auth", "aq6_auth_pw", "SUPERUSER").await;
+    create_role("aq6_hank", "hank_pw", "").await;
+    let pgweir = auth_query_pgweir("aq6_auth", "aq6_auth_pw", "10s")
+        .extra("[users.aq6_hank]\npool_size = 3\n")
+        .start();
+    assert_eq!(
+        logged_in_as(&pgweir, "aq6_hank", "hank_pw", TEST_DB).await,
+        "aq6_hank"
+    );
+    refused(&pgweir, "aq6_hank", "wrong", TEST_DB).await;
 }
 
 /// `pgweir check` reads the auth file too, naming the bad line but not the secret.

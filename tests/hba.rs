@@ -233,6 +233,65 @@ async fn database_and_user_lists_from_at_files() {
     assert_eq!(code, "28P01");
 }
 
+/// A `reject` line refuses before any `auth_query` lookup: a rejected client neither costs the
+/// lookup pool a query nor sees how a lookup fails (here every lookup would: pgweir holds no
+/// password for `auth_user`).
+#[tokio::test]
+async fn a_reject_line_refuses_before_any_auth_query_lookup() {
+    let hba = HbaDir::new("host all all 127.0.0.1/32 reject\nhost all all all scram-sha-256\n");
+    let pgweir = hba.pgweir(Pgweir::builder().general("auth_user = \"pgweir_no_lookup_pw\""));
+    let (code, message) = refusal(
+        pgweir.try_connect("pgweir_stranger", "x", TEST_DB).await,
+        "reject line, user only auth_query could know",
+    );
+    assert_eq!(code, "28000", "{message}");
+    assert!(
+        message.starts_with("pg_hba.conf rejects connection"),
+        "{message}"
+    );
+    assert!(
+        !pgweir.log().contains("auth_query failed"),
+        "{}",
+        pgweir.log()
+    );
+}
+
+/// A role `auth_query` finds without a usable password (none set, or an expired one) still
+/// exists: a `trust` line takes it, as Postgres's would, while password lines refuse it like
+/// an unknown user. (The cluster trusts pgweir_trust, so pgweir logs in without a password.)
+#[tokio::test]
+async fn trust_takes_a_role_auth_query_finds_without_a_password() {
+    let admin = cluster().admin().await;
+    let sql = format!(
+        "SET password_encryption = 'scram-sha-256'; \
+         CREATE ROLE pgweir_hba_lookup LOGIN SUPERUSER PASSWORD 'lookup_pw'; \
+         ALTER ROLE {} PASSWORD NULL",
+        TRUST_USER.name
+    );
+    admin.batch_execute(&sql).await.expect("roles");
+    let hba = HbaDir::new(&format!(
+        "host all {} 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        TRUST_USER.name
+    ));
+    let pgweir = hba.pgweir(
+        Pgweir::builder()
+            .without_users()
+            .user("pgweir_hba_lookup", "lookup_pw")
+            .general("auth_user = \"pgweir_hba_lookup\""),
+    );
+    match pgweir.try_connect(TRUST_USER.name, "any", TEST_DB).await {
+        Ok(client) => works(client).await,
+        Err(e) => panic!("trust line: {e:?}\n{}", pgweir.log()),
+    }
+    let (code, _) = refusal(
+        pgweir
+            .try_connect("pgweir_hba_nobody", "any", TEST_DB)
+            .await,
+        "unknown user, scram line",
+    );
+    assert_eq!(code, "28P01");
+}
+
 /// Polls pgweir's log until `needle` appears.
 async fn until_logged(pgweir: &Pgweir, needle: &str) {
     within(10, needle, async {

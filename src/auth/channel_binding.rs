@@ -48,7 +48,8 @@ pub fn expected(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::scram::{verifier_for, ScramServer};
+    use crate::auth::keys::verifier_for;
+    use crate::auth::scram::ScramServer;
     use crate::auth::secret::StoredSecret;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     use ScramError::*;

@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 
 /// How deep `@file` lists may include each other, so a loop is an error, not a hang.
 const MAX_INCLUDE_DEPTH: usize = 10;
+/// How many `@file` reads one load may make: within the depth limit, files naming each other
+/// several times a line would otherwise take exponentially many.
+const MAX_INCLUDE_READS: usize = 1000;
 
 /// How a client whose connection matched a line must authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,10 +117,19 @@ impl HbaFile {
     fn load_with(path: &Path, read: ReadFile<'_>) -> Result<HbaFile, HbaError> {
         let text = read(path)
             .map_err(|e| HbaError(vec![format!("cannot read {}: {e}", path.display())]))?;
+        let reads = std::cell::Cell::new(0);
+        let counted = |p: &Path| {
+            reads.set(reads.get() + 1);
+            if reads.get() > MAX_INCLUDE_READS {
+                let why = format!("more than {MAX_INCLUDE_READS} @ file reads (a loop?)");
+                return Err(std::io::Error::other(why));
+            }
+            read(p)
+        };
         let mut rules = Vec::new();
         let mut problems = Vec::new();
         for (line, record) in records(&text) {
-            match parse_record(line, &record, path, read) {
+            match parse_record(line, &record, path, &counted) {
                 Ok(Some(rule)) => rules.push(rule),
                 Ok(None) => {}
                 Err(e) => problems.push(format!("{} line {line}: {e}", path.display())),
@@ -180,6 +192,13 @@ impl Address {
             (Address::All, _) => true,
             (Address::V4 { net, mask }, IpAddr::V4(a)) => u32::from(a) & mask == net,
             (Address::V6 { net, mask }, IpAddr::V6(a)) => u128::from(a) & mask == net,
+            // Clients arrive canonical (IPv4-mapped ones as IPv4), so a line written in the
+            // mapped form (inside ::ffff:0:0/96) covers the IPv4 clients it maps; a wider IPv6
+            // line such as ::/0 still takes IPv6 clients only.
+            (Address::V6 { net, mask }, IpAddr::V4(a)) => {
+                let mapped = u128::from(a.to_ipv6_mapped());
+                mask >> 32 == u128::MAX >> 32 && mapped & mask == net
+            }
             _ => false,
         }
     }

@@ -120,6 +120,31 @@ fn ipv4_mapped_clients_match_ipv4_lines() {
     );
 }
 
+/// A line written with IPv4-mapped IPv6 addresses covers the IPv4 clients they map, in either
+/// notation: a `reject` for `::ffff:10.0.0.0/104` must not let 10.0.0.1 reach a later line.
+#[test]
+fn ipv4_mapped_lines_match_ipv4_clients() {
+    let h = hba("host all all ::ffff:10.0.0.0/104 reject\n\
+         host all all ::ffff:192.168.1.1 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff reject\n\
+         host all all all trust");
+    for client in [
+        "10.0.0.1",
+        "::ffff:10.0.0.1",
+        "192.168.1.1",
+        "::ffff:192.168.1.1",
+    ] {
+        assert_eq!(
+            method(&h, client, "d", "u"),
+            Some(Method::Reject),
+            "{client}"
+        );
+    }
+    assert_eq!(method(&h, "11.0.0.1", "d", "u"), Some(Method::Trust));
+    assert_eq!(method(&h, "::1", "d", "u"), Some(Method::Trust));
+    let v6_only = hba("host all all ::/0 reject\nhost all all all trust");
+    assert_eq!(method(&v6_only, "10.0.0.1", "d", "u"), Some(Method::Trust));
+}
+
 #[test]
 fn ssl_types() {
     let h = hba("hostssl all all all cert\n\
@@ -221,6 +246,19 @@ fn at_file_problems() {
     .unwrap_err()
     .to_string();
     assert!(looped.contains("nested deeper than"), "{looped}");
+    let fifty = |name: &str| vec![format!("@{name}"); 50].join(" ");
+    let (a, b) = (fifty("b"), fifty("c"));
+    let wide = load(
+        "host @a all all trust",
+        &[
+            ("/etc/pgweir/a", &a),
+            ("/etc/pgweir/b", &b),
+            ("/etc/pgweir/c", "u"),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(wide.contains("more than 1000 @ file reads"), "{wide}");
     let bad = load("host @a all all trust", &[("/etc/pgweir/a", "x\n+grp\n")])
         .unwrap_err()
         .to_string();

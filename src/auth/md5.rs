@@ -9,7 +9,8 @@
 use ::md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
-use super::scram;
+use super::keys;
+use super::passthrough::ScramClientKey;
 use super::secret::StoredSecret;
 
 /// Whether `response` is `"md5" + hex(md5(hex(md5(password + user)) + salt))` for the stored
@@ -38,16 +39,29 @@ pub fn md5_response_matches(
 /// with its salt and iterations. An empty password never matches, as Postgres refuses it, nor
 /// does one with a NUL, which Postgres cannot receive and HMAC cannot tell from one without.
 pub fn cleartext_matches(secret: &StoredSecret, user: &str, password: &[u8]) -> bool {
+    cleartext_check(secret, user, password).is_some()
+}
+
+/// [`cleartext_matches`], keeping what a match teaches: against a SCRAM verifier the
+/// derivation that checks the password also yields its ClientKey (`Some(Some(key))`), with
+/// which pass-through logs in to Postgres as it does with the key a SCRAM client's proof
+/// reveals. `None` is no match.
+pub fn cleartext_check(
+    secret: &StoredSecret,
+    user: &str,
+    password: &[u8],
+) -> Option<Option<ScramClientKey>> {
     if password.is_empty() || password.contains(&0) {
-        return false;
+        return None;
     }
+    let equal = |a: &[u8], b: &[u8]| bool::from(a.ct_eq(b)).then_some(None);
     match secret {
-        StoredSecret::Plain(stored) => stored.as_bytes().ct_eq(password).into(),
-        StoredSecret::Md5(hex) => {
-            let hashed = md5_hex(&[password, user.as_bytes()]);
-            hashed.as_bytes().ct_eq(hex.as_bytes()).into()
-        }
-        StoredSecret::Scram(verifier) => scram::password_matches(verifier, password),
+        StoredSecret::Plain(stored) => equal(stored.as_bytes(), password),
+        StoredSecret::Md5(hex) => equal(
+            md5_hex(&[password, user.as_bytes()]).as_bytes(),
+            hex.as_bytes(),
+        ),
+        StoredSecret::Scram(verifier) => keys::password_client_key(verifier, password).map(Some),
     }
 }
 

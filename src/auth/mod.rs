@@ -1,15 +1,16 @@
 //! Client authentication: [`secret`] parses what is stored, [`scram`] runs the server side
-//! of the SASL exchange ([`channel_binding`] its `-PLUS` checks), [`md5`] checks md5
-//! responses and cleartext passwords, [`hba`] decides per connection which of them applies
-//! under `auth_type = "hba"`, [`userlist`] reads PgBouncer's auth file, [`passthrough`] keeps
-//! what pgweir may log in to Postgres with when it has no plaintext password, [`query`] asks
-//! Postgres for the secrets of the other users (`auth_query`), and the [`UserDirectory`]
-//! holds every user's secret from `[users]` and the auth file. All pure but the file reads
-//! and the lookups in [`query`]. The exchange itself (reading and writing messages) is
-//! driven by [`crate::client::login`].
+//! of the SASL exchange ([`channel_binding`] its `-PLUS` checks), [`keys`] derives SCRAM keys
+//! from passwords, [`md5`] checks md5 responses and cleartext passwords, [`hba`] decides per
+//! connection which of them applies under `auth_type = "hba"`, [`userlist`] reads PgBouncer's
+//! auth file, [`passthrough`] keeps what pgweir may log in to Postgres with when it has no
+//! plaintext password, [`query`] asks Postgres for the secrets of the other users
+//! (`auth_query`), and the [`UserDirectory`] holds every user's secret from `[users]` and the
+//! auth file. All pure but the file reads and the lookups in [`query`]. The exchange itself
+//! (reading and writing messages) is driven by [`crate::client::login`].
 
 pub mod channel_binding;
 pub mod hba;
+pub mod keys;
 pub mod md5;
 pub mod passthrough;
 pub mod query;
@@ -35,7 +36,7 @@ impl UserSecret {
     /// Derives the SCRAM verifier of a plaintext secret once, here.
     pub fn new(secret: StoredSecret) -> Self {
         UserSecret {
-            scram: scram::verifier_for(&secret),
+            scram: keys::verifier_for(&secret),
             secret,
         }
     }
@@ -48,6 +49,8 @@ pub struct UserDirectory {
     /// The auth file's users as last read, kept so a reload that cannot read the file keeps
     /// them instead of locking them out.
     file: Vec<(String, StoredSecret)>,
+    /// See [`UserDirectory::mostly_scram`]; counted once per load.
+    mostly_scram: bool,
 }
 
 impl UserDirectory {
@@ -66,7 +69,8 @@ impl UserDirectory {
         Self::combine(config, file)
     }
 
-    /// `[users]` and the file's users; a user in both keeps its `[users]` entry.
+    /// `[users]` and the file's users; a user with a password in both keeps its `[users]`
+    /// one, while a `[users]` entry without one (pool keys only) takes the file's.
     fn combine(config: &Config, file: Vec<(String, StoredSecret)>) -> Self {
         let mut users: HashMap<String, Option<UserSecret>> = config
             .users
@@ -81,13 +85,22 @@ impl UserDirectory {
             })
             .collect();
         for (name, secret) in &file {
-            if config.users.contains_key(name) {
+            if let Some(Some(_)) = users.get(name) {
                 tracing::warn!(user = %name, "user is in both [users] and auth_file; [users] wins");
             } else {
                 users.insert(name.clone(), Some(UserSecret::new(secret.clone())));
             }
         }
-        UserDirectory { users, file }
+        let secrets = users.values().flatten();
+        let scram = secrets
+            .clone()
+            .filter(|s| matches!(s.secret, StoredSecret::Scram(_)))
+            .count();
+        UserDirectory {
+            mostly_scram: scram * 2 > secrets.count(),
+            users,
+            file,
+        }
     }
 
     /// Every user's name, in no particular order.
@@ -98,6 +111,12 @@ impl UserDirectory {
     /// `None` for an unknown user; `Some(None)` for a known user without a password.
     pub fn get(&self, user: &str) -> Option<Option<&UserSecret>> {
         self.users.get(user).map(Option::as_ref)
+    }
+
+    /// Whether most users with a secret hold a SCRAM verifier (an auth file copied from
+    /// `pg_authid`, say): an unknown user is then asked for SCRAM under `md5`, as they are.
+    pub fn mostly_scram(&self) -> bool {
+        self.mostly_scram
     }
 }
 
@@ -125,7 +144,8 @@ mod tests {
     fn config(extra: &str) -> Config {
         let text = format!(
             "[pgweir]\n{extra}\n[databases.db]\nhost = \"h\"\n\
-             [users.both]\npassword = \"from-toml\"\n[users.toml]\npassword = \"t\"\n"
+             [users.both]\npassword = \"from-toml\"\n[users.toml]\npassword = \"t\"\n\
+             [users.keys_only]\npool_size = 3\n"
         );
         Config::parse(&text, &|_| None).expect("a valid config")
     }
@@ -138,13 +158,15 @@ mod tests {
     fn file_users_join_and_toml_wins() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("userlist.txt");
-        std::fs::write(&path, "\"both\" \"from-file\"\n\"filed\" \"f\"\n").unwrap();
+        let text = "\"both\" \"from-file\"\n\"filed\" \"f\"\n\"keys_only\" \"k\"\n";
+        std::fs::write(&path, text).unwrap();
         let cfg = config(&format!("auth_file = {:?}", path.display().to_string()));
         let users = UserDirectory::load(&cfg, None);
         let plain = |s: &str| Some(StoredSecret::Plain(s.into()));
         assert_eq!(secret_of(&users, "both"), plain("from-toml"));
         assert_eq!(secret_of(&users, "filed"), plain("f"));
         assert_eq!(secret_of(&users, "toml"), plain("t"));
+        assert_eq!(secret_of(&users, "keys_only"), plain("k"));
         assert!(users.get("filed").flatten().unwrap().scram.is_some());
         assert!(users.get("nobody").is_none());
 

@@ -4,10 +4,10 @@
 //! the verifier, [`KeyedScramClient`] answers the server's own SCRAM exchange. md5 needs no
 //! key: the stored `md5<hex>` answers the challenge ([`crate::server::login`]).
 //!
-//! [`Keyring`] holds, per user, the secret that user's clients were last checked against (from
-//! `[users]`, the auth file or the auth query) and the recovered key, in memory only: no
-//! `Debug` shows them, nothing logs them. [`crate::client::login`] fills it after a successful
-//! login; [`crate::server::login`] reads it through [`crate::server::ServerTarget`].
+//! [`Keyring`] holds, per database and user, the secret that user's clients were last checked
+//! against (from `[users]`, the auth file or the auth query) and the recovered key, in memory
+//! only: no `Debug` shows them, nothing logs them. [`crate::client::login`] fills it after a
+//! successful login; [`crate::server::login`] reads it through [`crate::server::ServerTarget`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-use super::scram::hmac;
+use super::keys::hmac;
 use super::secret::{ScramVerifier, StoredSecret};
 
 /// A ClientKey recovered from a client's SCRAM proof: as good as the password for logging
@@ -82,17 +82,52 @@ impl Credentials {
     }
 }
 
-/// Every user's [`Credentials`], shared by client logins and pools; kept across reloads (a
-/// changed secret replaces the key when the next client logs in).
+/// Every (database, user)'s [`Credentials`], shared by client logins and pools; kept across
+/// reloads (a changed secret replaces the key when the next client logs in). Per database,
+/// not per user name: each database's `auth_query` may find a different verifier for the
+/// same name (another cluster), and a client of one database must not replace the keys
+/// another database's pool logs in with. A key proven for one verifier serves every database
+/// of the user that holds that same verifier (a `[users]` or auth file secret, say).
 #[derive(Debug, Default)]
 pub struct Keyring {
-    users: Mutex<HashMap<String, Arc<Credentials>>>,
+    /// User, then database.
+    users: Mutex<HashMap<String, HashMap<String, Arc<Credentials>>>>,
 }
 
 impl Keyring {
-    /// The credentials of `user`, created empty on first use.
-    pub fn of(&self, user: &str) -> Arc<Credentials> {
-        Arc::clone(self.users.lock().entry(user.to_owned()).or_default())
+    /// The credentials of `user` in `database` (a `[databases]` name), created empty on
+    /// first use.
+    pub fn of(&self, database: &str, user: &str) -> Arc<Credentials> {
+        let mut users = self.users.lock();
+        let databases = users.entry(user.to_owned()).or_default();
+        Arc::clone(databases.entry(database.to_owned()).or_default())
+    }
+
+    /// [`Credentials::remember`] for `user` in `database`. Without a key of its own it takes
+    /// one another database of the user proved for this same secret; with one, it hands it to
+    /// the user's other databases holding this secret.
+    pub fn remember(
+        &self,
+        database: &str,
+        user: &str,
+        secret: &StoredSecret,
+        key: Option<ScramClientKey>,
+    ) {
+        let mut users = self.users.lock();
+        let databases = users.entry(user.to_owned()).or_default();
+        let proven = |c: &Arc<Credentials>| match secret {
+            StoredSecret::Scram(v) => c.client_key(v),
+            _ => None,
+        };
+        let key = key.or_else(|| databases.values().find_map(proven));
+        let this = databases.entry(database.to_owned()).or_default();
+        this.remember(secret, key.clone());
+        if key.is_some() {
+            let same = databases
+                .values()
+                .filter(|c| c.secret().as_ref() == Some(secret));
+            same.for_each(|c| c.remember(secret, key.clone()));
+        }
     }
 }
 
@@ -288,9 +323,31 @@ mod tests {
         assert_eq!(c.client_key(&other), None);
         c.remember(&StoredSecret::Scram(other.clone()), None);
         assert_eq!(c.client_key(&v), None);
-        assert_eq!(c.secret(), Some(StoredSecret::Scram(other)));
+        assert_eq!(c.secret(), Some(StoredSecret::Scram(other.clone())));
         assert_eq!(format!("{c:?}"), "Credentials(***)");
         let ring = Keyring::default();
-        assert!(Arc::ptr_eq(&ring.of("u"), &ring.of("u")));
+        assert!(Arc::ptr_eq(&ring.of("db", "u"), &ring.of("db", "u")));
+    }
+
+    /// Per database: another verifier elsewhere leaves a database's key alone; the same
+    /// verifier elsewhere shares it, whichever database proved it first.
+    #[test]
+    fn keyring_shares_a_key_only_for_the_same_verifier() {
+        let (v, other) = (verifier("a"), verifier("b"));
+        let (sv, sother) = (
+            StoredSecret::Scram(v.clone()),
+            StoredSecret::Scram(other.clone()),
+        );
+        let key = recover(&v, "a");
+        let ring = Keyring::default();
+        ring.remember("early", "u", &sv, None);
+        ring.remember("db", "u", &sv, Some(key.clone()));
+        ring.remember("twin", "u", &sother, None);
+        assert_eq!(ring.of("db", "u").client_key(&v), Some(key.clone()));
+        assert_eq!(ring.of("early", "u").client_key(&v), Some(key.clone()));
+        assert_eq!(ring.of("twin", "u").client_key(&other), None);
+        ring.remember("late", "u", &sv, None);
+        assert_eq!(ring.of("late", "u").client_key(&v), Some(key));
+        assert_eq!(ring.of("db", "other_user").client_key(&v), None);
     }
 }

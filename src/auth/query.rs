@@ -5,7 +5,7 @@
 //! into the SQL. Answers, found or not, are cached for `auth_query_cache_ttl`: misses too, so
 //! probing one name cannot hammer Postgres, and for as long as hits, so how fast a login
 //! fails does not tell whether the role exists. The cache is bounded so probing with
-//! made-up names cannot grow it without end.
+//! made-up names can neither grow it without end nor push out the answers for real roles.
 //!
 //! Called by [`crate::client::login`]; logs in through [`crate::server::login`], with the
 //! secret pgweir holds for `auth_user` ([`super::UserDirectory`], [`super::passthrough`]).
@@ -32,7 +32,7 @@ use crate::server::{login, upstream_error, ServerConn, ServerError, ServerTarget
 
 /// Server connections one lookup database's pool may open.
 pub const MAX_CONNECTIONS: usize = 2;
-/// Cached answers kept at most; beyond it expired entries go, then everything.
+/// Cached answers kept at most; beyond it expired answers and misses go (see `remember`).
 const MAX_CACHED: usize = 10_000;
 
 /// The lookup failed (not "no such user": Postgres could not be asked).
@@ -54,10 +54,15 @@ pub struct AuthQueries {
 /// Lookup database, auth_user, query and the user asked about.
 type CacheKey = (String, String, String, String);
 
+/// What a lookup found: `None`, no such role (or one that may not log in); `Some(None)`, a
+/// role without a usable password (none set, or expired), which only `trust` and `cert`
+/// accept, as Postgres's would.
+type Found = Option<Option<UserSecret>>;
+
 #[derive(Debug)]
 struct Cached {
     expires: Instant,
-    secret: Option<UserSecret>,
+    found: Found,
 }
 
 /// The idle connections of one (lookup database, auth_user) and the permits to open more.
@@ -70,8 +75,8 @@ struct QueryPool {
 }
 
 impl AuthQueries {
-    /// The secret of `user` for a client of `database`: `Ok(None)` when no lookup applies,
-    /// the user does not exist, may not log in, or has no (or an expired) password.
+    /// What the query knows of `user` for a client of `database` ([`Found`]): `Ok(None)` too
+    /// when no lookup applies.
     pub async fn lookup(
         &self,
         config: &Config,
@@ -80,7 +85,7 @@ impl AuthQueries {
         tls: &TlsState,
         database: &str,
         user: &str,
-    ) -> Result<Option<UserSecret>, AuthQueryError> {
+    ) -> Result<Found, AuthQueryError> {
         let Some(lookup) = config.auth_lookup(database) else {
             return Ok(None);
         };
@@ -92,7 +97,7 @@ impl AuthQueries {
         );
         if let Some(c) = self.cache.lock().get(&key) {
             if c.expires > Instant::now() {
-                return Ok(c.secret.clone());
+                return Ok(c.found.clone());
             }
         }
         let fail = |source| AuthQueryError {
@@ -105,29 +110,31 @@ impl AuthQueries {
             .map_err(fail)?;
         let timeout = config.pgweir.server_connect_timeout;
         let asked = tokio::time::timeout(timeout, pool.ask(&lookup.auth_query, user, timeout));
-        let secret = match asked.await {
+        let found = match asked.await {
             Ok(answer) => answer.map_err(fail)?,
             Err(_) => return Err(fail(ServerError::ConnectTimeout(pool.address()))),
         };
-        let secret = secret.map(UserSecret::new);
+        let found = found.map(|secret| secret.map(UserSecret::new));
         let ttl = config.pgweir.auth_sources.auth_query_cache_ttl;
         if !ttl.is_zero() {
-            self.remember(key, secret.clone(), ttl);
+            self.remember(key, found.clone(), ttl);
         }
-        Ok(secret)
+        Ok(found)
     }
 
-    fn remember(&self, key: CacheKey, secret: Option<UserSecret>, ttl: Duration) {
+    /// Caches an answer. A full cache first drops what expired, then the misses (what probing
+    /// with made-up names leaves), never a live hit; still full of hits, it takes no more.
+    fn remember(&self, key: CacheKey, found: Found, ttl: Duration) {
         let mut cache = self.cache.lock();
         if cache.len() >= MAX_CACHED {
             let now = Instant::now();
-            cache.retain(|_, c| c.expires > now);
+            cache.retain(|_, c| c.expires > now && c.found.is_some());
             if cache.len() >= MAX_CACHED {
-                cache.clear();
+                return;
             }
         }
         let expires = Instant::now() + ttl;
-        cache.insert(key, Cached { expires, secret });
+        cache.insert(key, Cached { expires, found });
     }
 
     /// The pool for `lookup`, (re)built when the configuration it logs in with changed.
@@ -143,17 +150,15 @@ impl AuthQueries {
             .databases
             .get(&lookup.auth_dbname)
             .ok_or(ServerError::Protocol("auth_dbname lookup"))?;
-        let credentials = keyring.of(&lookup.auth_user);
-        let password = config
-            .users
-            .get(&lookup.auth_user)
-            .and_then(|u| u.password.clone());
+        let (database, auth_user) = (&lookup.auth_dbname, &lookup.auth_user);
+        let password = config.users.get(auth_user).and_then(|u| u.password.clone());
         if password.is_none() {
-            match users.get(&lookup.auth_user).flatten() {
-                Some(s) => credentials.remember(&s.secret, None),
-                None => return Err(ServerError::NoPassword(lookup.auth_user.clone())),
+            match users.get(auth_user).flatten() {
+                Some(s) => keyring.remember(database, auth_user, &s.secret, None),
+                None => return Err(ServerError::NoPassword(auth_user.clone())),
             }
         }
+        let credentials = keyring.of(database, auth_user);
         let target = ServerTarget {
             host: db.host.clone(),
             port: db.port,
@@ -195,7 +200,7 @@ impl QueryPool {
         query: &str,
         user: &str,
         timeout: Duration,
-    ) -> Result<Option<StoredSecret>, ServerError> {
+    ) -> Result<Option<Option<StoredSecret>>, ServerError> {
         let _permit = self
             .permits
             .acquire()
@@ -218,12 +223,13 @@ impl QueryPool {
 }
 
 /// Parse, Bind (the user name as `$1`, text), Execute, Sync; the second column of the first
-/// row is the secret. A NULL or unparsable secret counts as none, so the user cannot log in.
+/// row is the secret. No row is no such role; a NULL, empty or unparsable secret is a role
+/// without a usable password, which no password can log in as.
 async fn run(
     conn: &mut ServerConn,
     query: &str,
     user: &str,
-) -> Result<Option<StoredSecret>, ServerError> {
+) -> Result<Option<Option<StoredSecret>>, ServerError> {
     let mut out = BytesMut::new();
     frontend::parse("", query, [0], &mut out)?;
     frontend::bind(
@@ -263,7 +269,35 @@ async fn run(
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(secret
+    let secret = secret
         .filter(|s| !s.is_empty())
-        .and_then(|s| StoredSecret::parse(&s).ok()))
+        .and_then(|s| StoredSecret::parse(&s).ok());
+    Ok((rows > 0).then_some(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(user: &str) -> CacheKey {
+        let s = |v: &str| v.to_owned();
+        (s("db"), s("auth"), s("q"), s(user))
+    }
+
+    /// Probing with made-up names fills the cache with misses; those must never push out the
+    /// answer for a role that exists, and the cache never grows past its bound.
+    #[test]
+    fn a_flood_of_misses_keeps_the_hits() {
+        let queries = AuthQueries::default();
+        let ttl = Duration::from_secs(60);
+        let md5 = StoredSecret::Md5("ab".repeat(16));
+        queries.remember(key("alice"), Some(Some(UserSecret::new(md5))), ttl);
+        for i in 0..MAX_CACHED + 10 {
+            queries.remember(key(&format!("made-up-{i}")), None, ttl);
+        }
+        let cache = queries.cache.lock();
+        assert!(cache.len() <= MAX_CACHED);
+        let alice = cache.get(&key("alice")).expect("alice's answer kept");
+        assert!(alice.found.is_some());
+    }
 }

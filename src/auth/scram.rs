@@ -2,30 +2,23 @@
 //! it, and SCRAM-SHA-256-PLUS under TLS (the binding checks are in [`super::channel_binding`]):
 //! [`crate::client`] hands [`ScramServer`] the bodies of
 //! SASLInitialResponse and SASLResponse and sends what it returns back in
-//! AuthenticationSASLContinue and AuthenticationSASLFinal. Also owns the SCRAM key derivation,
-//! which [`super::md5`] uses to check a cleartext password against a stored verifier.
-//! Pure: no I/O; randomness only for salts and server nonces.
+//! AuthenticationSASLContinue and AuthenticationSASLFinal. Key derivation lives in
+//! [`super::keys`]. Pure: no I/O; randomness only for server nonces.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use hmac::digest::{Key, KeyInit};
-use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use super::channel_binding;
+use super::keys::hmac;
 use super::passthrough::ScramClientKey;
-use super::secret::{ScramVerifier, StoredSecret};
+use super::secret::ScramVerifier;
 
 /// The SASL mechanism pgweir always offers; under TLS `SCRAM-SHA-256-PLUS` comes first.
 pub const MECHANISM: &str = "SCRAM-SHA-256";
-/// Postgres' default `scram_iterations`, used for verifiers derived from plaintext secrets.
-pub const DEFAULT_ITERATIONS: u32 = 4096;
-/// Postgres' `SCRAM_DEFAULT_SALT_LEN`.
-const SALT_LEN: usize = 16;
 /// Postgres' `SCRAM_RAW_NONCE_LEN`: random bytes in the server's half of the nonce.
 const RAW_NONCE_LEN: usize = 18;
 /// Length of a base64-encoded 32-byte proof.
@@ -67,38 +60,6 @@ impl ScramError {
             _ => "08P01",
         }
     }
-}
-
-/// The verifier to run SCRAM against, or `None` when the secret cannot do SCRAM: an md5 hash
-/// (no way back to the password), or an empty plaintext password (Postgres never accepts one).
-/// A plaintext secret gets a fresh random salt and [`DEFAULT_ITERATIONS`] each call, which
-/// costs a PBKDF2 run; callers that authenticate often may keep the result.
-pub fn verifier_for(secret: &StoredSecret) -> Option<ScramVerifier> {
-    match secret {
-        StoredSecret::Scram(verifier) => Some(verifier.clone()),
-        StoredSecret::Plain(password) if !password.is_empty() => {
-            let mut salt = vec![0; SALT_LEN];
-            rand::thread_rng().fill_bytes(&mut salt);
-            let (stored_key, server_key) =
-                derive_keys(password.as_bytes(), &salt, DEFAULT_ITERATIONS);
-            Some(ScramVerifier {
-                iterations: DEFAULT_ITERATIONS,
-                salt,
-                stored_key,
-                server_key,
-            })
-        }
-        StoredSecret::Plain(_) | StoredSecret::Md5(_) => None,
-    }
-}
-
-/// Whether a cleartext password is the one `verifier` was made from, as Postgres checks
-/// `password` auth against a SCRAM secret. Compares in constant time.
-pub fn password_matches(verifier: &ScramVerifier, password: &[u8]) -> bool {
-    let (stored_key, server_key) = derive_keys(password, &verifier.salt, verifier.iterations);
-    let stored = stored_key.ct_eq(&verifier.stored_key);
-    let server = server_key.ct_eq(&verifier.server_key);
-    (stored & server).into()
 }
 
 /// One SCRAM exchange with one client: feed it the client's two messages in order. Any error
@@ -231,35 +192,6 @@ impl ScramServer {
     }
 }
 
-/// StoredKey and ServerKey for a password, salt and iteration count (RFC 5802 §3). The
-/// password goes through SASLprep when it can, and is used raw when it is not UTF-8 or has
-/// prohibited characters, as Postgres and libpq do, so our keys match theirs.
-fn derive_keys(password: &[u8], salt: &[u8], iterations: u32) -> ([u8; 32], [u8; 32]) {
-    let prepared = std::str::from_utf8(password)
-        .ok()
-        .and_then(|p| stringprep::saslprep(p).ok())
-        .map_or(Cow::Borrowed(password), |p| match p {
-            Cow::Borrowed(p) => Cow::Borrowed(p.as_bytes()),
-            Cow::Owned(p) => Cow::Owned(p.into_bytes()),
-        });
-    let mut salted = [0; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(&prepared, salt, iterations, &mut salted);
-    let client_key = hmac(&salted, &[b"Client Key"]);
-    let stored_key = Sha256::digest(client_key).into();
-    (stored_key, hmac(&salted, &[b"Server Key"]))
-}
-
-/// HMAC-SHA-256 of the concatenated `parts` under a 32-byte key. RFC 2104 zero-pads a key to
-/// the 64-byte block, so padding it here gives the same MAC through the infallible
-/// block-sized constructor instead of a `new_from_slice` whose error cannot happen.
-pub(super) fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    let mut block = Key::<Hmac<Sha256>>::default();
-    block[..key.len()].copy_from_slice(key);
-    let mut mac = <Hmac<Sha256> as KeyInit>::new(&block);
-    parts.iter().for_each(|part| mac.update(part));
-    mac.finalize().into_bytes().into()
-}
-
 /// The parts of a client-first-message the exchange needs.
 struct ClientFirst<'a> {
     /// The gs2 header (`n,,`, `y,,` or `p=…,,`), its final comma included.
@@ -375,6 +307,8 @@ fn expect_attr(part: Option<&[u8]>, name: u8) -> Result<&[u8], ScramError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::keys::verifier_for;
+    use crate::auth::secret::StoredSecret;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     use postgres_protocol::password::scram_sha_256;
     use rand::rngs::StdRng;
@@ -434,24 +368,10 @@ mod tests {
     #[test]
     fn rfc7677_example() {
         let rfc = scram(RFC_SECRET);
-        let keys = derive_keys(b"pencil", &rfc.salt, rfc.iterations);
-        assert!(keys == (rfc.stored_key, rfc.server_key));
         let last = format!("c=biws,r={CLIENT_NONCE}{SERVER_NONCE},p={RFC_PROOF}");
         let (reply, key) = awaiting_final().client_final(last.as_bytes()).unwrap();
         assert_eq!(reply, b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
         assert!(<[u8; 32]>::from(Sha256::digest(key.0)) == rfc.stored_key);
-    }
-
-    #[test]
-    fn derived_keys_match_postgres_protocol() {
-        let passwords: [&[u8]; 4] = [b"s3cret", "a\u{00A0}b\u{00AD}".as_bytes(), b"\xff", b""];
-        for password in passwords {
-            let theirs = scram(&scram_sha_256(password));
-            let ours = derive_keys(password, &theirs.salt, theirs.iterations);
-            assert!(ours == (theirs.stored_key, theirs.server_key));
-            assert!(password_matches(&theirs, password));
-            assert!(!password_matches(&theirs, b"wrong"));
-        }
     }
 
     #[test]
@@ -466,19 +386,6 @@ mod tests {
                 assert_eq!((err, err.sqlstate()), (BadProof, "28P01"));
             }
         }
-    }
-
-    #[test]
-    fn verifier_for_each_form() {
-        let md5 = StoredSecret::parse(&("md5".to_string() + &"a".repeat(32))).unwrap();
-        assert!(verifier_for(&md5).is_none());
-        assert!(verifier_for(&StoredSecret::Plain(String::new())).is_none());
-        let rfc = StoredSecret::Scram(scram(RFC_SECRET));
-        assert!(verifier_for(&rfc) == Some(scram(RFC_SECRET)));
-        let plain = StoredSecret::Plain("x".into());
-        let (v, again) = (verifier_for(&plain).unwrap(), verifier_for(&plain).unwrap());
-        assert_eq!((v.iterations, v.salt.len()), (DEFAULT_ITERATIONS, SALT_LEN));
-        assert!(v.salt != again.salt);
     }
 
     #[test]

@@ -74,7 +74,13 @@ fn parse_scram(rest: &str) -> Result<ScramVerifier, SecretError> {
     let (params, keys) = rest.split_once('$').ok_or(SecretError::BadScram)?;
     let (iter, salt) = params.split_once(':').ok_or(SecretError::BadScram)?;
     let (stored, server) = keys.split_once(':').ok_or(SecretError::BadScram)?;
-    let iterations = iter.parse().map_err(|_| SecretError::BadScram)?;
+    // Postgres refuses a count below 1 or above INT_MAX; so does pgweir, rather than offer
+    // clients `i=0`, which libpq rejects.
+    let iterations = iter
+        .parse::<u32>()
+        .ok()
+        .filter(|i| (1..=i32::MAX as u32).contains(i))
+        .ok_or(SecretError::BadScram)?;
     let salt = B64.decode(salt).map_err(|_| SecretError::BadScram)?;
     let key = |k: &str| -> Result<[u8; 32], SecretError> {
         B64.decode(k)
@@ -120,6 +126,14 @@ mod tests {
             StoredSecret::parse("SCRAM-SHA-256$x"),
             Err(SecretError::BadScram)
         );
+        for count in ["0", "2147483648"] {
+            let bad = v.replacen("4096", count, 1);
+            assert_eq!(
+                StoredSecret::parse(&bad),
+                Err(SecretError::BadScram),
+                "{count}"
+            );
+        }
         assert_eq!(
             StoredSecret::parse(&("md5".to_string() + &"z".repeat(32))),
             Err(SecretError::BadMd5)

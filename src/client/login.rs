@@ -17,7 +17,7 @@ use super::{read_message, ClientError};
 use crate::app::App;
 use crate::auth::channel_binding::MECHANISM_PLUS;
 use crate::auth::hba::{cert_proves, Method};
-use crate::auth::md5::{cleartext_matches, md5_response_matches};
+use crate::auth::md5::{cleartext_check, cleartext_matches, md5_response_matches};
 use crate::auth::passthrough::ScramClientKey;
 use crate::auth::scram::{ScramServer, MECHANISM};
 use crate::auth::secret::{ScramVerifier, StoredSecret};
@@ -46,6 +46,7 @@ pub async fn authenticate(
     let secret = known.as_ref().and_then(Option::as_ref);
     let failed = || ClientError::AuthFailed(user.to_owned());
     let lookups = app.config().auth_lookup(database).is_some();
+    let unknown_scram = lookups || app.users().mostly_scram();
     let key = match method {
         Method::Reject => Err(hba_refused(true, user, database, transport)),
         Method::Trust => known.as_ref().map(|_| None).ok_or_else(failed),
@@ -58,13 +59,13 @@ pub async fn authenticate(
             stream.write_all(&out).await?;
             let body = read_password(stream, buf).await?;
             let pw = body.strip_suffix(&[0]).unwrap_or(&body);
-            let ok = match secret {
-                Some(s) => cleartext_matches(&s.secret, user, pw),
-                None => mock_cleartext(user, pw, lookups),
-            };
-            ok.then_some(None).ok_or_else(failed)
+            match secret {
+                Some(s) => cleartext_check(&s.secret, user, pw),
+                None => mock_cleartext(user, pw).then_some(None),
+            }
+            .ok_or_else(failed)
         }
-        Method::Md5 if runs_md5(secret, lookups) => {
+        Method::Md5 if runs_md5(secret, unknown_scram) => {
             md5_exchange(stream, buf, user, secret).await.map(|()| None)
         }
         // Like Postgres, md5 falls back to SCRAM when only a SCRAM verifier is stored.
@@ -79,32 +80,37 @@ pub async fn authenticate(
         }
     }?;
     if let Some(s) = secret {
-        // Only a stored verifier needs the key: a plaintext secret logs in by itself.
+        // Only a stored verifier needs the key (from a SCRAM proof, or derived from a
+        // cleartext password): a plaintext secret logs in by itself.
         let key = key.filter(|_| matches!(s.secret, StoredSecret::Scram(_)));
-        app.keyring.of(user).remember(&s.secret, key);
+        app.keyring.remember(database, user, &s.secret, key);
     }
     Ok(())
 }
 
 /// The user's secret: from `[users]` or the auth file, else from `auth_query`. `None` for a
-/// user nobody knows, or one the query found without a usable (or with an expired) password:
-/// both then run the same exchange as a wrong password and fail the same way.
+/// user nobody knows; `Some(None)` for one known without a usable (or with an expired)
+/// password, which only `trust` and `cert` accept: password methods run the same exchange
+/// for both as for a wrong password, and fail the same way.
 async fn find_secret(
     app: &App,
     user: &str,
     database: &str,
 ) -> Result<Option<Option<UserSecret>>, ClientError> {
     let users = app.users();
-    if let Some(known) = users.get(user) {
-        return Ok(Some(known.cloned()));
+    let listed = users.get(user);
+    if let Some(Some(secret)) = listed {
+        return Ok(Some(Some(secret.clone())));
     }
+    // A `[users]` entry without a password only sets pool keys: the query may know the secret.
     let config = app.config();
     let found = app
         .auth_queries
         .lookup(&config, &users, &app.keyring, &app.tls, database, user)
         .await;
     match found {
-        Ok(secret) => Ok(secret.map(Some)),
+        Ok(None) if listed.is_some() => Ok(Some(None)),
+        Ok(found) => Ok(found),
         Err(e) => {
             tracing::warn!(%user, %database, error = %e, "auth_query failed");
             Err(e.into())
@@ -112,30 +118,31 @@ async fn find_secret(
     }
 }
 
-/// A cleartext check for a user nobody knows, always false. Where `auth_query` may find
-/// users (with SCRAM verifiers, whose check costs a PBKDF2 run) it does the same work against
-/// the mock verifier, so the time taken does not tell who exists.
-fn mock_cleartext(user: &str, password: &[u8], lookups: bool) -> bool {
-    if lookups {
-        let mock = StoredSecret::Scram(mock_verifier(user));
-        std::hint::black_box(cleartext_matches(&mock, user, password));
-    }
+/// A cleartext check for a user nobody knows, always false. It does the work a check against
+/// a SCRAM verifier does (a PBKDF2 run), against the mock verifier, so the time taken does
+/// not tell who exists: verifiers are what `auth_query` finds and what an auth file copied
+/// from `pg_authid` holds, lookups or not.
+fn mock_cleartext(user: &str, password: &[u8]) -> bool {
+    let mock = StoredSecret::Scram(mock_verifier(user));
+    std::hint::black_box(cleartext_matches(&mock, user, password));
     false
 }
 
 /// Whether an `md5` login runs the md5 exchange: yes unless only a SCRAM verifier is stored
 /// (Postgres falls back to SCRAM then). A user nobody knows gets the exchange most users
-/// get, so the mechanism does not tell who exists: SCRAM where `auth_query` may find users
-/// (`pg_authid` holds SCRAM verifiers by default since Postgres 14), md5 otherwise.
-fn runs_md5(secret: Option<&UserSecret>, lookups: bool) -> bool {
+/// get, so the mechanism does not tell who exists: SCRAM (`unknown_scram`) where `auth_query`
+/// may find users (`pg_authid` holds SCRAM verifiers by default since Postgres 14) or most
+/// known users hold verifiers, md5 otherwise.
+fn runs_md5(secret: Option<&UserSecret>, unknown_scram: bool) -> bool {
     match secret {
         Some(s) => !matches!(s.secret, StoredSecret::Scram(_)),
-        None => !lookups,
+        None => !unknown_scram,
     }
 }
 
 /// How this client must authenticate: `auth_type`, or under `hba` the method of the first
-/// matching line (no line refuses the client).
+/// matching line (no line, or a `reject` line, refuses the client here: before any
+/// `auth_query` lookup, which a refused client must neither cost nor see fail).
 fn method(
     g: &GeneralConfig,
     user: &str,
@@ -159,7 +166,10 @@ fn method(
             };
             let (line, method) = (matched.line, matched.method);
             tracing::debug!(client = %transport.addr, line, ?method, "hba line matched");
-            matched.method
+            if method == Method::Reject {
+                return Err(hba_refused(true, user, database, transport));
+            }
+            method
         }
     })
 }

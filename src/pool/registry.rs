@@ -112,7 +112,7 @@ impl Pools {
             dbname: db.dbname.clone(),
             user: server_user.to_owned(),
             password,
-            credentials: Some(self.keyring.of(server_user)),
+            credentials: Some(self.keyring.of(database, server_user)),
             tls: Arc::clone(&self.tls),
         };
         let statements = Arc::new(Registry::default());

@@ -75,13 +75,18 @@ async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, 
     Ok(conn)
 }
 
-/// Answers authentication requests until AuthenticationOk.
+/// Answers authentication requests until AuthenticationOk. A SCRAM exchange, once begun,
+/// must end with the server's signature before AuthenticationOk counts: a server that skips
+/// it never proved it knows the password or verifier (as libpq insists since Postgres 13).
 async fn authenticate(conn: &mut ServerConn, target: &ServerTarget) -> Result<(), ServerError> {
     let secret = server_secret(target);
     let mut scram: Option<Sasl> = None;
     loop {
         let mut out = BytesMut::new();
         match conn.read_message().await? {
+            Message::AuthenticationOk if scram.is_some() => {
+                return Err(ServerError::Protocol("SASL exchange (no server signature)"))
+            }
             Message::AuthenticationOk => return Ok(()),
             Message::AuthenticationCleartextPassword => {
                 let pw = plain(&secret, target)?;
@@ -115,9 +120,7 @@ async fn authenticate(conn: &mut ServerConn, target: &ServerTarget) -> Result<()
                 frontend::sasl_response(&last, &mut out)?;
             }
             Message::AuthenticationSaslFinal(body) => {
-                let s = scram
-                    .as_mut()
-                    .ok_or(ServerError::Protocol("SASL exchange"))?;
+                let mut s = scram.take().ok_or(ServerError::Protocol("SASL exchange"))?;
                 s.finish(body.data(), target)?;
             }
             Message::ErrorResponse(e) => return Err(upstream_error(e.fields())),
@@ -267,6 +270,13 @@ async fn finish_startup(conn: &mut ServerConn) -> Result<(), ServerError> {
 mod tests {
     use super::*;
 
+    /// TLS as configured by default (`server_tls_sslmode = prefer`, no files).
+    fn no_tls() -> crate::net::tls::TlsState {
+        crate::net::tls::Tls::load(&Default::default())
+            .unwrap()
+            .into_state()
+    }
+
     #[test]
     fn md5_from_stored_hash_equals_md5_from_plaintext() {
         let t = ServerTarget {
@@ -276,9 +286,7 @@ mod tests {
             user: "alice".into(),
             password: None,
             credentials: None,
-            tls: crate::net::tls::Tls::load(&Default::default())
-                .unwrap()
-                .into_state(),
+            tls: no_tls(),
         };
         let salt = [1, 2, 3, 4];
         let from_plain = md5_response(&Some(StoredSecret::Plain("pw".into())), &t, salt).unwrap();
@@ -286,5 +294,48 @@ mod tests {
         let from_hash = md5_response(&Some(StoredSecret::Md5(stored)), &t, salt).unwrap();
         assert_eq!(from_plain, from_hash);
         assert!(md5_response(&None, &t, salt).is_err());
+    }
+
+    /// A server (or someone in the middle) that starts SCRAM and then says AuthenticationOk
+    /// without its signature must not get a logged-in connection.
+    #[tokio::test]
+    async fn authentication_ok_without_the_server_signature_is_refused() {
+        use crate::auth::passthrough::Credentials;
+        use std::sync::Arc;
+        use tokio::io::AsyncReadExt;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            // The SSLRequest (`server_tls_sslmode = prefer`), refused; then the startup.
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"N").await.unwrap();
+            let _ = s.read(&mut buf).await;
+            let mechanisms = b"SCRAM-SHA-256\0\0";
+            let mut out = BytesMut::new();
+            out.extend_from_slice(b"R");
+            out.extend_from_slice(&(8 + mechanisms.len() as i32).to_be_bytes());
+            out.extend_from_slice(&10i32.to_be_bytes());
+            out.extend_from_slice(mechanisms);
+            s.write_all(&out).await.unwrap();
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I").await;
+            let _ = s.read(&mut buf).await;
+        });
+        let credentials = Arc::new(Credentials::default());
+        credentials.remember(&StoredSecret::Plain("pw".into()), None);
+        let t = ServerTarget {
+            host: "127.0.0.1".into(),
+            port,
+            dbname: "db".into(),
+            user: "u".into(),
+            password: None,
+            credentials: Some(credentials),
+            tls: no_tls(),
+        };
+        let err = connect(&t, Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, ServerError::Protocol(_)), "{err}");
     }
 }

@@ -144,7 +144,7 @@ pub enum ServerError {
     Upstream { code: String, message: String },
     #[error("pgweir has no password it can use to log in to the server as user \"{0}\"")]
     NoPassword(String),
-    #[error("pgweir holds only a SCRAM verifier for user \"{0}\" and no client of that user has logged in with SCRAM since it started, so it cannot log in to the server as them yet")]
+    #[error("pgweir holds only a SCRAM verifier for user \"{0}\" and no client of that user has logged in to this database with its password (SCRAM or cleartext) since it started, so it cannot log in to the server as them yet")]
     NoPassThroughKeys(String),
     #[error("SCRAM pass-through login as user \"{user}\" failed: {source}")]
     PassThrough {
