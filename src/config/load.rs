@@ -136,6 +136,11 @@ fn general(
     if config.auth_type == AuthType::Hba && !sec.has("auth_hba_file") {
         r.key_problem(&sec, "auth_type", "\"hba\" needs auth_hba_file");
     }
+    if config.auth_type == AuthType::Cert && !config.tls.asks_for_certificates() {
+        let message = "\"cert\" needs client TLS (client_tls_sslmode other than \"disable\") \
+                       with client_tls_ca_file, or no client is asked for a certificate";
+        r.key_problem(&sec, "auth_type", message);
+    }
     if config.replica_check_interval.is_zero() {
         // A zero interval would make the monitor spin on its queries.
         r.key_problem(&sec, "replica_check_interval", "must be more than zero");
