@@ -2,8 +2,9 @@
 //! client in by the CN of its verified certificate with no password exchange (tokio-postgres
 //! and psql), and refuse a wrong CN, a missing certificate and a plaintext client with FATAL
 //! 28000; `cert` without client certificates is a config problem; `hostssl` and `hostnossl`
-//! lines tell TLS clients from plaintext ones; and SCRAM pass-through works with
-//! SCRAM-SHA-256-PLUS from the client and TLS to a Postgres with `ssl = on`.
+//! lines tell TLS clients from plaintext ones; and the README's secure setup (client TLS
+//! verify-full, hba hostssl scram, auth_file + auth_query, server TLS verify-full) logs in
+//! by SCRAM-SHA-256-PLUS and pass-through with no plaintext password in pgweir's files.
 
 mod common;
 
@@ -153,7 +154,8 @@ async fn cert_auth_type_logs_in_by_certificate_alone() {
 }
 
 /// Where certificates are optional (`prefer`, `require` with `client_tls_ca_file`),
-/// `auth_type = "cert"` refuses a TLS client without one, and a plaintext one, with 28000.
+/// `auth_type = "cert"` refuses a TLS client without one, and a plaintext one, with 28000;
+/// a certificate from another CA does not get past the handshake.
 #[tokio::test]
 async fn cert_auth_type_with_optional_certificates() {
     let certs = Certs::new(SCRAM_USER.name);
@@ -175,6 +177,12 @@ async fn cert_auth_type_with_optional_certificates() {
             cert_failed(SCRAM_USER.name),
             "{mode}"
         );
+        // A certificate with the right CN from another CA of the same name (so only its
+        // signature tells): the handshake fails, as it would in any mode.
+        let mut forged = Certs::new(SCRAM_USER.name);
+        forged.ca = certs.ca.clone();
+        let result = connect_tls(&config, forged.client_config(true, false), false).await;
+        assert!(result.is_err(), "{mode}: an untrusted client certificate");
         let plaintext = refusal(connect(&config).await, "plaintext");
         if mode == "prefer" {
             assert_eq!(plaintext, cert_failed(SCRAM_USER.name));
@@ -299,11 +307,12 @@ fn cluster_ssl() -> &'static Certs {
     })
 }
 
-/// A login role with a SCRAM password; returns its verifier from pg_authid.
-async fn scram_role(name: &str, password: &str) -> String {
+/// A login role with a SCRAM password and `extra` options; returns its verifier.
+async fn scram_role(name: &str, password: &str, extra: &str) -> String {
     let admin = cluster().admin().await;
     let sql = format!(
-        "SET password_encryption = 'scram-sha-256'; CREATE ROLE {name} LOGIN PASSWORD '{password}'"
+        "SET password_encryption = 'scram-sha-256'; \
+         CREATE ROLE {name} LOGIN PASSWORD '{password}' {extra}"
     );
     admin.batch_execute(&sql).await.expect("create role");
     admin
@@ -316,49 +325,79 @@ async fn scram_role(name: &str, password: &str) -> String {
         .get(0)
 }
 
-/// An auth-file user with only a SCRAM verifier logs in over client TLS with
-/// SCRAM-SHA-256-PLUS, and pgweir passes the recovered key through to a Postgres it reaches
-/// over TLS; a wrong password is still refused.
+/// The README's secure setup: client TLS `verify-full`, hba `hostssl … scram-sha-256`, an
+/// `auth_file` holding only `auth_user`'s SCRAM verifier, `auth_query` for everyone else, and
+/// `verify-full` TLS to Postgres (`ssl = on`). Clients log in with SCRAM-SHA-256-PLUS; pgweir
+/// recovers each user's ClientKey from the bound exchange and passes it through to Postgres
+/// over TLS. No plaintext password is in pgweir's files.
 #[tokio::test]
 async fn pass_through_over_tls_on_both_sides() {
     let server_certs = cluster_ssl();
+    let (auth, auth_pw) = ("tls_pt_auth", "tls_pt_auth_pw");
     let (user, password) = ("tls_pt_user", "tls_pt_pw");
-    let verifier = scram_role(user, password).await;
+    let verifier = scram_role(auth, auth_pw, "SUPERUSER").await;
+    scram_role(user, password, "").await;
     let certs = Certs::new(user);
-    let userlist = certs.path("userlist.txt");
-    std::fs::write(&userlist, format!("\"{user}\" \"{verifier}\"\n")).unwrap();
+    let (userlist, hba) = (certs.path("userlist.txt"), certs.path("hba.conf"));
+    std::fs::write(&userlist, format!("\"{auth}\" \"{verifier}\"\n")).unwrap();
+    std::fs::write(
+        &hba,
+        "hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all all reject\n",
+    )
+    .unwrap();
     let pgweir = Pgweir::builder()
         .without_users()
+        .auth_type("hba")
+        .general(&format!("auth_hba_file = \"{}\"", hba.display()))
+        .general(&certs.pgweir_lines("verify-full"))
         .general(&format!("auth_file = \"{}\"", userlist.display()))
-        .general(&certs.pgweir_lines("require"))
+        .general(&format!("auth_user = \"{auth}\""))
         .general(&format!(
-            "server_tls_sslmode = \"verify-ca\"\nserver_tls_ca_file = \"{}\"",
+            "server_tls_sslmode = \"verify-full\"\nserver_tls_ca_file = \"{}\"",
             server_certs.ca.display()
         ))
+        .extra(&format!(
+            "[databases.via_localhost]\nhost = \"localhost\"\nport = {}\ndbname = \"{TEST_DB}\"\n",
+            cluster().port
+        ))
         .start();
-    let config_text = std::fs::read_to_string(&pgweir.config_path).unwrap();
-    assert!(!config_text.contains(password));
+    let files = [&pgweir.config_path, &userlist, &hba].map(|p| std::fs::read_to_string(p).unwrap());
+    assert!(files
+        .iter()
+        .all(|f| !f.contains(auth_pw) && !f.contains(password)));
 
-    let mut config = pgweir.config(user, password, TEST_DB);
-    config.channel_binding(ChannelBinding::Require);
-    let client = connect_tls(&config, certs.client_config(false, false), false)
-        .await
-        .unwrap_or_else(|e| panic!("SCRAM-SHA-256-PLUS pass-through: {e:?}\n{}", pgweir.log()));
+    let login = |name: &str, pw: &str| {
+        let mut config = pgweir.config(name, pw, "via_localhost");
+        config.channel_binding(ChannelBinding::Require);
+        config
+    };
+    let tls = || certs.client_config(true, false);
     let sql = "SELECT current_user::text, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
-    let row = within(10, "pg_stat_ssl", client.query_one(sql, &[]))
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}\n{}", pgweir.log()));
-    assert_eq!(row.get::<_, String>(0), user);
-    assert!(row.get::<_, bool>(1), "the server connection uses TLS");
+    let mut clients = Vec::new();
+    // auth_user first, so pgweir holds its key for the lookups.
+    for (name, pw) in [(auth, auth_pw), (user, password)] {
+        let client = connect_tls(&login(name, pw), tls(), false)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: PLUS login: {e:?}\n{}", pgweir.log()));
+        let row = within(10, "pg_stat_ssl", client.query_one(sql, &[]))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}\n{}", pgweir.log()));
+        assert_eq!(row.get::<_, String>(0), name);
+        assert!(
+            row.get::<_, bool>(1),
+            "{name}: the server connection uses TLS"
+        );
+        clients.push(client);
+    }
 
     // psql with channel binding required, on a second server connection (the first is
     // held in a transaction).
-    client.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    clients[1].batch_execute("BEGIN; SELECT 1").await.unwrap();
     let mut cmd = pg_tool("psql", password);
     let conninfo = format!(
-        "host=localhost port={} user={user} dbname={TEST_DB} channel_binding=require {}",
+        "host=localhost port={} user={user} dbname=via_localhost channel_binding=require {}",
         pgweir.port,
-        certs.libpq("verify-full", false)
+        certs.libpq("verify-full", true)
     );
     cmd.args(["-X", "-t", "-A", "-c", "SELECT current_user", &conninfo]);
     let out = run_tool(cmd).await;
@@ -366,11 +405,14 @@ async fn pass_through_over_tls_on_both_sides() {
     assert!(out.status.success(), "psql: {stderr}\n{}", pgweir.log());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), user);
 
-    let mut wrong = pgweir.config(user, "wrong", TEST_DB);
-    wrong.channel_binding(ChannelBinding::Require);
     let (code, _) = refusal(
-        connect_tls(&wrong, certs.client_config(false, false), false).await,
+        connect_tls(&login(user, "wrong"), tls(), false).await,
         "wrong password with channel binding",
     );
     assert_eq!(code, "28P01");
+    let log = pgweir.log();
+    assert!(
+        !log.contains(password) && !log.contains("SCRAM-SHA-256$"),
+        "{log}"
+    );
 }
