@@ -329,7 +329,9 @@ async fn scram_role(name: &str, password: &str, extra: &str) -> String {
 /// `auth_file` holding only `auth_user`'s SCRAM verifier, `auth_query` for everyone else, and
 /// `verify-full` TLS to Postgres (`ssl = on`). Clients log in with SCRAM-SHA-256-PLUS; pgweir
 /// recovers each user's ClientKey from the bound exchange and passes it through to Postgres
-/// over TLS. No plaintext password is in pgweir's files.
+/// over TLS, bound to Postgres's certificate in turn (SCRAM-SHA-256-PLUS; wrong binding data
+/// there fails with "SCRAM channel binding check failed"). No plaintext password is in
+/// pgweir's files.
 #[tokio::test]
 async fn pass_through_over_tls_on_both_sides() {
     let server_certs = cluster_ssl();
