@@ -192,39 +192,57 @@ async fn cert_auth_type_with_optional_certificates() {
     }
 }
 
-/// `auth_type = "cert"` with no way for a client to present a verified certificate is a
-/// config problem, which `pgweir check` names.
+/// `pgweir check` on `builder`'s config: whether it passed, and what it printed.
+fn check(builder: common::PgweirBuilder, certs: &Certs) -> (bool, String) {
+    let path = certs.path("pgweir.toml");
+    std::fs::write(&path, builder.config_toml(common::free_port())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgweir"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("pgweir check");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), stderr)
+}
+
+/// `cert`, as `auth_type` or on an hba line, with no way for a client to present a verified
+/// certificate is a config problem, which `pgweir check` names.
 #[test]
 fn cert_without_client_certificates_is_a_config_problem() {
     let certs = Certs::new(SCRAM_USER.name);
-    let files = format!(
-        "client_tls_cert_file = \"{}\"\nclient_tls_key_file = \"{}\"",
+    let require = format!(
+        "client_tls_sslmode = \"require\"\nclient_tls_cert_file = \"{}\"\n\
+         client_tls_key_file = \"{}\"",
         certs.server.0.display(),
         certs.server.1.display()
     );
-    let cases = [
-        String::new(),
-        format!("client_tls_sslmode = \"require\"\n{files}"),
-    ];
-    for lines in cases {
-        let toml = Pgweir::builder()
-            .auth_type("cert")
-            .general(&lines)
-            .config_toml(common::free_port());
-        let path = certs.path("pgweir.toml");
-        std::fs::write(&path, toml).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgweir"))
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .expect("pgweir check");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{lines}: {stderr}");
+    for lines in ["", &require] {
+        let (ok, stderr) = check(Pgweir::builder().auth_type("cert").general(lines), &certs);
+        assert!(!ok, "{lines}: {stderr}");
         assert!(
             stderr.contains("pgweir.auth_type") && stderr.contains("client_tls_ca_file"),
             "{lines}: {stderr}"
         );
     }
+    let (ok, stderr) = check(
+        Pgweir::builder()
+            .auth_type("cert")
+            .general(&certs.pgweir_lines("require")),
+        &certs,
+    );
+    assert!(ok, "{stderr}");
+
+    let hba = certs.path("hba.conf");
+    let rules = "hostssl all all all scram-sha-256\nhostssl all all all cert\n";
+    std::fs::write(&hba, rules).unwrap();
+    let hba_line = format!("auth_hba_file = \"{}\"", hba.display());
+    let builder = Pgweir::builder().auth_type("hba").general(&hba_line);
+    let (ok, stderr) = check(builder.clone().general(&require), &certs);
+    assert!(!ok, "{stderr}");
+    let expected = format!("{} line 2: cert needs client TLS", hba.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    let (ok, stderr) = check(builder.general(&certs.pgweir_lines("require")), &certs);
+    assert!(ok, "{stderr}");
 }
 
 /// `hostssl` lines take TLS clients only and `hostnossl` lines plaintext ones only; a `cert`

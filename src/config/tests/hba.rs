@@ -73,6 +73,20 @@ fn hba_needs_a_file() {
 }
 
 #[test]
+fn hba_cert_lines_need_client_certificates() {
+    let (_dir, path) = hba_file("host all all 127.0.0.1/32 trust\nhostssl all all all cert\n");
+    let hba = format!("[pgweir]\nauth_type = \"hba\"\nauth_hba_file = \"{path}\"\n");
+    let found = problems(&format!("{hba}{MINIMAL}"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let expected = format!("line 3: pgweir.auth_hba_file: {path} line 2: cert needs client TLS");
+    assert!(found[0].starts_with(&expected), "{found:?}");
+    let config = parse(&format!("{hba}{}{MINIMAL}", client_tls("prefer", true)));
+    assert!(config.pgweir.auth_hba_file.is_some());
+    // Unused unless auth_type = "hba".
+    parse(&format!("[pgweir]\nauth_hba_file = \"{path}\"\n{MINIMAL}"));
+}
+
+#[test]
 fn a_bad_hba_file_is_a_config_problem_naming_its_line() {
     let (_dir, path) = hba_file("host all all 127.0.0.1/32 trust\nhost all all all ldap\n");
     let found = problems(&format!(
