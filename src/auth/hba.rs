@@ -150,9 +150,7 @@ impl HbaFile {
                 line: r.line,
             })
     }
-}
 
-impl HbaFile {
     /// The number of the first `cert` line, if any: such a line can only let anyone in when
     /// clients are asked for certificates.
     pub fn first_cert_line(&self) -> Option<usize> {
