@@ -16,6 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_postgres::{Client, NoTls};
 
 use common::console::{console, with_console, ADMIN};
+use common::tls::Certs;
 use common::{cluster, within, Pgweir, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER};
 
 /// A user only `cert` lines mention (in `[users]`, so only the certificate is missing).
@@ -121,7 +122,13 @@ async fn reject_lines_addresses_and_methods_per_user() {
         db = TEST_DB,
         cert = CERT_USER.0,
     ));
-    let pgweir = hba.pgweir(Pgweir::builder().user(CERT_USER.0, CERT_USER.1));
+    // Clients are asked for certificates, or the cert line would be a config problem.
+    let certs = Certs::new(CERT_USER.0);
+    let pgweir = hba.pgweir(
+        Pgweir::builder()
+            .user(CERT_USER.0, CERT_USER.1)
+            .general(&certs.pgweir_lines("prefer")),
+    );
 
     let (code, message) = refusal(
         pgweir

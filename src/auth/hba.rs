@@ -162,6 +162,15 @@ impl HbaFile {
                 line: r.line,
             })
     }
+
+    /// The number of the first `cert` line, if any: such a line can only let anyone in when
+    /// clients are asked for certificates.
+    pub fn first_cert_line(&self) -> Option<usize> {
+        self.rules
+            .iter()
+            .find(|r| r.method == Method::Cert)
+            .map(|r| r.line)
+    }
 }
 
 /// Whether a client certificate proves `user`: its CN must be exactly the user name, as

@@ -1,7 +1,8 @@
 //! SCRAM and md5 pass-through: logging in to Postgres as a user whose plaintext password
 //! pgweir never had. A client's SCRAM proof reveals its ClientKey (ClientProof XOR
 //! ClientSignature, checked against the verifier's StoredKey by [`super::scram`]); with it and
-//! the verifier, [`KeyedScramClient`] answers the server's own SCRAM exchange. md5 needs no
+//! the verifier, [`KeyedScramClient`] answers the server's own SCRAM exchange (bound to the
+//! server's certificate under TLS, [`Gs2`]). md5 needs no
 //! key: the stored `md5<hex>` answers the challenge ([`crate::server::login`]).
 //!
 //! [`Keyring`] holds, per database and user, the secret that user's clients were last checked
@@ -144,11 +145,45 @@ pub enum PassThroughError {
     Refused(String),
 }
 
-/// The client side of one SCRAM-SHA-256 exchange (no channel binding), proving knowledge of
-/// the password with the verifier and a recovered ClientKey instead of the password.
+/// What a pass-through login says about channel binding: RFC 5802's gs2 header. Binding
+/// changes only the `c=` part of the AuthMessage, so the recovered key proves it as well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gs2 {
+    /// `n`: no TLS, nothing to bind.
+    Unsupported,
+    /// `y`: TLS, but the server offered no SCRAM-SHA-256-PLUS.
+    Unused,
+    /// `p=tls-server-end-point`, with the hash of the server's certificate: SCRAM-SHA-256-PLUS,
+    /// so a man in the middle holding another certificate cannot relay the exchange.
+    EndPoint(Vec<u8>),
+}
+
+impl Gs2 {
+    fn header(&self) -> &'static str {
+        match self {
+            Gs2::Unsupported => "n,,",
+            Gs2::Unused => "y,,",
+            Gs2::EndPoint(_) => "p=tls-server-end-point,,",
+        }
+    }
+
+    /// The `c=` value: the header, and the binding data under `p`, in base64.
+    fn channel_binding(&self) -> String {
+        let data = match self {
+            Gs2::EndPoint(end_point) => end_point.as_slice(),
+            _ => &[],
+        };
+        B64.encode([self.header().as_bytes(), data].concat())
+    }
+}
+
+/// The client side of one SCRAM-SHA-256 exchange (SCRAM-SHA-256-PLUS under [`Gs2::EndPoint`]),
+/// proving knowledge of the password with the verifier and a recovered ClientKey instead of
+/// the password.
 pub struct KeyedScramClient {
     verifier: ScramVerifier,
     client_key: ScramClientKey,
+    gs2: Gs2,
     client_nonce: String,
     /// The AuthMessage, once the server's first message came; its signature is expected last.
     auth_message: Option<Vec<u8>>,
@@ -161,12 +196,13 @@ impl std::fmt::Debug for KeyedScramClient {
 }
 
 impl KeyedScramClient {
-    pub fn new(verifier: ScramVerifier, client_key: ScramClientKey) -> Self {
+    pub fn new(verifier: ScramVerifier, client_key: ScramClientKey, gs2: Gs2) -> Self {
         let mut raw = [0; 18];
         rand::thread_rng().fill_bytes(&mut raw);
         KeyedScramClient {
             verifier,
             client_key,
+            gs2,
             client_nonce: B64.encode(raw),
             auth_message: None,
         }
@@ -174,7 +210,7 @@ impl KeyedScramClient {
 
     /// The client-first-message for SASLInitialResponse.
     pub fn first(&self) -> Vec<u8> {
-        format!("n,,{}", self.first_bare()).into_bytes()
+        format!("{}{}", self.gs2.header(), self.first_bare()).into_bytes()
     }
 
     fn first_bare(&self) -> String {
@@ -204,7 +240,7 @@ impl KeyedScramClient {
         if salt != self.verifier.salt || iterations != self.verifier.iterations {
             return Err(PassThroughError::VerifierMismatch);
         }
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c={},r={nonce}", self.gs2.channel_binding());
         let auth_message = format!("{},{text},{without_proof}", self.first_bare()).into_bytes();
         let signature = hmac(&self.verifier.stored_key, &[&auth_message]);
         let mut proof = self.client_key.0;
@@ -240,6 +276,7 @@ impl KeyedScramClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::channel_binding::MECHANISM_PLUS;
     use crate::auth::scram::{ScramServer, MECHANISM};
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     use postgres_protocol::password::scram_sha_256;
@@ -268,7 +305,7 @@ mod tests {
         key: ScramClientKey,
         server_v: &ScramVerifier,
     ) -> Result<(), String> {
-        let mut client = KeyedScramClient::new(v.clone(), key);
+        let mut client = KeyedScramClient::new(v.clone(), key, Gs2::Unsupported);
         let mut server = ScramServer::new(server_v.clone());
         let first = server
             .client_first(MECHANISM, &client.first())
@@ -293,10 +330,45 @@ mod tests {
         assert!(err.contains("salt or iteration"), "{err}");
     }
 
+    /// With SCRAM-SHA-256-PLUS the key proves the bound AuthMessage too; binding data that
+    /// is not the server's (a relaying man in the middle) is refused.
+    #[test]
+    fn recovered_key_logs_in_with_channel_binding() {
+        let v = verifier("s3cret");
+        let key = recover(&v, "s3cret");
+        let bound = |gs2: Gs2, end_point: Option<&[u8]>| {
+            let mechanism = match gs2 {
+                Gs2::EndPoint(_) => MECHANISM_PLUS,
+                _ => MECHANISM,
+            };
+            let mut client = KeyedScramClient::new(v.clone(), key.clone(), gs2);
+            let mut server = match end_point {
+                Some(e) => ScramServer::with_channel_binding(v.clone(), e.to_vec()),
+                None => ScramServer::new(v.clone()),
+            };
+            let first = server
+                .client_first(mechanism, &client.first())
+                .map_err(|e| e.to_string())?;
+            let last = client.update(&first).map_err(|e| e.to_string())?;
+            let (reply, _) = server.client_final(&last).map_err(|e| e.to_string())?;
+            client.finish(&reply).map_err(|e| e.to_string())
+        };
+        let end_point = [9u8; 32];
+        assert_eq!(
+            bound(Gs2::EndPoint(end_point.to_vec()), Some(&end_point)),
+            Ok(())
+        );
+        assert_eq!(bound(Gs2::Unused, None), Ok(()));
+        assert_eq!(bound(Gs2::Unsupported, Some(&end_point)), Ok(()));
+        let relayed = bound(Gs2::EndPoint(vec![1; 32]), Some(&end_point));
+        let err = relayed.expect_err("binding data not the server's");
+        assert!(err.contains("channel-binding attribute"), "{err}");
+    }
+
     #[test]
     fn server_must_prove_the_verifier() {
         let v = verifier("s3cret");
-        let mut client = KeyedScramClient::new(v.clone(), recover(&v, "s3cret"));
+        let mut client = KeyedScramClient::new(v.clone(), recover(&v, "s3cret"), Gs2::Unsupported);
         assert_eq!(client.finish(b"v=AAAA"), Err(PassThroughError::Malformed));
         let mut server = ScramServer::new(v.clone());
         let first = server.client_first(MECHANISM, &client.first()).unwrap();

@@ -136,12 +136,35 @@ fn general(
     if config.auth_type == AuthType::Hba && !sec.has("auth_hba_file") {
         r.key_problem(&sec, "auth_type", "\"hba\" needs auth_hba_file");
     }
+    check_cert_auth(r, &sec, &config);
     if config.replica_check_interval.is_zero() {
         // A zero interval would make the monitor spin on its queries.
         r.key_problem(&sec, "replica_check_interval", "must be more than zero");
     }
     r.finish(sec);
     config
+}
+
+/// `cert`, as `auth_type` or on a line of the hba file `hba` reads, lets nobody in unless
+/// clients are asked for a certificate: a problem with the configuration, not a mystery at
+/// login.
+fn check_cert_auth(r: &mut Reader<'_>, sec: &Section<'_>, config: &GeneralConfig) {
+    if config.tls.asks_for_certificates() {
+        return;
+    }
+    let needs = "needs client TLS (client_tls_sslmode other than \"disable\") with \
+                 client_tls_ca_file, or no client is asked for a certificate";
+    match config.auth_type {
+        AuthType::Cert => r.key_problem(sec, "auth_type", format!("\"cert\" {needs}")),
+        AuthType::Hba => {
+            let hba = config.auth_hba_file.as_ref();
+            if let Some((hba, line)) = hba.and_then(|h| Some((h, h.first_cert_line()?))) {
+                let message = format!("{} line {line}: cert {needs}", hba.path.display());
+                r.key_problem(sec, "auth_hba_file", message);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The `[pgweir]` keys for operating the pooler (metrics, admin console, shutdown,

@@ -129,6 +129,13 @@ pub struct TlsConfig {
     pub server_key_file: Option<PathBuf>,
 }
 
+impl TlsConfig {
+    /// Whether clients are asked for a certificate, which `auth_type = "cert"` needs.
+    pub fn asks_for_certificates(&self) -> bool {
+        self.client_sslmode != ClientTlsMode::Disable && self.client_ca_file.is_some()
+    }
+}
+
 /// Reads the TLS keys of `[pgweir]` and checks the rules between them.
 pub(super) fn read(r: &mut Reader<'_>, s: &mut Section<'_>) -> TlsConfig {
     let mut path = |r: &mut Reader<'_>, key| r.string(s, key).map(PathBuf::from);

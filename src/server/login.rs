@@ -22,7 +22,7 @@ use super::{
     upstream_error, ServerConn, ServerError, ServerId, ServerKey, ServerParams, ServerTarget,
     Stream,
 };
-use crate::auth::passthrough::{KeyedScramClient, PassThroughError};
+use crate::auth::passthrough::{Gs2, KeyedScramClient, PassThroughError};
 use crate::auth::secret::StoredSecret;
 use crate::net::connect::{server_end_point, upgrade};
 
@@ -155,9 +155,8 @@ enum Sasl {
 }
 
 impl Sasl {
-    /// The exchange for `secret`, its mechanism and its client-first-message. With the
-    /// password, channel binding applies as [`channel_binding`] says; pass-through keys say
-    /// `n` (no binding), which a server offering both mechanisms accepts.
+    /// The exchange for `secret`, its mechanism and its client-first-message, with channel
+    /// binding as [`channel_binding`] says, by password or by pass-through keys alike.
     fn start(
         secret: &Option<StoredSecret>,
         t: &ServerTarget,
@@ -167,12 +166,18 @@ impl Sasl {
         if let Some(StoredSecret::Scram(verifier)) = secret {
             let key = t.credentials.as_ref().and_then(|c| c.client_key(verifier));
             let key = key.ok_or_else(|| ServerError::NoPassThroughKeys(t.user.clone()))?;
-            let client = KeyedScramClient::new(verifier.clone(), key);
+            let (mechanism, gs2) = channel_binding(stream, plus);
+            let client = KeyedScramClient::new(verifier.clone(), key, gs2);
             let first = client.first();
-            return Ok((Sasl::Keys(client), SCRAM_SHA_256, first));
+            return Ok((Sasl::Keys(client), mechanism, first));
         }
         let pw = plain(secret, t)?;
-        let (mechanism, binding) = channel_binding(stream, plus);
+        let (mechanism, gs2) = channel_binding(stream, plus);
+        let binding = match gs2 {
+            Gs2::EndPoint(end_point) => ChannelBinding::tls_server_end_point(end_point),
+            Gs2::Unused => ChannelBinding::unrequested(),
+            Gs2::Unsupported => ChannelBinding::unsupported(),
+        };
         let client = ScramSha256::new(pw.as_bytes(), binding);
         let first = client.message().to_vec();
         Ok((Sasl::Password(client), mechanism, first))
@@ -207,14 +212,11 @@ fn pass_through(source: PassThroughError, t: &ServerTarget) -> ServerError {
 
 /// SCRAM-SHA-256-PLUS bound to the server's certificate when TLS is on and the server offers
 /// it; else plain SCRAM, saying (`y`) that pgweir could have bound the channel under TLS.
-fn channel_binding(stream: &Stream, plus: bool) -> (&'static str, ChannelBinding) {
+fn channel_binding(stream: &Stream, plus: bool) -> (&'static str, Gs2) {
     match server_end_point(stream) {
-        Some(end_point) if plus => (
-            SCRAM_SHA_256_PLUS,
-            ChannelBinding::tls_server_end_point(end_point),
-        ),
-        _ if stream.is_tls() => (SCRAM_SHA_256, ChannelBinding::unrequested()),
-        _ => (SCRAM_SHA_256, ChannelBinding::unsupported()),
+        Some(end_point) if plus => (SCRAM_SHA_256_PLUS, Gs2::EndPoint(end_point)),
+        _ if stream.is_tls() => (SCRAM_SHA_256, Gs2::Unused),
+        _ => (SCRAM_SHA_256, Gs2::Unsupported),
     }
 }
 

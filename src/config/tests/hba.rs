@@ -1,5 +1,6 @@
 //! `auth_type = "hba"` / `"cert"` and `auth_hba_file`: the file is read with the config,
-//! so its problems are config problems, and `hba` without a file is refused.
+//! so its problems are config problems; `hba` without a file, and `cert` without client
+//! certificates, are refused.
 
 use super::super::AuthType;
 use super::{parse, problems, rejects, MINIMAL};
@@ -26,10 +27,41 @@ fn hba_reads_the_file() {
         .is_some());
 }
 
+/// Client TLS lines for `mode`, with a CA for client certificates when `ca`.
+fn client_tls(mode: &str, ca: bool) -> String {
+    let ca = if ca {
+        "client_tls_ca_file = \"ca\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "client_tls_sslmode = \"{mode}\"\nclient_tls_cert_file = \"c\"\n\
+         client_tls_key_file = \"k\"\n{ca}"
+    )
+}
+
 #[test]
 fn cert_is_an_auth_type() {
-    let config = parse(&format!("[pgweir]\nauth_type = \"cert\"\n{MINIMAL}"));
-    assert_eq!(config.pgweir.auth_type, AuthType::Cert);
+    for mode in ["prefer", "require", "verify-full"] {
+        let tls = client_tls(mode, true);
+        let config = parse(&format!("[pgweir]\nauth_type = \"cert\"\n{tls}{MINIMAL}"));
+        assert_eq!(config.pgweir.auth_type, AuthType::Cert);
+    }
+}
+
+#[test]
+fn cert_needs_client_certificates() {
+    let needs = "line 2: pgweir.auth_type: \"cert\" needs client TLS";
+    for tls in [
+        "",
+        &client_tls("require", false),
+        "client_tls_ca_file = \"ca\"\n",
+    ] {
+        let found = problems(&format!("[pgweir]\nauth_type = \"cert\"\n{tls}{MINIMAL}"));
+        assert_eq!(found.len(), 1, "{tls}: {found:?}");
+        assert!(found[0].starts_with(needs), "{tls}: {found:?}");
+        assert!(found[0].contains("client_tls_ca_file"), "{found:?}");
+    }
 }
 
 #[test]
@@ -38,6 +70,20 @@ fn hba_needs_a_file() {
         &format!("[pgweir]\nauth_type = \"hba\"\n{MINIMAL}"),
         "line 2: pgweir.auth_type: \"hba\" needs auth_hba_file",
     );
+}
+
+#[test]
+fn hba_cert_lines_need_client_certificates() {
+    let (_dir, path) = hba_file("host all all 127.0.0.1/32 trust\nhostssl all all all cert\n");
+    let hba = format!("[pgweir]\nauth_type = \"hba\"\nauth_hba_file = \"{path}\"\n");
+    let found = problems(&format!("{hba}{MINIMAL}"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let expected = format!("line 3: pgweir.auth_hba_file: {path} line 2: cert needs client TLS");
+    assert!(found[0].starts_with(&expected), "{found:?}");
+    let config = parse(&format!("{hba}{}{MINIMAL}", client_tls("prefer", true)));
+    assert!(config.pgweir.auth_hba_file.is_some());
+    // Unused unless auth_type = "hba".
+    parse(&format!("[pgweir]\nauth_hba_file = \"{path}\"\n{MINIMAL}"));
 }
 
 #[test]
