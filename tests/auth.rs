@@ -8,17 +8,10 @@
 mod common;
 
 use common::{
-    cluster, expect_sqlstate, Pgweir, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER,
+    cluster, current_user, expect_sqlstate, Pgweir, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB,
+    TRUST_USER,
 };
 use tokio_postgres::Client;
-
-async fn current_user(client: &Client) -> String {
-    client
-        .query_one("SELECT current_user::text", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
 
 /// The message of a failed login with the user name taken out, so messages for
 /// different users can be compared.

@@ -7,21 +7,7 @@
 
 mod common;
 
-use common::{cluster, pg_tool, run_tool, Pgweir, SCRAM_USER, TEST_DB};
-use tokio_postgres::Client;
-
-async fn current_user(client: &Client) -> String {
-    let rows = client
-        .simple_query("SELECT current_user::text")
-        .await
-        .expect("SELECT current_user");
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .expect("a row")
-}
+use common::{cluster, current_user, pg_tool, run_tool, Pgweir, SCRAM_USER, TEST_DB};
 
 async fn logged_in_as(pgweir: &Pgweir, user: &str, password: &str) -> String {
     match pgweir.try_connect(user, password, TEST_DB).await {

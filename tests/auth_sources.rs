@@ -12,23 +12,9 @@ use std::time::{Duration, Instant};
 use common::console::show;
 use common::wire::Wire;
 use common::{
-    cluster, free_port, pg_tool, run_tool, Pgweir, PgweirBuilder, MD5_USER, PLAIN_USER, SCRAM_USER,
-    TEST_DB, TRUST_USER,
+    cluster, current_user, free_port, pg_tool, run_tool, Pgweir, PgweirBuilder, MD5_USER,
+    PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER,
 };
-use tokio_postgres::Client;
-
-async fn current_user(client: &Client) -> String {
-    let rows = client
-        .simple_query("SELECT current_user::text")
-        .await
-        .expect("SELECT current_user");
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .expect("a row")
-}
 
 /// Logs in and returns `current_user` as the server sees it, panicking with pgweir's log.
 async fn logged_in_as(pgweir: &Pgweir, user: &str, password: &str, db: &str) -> String {

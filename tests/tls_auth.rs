@@ -15,7 +15,8 @@ use tokio_postgres::{Client, Config};
 
 use common::tls::{connect_tls, enable_cluster_ssl, Certs};
 use common::{
-    cluster, connect, pg_tool, run_tool, within, Pgweir, MD5_USER, SCRAM_USER, TEST_DB, TRUST_USER,
+    cluster, connect, current_user, pg_tool, run_tool, within, Pgweir, MD5_USER, SCRAM_USER,
+    TEST_DB, TRUST_USER,
 };
 
 /// A pgweir client config with no password at all: a login that asks for one fails.
@@ -28,17 +29,6 @@ fn no_password(pgweir: &Pgweir, user: &str) -> Config {
         .dbname(TEST_DB)
         .connect_timeout(std::time::Duration::from_secs(10));
     config
-}
-
-async fn current_user(client: &Client) -> String {
-    let row = within(
-        10,
-        "current_user",
-        client.query_one("SELECT current_user::text", &[]),
-    )
-    .await
-    .expect("SELECT current_user");
-    row.get(0)
 }
 
 /// The FATAL a refused login got: SQLSTATE and message.

@@ -133,6 +133,20 @@ pub async fn try_backend_pid(client: &Client) -> Result<i32, tokio_postgres::Err
         .expect("a pid row"))
 }
 
+/// The role `client` is logged in as on the server. Simple protocol, like [`try_backend_pid`].
+pub async fn current_user(client: &Client) -> String {
+    let rows = client
+        .simple_query("SELECT current_user::text")
+        .await
+        .expect("SELECT current_user");
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .expect("a row")
+}
+
 /// [`try_backend_pid`] for tests where the query must succeed.
 pub async fn backend_pid(client: &Client) -> i32 {
     try_backend_pid(client)
