@@ -108,6 +108,11 @@ impl ServerTlsMode {
             ServerTlsMode::VerifyFull => "verify-full",
         }
     }
+
+    /// Whether the server's certificate chain is checked.
+    pub fn verifies(self) -> bool {
+        matches!(self, ServerTlsMode::VerifyCa | ServerTlsMode::VerifyFull)
+    }
 }
 
 /// The TLS keys of `[pgweir]`. Paths are relative to the working directory, as PgBouncer's.
@@ -122,7 +127,7 @@ pub struct TlsConfig {
     /// for a certificate. Needed by `verify-ca` and `verify-full`.
     pub client_ca_file: Option<PathBuf>,
     pub server_sslmode: ServerTlsMode,
-    /// CA certificates (PEM) for `verify-ca`/`verify-full`; the webpki roots when absent.
+    /// CA certificates (PEM) for `verify-ca`/`verify-full`; the system's CA certificates when absent.
     pub server_ca_file: Option<PathBuf>,
     /// A client certificate (PEM) pgweir shows Postgres, with `server_tls_key_file`.
     pub server_cert_file: Option<PathBuf>,

@@ -184,14 +184,15 @@ fn server_side(
         .with_protocol_versions(&versions())
         .map_err(setup)?;
     let roots = match &config.server_ca_file {
-        Some(path) => roots("server_tls_ca_file", path)?,
-        None => RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
+        Some(path) => Some(roots("server_tls_ca_file", path)?),
+        None if mode.verifies() => Some(system_roots()?),
+        // Nothing is checked, so a machine without CA certificates still starts.
+        None => None,
     };
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
-        .build()
-        .map_err(setup)?;
+    let webpki = roots
+        .map(|r| WebPkiServerVerifier::builder_with_provider(Arc::new(r), Arc::clone(provider)))
+        .map(|b| b.build().map_err(setup))
+        .transpose()?;
     let verifier = Arc::new(ServerVerifier {
         mode,
         webpki,
@@ -248,6 +249,21 @@ fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'st
 /// The private key in a PEM file (PKCS#8, PKCS#1 or SEC1).
 fn private_key(key: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(key, path, e))
+}
+
+/// The operating system's CA certificates (as libpq's `sslrootcert=system`), for verify-ca
+/// and verify-full without `server_tls_ca_file`.
+fn system_roots() -> Result<RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = "no CA certificates found on this system (install ca-certificates)";
+        return Err(setup(format!(
+            "server_tls_sslmode verifies the server but server_tls_ca_file is not set and {why}"
+        )));
+    }
+    Ok(roots)
 }
 
 fn roots(key: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
@@ -308,7 +324,8 @@ pub fn common_name(cert: &[u8]) -> Option<String> {
 #[derive(Debug)]
 struct ServerVerifier {
     mode: ServerTlsMode,
-    webpki: Arc<WebPkiServerVerifier>,
+    /// The chain check; `None` when nothing is checked and no CA file is set.
+    webpki: Option<Arc<WebPkiServerVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -322,9 +339,9 @@ impl ServerCertVerifier for ServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
-        let verified = || {
-            self.webpki
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        let verified = || match &self.webpki {
+            Some(w) => w.verify_server_cert(end_entity, intermediates, server_name, ocsp, now),
+            None => Err(rustls::CertificateError::UnknownIssuer.into()),
         };
         match self.mode {
             ServerTlsMode::VerifyFull => verified(),
