@@ -18,7 +18,7 @@ const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 pub enum UpgradeError {
     #[error("server does not support TLS and server_tls_sslmode is \"{0}\"")]
     Refused(&'static str),
-    #[error("server answered the SSLRequest with {0:?}")]
+    #[error("server answered the SSLRequest with {:?} instead of 'S' or 'N'", char::from(*.0))]
     Unexpected(u8),
     #[error("{0}")]
     Handshake(std::io::Error),
@@ -63,5 +63,34 @@ pub fn server_end_point(stream: &Stream) -> Option<Vec<u8>> {
             end_point(leaf)
         }
         Stream::Plain(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TlsConfig;
+    use crate::net::tls::Tls;
+
+    /// An old or failing server answers the SSLRequest with an ErrorResponse ('E'): no
+    /// fallback, and the byte is named as the character it is.
+    #[tokio::test]
+    async fn an_error_answer_is_refused_and_named() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let _ = s.read_exact(&mut [0u8; 8]).await;
+            let _ = s.write_all(b"E\0\0\0\x04").await;
+        });
+        let config = TlsConfig {
+            server_sslmode: ServerTlsMode::Prefer,
+            ..TlsConfig::default()
+        };
+        let tls = Tls::load(&config).unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let err = upgrade(tcp, &tls.server, "localhost").await.unwrap_err();
+        assert!(matches!(err, UpgradeError::Unexpected(b'E')), "{err}");
+        assert!(err.to_string().contains("'E'"), "{err}");
     }
 }

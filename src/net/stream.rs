@@ -6,7 +6,8 @@
 //! TLS has one trap plain TCP has not: rustls may accept bytes into its buffer and return
 //! before the socket took all the records. Nothing would ever send them if no write
 //! followed, so a read on the whole stream first pushes out what is pending, and a write
-//! half remembers it has something to flush ([`StreamWrite::unflushed`]).
+//! half remembers it has something to flush ([`StreamWrite::unflushed`]), left by its own
+//! writes or by the whole stream's before the split.
 
 use std::future::Future;
 use std::io;
@@ -77,14 +78,11 @@ impl Stream {
                 (StreamRead::Plain(r), StreamWrite::Plain(w))
             }
             Stream::Tls(s) => {
+                // Records an earlier write on the whole stream left: the halves' reads do
+                // not flush, so the write half must.
+                let unflushed = s.get_ref().1.wants_write();
                 let (r, w) = tokio::io::split(&mut **s);
-                (
-                    StreamRead::Tls(r),
-                    StreamWrite::Tls {
-                        half: w,
-                        unflushed: false,
-                    },
-                )
+                (StreamRead::Tls(r), StreamWrite::Tls { half: w, unflushed })
             }
         }
     }
@@ -340,5 +338,70 @@ impl AsyncWrite for StreamWrite<'_> {
             StreamWrite::Plain(w) => Pin::new(w).poll_shutdown(cx),
             StreamWrite::Tls { half, .. } => Pin::new(half).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use std::sync::Arc;
+
+    /// pgweir's end of a TLS connection to a peer that reads nothing, and the peer.
+    async fn tls_pair() -> (Stream, tokio_rustls::client::TlsStream<TcpStream>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = CertificateDer::from(params.self_signed(&key).unwrap().der().to_vec());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connect = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+            connector.connect(name, tcp).await.unwrap()
+        };
+        let accept = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+            acceptor.accept(tcp).await.unwrap()
+        };
+        let (peer, ours) = tokio::join!(connect, accept);
+        (Stream::Tls(Box::new(ours.into())), peer)
+    }
+
+    /// A write on the whole stream that the socket could not take leaves records in rustls'
+    /// buffer; a split made afterwards (the relay's next transaction on a pinned server)
+    /// must know to flush them, or a client waiting for them and pgweir waiting for the
+    /// client wait for ever.
+    #[tokio::test]
+    async fn a_split_flushes_what_an_earlier_write_left() {
+        let (mut ours, _peer) = tls_pair().await;
+        let chunk = vec![7u8; 64 << 10];
+        while !ours.pending_tls_write() {
+            std::future::poll_fn(|cx| {
+                let _ = Pin::new(&mut ours).poll_write(cx, &chunk);
+                Poll::Ready(())
+            })
+            .await;
+        }
+        let (_read, write) = ours.split();
+        assert!(write.unflushed(), "records left by an earlier write");
     }
 }

@@ -20,6 +20,7 @@ use thiserror::Error;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use x509_parser::oid_registry as oid;
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::signature_algorithm::SignatureAlgorithm;
 
 use crate::config::{ClientTlsMode, ConfigError, Problem, ServerTlsMode, TlsConfig};
 
@@ -280,21 +281,27 @@ fn roots(key: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 /// The `tls-server-end-point` channel-binding data of a certificate (RFC 5929): its hash
-/// with the hash of its signature algorithm, SHA-256 for MD5 and SHA-1. `None` for an
-/// algorithm that names no single hash (Ed25519, RSA-PSS), for which Postgres offers no
-/// channel binding either.
+/// with the hash of its signature algorithm (RSA-PSS: of its parameters), SHA-256 for MD5
+/// and SHA-1. `None` for an algorithm that names no hash (Ed25519).
 pub fn end_point(cert: &[u8]) -> Option<Vec<u8>> {
     let (_, parsed) = X509Certificate::from_der(cert).ok()?;
-    let alg = &parsed.signature_algorithm.algorithm;
+    let mut alg = &parsed.signature_algorithm.algorithm;
+    // RSA-PSS names its hash in its parameters (Postgres 16 and libpq read it there).
+    let pss = SignatureAlgorithm::try_from(&parsed.signature_algorithm).ok();
+    if let Some(SignatureAlgorithm::RSASSA_PSS(params)) = &pss {
+        alg = params.hash_algorithm_oid();
+    }
     let is = |candidates: &[&oid::Oid<'_>]| candidates.contains(&alg);
     if is(&[
         &oid::OID_PKCS1_SHA384WITHRSA,
         &oid::OID_SIG_ECDSA_WITH_SHA384,
+        &oid::OID_NIST_HASH_SHA384,
     ]) {
         Some(Sha384::digest(cert).to_vec())
     } else if is(&[
         &oid::OID_PKCS1_SHA512WITHRSA,
         &oid::OID_SIG_ECDSA_WITH_SHA512,
+        &oid::OID_NIST_HASH_SHA512,
     ]) {
         Some(Sha512::digest(cert).to_vec())
     } else if is(&[
@@ -304,6 +311,8 @@ pub fn end_point(cert: &[u8]) -> Option<Vec<u8>> {
         &oid::OID_PKCS1_MD5WITHRSAENC,
         &oid::OID_SIG_ECDSA_WITH_SHA224,
         &oid::OID_PKCS1_SHA224WITHRSA,
+        &oid::OID_NIST_HASH_SHA256,
+        &oid::OID_HASH_SHA1,
     ]) {
         Some(Sha256::digest(cert).to_vec())
     } else {
@@ -398,6 +407,15 @@ mod tests {
         assert_eq!(end_point(der), Some(Sha256::digest(der).to_vec()));
         assert_eq!(common_name(der).as_deref(), Some("alice"));
         assert_eq!(end_point(b"not a certificate"), None);
+    }
+
+    /// RSA-PSS names its hash in the algorithm's parameters: Postgres 16 and libpq bind to
+    /// it, so pgweir must too (made by `openssl req -x509 -sigopt rsa_padding_mode:pss -sha384`).
+    #[test]
+    fn end_point_of_an_rsa_pss_certificate_uses_its_hash() {
+        let pem = include_bytes!("testdata/rsa_pss_sha384.pem");
+        let der = CertificateDer::from_pem_slice(pem).unwrap();
+        assert_eq!(end_point(&der), Some(Sha384::digest(&der).to_vec()));
     }
 
     #[test]
