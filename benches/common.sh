@@ -99,7 +99,7 @@ ${4:-}
 [users.bench]
 password = "bench"
 TOML
-    ./target/release/pgweir --config "$WORK/pgweir.toml" 2>"$WORK/pgweir.log" &
+    "${PGWEIR_BIN:-./target/release/pgweir}" --config "$WORK/pgweir.toml" 2>"$WORK/pgweir.log" &
     PGWEIR_PID=$!
     wait_port "$PGWEIR_PORT" pgweir "$WORK/pgweir.log"
 }

@@ -111,6 +111,11 @@ pub struct ConnectSettings {
     pub login_retry: Duration,
 }
 
+/// A server connection as the pool keeps it. Boxed: it changes hands on every transaction
+/// (idle list, queue, client and back) and sits in the futures that wait for it, where a
+/// pointer is moved and stored instead of several hundred bytes.
+type Conn = Box<ServerConn>;
+
 /// One pool of server connections.
 #[derive(Debug)]
 pub struct Pool {
@@ -120,7 +125,7 @@ pub struct Pool {
     settings: ArcSwap<PoolSettings>,
     connect: ConnectSettings,
     budgets: Budgets,
-    state: Mutex<PoolState<ServerConn, PoolError>>,
+    state: Mutex<PoolState<Conn, PoolError>>,
     /// Parameters the first server reported, shown to clients that log in before they have
     /// a server of their own.
     defaults: RwLock<Option<Arc<ServerParams>>>,
@@ -282,11 +287,7 @@ impl Pool {
 
     /// Checks a connection before handing it out: a closed socket is never used, and one
     /// idle longer than `server_check_delay` must answer `server_check_query` first.
-    async fn verify(
-        &self,
-        mut conn: ServerConn,
-        idle_since: Option<Instant>,
-    ) -> Option<ServerConn> {
+    async fn verify(&self, mut conn: Conn, idle_since: Option<Instant>) -> Option<Conn> {
         if !conn.looks_alive() {
             tracing::debug!(pool = %self.key, server = conn.id.0, "idle server was closed; replacing it");
             return None;
@@ -328,7 +329,7 @@ impl Pool {
                 }
                 tracing::debug!(pool = %self.key, server = c.id.0, "server connection opened");
                 let born = c.created;
-                let (extra, open) = self.state.lock().opened(c, born, Instant::now());
+                let (extra, open) = self.state.lock().opened(Box::new(c), born, Instant::now());
                 drop(extra);
                 self.start_opens(open);
             }
@@ -344,7 +345,7 @@ impl Pool {
 
     /// Gives back a clean connection, closing it instead once past `server_lifetime` (zero,
     /// as in PgBouncer: every connection is used once) or when a RECONNECT marked it.
-    fn checkin(self: &Arc<Self>, conn: ServerConn) {
+    fn checkin(self: &Arc<Self>, conn: Conn) {
         let born = conn.created;
         let expired = born.elapsed() >= self.settings().server_lifetime;
         let mut state = self.state.lock();
@@ -395,7 +396,7 @@ impl Pool {
             s.server_idle_timeout,
             s.server_lifetime,
             self.switch.paused(),
-            ServerConn::looks_alive,
+            |c: &Conn| c.looks_alive(),
         );
         drop(closed);
         self.start_opens(open);
@@ -444,14 +445,14 @@ impl Drop for Held<'_> {
 struct Waiting<'a> {
     pool: &'a Arc<Pool>,
     id: WaiterId,
-    rx: Option<oneshot::Receiver<Delivery<ServerConn, PoolError>>>,
+    rx: Option<oneshot::Receiver<Delivery<Conn, PoolError>>>,
 }
 
 impl<'a> Waiting<'a> {
     fn new(
         pool: &'a Arc<Pool>,
         id: WaiterId,
-        rx: oneshot::Receiver<Delivery<ServerConn, PoolError>>,
+        rx: oneshot::Receiver<Delivery<Conn, PoolError>>,
     ) -> Self {
         Waiting {
             pool,
@@ -462,10 +463,7 @@ impl<'a> Waiting<'a> {
 
     /// Waits until `deadline` (`query_wait_timeout` after the checkout began; None:
     /// forever), asking for a reserve connection once `reserve_pool_timeout` has passed.
-    async fn finish(
-        mut self,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<ServerConn, PoolError> {
+    async fn finish(mut self, deadline: Option<tokio::time::Instant>) -> Result<Conn, PoolError> {
         let s = self.pool.settings.load_full();
         let started = tokio::time::Instant::now();
         let mut reserve_at = (s.reserve_pool_size > 0).then(|| started + s.reserve_pool_timeout);
@@ -524,7 +522,7 @@ impl Drop for Waiting<'_> {
 #[derive(Debug)]
 pub struct PooledServer {
     /// Present from checkout until release or drop.
-    conn: Option<ServerConn>,
+    conn: Option<Conn>,
     pool: Arc<Pool>,
 }
 
