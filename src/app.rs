@@ -101,6 +101,13 @@ impl App {
         restart_only
     }
 
+    /// Moves shutdown on to `phase` (never back) and wakes every logged-in client to look
+    /// at it; clients still logging in watch the phase themselves.
+    pub fn shut_down(&self, phase: Phase) {
+        self.shutdown.advance(phase);
+        self.connected.wake_all();
+    }
+
     /// Whether new clients are accepted: until shutdown begins.
     pub fn accepting(&self) -> bool {
         self.shutdown.phase() == Phase::Running

@@ -184,7 +184,7 @@ impl Signals {
 /// Lets clients finish their transactions for up to `shutdown_timeout` (zero: no limit),
 /// then closes the rest; a second signal closes them at once.
 async fn drain(app: &App, signals: &mut Signals) {
-    app.shutdown.advance(Phase::Draining);
+    app.shut_down(Phase::Draining);
     let limit = app.config().pgweir.shutdown_timeout;
     let deadline = async {
         if limit.is_zero() {
@@ -197,7 +197,7 @@ async fn drain(app: &App, signals: &mut Signals) {
         () = deadline => tracing::warn!(?limit, "shutdown_timeout: closing the remaining clients"),
         second = signals.next() => tracing::warn!(signal = second, "closing the remaining clients now"),
     }
-    app.shutdown.advance(Phase::Now);
+    app.shut_down(Phase::Now);
     // Each client is told why before its connection closes.
     let _ = tokio::time::timeout(FINAL_GRACE, clients_gone(app)).await;
 }

@@ -1,6 +1,7 @@
 //! Stopping without losing a transaction. [`Shutdown`] is the process-wide switch the
 //! signal handler (and later the admin console's SHUTDOWN) throws; [`Phase`] says how far
-//! it has gone, and every client task watches it through a [`ShutdownWatch`]:
+//! it has gone, and every client task reads it through a [`ShutdownWatch`] (logged-in
+//! clients when [`crate::app::App::shut_down`] wakes them, others by waiting on it):
 //!
 //! - `Draining`: no new clients; a client between transactions is told FATAL 57P01 and
 //!   closed; a client in a transaction finishes it first (its server then goes back
@@ -49,8 +50,9 @@ impl Default for Shutdown {
 }
 
 impl Shutdown {
-    /// Moves to `phase` if that is further than now; never back.
-    pub fn advance(&self, phase: Phase) {
+    /// Moves to `phase` if that is further than now; never back. Logged-in clients read the
+    /// phase when woken: [`crate::app::App::shut_down`] does both.
+    pub(crate) fn advance(&self, phase: Phase) {
         self.tx.send_if_modified(|p| {
             let further = phase > *p;
             if further {

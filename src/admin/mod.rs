@@ -135,7 +135,7 @@ pub async fn run(
     // messages after an error.
     let mut skipping = false;
     let mut out = BytesMut::new();
-    let mut stop = Stop::new(app.shutdown.watch(), console.entry.kill_watch());
+    let stop = Stop::new(app.shutdown.watch(), console.entry.kill_watch());
     loop {
         let (tag, body) = tokio::select! {
             read = read_message(stream, buf, MAX_MESSAGE) => read?,
@@ -150,7 +150,7 @@ pub async fn run(
                     id: console.entry.info().id,
                 };
                 let work = answer(app, asker, &text, &mut out);
-                while_connected(work, stream, buf, &mut stop).await?;
+                while_connected(work, stream, buf, &stop).await?;
                 backend::ready_for_query(&mut out, TxStatus::Idle);
             }
             fe::TERMINATE => return Ok(()),
@@ -188,7 +188,7 @@ async fn while_connected(
     work: impl std::future::Future<Output = ()>,
     stream: &mut Stream,
     buf: &mut BytesMut,
-    stop: &mut Stop,
+    stop: &Stop,
 ) -> Result<(), ClientError> {
     tokio::pin!(work);
     loop {
@@ -274,7 +274,7 @@ async fn execute(
                 ShutdownMode::Immediate => Phase::Now,
                 ShutdownMode::WaitForServers | ShutdownMode::WaitForClients => Phase::Draining,
             };
-            app.shutdown.advance(phase);
+            app.shut_down(phase);
         }
         Command::Pause(db) => control::pause(app, db.as_deref()).await?,
         Command::Resume(db) => control::resume(app, db.as_deref())?,

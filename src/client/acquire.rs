@@ -50,7 +50,7 @@ pub async fn next_request(
     client: &mut Stream,
     cbuf: &mut BytesMut,
     idle_limit: Duration,
-    stop: &mut Stop,
+    stop: &Stop,
 ) -> Result<bool, ClientError> {
     let wait = async {
         if idle_limit.is_zero() {
@@ -113,7 +113,7 @@ pub async fn acquire(
             } => (s.group.choose(with_primary, s.route.wrote_at), hold_writes),
         };
         let pool = s.group.pool(node);
-        let failure = match checkout(pool, client, cbuf, &mut s.stop).await {
+        let failure = match checkout(pool, client, cbuf, &s.stop).await {
             Ok(Some(mut server)) => match s.params.apply_to(&mut server).await {
                 Ok(()) => {
                     s.entry.set(ClientState::Active);
@@ -233,13 +233,12 @@ async fn checkout(
     pool: &Arc<Pool>,
     client: &mut Stream,
     cbuf: &mut BytesMut,
-    stop: &mut Stop,
+    stop: &Stop,
 ) -> Result<Option<PooledServer>, Waited> {
     let wait = pool.checkout();
     tokio::pin!(wait);
-    let mut draining = stop.clone();
     let paused_while_draining = async {
-        let e = draining.between_transactions().await;
+        let e = stop.between_transactions().await;
         pool.until_paused().await;
         e
     };

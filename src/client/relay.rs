@@ -192,6 +192,8 @@ pub async fn run(
     let mut cframer = Framer::default();
     let mut to_client = OutQueue::default();
     let mut pinned_to: Option<(PooledServer, LinkRoute)> = None;
+    // The relay loop's own handle: `s` is lent to the inspectors while it waits.
+    let stop = s.stop.clone();
     loop {
         to_client.write_all(client).await?;
         if let Some(e) = s.stop.reason() {
@@ -224,6 +226,7 @@ pub async fn run(
             &mut cframer,
             &mut to_client,
             &mut server,
+            &stop,
         )
         .await;
         let sent = to_client.pushed() - replied_before;
@@ -282,7 +285,7 @@ async fn start_link(
 ) -> Result<Acquired, ClientError> {
     s.entry.set(ClientState::Idle);
     let idle_limit = s.pool.settings().client_idle_timeout;
-    if !next_request(client, cbuf, idle_limit, &mut s.stop).await? {
+    if !next_request(client, cbuf, idle_limit, &s.stop).await? {
         return Ok(Acquired::Gone);
     }
     let acquired = acquire(s, client, cbuf, to_client).await?;
@@ -344,6 +347,7 @@ async fn pump(
     cframer: &mut Framer,
     to_client: &mut OutQueue,
     server: &mut PooledServer,
+    stop: &Stop,
 ) -> Result<End, ClientError> {
     let mode = s.pool.mode();
     let timeouts = Timeouts {
@@ -361,7 +365,6 @@ async fn pump(
     } = &mut **server;
     let (mut sr, mut sw) = stream.split();
     let (mut cr, mut cw) = client.split();
-    let mut stop = s.stop.clone();
     drain_client(s, link, cbuf, cframer, sstmts)?;
     loop {
         if link.terminated {

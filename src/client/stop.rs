@@ -3,6 +3,8 @@
 //! last phase, and the admin console's KILL or KILL_CLIENT ([`crate::stats::Kill`]), which
 //! does not wait. [`refuse_login`] is shutdown's part for a client still logging in.
 
+use std::task::{Context, Poll};
+
 use super::reset::Leftover;
 use super::ClientError;
 use crate::shutdown::{Phase, ShutdownWatch};
@@ -64,31 +66,45 @@ impl Stop {
 
     /// Resolves when a client between transactions must go: shutdown has begun, or it was
     /// killed.
-    pub async fn between_transactions(&mut self) -> ClientError {
-        tokio::select! {
-            biased;
-            () = self.shutdown.reached(Phase::Draining) => ClientError::ShuttingDown,
-            k = self.kill.wait() => ClientError::Killed(k.command()),
-        }
+    pub async fn between_transactions(&self) -> ClientError {
+        std::future::poll_fn(|cx| self.poll_until(cx, Phase::Draining)).await
     }
 
     /// [`Stop::between_transactions`] for a client at a transaction boundary, else
     /// [`Stop::now`].
-    pub async fn at(&mut self, boundary: bool) -> ClientError {
-        if boundary {
-            self.between_transactions().await
+    pub async fn at(&self, boundary: bool) -> ClientError {
+        let phase = if boundary {
+            Phase::Draining
         } else {
-            self.now().await
-        }
+            Phase::Now
+        };
+        std::future::poll_fn(|cx| self.poll_until(cx, phase)).await
     }
 
     /// Resolves when a client must go even inside a transaction: shutdown can wait no
     /// more, or it was killed.
-    pub async fn now(&mut self) -> ClientError {
-        tokio::select! {
-            biased;
-            () = self.shutdown.reached(Phase::Now) => ClientError::ShuttingDown,
-            k = self.kill.wait() => ClientError::Killed(k.command()),
+    pub async fn now(&self) -> ClientError {
+        std::future::poll_fn(|cx| self.poll_until(cx, Phase::Now)).await
+    }
+
+    /// Ready once shutdown has reached `phase` or the client was killed. The task is
+    /// registered for a wake-up before the second look, so nothing that happens between
+    /// the two is missed ([`crate::app::App::shut_down`] and KILL wake it).
+    fn poll_until(&self, cx: &mut Context<'_>, phase: Phase) -> Poll<ClientError> {
+        if let Some(e) = self.stopped(phase) {
+            return Poll::Ready(e);
         }
+        self.kill.register(cx);
+        match self.stopped(phase) {
+            Some(e) => Poll::Ready(e),
+            None => Poll::Pending,
+        }
+    }
+
+    fn stopped(&self, phase: Phase) -> Option<ClientError> {
+        if self.shutdown.phase() >= phase {
+            return Some(ClientError::ShuttingDown);
+        }
+        self.kill.killed().map(|k| ClientError::Killed(k.command()))
     }
 }

@@ -7,16 +7,19 @@
 //!
 //! Each entry also carries the client's kill switch: the admin console's KILL and
 //! KILL_CLIENT throw it ([`ClientInfo::kill`]) and the client's task, which selects on it
-//! wherever it waits ([`KillWatch`]), ends the session.
+//! wherever it waits ([`KillWatch`]), ends the session. The same wake-up serves shutdown
+//! ([`Clients::wake_all`]): a client task registers its waker once per wait, with one
+//! uncontended lock, where a watch channel would queue and unqueue a waiter on every poll
+//! of the relay loop.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
 /// What a client is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +65,21 @@ pub enum Kill {
 }
 
 impl Kill {
+    fn code(self) -> u8 {
+        match self {
+            Kill::Database => 1,
+            Kill::Client => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Kill> {
+        match code {
+            1 => Some(Kill::Database),
+            2 => Some(Kill::Client),
+            _ => None,
+        }
+    }
+
     /// The command, as the client's FATAL names it.
     pub fn command(self) -> &'static str {
         match self {
@@ -93,7 +111,10 @@ pub struct ClientInfo {
     /// TLS version and cipher suite (`TLSv1.3/TLS13_AES_256_GCM_SHA384`); empty in plaintext.
     pub tls: String,
     state: AtomicU8,
-    kill: watch::Sender<Option<Kill>>,
+    /// Why the client was killed ([`Kill::code`]); 0 while it was not.
+    killed: AtomicU8,
+    /// The client task's waker while it waits for a reason to stop.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl ClientInfo {
@@ -118,30 +139,38 @@ impl ClientInfo {
 
     /// Tells the client's task to end the session now; the first reason given stays.
     pub fn kill(&self, why: Kill) {
-        self.kill
-            .send_if_modified(|k| k.is_none() && k.replace(why).is_none());
+        let _ = self
+            .killed
+            .compare_exchange(0, why.code(), Ordering::SeqCst, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Wakes the client's task if it waits, so it looks again at why it might stop.
+    fn wake(&self) {
+        if let Some(w) = self.waker.lock().take() {
+            w.wake();
+        }
     }
 }
 
-/// A client task's view of its kill switch.
+/// A client task's view of its kill switch, and its wake-up for shutdown too.
 #[derive(Debug, Clone)]
 pub struct KillWatch {
-    rx: watch::Receiver<Option<Kill>>,
+    info: Arc<ClientInfo>,
 }
 
 impl KillWatch {
     /// Why the client was killed, if it was.
     pub fn killed(&self) -> Option<Kill> {
-        *self.rx.borrow()
+        Kill::from_code(self.info.killed.load(Ordering::SeqCst))
     }
 
-    /// Resolves once the client is killed (at once if it already is).
-    pub async fn wait(&mut self) -> Kill {
-        let killed = self.rx.wait_for(Option::is_some).await.map(|k| *k);
-        match killed {
-            Ok(k) => k.unwrap_or(Kill::Client),
-            // The entry, which holds the sender, outlives its task's watches.
-            Err(_) => std::future::pending().await,
+    /// Makes the task polling with `cx` the one a kill or shutdown wakes. Callers look at
+    /// what they wait for again afterwards: whatever happened before this call woke no one.
+    pub fn register(&self, cx: &Context<'_>) {
+        let mut waker = self.info.waker.lock();
+        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *waker = Some(cx.waker().clone());
         }
     }
 }
@@ -169,7 +198,7 @@ impl ClientEntry {
     /// A watch on the client's kill switch, for its task.
     pub fn kill_watch(&self) -> KillWatch {
         KillWatch {
-            rx: self.info.kill.subscribe(),
+            info: Arc::clone(&self.info),
         }
     }
 }
@@ -199,7 +228,8 @@ impl Clients {
             request_us: AtomicU64::new(0),
             tls,
             state: AtomicU8::new(ClientState::Idle as u8),
-            kill: watch::Sender::new(None),
+            killed: AtomicU8::new(0),
+            waker: Mutex::new(None),
         });
         self.by_id.lock().insert(info.id, Arc::downgrade(&info));
         ClientEntry {
@@ -215,6 +245,14 @@ impl Clients {
             .values()
             .filter_map(Weak::upgrade)
             .collect()
+    }
+
+    /// Wakes every client task that waits, after shutdown moved on: each looks at the
+    /// phase again.
+    pub fn wake_all(&self) {
+        for c in self.all() {
+            c.wake();
+        }
     }
 
     /// How many clients of each (database, user) are in each state.
@@ -268,16 +306,36 @@ mod tests {
         assert_eq!(info.request_time(), info.connected + asked, "kept");
     }
 
-    #[tokio::test]
-    async fn a_kill_reaches_the_clients_watch_once() {
+    /// Counts wake-ups.
+    struct Wakes(AtomicU64);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_kill_wakes_the_client_once_and_the_first_reason_stays() {
         let clients = Arc::new(Clients::default());
         let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u", String::new());
-        let mut watch = entry.kill_watch();
+        let watch = entry.kill_watch();
         assert_eq!(watch.killed(), None);
+        let wakes = Arc::new(Wakes(AtomicU64::new(0)));
+        let waker = Waker::from(Arc::clone(&wakes));
+        watch.register(&Context::from_waker(&waker));
+        watch.register(&Context::from_waker(&waker));
         let info = clients.all().pop().unwrap();
         info.kill(Kill::Database);
         info.kill(Kill::Client);
-        assert_eq!(watch.wait().await, Kill::Database);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "woken once, then not registered"
+        );
         assert_eq!(entry.kill_watch().killed(), Some(Kill::Database));
+        watch.register(&Context::from_waker(&waker));
+        clients.wake_all();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2, "shutdown wakes it too");
     }
 }
