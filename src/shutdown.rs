@@ -20,7 +20,8 @@
 //! waiting for servers to be released and letting clients finish their transactions are the
 //! same wait.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -32,10 +33,22 @@ pub enum Phase {
     Now,
 }
 
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Running,
+            1 => Phase::Draining,
+            _ => Phase::Now,
+        }
+    }
+}
+
 /// The switch; one per process.
 #[derive(Debug)]
 pub struct Shutdown {
     tx: watch::Sender<Phase>,
+    /// The phase again, for the relay loop to read on every poll without a lock.
+    now: Arc<AtomicU8>,
     /// Client connections being served now.
     clients: AtomicUsize,
 }
@@ -44,6 +57,7 @@ impl Default for Shutdown {
     fn default() -> Self {
         Shutdown {
             tx: watch::Sender::new(Phase::Running),
+            now: Arc::new(AtomicU8::new(Phase::Running as u8)),
             clients: AtomicUsize::new(0),
         }
     }
@@ -57,19 +71,21 @@ impl Shutdown {
             let further = phase > *p;
             if further {
                 *p = phase;
+                self.now.store(phase as u8, Ordering::SeqCst);
             }
             further
         });
     }
 
     pub fn phase(&self) -> Phase {
-        *self.tx.borrow()
+        Phase::from_u8(self.now.load(Ordering::SeqCst))
     }
 
     /// A receiver for one client task.
     pub fn watch(&self) -> ShutdownWatch {
         ShutdownWatch {
             rx: self.tx.subscribe(),
+            now: Arc::clone(&self.now),
         }
     }
 
@@ -99,11 +115,12 @@ impl Drop for ClientTask<'_> {
 #[derive(Debug, Clone)]
 pub struct ShutdownWatch {
     rx: watch::Receiver<Phase>,
+    now: Arc<AtomicU8>,
 }
 
 impl ShutdownWatch {
     pub fn phase(&self) -> Phase {
-        *self.rx.borrow()
+        Phase::from_u8(self.now.load(Ordering::SeqCst))
     }
 
     /// Resolves once the phase is at least `phase` (at once if it already is).

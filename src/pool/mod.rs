@@ -236,16 +236,19 @@ impl Pool {
     /// the future leaves the queue at once.
     pub async fn checkout(self: &Arc<Self>) -> Result<PooledServer, PoolError> {
         let limit = self.settings().query_wait_timeout;
-        let deadline = (!limit.is_zero()).then(|| tokio::time::Instant::now() + limit);
+        // One clock read for both: this runs for every transaction.
+        let mut now = Instant::now();
+        let deadline = (!limit.is_zero()).then(|| tokio::time::Instant::from_std(now) + limit);
         loop {
             let next = {
                 let mut state = self.state.lock();
                 // Read under the lock: see `Switch::paused`.
-                (!self.switch.paused()).then(|| state.checkout(Instant::now()))
+                (!self.switch.paused()).then(|| state.checkout(now))
             };
             let (conn, idle_since) = match next {
                 None => {
                     self.until_resumed(deadline).await?;
+                    now = Instant::now();
                     continue;
                 }
                 Some(Checkout::Ready(c, since)) => (c, Some(since)),
@@ -264,6 +267,7 @@ impl Pool {
                 });
             }
             self.discard(born);
+            now = Instant::now();
         }
     }
 
@@ -347,17 +351,18 @@ impl Pool {
     /// as in PgBouncer: every connection is used once) or when a RECONNECT marked it.
     fn checkin(self: &Arc<Self>, conn: Conn) {
         let born = conn.created;
-        let expired = born.elapsed() >= self.settings().server_lifetime;
+        let now = Instant::now();
+        let expired = now.duration_since(born) >= self.settings().server_lifetime;
         let mut state = self.state.lock();
         if expired || state.is_marked(born) {
-            let n = state.discard(born, Instant::now());
+            let n = state.discard(born, now);
             drop(state);
             tracing::debug!(pool = %self.key, server = conn.id.0, "server_lifetime reached or RECONNECT; closing");
             drop(conn);
             self.start_opens(n);
             return;
         }
-        let extra = state.checkin(conn, born, Instant::now());
+        let extra = state.checkin(conn, born, now);
         drop(state);
         drop(extra);
     }
@@ -465,8 +470,8 @@ impl<'a> Waiting<'a> {
     /// forever), asking for a reserve connection once `reserve_pool_timeout` has passed.
     async fn finish(mut self, deadline: Option<tokio::time::Instant>) -> Result<Conn, PoolError> {
         let s = self.pool.settings.load_full();
-        let started = tokio::time::Instant::now();
-        let mut reserve_at = (s.reserve_pool_size > 0).then(|| started + s.reserve_pool_timeout);
+        let mut reserve_at =
+            (s.reserve_pool_size > 0).then(|| tokio::time::Instant::now() + s.reserve_pool_timeout);
         let Some(rx) = self.rx.as_mut() else {
             return Err(PoolError::Closed);
         };
