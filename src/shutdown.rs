@@ -1,5 +1,5 @@
 //! Stopping without losing a transaction. [`Shutdown`] is the process-wide switch the
-//! signal handler (and later the admin console's SHUTDOWN) throws; [`Phase`] says how far
+//! signal handler and the admin console's SHUTDOWN throw; [`Phase`] says how far
 //! it has gone, and every client task reads it through a [`ShutdownWatch`] (logged-in
 //! clients when [`crate::app::App::shut_down`] wakes them, others by waiting on it):
 //!
@@ -48,7 +48,7 @@ impl Phase {
 pub struct Shutdown {
     tx: watch::Sender<Phase>,
     /// The phase again, for the relay loop to read on every poll without a lock.
-    now: Arc<AtomicU8>,
+    current: Arc<AtomicU8>,
     /// Client connections being served now.
     clients: AtomicUsize,
 }
@@ -57,7 +57,7 @@ impl Default for Shutdown {
     fn default() -> Self {
         Shutdown {
             tx: watch::Sender::new(Phase::Running),
-            now: Arc::new(AtomicU8::new(Phase::Running as u8)),
+            current: Arc::new(AtomicU8::new(Phase::Running as u8)),
             clients: AtomicUsize::new(0),
         }
     }
@@ -71,21 +71,21 @@ impl Shutdown {
             let further = phase > *p;
             if further {
                 *p = phase;
-                self.now.store(phase as u8, Ordering::SeqCst);
+                self.current.store(phase as u8, Ordering::SeqCst);
             }
             further
         });
     }
 
     pub fn phase(&self) -> Phase {
-        Phase::from_u8(self.now.load(Ordering::SeqCst))
+        Phase::from_u8(self.current.load(Ordering::SeqCst))
     }
 
     /// A receiver for one client task.
     pub fn watch(&self) -> ShutdownWatch {
         ShutdownWatch {
             rx: self.tx.subscribe(),
-            now: Arc::clone(&self.now),
+            current: Arc::clone(&self.current),
         }
     }
 
@@ -115,12 +115,12 @@ impl Drop for ClientTask<'_> {
 #[derive(Debug, Clone)]
 pub struct ShutdownWatch {
     rx: watch::Receiver<Phase>,
-    now: Arc<AtomicU8>,
+    current: Arc<AtomicU8>,
 }
 
 impl ShutdownWatch {
     pub fn phase(&self) -> Phase {
-        Phase::from_u8(self.now.load(Ordering::SeqCst))
+        Phase::from_u8(self.current.load(Ordering::SeqCst))
     }
 
     /// Resolves once the phase is at least `phase` (at once if it already is).

@@ -8,9 +8,9 @@
 //! Each entry also carries the client's kill switch: the admin console's KILL and
 //! KILL_CLIENT throw it ([`ClientInfo::kill`]) and the client's task, which selects on it
 //! wherever it waits ([`KillWatch`]), ends the session. The same wake-up serves shutdown
-//! ([`Clients::wake_all`]): a client task registers its waker once per wait, with one
-//! uncontended lock, where a watch channel would queue and unqueue a waiter on every poll
-//! of the relay loop.
+//! ([`Clients::wake_all`]): a client task leaves its waker in its own entry, one
+//! uncontended lock per poll, where a watch channel would queue and unqueue a waiter on
+//! every poll of the relay loop.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -113,7 +113,8 @@ pub struct ClientInfo {
     state: AtomicU8,
     /// Why the client was killed ([`Kill::code`]); 0 while it was not.
     killed: AtomicU8,
-    /// The client task's waker while it waits for a reason to stop.
+    /// The client task's waker, left by its last wait for a reason to stop (a wake-up after
+    /// that wait ended is harmless).
     waker: Mutex<Option<Waker>>,
 }
 
@@ -147,7 +148,8 @@ impl ClientInfo {
 
     /// Wakes the client's task if it waits, so it looks again at why it might stop.
     fn wake(&self) {
-        if let Some(w) = self.waker.lock().take() {
+        let waker = self.waker.lock().take();
+        if let Some(w) = waker {
             w.wake();
         }
     }
