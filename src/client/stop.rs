@@ -24,7 +24,8 @@ pub async fn refuse_login(
     ClientError::ShuttingDown
 }
 
-/// One client task's watch on both.
+/// One client task's watch on both. Only that task may wait on it (clones included): the
+/// client's entry keeps one waker, and a second task waiting would take the first one's place.
 #[derive(Debug, Clone)]
 pub struct Stop {
     shutdown: ShutdownWatch,
@@ -106,5 +107,81 @@ impl Stop {
             return Some(ClientError::ShuttingDown);
         }
         self.kill.killed().map(|k| ClientError::Killed(k.command()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::task::JoinHandle;
+
+    use super::*;
+    use crate::shutdown::Shutdown;
+    use crate::stats::{ClientEntry, Clients, Kill};
+
+    fn client(clients: &Arc<Clients>, shutdown: &Shutdown) -> (ClientEntry, Stop) {
+        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u", String::new());
+        let stop = Stop::new(shutdown.watch(), entry.kill_watch());
+        (entry, stop)
+    }
+
+    /// A task of its own waits, so only a wake-up can finish it.
+    fn waiting(stop: Stop, boundary: bool) -> JoinHandle<ClientError> {
+        tokio::spawn(async move { stop.at(boundary).await })
+    }
+
+    /// The wait's error, or None if it is still waiting after a while.
+    async fn ended(wait: &mut JoinHandle<ClientError>) -> Option<ClientError> {
+        tokio::time::timeout(Duration::from_millis(200), wait)
+            .await
+            .ok()
+            .map(|r| r.expect("wait task"))
+    }
+
+    #[tokio::test]
+    async fn a_waiting_client_is_woken_by_each_phase_it_waits_for() {
+        let (clients, shutdown) = (Arc::new(Clients::default()), Shutdown::default());
+        // One client each: a client's entry keeps the waker of one task, its own.
+        let (_a, idle) = client(&clients, &shutdown);
+        let (_b, in_transaction) = client(&clients, &shutdown);
+        let mut between = waiting(idle, true);
+        let mut now = waiting(in_transaction, false);
+        assert!(ended(&mut between).await.is_none() && ended(&mut now).await.is_none());
+        shutdown.advance(Phase::Draining);
+        clients.wake_all();
+        assert!(matches!(
+            ended(&mut between).await,
+            Some(ClientError::ShuttingDown)
+        ));
+        assert!(
+            ended(&mut now).await.is_none(),
+            "a transaction may still finish"
+        );
+        shutdown.advance(Phase::Now);
+        clients.wake_all();
+        assert!(matches!(
+            ended(&mut now).await,
+            Some(ClientError::ShuttingDown)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_kill_ends_the_wait_of_that_client_only() {
+        let (clients, shutdown) = (Arc::new(Clients::default()), Shutdown::default());
+        let (killed, stop) = client(&clients, &shutdown);
+        let (_other, bystander) = client(&clients, &shutdown);
+        let mut wait = waiting(stop.clone(), false);
+        let mut other = waiting(bystander.clone(), true);
+        assert!(ended(&mut wait).await.is_none());
+        killed.info().kill(Kill::Client);
+        let e = ended(&mut wait).await;
+        assert!(
+            matches!(e, Some(ClientError::Killed("KILL_CLIENT"))),
+            "{e:?}"
+        );
+        assert!(ended(&mut other).await.is_none());
+        assert!(stop.reason().is_some() && bystander.reason().is_none());
     }
 }

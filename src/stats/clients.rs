@@ -167,8 +167,9 @@ impl KillWatch {
         Kill::from_code(self.info.killed.load(Ordering::SeqCst))
     }
 
-    /// Makes the task polling with `cx` the one a kill or shutdown wakes. Callers look at
-    /// what they wait for again afterwards: whatever happened before this call woke no one.
+    /// Makes the task polling with `cx` the one a kill or shutdown wakes (one task per
+    /// client: a later one takes its place). Callers look at what they wait for again
+    /// afterwards: whatever happened before this call woke no one.
     pub fn register(&self, cx: &Context<'_>) {
         let mut waker = self.info.waker.lock();
         if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
