@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Two pgweir builds against each other, with PgBouncer as the yardstick: pgbench -S through
 # build A, build B and PgBouncer in turn, ROUNDS times on one Postgres, so drift on a noisy
-# machine hits all three alike. Reports TPS and each pooler's CPU time per 100k transactions.
+# machine hits all three alike. The builds swap places every round: with 500 clients the
+# second pgweir of a round has measured 10-20% slower whichever build it was. Reports TPS
+# and each pooler's CPU time per 100k transactions.
 #
 #   git stash; cargo build --release; cp target/release/pgweir /tmp/pgweir-before; git stash pop
 #   cargo build --release
@@ -43,7 +45,9 @@ main() {
     start_postgres
     start_pgbouncer
     for round in $(seq "$ROUNDS"); do
-        for bin in "$a" "$b"; do
+        local order=("$a" "$b")
+        [ $((round % 2)) -eq 0 ] && order=("$b" "$a")
+        for bin in "${order[@]}"; do
             say "round $round: $bin"
             PGWEIR_BIN="$bin" start_pgweir scram-sha-256 $((CLIENTS + 100)) ""
             rows+=("$(run "$bin" "$PGWEIR_PORT" "$PGWEIR_PID")")
