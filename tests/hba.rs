@@ -17,7 +17,9 @@ use tokio_postgres::{Client, NoTls};
 
 use common::console::{console, with_console, ADMIN};
 use common::tls::Certs;
-use common::{cluster, within, Pgweir, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER};
+use common::{
+    cluster, refusal, within, Pgweir, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER,
+};
 
 /// A user only `cert` lines mention (in `[users]`, so only the certificate is missing).
 const CERT_USER: (&str, &str) = ("pgweir_cert_only", "cert_pw");
@@ -75,19 +77,6 @@ async fn connect_from(
         .await?;
     tokio::spawn(connection);
     Ok(client)
-}
-
-/// The FATAL a refused login got: SQLSTATE and message.
-fn refusal(result: Result<Client, tokio_postgres::Error>, what: &str) -> (String, String) {
-    let err = match result {
-        Ok(_) => panic!("{what}: should have been refused"),
-        Err(err) => err,
-    };
-    let db = err
-        .as_db_error()
-        .unwrap_or_else(|| panic!("{what}: no SQLSTATE in {err:?}"));
-    assert_eq!(db.severity(), "FATAL", "{what}: {db:?}");
-    (db.code().code().to_owned(), db.message().to_owned())
 }
 
 fn no_entry(user: &str, db: &str) -> (String, String) {

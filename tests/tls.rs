@@ -174,8 +174,7 @@ async fn channel_binding_over_tls() {
         .await
         .expect("SCRAM-SHA-256-PLUS login");
     select_one(&client).await;
-    let wrong = pgweir.config(SCRAM_USER.name, "wrong", TEST_DB);
-    let mut wrong = wrong.clone();
+    let mut wrong = pgweir.config(SCRAM_USER.name, "wrong", TEST_DB);
     wrong.channel_binding(ChannelBinding::Require);
     let refused = connect_tls(&wrong, certs.client_config(false, false), false).await;
     assert_eq!(

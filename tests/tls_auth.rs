@@ -11,12 +11,12 @@ mod common;
 use std::sync::OnceLock;
 
 use tokio_postgres::config::ChannelBinding;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::Config;
 
 use common::tls::{connect_tls, enable_cluster_ssl, Certs};
 use common::{
-    cluster, connect, current_user, pg_tool, run_tool, within, Pgweir, MD5_USER, SCRAM_USER,
-    TEST_DB, TRUST_USER,
+    cluster, connect, current_user, pg_tool, refusal, run_tool, within, Pgweir, MD5_USER,
+    SCRAM_USER, TEST_DB, TRUST_USER,
 };
 
 /// A pgweir client config with no password at all: a login that asks for one fails.
@@ -29,19 +29,6 @@ fn no_password(pgweir: &Pgweir, user: &str) -> Config {
         .dbname(TEST_DB)
         .connect_timeout(std::time::Duration::from_secs(10));
     config
-}
-
-/// The FATAL a refused login got: SQLSTATE and message.
-fn refusal(result: Result<Client, tokio_postgres::Error>, what: &str) -> (String, String) {
-    let err = match result {
-        Ok(_) => panic!("{what}: should have been refused"),
-        Err(err) => err,
-    };
-    let db = err
-        .as_db_error()
-        .unwrap_or_else(|| panic!("{what}: no SQLSTATE in {err:?}"));
-    assert_eq!(db.severity(), "FATAL", "{what}: {db:?}");
-    (db.code().code().to_owned(), db.message().to_owned())
 }
 
 fn cert_failed(user: &str) -> (String, String) {

@@ -305,10 +305,18 @@ mod tests {
         key: ScramClientKey,
         server_v: &ScramVerifier,
     ) -> Result<(), String> {
-        let mut client = KeyedScramClient::new(v.clone(), key, Gs2::Unsupported);
-        let mut server = ScramServer::new(server_v.clone());
+        let client = KeyedScramClient::new(v.clone(), key, Gs2::Unsupported);
+        exchange(client, ScramServer::new(server_v.clone()), MECHANISM)
+    }
+
+    /// One SCRAM exchange between `client` and `server` under `mechanism`.
+    fn exchange(
+        mut client: KeyedScramClient,
+        mut server: ScramServer,
+        mechanism: &str,
+    ) -> Result<(), String> {
         let first = server
-            .client_first(MECHANISM, &client.first())
+            .client_first(mechanism, &client.first())
             .map_err(|e| e.to_string())?;
         let last = client.update(&first).map_err(|e| e.to_string())?;
         let (reply, _) = server.client_final(&last).map_err(|e| e.to_string())?;
@@ -341,17 +349,12 @@ mod tests {
                 Gs2::EndPoint(_) => MECHANISM_PLUS,
                 _ => MECHANISM,
             };
-            let mut client = KeyedScramClient::new(v.clone(), key.clone(), gs2);
-            let mut server = match end_point {
+            let client = KeyedScramClient::new(v.clone(), key.clone(), gs2);
+            let server = match end_point {
                 Some(e) => ScramServer::with_channel_binding(v.clone(), e.to_vec()),
                 None => ScramServer::new(v.clone()),
             };
-            let first = server
-                .client_first(mechanism, &client.first())
-                .map_err(|e| e.to_string())?;
-            let last = client.update(&first).map_err(|e| e.to_string())?;
-            let (reply, _) = server.client_final(&last).map_err(|e| e.to_string())?;
-            client.finish(&reply).map_err(|e| e.to_string())
+            exchange(client, server, mechanism)
         };
         let end_point = [9u8; 32];
         assert_eq!(

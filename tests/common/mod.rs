@@ -78,6 +78,19 @@ pub fn expect_sqlstate<T: std::fmt::Debug>(
     }
 }
 
+/// The FATAL a refused login got: SQLSTATE and message.
+pub fn refusal(result: Result<Client, tokio_postgres::Error>, what: &str) -> (String, String) {
+    let err = match result {
+        Ok(_) => panic!("{what}: should have been refused"),
+        Err(err) => err,
+    };
+    let db = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("{what}: no SQLSTATE in {err:?}"));
+    assert_eq!(db.severity(), "FATAL", "{what}: {db:?}");
+    (db.code().code().to_owned(), db.message().to_owned())
+}
+
 /// Bounds how long a future may take, so a hung pooler fails the test instead of
 /// hanging the whole suite.
 pub async fn within<F: std::future::Future>(secs: u64, what: &str, fut: F) -> F::Output {
