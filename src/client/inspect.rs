@@ -129,6 +129,10 @@ impl Inspector for ClientSide<'_> {
                 r.disposition
             }
             fe::DESCRIBE => t.rw.describe(body),
+            fe::EXECUTE => {
+                t.rw.execute();
+                Disposition::Forward
+            }
             fe::CLOSE => t.rw.close(body),
             _ => Disposition::Forward,
         }
@@ -137,6 +141,7 @@ impl Inspector for ClientSide<'_> {
 
 impl Tracking<'_> {
     fn query(&mut self, body: View<'_>) -> Disposition {
+        self.rw.query_sent();
         let Some(text) = body.whole() else {
             // Too large to analyse: assume the worst.
             self.note(&Effects::UNKNOWN, &[]);
@@ -187,10 +192,17 @@ impl Tracking<'_> {
                 }
             }
             if let Some(err) = self.refusal(&e) {
+                if name.is_empty() {
+                    self.rw.client.unnamed = None;
+                }
                 return self.rw.fail(err);
             }
             self.note(&e, &custom_names(&e, text));
-            return self.rw.parse_forwarded();
+            return if name.is_empty() {
+                self.rw.parse_unnamed(Some(whole))
+            } else {
+                self.rw.parse_forwarded()
+            };
         }
         let functions = self.route_functions;
         let stmt = self.registry.intern(key, || {
@@ -207,13 +219,17 @@ impl Tracking<'_> {
         self.rw.parse_named(name, stmt)
     }
 
-    /// A Parse too large to keep: the unnamed statement passes through (it is never needed
-    /// on another server), a named one is refused.
+    /// A Parse too large to keep: the unnamed statement passes through (usable on this
+    /// server only), a named one is refused.
     fn oversized_parse(&mut self, body: View<'_>) -> Disposition {
         let unnamed = body.bytes().is_some_and(|b| b.first() == Some(&0));
         if unnamed || self.rw.max == 0 {
             self.note(&Effects::UNKNOWN, &[]);
-            return self.rw.parse_forwarded();
+            return if unnamed {
+                self.rw.parse_unnamed(None)
+            } else {
+                self.rw.parse_forwarded()
+            };
         }
         self.rw.fail(crate::prepared::error(
             SqlState::PROGRAM_LIMIT_EXCEEDED,

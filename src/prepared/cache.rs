@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::registry::{Statement, StatementId};
+use super::unnamed::Unnamed;
 
 /// The statements prepared on one server: the time of each one's last use, and the
 /// [`Statement::generation`] it was prepared at.
@@ -12,6 +13,8 @@ use super::registry::{Statement, StatementId};
 pub struct ServerStatements {
     last_used: HashMap<StatementId, (u64, u32)>,
     clock: u64,
+    /// The unnamed statement this server holds, if pgweir knows it.
+    pub unnamed: Option<Unnamed>,
 }
 
 impl ServerStatements {
@@ -54,7 +57,12 @@ impl ServerStatements {
         self.last_used.remove(&id);
     }
 
-    /// The server dropped every prepared statement (DEALLOCATE ALL, DISCARD ALL).
+    /// pgweir ran a simple query of its own here, which drops the unnamed statement.
+    pub fn forget_unnamed(&mut self) {
+        self.unnamed = None;
+    }
+
+    /// The server dropped every named prepared statement (DEALLOCATE ALL, DISCARD ALL).
     pub fn clear(&mut self) {
         self.last_used.clear();
     }
@@ -100,7 +108,9 @@ mod tests {
         let (mut s1, mut s2) = (ServerStatements::default(), ServerStatements::default());
         s1.insert(&a, 5);
         s2.insert(&a, 5);
-        a.invalidate();
+        a.invalidate(0);
+        a.invalidate(0);
+        assert_eq!(a.generation(), 1, "one change, reported twice");
         assert!(!s1.touch(&a) && !s2.touch(&a));
         s1.insert(&a, 5);
         assert!(s1.touch(&a));

@@ -17,6 +17,7 @@ mod registry;
 mod rewrite;
 #[cfg(test)]
 mod tests;
+mod unnamed;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +30,8 @@ pub use local::answer_parse_locally;
 pub use pending::{Caches, Expect, Pending};
 pub use registry::{Analysis, Registry, Statement, StatementId};
 pub use rewrite::{error, Rewriter};
+pub use unnamed::Unnamed;
 
-/// One client's statement names and what they stand for.
 /// How often a statement a client used was already on its server (a hit) or had to be
 /// prepared there first (a miss: a Parse pgweir sent to a server), and how many named
 /// statements clients prepared and bound, over all clients of a pool group; for metrics
@@ -59,27 +60,65 @@ impl CacheCounts {
     }
 }
 
+/// A client's named statement: the registered statement, and the generation of its row
+/// shape when the client prepared it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub stmt: Arc<Statement>,
+    generation: u32,
+}
+
+impl Prepared {
+    /// A DDL changed the statement's result type since the client prepared it: Postgres
+    /// answers each use with 0A000 until the client prepares it again.
+    pub fn stale(&self) -> bool {
+        self.generation != self.stmt.generation()
+    }
+}
+
+/// One client's statement names and what they stand for, and its unnamed statement.
 #[derive(Debug, Default)]
 pub struct ClientStatements {
-    by_name: HashMap<Bytes, Arc<Statement>>,
+    by_name: HashMap<Bytes, Prepared>,
+    pub unnamed: Option<Unnamed>,
 }
+
+/// A client's named statements, set aside while a statement that drops them all runs.
+#[derive(Debug, Default)]
+pub struct SavedNames(HashMap<Bytes, Prepared>);
 
 impl ClientStatements {
     pub fn get(&self, name: &[u8]) -> Option<&Arc<Statement>> {
+        self.by_name.get(name).map(|p| &p.stmt)
+    }
+
+    pub fn entry(&self, name: &[u8]) -> Option<&Prepared> {
         self.by_name.get(name)
     }
 
+    /// The client prepared `stmt` as `name` now, with the row shape it has now.
     pub fn insert(&mut self, name: Bytes, stmt: Arc<Statement>) {
-        self.by_name.insert(name, stmt);
+        let generation = stmt.generation();
+        self.by_name.insert(name, Prepared { stmt, generation });
     }
 
-    pub fn remove(&mut self, name: &[u8]) -> Option<Arc<Statement>> {
+    /// Puts back a name a message removed, as it was.
+    pub fn restore(&mut self, name: Bytes, prepared: Prepared) {
+        self.by_name.insert(name, prepared);
+    }
+
+    pub fn remove(&mut self, name: &[u8]) -> Option<Prepared> {
         self.by_name.remove(name)
     }
 
-    /// The client ran DEALLOCATE ALL or DISCARD ALL.
-    pub fn clear(&mut self) {
-        self.by_name.clear();
+    /// The client ran DEALLOCATE ALL or DISCARD ALL, which drop every named statement
+    /// (the unnamed one stays); returned for putting back if it fails.
+    pub fn clear_names(&mut self) -> SavedNames {
+        SavedNames(std::mem::take(&mut self.by_name))
+    }
+
+    pub fn restore_names(&mut self, saved: SavedNames) {
+        self.by_name = saved.0;
     }
 
     #[cfg(test)]

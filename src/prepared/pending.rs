@@ -18,7 +18,8 @@ use bytes::Bytes;
 
 use super::cache::ServerStatements;
 use super::registry::{Statement, StatementId};
-use super::ClientStatements;
+use super::unnamed::UnnamedUndo;
+use super::{ClientStatements, Prepared, SavedNames};
 use crate::error::SqlState;
 use crate::protocol::framer::Disposition;
 use crate::protocol::{backend, be};
@@ -40,6 +41,8 @@ pub struct Undo {
     pub client: Option<ClientUndo>,
     /// A statement recorded as prepared on the server that will not be.
     pub server: Option<StatementId>,
+    /// The message changed the client's or the server's unnamed statement.
+    pub unnamed: Option<UnnamedUndo>,
 }
 
 #[derive(Debug)]
@@ -47,7 +50,7 @@ pub enum ClientUndo {
     /// The message added this name.
     Unmap(Bytes),
     /// The message removed this name.
-    Remap(Bytes, Arc<Statement>),
+    Remap(Bytes, Prepared),
 }
 
 /// One response the server owes.
@@ -59,9 +62,20 @@ pub enum Expect {
         undo: Undo,
         stmt: Option<Arc<Statement>>,
     },
+    /// `generation`: of the server's copy of `stmt` the Bind runs.
     Bind {
         stmt: Option<Arc<Statement>>,
+        generation: u32,
     },
+    /// A Describe of a statement or portal, answered by RowDescription or NoData (after a
+    /// ParameterDescription for a statement), which become `rows`.
+    Describe {
+        stmt: Option<Arc<Statement>>,
+        generation: u32,
+        rows: Reply,
+    },
+    /// An Execute, answered by CommandComplete, EmptyQueryResponse or PortalSuspended.
+    Execute,
     Close {
         reply: Reply,
         undo: Undo,
@@ -74,7 +88,7 @@ pub enum Expect {
     /// sent, and the caches were cleared at once so later messages are rewritten for the
     /// cleared state; if it fails, the client gets its statements back.
     Cleared {
-        restore: ClientStatements,
+        restore: SavedNames,
     },
     /// ReadyForQuery, owed for each Sync, Query and FunctionCall.
     Ready,
@@ -127,6 +141,19 @@ impl Pending {
                 Some(Expect::Bind { .. }) => Disposition::Forward,
                 other => self.out_of_step(tag, other),
             },
+            be::ROW_DESCRIPTION | be::NO_DATA => match self.queue.front() {
+                Some(Expect::Describe { .. }) => match self.queue.pop_front() {
+                    Some(Expect::Describe { rows, .. }) => disposition(rows),
+                    _ => Disposition::Forward,
+                },
+                _ => Disposition::Forward,
+            },
+            be::COMMAND_COMPLETE | be::EMPTY_QUERY | be::PORTAL_SUSPENDED => {
+                if matches!(self.queue.front(), Some(Expect::Execute)) {
+                    self.queue.pop_front();
+                }
+                Disposition::Forward
+            }
             be::CLOSE_COMPLETE => match self.pop_reply() {
                 Some(Expect::Close { reply, .. }) => disposition(reply),
                 other => self.out_of_step(tag, other),
@@ -159,13 +186,23 @@ impl Pending {
                     head: usize::MAX,
                 };
             }
-            Some(Expect::Bind { stmt: Some(stmt) })
-                if code.as_deref() == Some(SqlState::FEATURE_NOT_SUPPORTED.0)
-                    && body.is_some_and(|b| contains(b, b"cached plan must not change")) =>
+            Some(
+                Expect::Bind {
+                    stmt: Some(stmt),
+                    generation,
+                }
+                | Expect::Describe {
+                    stmt: Some(stmt),
+                    generation,
+                    ..
+                },
+            ) if code.as_deref() == Some(SqlState::FEATURE_NOT_SUPPORTED.0)
+                && body.is_some_and(|b| contains(b, b"cached plan must not change")) =>
             {
-                // DDL changed the statement's result: every server's copy is stale, so each
-                // prepares it afresh (after a Close) on its next use instead of failing.
-                stmt.invalidate();
+                // A DDL changed the statement's result: every server's copy is stale, so
+                // each prepares it afresh (after a Close) on its next use, and every client
+                // that prepared it before gets this error from then on, as from Postgres.
+                stmt.invalidate(*generation);
                 c.server.remove(stmt.id);
             }
             _ => {}
@@ -195,23 +232,26 @@ impl Pending {
     /// Drops what is owed up to (not including) the next ReadyForQuery: the server skipped
     /// those messages, so their bookkeeping is undone, newest first, as a Close and a Parse
     /// of the same name must unwind in reverse.
-    /// `failed`: an error ended the batch, so a clearing statement in it is undone too.
+    /// `failed`: an error ended the batch, so a clearing statement in it is undone too, and
+    /// the first message owed is the one that failed.
     fn skip_to_ready(&mut self, c: &mut Caches<'_>, failed: bool) {
         let mut undone = Vec::new();
+        let mut first = failed;
         while let Some(e) = self.queue.front() {
             if matches!(e, Expect::Ready) {
                 break;
             }
             match self.queue.pop_front() {
                 Some(Expect::Parse { undo, .. } | Expect::Close { undo, .. }) => {
-                    undone.push(undo);
+                    undone.push((undo, first));
                 }
-                Some(Expect::Cleared { restore }) if failed => *c.client = restore,
+                Some(Expect::Cleared { restore }) if failed => c.client.restore_names(restore),
                 _ => {}
             }
+            first = false;
         }
-        for undo in undone.into_iter().rev() {
-            undo_into(undo, c);
+        for (undo, failed) in undone.into_iter().rev() {
+            undo_into(undo, c, failed);
         }
     }
 
@@ -238,7 +278,8 @@ fn disposition(reply: Reply) -> Disposition {
     }
 }
 
-fn undo_into(undo: Undo, c: &mut Caches<'_>) {
+/// `failed`: the message failed rather than being skipped.
+fn undo_into(undo: Undo, c: &mut Caches<'_>, failed: bool) {
     if let Some(id) = undo.server {
         c.server.remove(id);
     }
@@ -246,8 +287,11 @@ fn undo_into(undo: Undo, c: &mut Caches<'_>) {
         Some(ClientUndo::Unmap(name)) => {
             c.client.remove(&name);
         }
-        Some(ClientUndo::Remap(name, stmt)) => c.client.insert(name, stmt),
+        Some(ClientUndo::Remap(name, prepared)) => c.client.restore(name, prepared),
         None => {}
+    }
+    if let Some(unnamed) = undo.unnamed {
+        unnamed.apply(&mut c.client.unnamed, &mut c.server.unnamed, failed);
     }
 }
 

@@ -142,9 +142,17 @@ impl Statement {
         self.generation.load(Ordering::Relaxed)
     }
 
-    /// Marks every server's copy stale.
-    pub fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::Relaxed);
+    /// A server reported that a DDL changed the result type of its copy prepared at
+    /// `generation`: every copy of that generation is stale, and so is every client's
+    /// statement prepared before. Several servers reporting the same change bump it once.
+    pub fn invalidate(&self, generation: u32) {
+        let next = generation.wrapping_add(1);
+        let _ = self.generation.compare_exchange(
+            generation,
+            next,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// A server prepared it without error.

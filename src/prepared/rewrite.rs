@@ -1,8 +1,22 @@
 //! Rewriting a client's extended-protocol messages for the server it holds now: statement
 //! names become internal names, a statement missing on this server is prepared first (its
 //! ParseComplete swallowed), and every message that gets a reply is entered in [`Pending`]
-//! in the order it is sent. Portal names are never touched: portals live only as long as a
-//! transaction, which never moves between servers.
+//! in the order it is sent. The client's unnamed statement is made sure of the same way
+//! ([`super::unnamed`]). Portal names are never touched: in Postgres a portal lives only as
+//! long as its transaction, and a transaction never moves between servers (a client is
+//! linked to one server from its first message until ReadyForQuery reports it idle).
+//!
+//! Named statements and row shapes: Postgres keeps each session's statements until it
+//! closes them, and answers a Bind or Describe of one whose result type a DDL changed with
+//! 0A000, every time, until the session prepares it again. pgweir keeps each client's names
+//! ([`super::ClientStatements`]) with the generation of the statement's row shape when the
+//! client prepared it; a server's 0A000 advances the generation ([`Statement::invalidate`]),
+//! after which every client that prepared it before gets 0A000 from pgweir on each use,
+//! whichever server it holds, and servers prepare a fresh copy for clients that prepare it
+//! again. A Bind's result formats thus always meet the row shape the client described.
+//! Between a DDL and the first use that reveals it, a client that prepares the same text
+//! may be answered from a server's older copy; its first use then gets 0A000 too, which
+//! Postgres would not have sent, and preparing again (what drivers do) recovers.
 
 use std::sync::Arc;
 
@@ -11,6 +25,7 @@ use postgres_protocol::message::frontend;
 
 use super::pending::{ClientUndo, Expect, Pending, Reply, Undo};
 use super::registry::{close_message, Statement, StatementId};
+use super::unnamed::{Unnamed, UnnamedUndo};
 use super::CacheCounts;
 use super::{ClientStatements, ServerStatements};
 use crate::error::{Severity, SqlState};
@@ -82,7 +97,7 @@ impl Rewriter<'_> {
     /// DISCARD ALL): its names and this server's cache are cleared now, so messages after
     /// it in the same pipeline are rewritten for the cleared state.
     pub fn clear_all(&mut self) {
-        let restore = std::mem::take(self.client);
+        let restore = self.client.clear_names();
         self.server.clear();
         self.pending.push(Expect::Cleared { restore });
     }
@@ -92,7 +107,7 @@ impl Rewriter<'_> {
         self.pending.push(Expect::Ready);
     }
 
-    /// A Parse of the unnamed statement (or any Parse when not renaming), forwarded as is.
+    /// A Parse of a named statement when not renaming, forwarded as is.
     pub fn parse_forwarded(&mut self) -> Disposition {
         self.pending.push(Expect::Parse {
             reply: Reply::Forward,
@@ -100,6 +115,33 @@ impl Rewriter<'_> {
             stmt: None,
         });
         Disposition::Forward
+    }
+
+    /// A Parse of the unnamed statement with this `body`, forwarded as is; `None` for one
+    /// too large to keep.
+    pub fn parse_unnamed(&mut self, body: Option<&[u8]>) -> Disposition {
+        let undo = self.unnamed_parsed(body);
+        self.pending.push(Expect::Parse {
+            reply: Reply::Forward,
+            undo: Undo {
+                unnamed: Some(undo),
+                ..Undo::default()
+            },
+            stmt: None,
+        });
+        Disposition::Forward
+    }
+
+    /// A simple Query, which drops the unnamed statement (pgweir's stand-ins for one too:
+    /// the server's is then unknown, which is always safe).
+    pub fn query_sent(&mut self) {
+        self.client.unnamed = None;
+        self.server.unnamed = None;
+    }
+
+    /// An Execute, forwarded: its reply is owed.
+    pub fn execute(&mut self) {
+        self.pending.push(Expect::Execute);
     }
 
     /// A Parse of the client's statement `name`, already interned as `stmt`.
@@ -125,6 +167,10 @@ impl Rewriter<'_> {
         self.counts.count(on_server);
         if on_server {
             let parse_complete = Bytes::from_static(&[be::PARSE_COMPLETE, 0, 0, 0, 4]);
+            let undo = Undo {
+                client: undo,
+                ..Undo::default()
+            };
             return self.stand_in(Reply::Instead(parse_complete), undo);
         }
         let mut with = BytesMut::new();
@@ -146,12 +192,25 @@ impl Rewriter<'_> {
             return self.fail(malformed("Bind")).into();
         };
         if name.is_empty() || !self.renaming() {
-            self.pending.push(Expect::Bind { stmt: None });
-            return Disposition::Forward.into();
+            let mut with = BytesMut::new();
+            if name.is_empty() {
+                if let Err(e) = self.ensure_unnamed(&mut with) {
+                    return self.fail(e).into();
+                }
+            }
+            self.pending.push(Expect::Bind {
+                stmt: None,
+                generation: 0,
+            });
+            return before(with).into();
         }
-        let Some(stmt) = self.client.get(name).cloned() else {
+        let Some(prepared) = self.client.entry(name) else {
             return self.fail(missing(name)).into();
         };
+        if prepared.stale() {
+            return self.fail(changed()).into();
+        }
+        let stmt = prepared.stmt.clone();
         self.counts.bound();
         let mut with = BytesMut::new();
         self.ensure_prepared(&mut with, &stmt);
@@ -164,6 +223,7 @@ impl Rewriter<'_> {
         with.put_u8(0);
         self.pending.push(Expect::Bind {
             stmt: Some(stmt.clone()),
+            generation: stmt.generation(),
         });
         Rewritten {
             disposition: Disposition::Replace {
@@ -180,22 +240,45 @@ impl Rewriter<'_> {
             return self.fail(malformed("Describe"));
         };
         if kind != b'S' || name.is_empty() || !self.renaming() {
-            return Disposition::Forward;
+            let mut with = BytesMut::new();
+            if kind == b'S' && name.is_empty() {
+                if let Err(e) = self.ensure_unnamed(&mut with) {
+                    return self.fail(e);
+                }
+            }
+            self.described(None, Reply::Forward);
+            return before(with);
         }
-        let Some(stmt) = self.client.get(name).cloned() else {
+        let Some(prepared) = self.client.entry(name) else {
             return self.fail(missing(name));
         };
+        let (stmt, stale) = (prepared.stmt.clone(), prepared.stale());
         let mut with = BytesMut::new();
         self.ensure_prepared(&mut with, &stmt);
-        with.put_u8(fe::DESCRIBE);
-        with.put_u32((4 + 1 + stmt.name.len() + 1) as u32);
-        with.put_u8(b'S');
-        with.put_slice(&stmt.name);
-        with.put_u8(0);
+        with.put_slice(&describe_message(&stmt.name));
+        if stale {
+            // Postgres sends the ParameterDescription, then the error: a current copy is
+            // described, its row shape swallowed, and the error raised after it.
+            self.described(None, Reply::Swallow);
+            self.pending.push(Expect::Failure { error: changed() });
+            with.put_slice(FAILING_PARSE);
+        } else {
+            self.described(Some(stmt), Reply::Forward);
+        }
         Disposition::Replace {
             with: with.freeze(),
             head: usize::MAX,
         }
+    }
+
+    /// A Describe is sent; `stmt` is the registered statement it describes.
+    fn described(&mut self, stmt: Option<Arc<Statement>>, rows: Reply) {
+        let generation = stmt.as_ref().map_or(0, |s| s.generation());
+        self.pending.push(Expect::Describe {
+            stmt,
+            generation,
+            rows,
+        });
     }
 
     /// A Close of a statement or portal. A client's statement is only forgotten by the
@@ -204,18 +287,39 @@ impl Rewriter<'_> {
         let Some((kind, name)) = target(view) else {
             return self.fail(malformed("Close"));
         };
-        if kind != b'S' || name.is_empty() || !self.renaming() {
+        if kind == b'S' && name.is_empty() {
+            // The client's is gone; the server's stays, for nobody to use.
+            let unnamed = UnnamedUndo {
+                set: None,
+                client: Some(self.client.unnamed.take()),
+                server: None,
+            };
+            return self.stand_in(
+                Reply::Forward,
+                Undo {
+                    unnamed: Some(unnamed),
+                    ..Undo::default()
+                },
+            );
+        }
+        if kind != b'S' || !self.renaming() {
             self.pending.push(Expect::Close {
                 reply: Reply::Forward,
                 undo: Undo::default(),
             });
             return Disposition::Forward;
         }
-        let undo = self
+        let client = self
             .client
             .remove(name)
-            .map(|stmt| ClientUndo::Remap(Bytes::copy_from_slice(name), stmt));
-        self.stand_in(Reply::Forward, undo)
+            .map(|prepared| ClientUndo::Remap(Bytes::copy_from_slice(name), prepared));
+        self.stand_in(
+            Reply::Forward,
+            Undo {
+                client,
+                ..Undo::default()
+            },
+        )
     }
 
     /// A simple Query that is only `DEALLOCATE name` of one of the client's protocol-level
@@ -226,14 +330,14 @@ impl Rewriter<'_> {
         if !self.renaming() || self.tx_failed {
             return None;
         }
-        let stmt = self.client.remove(name)?;
+        let prepared = self.client.remove(name)?;
         let mut done = BytesMut::new();
         backend::command_complete(&mut done, "DEALLOCATE");
         self.pending.push(Expect::Close {
             reply: Reply::Instead(done.freeze()),
             undo: Undo {
-                client: Some(ClientUndo::Remap(Bytes::copy_from_slice(name), stmt)),
-                server: None,
+                client: Some(ClientUndo::Remap(Bytes::copy_from_slice(name), prepared)),
+                ..Undo::default()
             },
         });
         self.pending.push(Expect::Ready);
@@ -252,7 +356,8 @@ impl Rewriter<'_> {
         if !self.renaming() || self.tx_failed {
             return None;
         }
-        let stmt = self.client.remove(name)?;
+        let prepared = self.client.remove(name)?;
+        let stmt = prepared.stmt.clone();
         let mut with = BytesMut::new();
         self.ensure_prepared(&mut with, &stmt);
         self.server.remove(stmt.id);
@@ -260,11 +365,14 @@ impl Rewriter<'_> {
         let mut parse = BytesMut::new();
         frontend::parse("", &sql, std::iter::empty(), &mut parse).ok()?;
         with.extend_from_slice(&parse);
+        // The server's unnamed statement is pgweir's rewrite, which is never sent again.
+        let unnamed = self.unnamed_parsed(None);
         self.pending.push(Expect::Parse {
             reply: Reply::Forward,
             undo: Undo {
-                client: Some(ClientUndo::Remap(Bytes::copy_from_slice(name), stmt)),
-                server: None,
+                client: Some(ClientUndo::Remap(Bytes::copy_from_slice(name), prepared)),
+                unnamed: Some(unnamed),
+                ..Undo::default()
             },
             stmt: None,
         });
@@ -275,18 +383,57 @@ impl Rewriter<'_> {
     }
 
     /// Sends [`STAND_IN_CLOSE`] in place of the current message; its reply becomes `reply`.
-    fn stand_in(&mut self, reply: Reply, client: Option<ClientUndo>) -> Disposition {
-        self.pending.push(Expect::Close {
-            reply,
-            undo: Undo {
-                client,
-                server: None,
-            },
-        });
+    fn stand_in(&mut self, reply: Reply, undo: Undo) -> Disposition {
+        self.pending.push(Expect::Close { reply, undo });
         Disposition::Replace {
             with: Bytes::from_static(STAND_IN_CLOSE),
             head: usize::MAX,
         }
+    }
+
+    /// Records a new unnamed statement as the client's and this server's; returns the
+    /// undo for its Parse. `body`: the Parse's, if it may be sent again.
+    fn unnamed_parsed(&mut self, body: Option<&[u8]>) -> UnnamedUndo {
+        let new = Unnamed::new(body, self.client.unnamed.as_ref());
+        let set = Some(new.id);
+        let client = self.client.unnamed.replace(new.clone());
+        let server = self.server.unnamed.replace(new);
+        UnnamedUndo {
+            set,
+            client: Some(client),
+            server: Some(server),
+        }
+    }
+
+    /// Makes sure this server holds the client's unnamed statement, preparing it here
+    /// first (reply swallowed) if it holds another or none. The error is Postgres's for a
+    /// client without one, or for one pgweir cannot send again.
+    fn ensure_unnamed(&mut self, with: &mut BytesMut) -> Result<(), Bytes> {
+        let Some(mine) = &self.client.unnamed else {
+            return Err(no_unnamed());
+        };
+        if self.server.unnamed.as_ref().map(|u| u.id) == Some(mine.id) {
+            return Ok(());
+        }
+        let Some(parse) = &mine.parse else {
+            return Err(no_unnamed());
+        };
+        with.put_slice(parse);
+        let set = Some(mine.id);
+        let before = self.server.unnamed.replace(mine.clone());
+        self.pending.push(Expect::Parse {
+            reply: Reply::Swallow,
+            undo: Undo {
+                unnamed: Some(UnnamedUndo {
+                    set,
+                    client: None,
+                    server: Some(before),
+                }),
+                ..Undo::default()
+            },
+            stmt: None,
+        });
+        Ok(())
     }
 
     /// Prepares `stmt` on this server first if it is not there, replies swallowed.
@@ -320,6 +467,7 @@ impl Rewriter<'_> {
             undo: Undo {
                 client,
                 server: Some(stmt.id),
+                unnamed: None,
             },
             stmt: Some(stmt.clone()),
         });
@@ -335,6 +483,29 @@ impl Rewriter<'_> {
 
 fn internal_name(id: StatementId) -> String {
     format!("pgweir_{}", id.0)
+}
+
+/// `with` sent before the current message, which follows unchanged.
+fn before(with: BytesMut) -> Disposition {
+    if with.is_empty() {
+        Disposition::Forward
+    } else {
+        Disposition::Replace {
+            with: with.freeze(),
+            head: 0,
+        }
+    }
+}
+
+/// A Describe of the prepared statement `name`.
+fn describe_message(name: &[u8]) -> Bytes {
+    let mut m = BytesMut::with_capacity(7 + name.len());
+    m.put_u8(fe::DESCRIBE);
+    m.put_u32((4 + 1 + name.len() + 1) as u32);
+    m.put_u8(b'S');
+    m.put_slice(name);
+    m.put_u8(0);
+    m.freeze()
 }
 
 /// The kind byte and name of a Describe or Close body.
@@ -355,6 +526,21 @@ fn missing(name: &[u8]) -> Bytes {
     error(
         SqlState::INVALID_SQL_STATEMENT_NAME,
         &format!("prepared statement \"{}\" does not exist", show(name)),
+    )
+}
+
+fn no_unnamed() -> Bytes {
+    error(
+        SqlState::INVALID_SQL_STATEMENT_NAME,
+        "unnamed prepared statement does not exist",
+    )
+}
+
+/// Postgres's answer to using a statement whose result type changed since it was prepared.
+fn changed() -> Bytes {
+    error(
+        SqlState::FEATURE_NOT_SUPPORTED,
+        "cached plan must not change result type",
     )
 }
 

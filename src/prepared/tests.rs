@@ -181,3 +181,82 @@ fn close_forgets_the_name_only_for_the_client() {
     assert!(w.client.is_empty());
     assert_eq!(w.server.len(), 1);
 }
+
+fn unnamed_parse(w: &mut World, sql: &str) -> Disposition {
+    let body = [b"\0", sql.as_bytes(), b"\0\0\0"].concat();
+    w.rw(2).parse_unnamed(Some(&body))
+}
+
+#[test]
+fn the_unnamed_statement_is_parsed_again_on_a_server_holding_another() {
+    let mut w = World::default();
+    assert_eq!(sent(&unnamed_parse(&mut w, "SELECT 1")), "forwarded");
+    w.rw(2).ready_owed();
+    assert_eq!(w.reply("1Z"), "1Z");
+    assert_eq!(sent(&w.bind("")), "forwarded", "this server holds it");
+    w.reply("2");
+    // Another server, holding another client's unnamed statement.
+    let mut other = World::default();
+    unnamed_parse(&mut other, "SELECT 2");
+    std::mem::swap(&mut w.server, &mut other.server);
+    assert_eq!(sent(&w.bind("")), "P", "the client's Parse goes first");
+    assert_eq!(w.reply("12"), "2", "its ParseComplete is pgweir's");
+    assert_eq!(sent(&w.bind("")), "forwarded");
+    w.rw(2).query_sent();
+    assert_eq!(sent(&w.bind("")), "P", "a Query dropped it: 26000");
+    assert!(w.client.unnamed.is_none() && w.server.unnamed.is_none());
+}
+
+#[test]
+fn a_failed_unnamed_parse_leaves_none_and_a_skipped_one_the_old() {
+    let mut w = World::default();
+    unnamed_parse(&mut w, "SELECT 1");
+    w.rw(2).ready_owed();
+    w.reply("1Z");
+    let old = w.client.unnamed.as_ref().map(|u| u.id);
+    assert_eq!(sent(&w.bind("nope")), "P");
+    unnamed_parse(&mut w, "SELECT 2");
+    w.rw(2).ready_owed();
+    assert_eq!(w.reply("EZ"), "EZ");
+    assert_eq!(w.client.unnamed.as_ref().map(|u| u.id), old, "skipped");
+    unnamed_parse(&mut w, "SELEC");
+    w.rw(2).ready_owed();
+    assert_eq!(w.reply("EZ"), "EZ");
+    assert!(
+        w.client.unnamed.is_none() && w.server.unnamed.is_none(),
+        "failed"
+    );
+}
+
+#[test]
+fn a_statement_prepared_before_a_ddl_fails_until_prepared_again() {
+    let mut w = World::default();
+    w.parse("s", "SELECT * FROM t");
+    w.reply("31");
+    let stmt = w.client.get(b"s").cloned().unwrap();
+    stmt.invalidate(stmt.generation());
+    for _ in 0..2 {
+        assert_eq!(sent(&w.bind("s")), "P", "a failing Parse in its place");
+        assert_eq!(w.reply("E"), "E");
+    }
+    let body = b"Ss\0";
+    assert_eq!(
+        sent(&w.rw(2).describe(View::Whole(body))),
+        "CPDP",
+        "a fresh copy is described, then the error raised"
+    );
+    assert_eq!(
+        w.reply("31tTE"),
+        "tE",
+        "Postgres's order: parameters, then error"
+    );
+    w.rw(2).close(View::Whole(body));
+    w.reply("3");
+    assert_eq!(
+        sent(&w.parse("s", "SELECT * FROM t")),
+        "C",
+        "the fresh copy"
+    );
+    w.reply("3");
+    assert_eq!(sent(&w.bind("s")), "B");
+}

@@ -42,6 +42,10 @@ pub mod be {
     pub const BIND_COMPLETE: u8 = b'2';
     pub const CLOSE_COMPLETE: u8 = b'3';
     pub const COMMAND_COMPLETE: u8 = b'C';
+    pub const ROW_DESCRIPTION: u8 = b'T';
+    pub const NO_DATA: u8 = b'n';
+    pub const EMPTY_QUERY: u8 = b'I';
+    pub const PORTAL_SUSPENDED: u8 = b's';
     pub const NOTIFICATION_RESPONSE: u8 = b'A';
 }
 

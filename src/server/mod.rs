@@ -219,6 +219,7 @@ impl ServerConn {
     pub async fn run_internal(&mut self, sql: &str) -> Result<TxStatus, ServerError> {
         let mut out = BytesMut::new();
         frontend::query(sql, &mut out)?;
+        self.statements.forget_unnamed();
         self.stream.write_all(&out).await?;
         let mut failure = None;
         loop {
@@ -248,6 +249,7 @@ impl ServerConn {
     pub async fn query_rows(&mut self, sql: &str) -> Result<InternalRows, ServerError> {
         let mut out = BytesMut::new();
         frontend::query(sql, &mut out)?;
+        self.statements.forget_unnamed();
         self.stream.write_all(&out).await?;
         let mut result = InternalRows::default();
         let mut failure = None;

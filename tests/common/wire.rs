@@ -128,6 +128,18 @@ impl Wire {
 
     /// Bind with text-format parameters and text results.
     pub fn bind_params(&mut self, portal: &str, statement: &str, params: &[&str]) -> &mut Self {
+        self.bind_formats(portal, statement, params, &[])
+    }
+
+    /// Bind with text-format parameters and a result format code per column, as pgx sends
+    /// it for a statement it described (Postgres refuses a count that does not match).
+    pub fn bind_formats(
+        &mut self,
+        portal: &str,
+        statement: &str,
+        params: &[&str],
+        result_formats: &[i16],
+    ) -> &mut Self {
         let mut body = BytesMut::new();
         for name in [portal, statement] {
             body.put_slice(name.as_bytes());
@@ -139,7 +151,10 @@ impl Wire {
             body.put_i32(param.len() as i32);
             body.put_slice(param.as_bytes());
         }
-        body.put_i16(0); // no result format codes: all text
+        body.put_i16(result_formats.len() as i16);
+        for format in result_formats {
+            body.put_i16(*format);
+        }
         self.out.put_u8(b'B');
         self.out.put_i32(body.len() as i32 + 4);
         self.out.put_slice(&body);
