@@ -104,7 +104,9 @@ TOML
     wait_port "$PGWEIR_PORT" pgweir "$WORK/pgweir.log"
 }
 
-bouncer_bin() { command -v pgbouncer || echo /usr/sbin/pgbouncer; }
+# PGBOUNCER_BIN picks the PgBouncer (e.g. ../shared/anchors/pgbouncer-1.25.2/pgbouncer);
+# Debian's otherwise.
+bouncer_bin() { [ -n "${PGBOUNCER_BIN:-}" ] && echo "$PGBOUNCER_BIN" || command -v pgbouncer || echo /usr/sbin/pgbouncer; }
 bouncer_version() { "$(bouncer_bin)" --version 2>/dev/null | awk 'NR==1 { print $2 }'; }
 
 # True when this PgBouncer keeps prepared statements working in transaction mode (1.21+).
@@ -114,8 +116,9 @@ bouncer_prepares() {
     [ "${major:-0}" -gt 1 ] || { [ "${major:-0}" -eq 1 ] && [ "${minor:-0}" -ge 21 ]; }
 }
 
-# start_pgbouncer [EXTRA_INI_LINES]: Debian's PgBouncer on a free port in front of the bench
-# database, transaction mode, pool $POOL, SCRAM with the bench user. Sets PGBOUNCER_PORT.
+# start_pgbouncer [EXTRA_INI_LINES]: PgBouncer (bouncer_bin) on a free port in front of the
+# bench database, transaction mode, pool $POOL, BOUNCER_AUTH (default SCRAM) with the bench
+# user, at most BOUNCER_MAX_CLIENTS (1000) clients. Sets PGBOUNCER_PORT.
 start_pgbouncer() {
     PGBOUNCER_PORT="$(free_port 25900)"
     local prepared=""
@@ -129,11 +132,11 @@ bench = host=127.0.0.1 port=$PG_PORT dbname=bench
 listen_addr = 127.0.0.1
 listen_port = $PGBOUNCER_PORT
 unix_socket_dir =
-auth_type = scram-sha-256
+auth_type = ${BOUNCER_AUTH:-scram-sha-256}
 auth_file = $WORK/userlist.txt
 pool_mode = transaction
 default_pool_size = $POOL
-max_client_conn = 1000
+max_client_conn = ${BOUNCER_MAX_CLIENTS:-1000}
 logfile = $WORK/pgbouncer.log
 pidfile = $WORK/pgbouncer.pid
 $prepared

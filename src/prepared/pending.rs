@@ -34,7 +34,8 @@ pub enum Reply {
     Instead(Bytes),
 }
 
-/// Bookkeeping to reverse when the server skips or fails the message.
+/// Bookkeeping to reverse when the server skips or fails the message. Kept boxed, and only
+/// when there is any, so the queue's entries stay small.
 #[derive(Debug, Default)]
 pub struct Undo {
     /// The client's statement names as they were before the message.
@@ -43,6 +44,14 @@ pub struct Undo {
     pub server: Option<StatementId>,
     /// The message changed the client's or the server's unnamed statement.
     pub unnamed: Option<UnnamedUndo>,
+}
+
+impl Undo {
+    /// As an entry of the queue holds it.
+    pub fn boxed(self) -> Option<Box<Undo>> {
+        let empty = self.client.is_none() && self.server.is_none() && self.unnamed.is_none();
+        (!empty).then(|| Box::new(self))
+    }
 }
 
 #[derive(Debug)]
@@ -59,7 +68,7 @@ pub enum Expect {
     /// `stmt`: the registered statement it prepares, marked valid when it succeeds.
     Parse {
         reply: Reply,
-        undo: Undo,
+        undo: Option<Box<Undo>>,
         stmt: Option<Arc<Statement>>,
     },
     /// `generation`: of the server's copy of `stmt` the Bind runs.
@@ -78,18 +87,14 @@ pub enum Expect {
     Execute,
     Close {
         reply: Reply,
-        undo: Undo,
+        undo: Option<Box<Undo>>,
     },
     /// A Parse sent to fail; its ErrorResponse is replaced by this one.
-    Failure {
-        error: Bytes,
-    },
+    Failure { error: Bytes },
     /// A statement that drops every prepared statement (DEALLOCATE ALL, DISCARD ALL) was
     /// sent, and the caches were cleared at once so later messages are rewritten for the
     /// cleared state; if it fails, the client gets its statements back.
-    Cleared {
-        restore: SavedNames,
-    },
+    Cleared { restore: SavedNames },
     /// ReadyForQuery, owed for each Sync, Query and FunctionCall.
     Ready,
 }
@@ -243,7 +248,9 @@ impl Pending {
             }
             match self.queue.pop_front() {
                 Some(Expect::Parse { undo, .. } | Expect::Close { undo, .. }) => {
-                    undone.push((undo, first));
+                    if let Some(undo) = undo {
+                        undone.push((*undo, first));
+                    }
                 }
                 Some(Expect::Cleared { restore }) if failed => c.client.restore_names(restore),
                 _ => {}

@@ -111,7 +111,7 @@ impl Rewriter<'_> {
     pub fn parse_forwarded(&mut self) -> Disposition {
         self.pending.push(Expect::Parse {
             reply: Reply::Forward,
-            undo: Undo::default(),
+            undo: None,
             stmt: None,
         });
         Disposition::Forward
@@ -126,7 +126,8 @@ impl Rewriter<'_> {
             undo: Undo {
                 unnamed: Some(undo),
                 ..Undo::default()
-            },
+            }
+            .boxed(),
             stmt: None,
         });
         Disposition::Forward
@@ -305,7 +306,7 @@ impl Rewriter<'_> {
         if kind != b'S' || !self.renaming() {
             self.pending.push(Expect::Close {
                 reply: Reply::Forward,
-                undo: Undo::default(),
+                undo: None,
             });
             return Disposition::Forward;
         }
@@ -338,7 +339,8 @@ impl Rewriter<'_> {
             undo: Undo {
                 client: Some(ClientUndo::Remap(Bytes::copy_from_slice(name), prepared)),
                 ..Undo::default()
-            },
+            }
+            .boxed(),
         });
         self.pending.push(Expect::Ready);
         Some(Disposition::Replace {
@@ -373,7 +375,8 @@ impl Rewriter<'_> {
                 client: Some(ClientUndo::Remap(Bytes::copy_from_slice(name), prepared)),
                 unnamed: Some(unnamed),
                 ..Undo::default()
-            },
+            }
+            .boxed(),
             stmt: None,
         });
         Some(Disposition::Replace {
@@ -384,6 +387,7 @@ impl Rewriter<'_> {
 
     /// Sends [`STAND_IN_CLOSE`] in place of the current message; its reply becomes `reply`.
     fn stand_in(&mut self, reply: Reply, undo: Undo) -> Disposition {
+        let undo = undo.boxed();
         self.pending.push(Expect::Close { reply, undo });
         Disposition::Replace {
             with: Bytes::from_static(STAND_IN_CLOSE),
@@ -430,7 +434,8 @@ impl Rewriter<'_> {
                     server: Some(before),
                 }),
                 ..Undo::default()
-            },
+            }
+            .boxed(),
             stmt: None,
         });
         Ok(())
@@ -468,7 +473,8 @@ impl Rewriter<'_> {
                 client,
                 server: Some(stmt.id),
                 unnamed: None,
-            },
+            }
+            .boxed(),
             stmt: Some(stmt.clone()),
         });
     }
@@ -476,7 +482,7 @@ impl Rewriter<'_> {
     fn swallowed_close(&mut self) {
         self.pending.push(Expect::Close {
             reply: Reply::Swallow,
-            undo: Undo::default(),
+            undo: None,
         });
     }
 }

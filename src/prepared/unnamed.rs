@@ -23,6 +23,7 @@
 //! there). An error the server reports for an Execute before a pipelined unnamed Parse
 //! leaves the client with no unnamed statement, where Postgres keeps the previous one.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -33,10 +34,25 @@ use crate::protocol::fe;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnnamedId(u64);
 
+/// Ids a thread takes at a time from the shared counter, so the hot path (an unnamed Parse
+/// per extended-protocol query) touches no memory another worker thread writes.
+const ID_BLOCK: u64 = 1 << 20;
+
 impl UnnamedId {
     fn next() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        UnnamedId(NEXT.fetch_add(1, Ordering::Relaxed))
+        static BLOCKS: AtomicU64 = AtomicU64::new(0);
+        thread_local! {
+            static NEXT: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
+        NEXT.with(|next| {
+            let (mut id, mut end) = next.get();
+            if id == end {
+                id = BLOCKS.fetch_add(1, Ordering::Relaxed) * ID_BLOCK;
+                end = id + ID_BLOCK;
+            }
+            next.set((id + 1, end));
+            UnnamedId(id)
+        })
     }
 }
 
