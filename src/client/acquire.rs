@@ -78,6 +78,10 @@ async fn wait_for_request(client: &mut Stream, cbuf: &mut BytesMut) -> Result<bo
                 _ => return Ok(true),
             }
         }
+        if cbuf.capacity() == 0 {
+            // The idle client gave its buffer back: take one only once bytes arrive.
+            client.ready_to_read().await?;
+        }
         ensure_spare(cbuf);
         if client.read_buf(cbuf).await? == 0 {
             return Ok(false);

@@ -2,12 +2,15 @@
 //! client and its server, and what it changes. Client to server: Terminate, the
 //! ReadyForQuery each request is owed, statement names ([`Rewriter`]) and statements that
 //! touch session state ([`crate::sql::analyze`]). Server to client: ReadyForQuery status,
-//! ParameterStatus, and the replies [`Pending`] accounts for.
+//! ParameterStatus, and the replies [`Pending`] accounts for. [`drain_client`] runs the
+//! client side over what the client sent, for the relay.
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
+use super::link::Link;
+use super::relay::Session;
 use super::routing::RouteCheck;
 use super::state::Watch;
 use super::txn::TxnTracker;
@@ -16,8 +19,8 @@ use crate::error::SqlState;
 use crate::prepared::{
     Analysis, Caches, ClientStatements, Pending, Registry, Rewriter, ServerStatements,
 };
-use crate::protocol::framer::{Disposition, Inspector, View, Want, MAX_INSPECTED_BODY};
-use crate::protocol::{be, fe, split_cstr, TxStatus};
+use crate::protocol::framer::{Disposition, Framer, Inspector, View, Want, MAX_INSPECTED_BODY};
+use crate::protocol::{be, fe, split_cstr, ProtocolError, TxStatus};
 use crate::server::ServerParams;
 use crate::sql::{self, Classification, Effects, PinReason, Pins, ReadOnlyFunctions};
 use crate::stats::{Clock, GroupStats};
@@ -285,6 +288,75 @@ impl Tracking<'_> {
             self.rw.clear_all();
         }
     }
+}
+
+/// Frames what the client sent and passes it through the client-side inspector, for the
+/// server linked now.
+pub(super) fn drain_client(
+    s: &mut Session,
+    link: &mut Link,
+    cbuf: &mut BytesMut,
+    cframer: &mut Framer,
+    server: &mut ServerStatements,
+) -> Result<(), ProtocolError> {
+    link.active |= !cbuf.is_empty();
+    let before = cbuf.len();
+    let Link {
+        tracker,
+        pending,
+        watch,
+        to_server,
+        terminated,
+        route,
+        clock,
+        ..
+    } = link;
+    let lexable = s.lexable();
+    let routes = s.group.routes() && s.pool.mode() != PoolMode::Session;
+    // Nothing proves what a client without standard_conforming_strings sends: it may
+    // have written.
+    route.wrote |= routes && !lexable && !cbuf.is_empty();
+    let pinning = match (s.pool.settings().pin_session_state, route.hold_writes) {
+        (_, true) => Pinning::OnReplica,
+        (true, false) => Pinning::Allowed,
+        (false, false) => Pinning::Off,
+    };
+    let route = (routes && lexable).then(|| RouteCheck {
+        functions: &s.group.routing.functions,
+        link: route,
+        unnamed: &mut s.route.unnamed,
+    });
+    let tracking = (s.pool.mode() != PoolMode::Session).then(|| Tracking {
+        registry: &s.pool.statements,
+        rw: Rewriter {
+            client: &mut s.statements,
+            server,
+            pending,
+            max: s.pool.settings().max_prepared_statements,
+            tx_failed: tracker.status() == TxStatus::Failed,
+            counts: &s.group.stats.prepared,
+        },
+        watch,
+        pins: s.pins,
+        pinning,
+        custom_names: &mut s.custom_names,
+        sticky: &mut s.sticky,
+        lexable,
+        route_functions: routes.then_some(&s.group.routing.functions),
+    });
+    let drained = cframer.drain(
+        cbuf,
+        &mut ClientSide {
+            tracker,
+            terminated,
+            tracking,
+            route,
+            clock,
+        },
+        to_server,
+    );
+    link.received += (before - cbuf.len()) as u64;
+    drained
 }
 
 /// The custom settings a text with effects `e` names, if it changes settings at all.

@@ -161,21 +161,28 @@ impl ClientVisible for ClientError {
 pub async fn serve(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
     let _counted = app.shutdown.client();
     let mut buf = BytesMut::with_capacity(8192);
-    let Some((mut stream, transport)) = encrypt(&app, tcp, &mut buf, peer).await else {
+    // Boxed, as the login below: a future's size is its largest state's, and the task
+    // keeps that size while its client sits idle.
+    let Some((mut stream, transport)) = Box::pin(encrypt(&app, tcp, &mut buf, peer)).await else {
         return;
     };
     let who = Who::default();
     if let Err(e) = session(&app, &mut stream, &mut buf, &transport, &who).await {
-        count_timeout(&e);
-        let (database, user) = (who.database(), who.user());
-        if e.reportable() {
-            tracing::info!(client = %peer, database, user, error = %e, "closing client connection");
-            let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
-            let _ = stream.write_all(&msg).await;
-            let _ = stream.flush().await;
-        } else {
-            tracing::debug!(client = %peer, database, user, error = %e, "client connection ended");
-        }
+        Box::pin(farewell(e, &mut stream, &who, peer)).await;
+    }
+}
+
+/// Logs why a session ended early and tells the client when it can still be told.
+async fn farewell(e: ClientError, stream: &mut Stream, who: &Who, peer: SocketAddr) {
+    count_timeout(&e);
+    let (database, user) = (who.database(), who.user());
+    if e.reportable() {
+        tracing::info!(client = %peer, database, user, error = %e, "closing client connection");
+        let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
+        let _ = stream.write_all(&msg).await;
+        let _ = stream.flush().await;
+    } else {
+        tracing::debug!(client = %peer, database, user, error = %e, "client connection ended");
     }
 }
 
@@ -251,7 +258,7 @@ async fn session(
     let peer = transport.addr;
     let limit = app.config().pgweir.client_login_timeout;
     let login = async {
-        let login = log_in(app, stream, buf, transport, who);
+        let login = Box::pin(log_in(app, stream, buf, transport, who));
         if limit.is_zero() {
             return login.await;
         }
@@ -274,7 +281,7 @@ async fn session(
     }
     let ended = match ready {
         Ready::Relay(session) => relay::run(*session, stream, buf).await,
-        Ready::Console(console) => admin::run(app, console, stream, buf).await,
+        Ready::Console(console) => Box::pin(admin::run(app, console, stream, buf)).await,
     };
     if let Some(e) = ended.as_ref().err().filter(|e| e.reportable()) {
         // pgweir's own errors count with the servers' (which the relay counts).

@@ -29,12 +29,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use super::acquire::{acquire, next_request, Acquired};
-use super::inspect::{ClientSide, Pinning, ServerSide, ServerTracking, Tracking};
+use super::inspect::{drain_client, ServerSide, ServerTracking};
 use super::limits::ClientSlot;
 use super::link::{Link, Timeouts};
 use super::params::ClientParams;
 use super::reset::{self, Leftover};
-use super::routing::{route_reply, ClientRoute, Held, LinkRoute, RouteCheck};
+use super::routing::{route_reply, ClientRoute, Held, LinkRoute};
 use super::settle::{after_transaction, AfterTransaction};
 use super::state::SessionShared;
 use super::stop::Stop;
@@ -44,9 +44,9 @@ use crate::config::PoolMode;
 use crate::error::{Severity, SqlState};
 use crate::net::stream::Stream;
 use crate::pool::{Node, Pool, PoolGroup, PooledServer};
-use crate::prepared::{answer_parse_locally, ClientStatements, Rewriter, ServerStatements};
+use crate::prepared::{answer_parse_locally, ClientStatements};
 use crate::protocol::framer::{Framer, OutQueue};
-use crate::protocol::{backend, ProtocolError, TxStatus};
+use crate::protocol::{backend, TxStatus};
 use crate::server::{ServerConn, ServerError, SCS_SLOT};
 use crate::sql::{PinReason, Pins};
 use crate::stats::{ClientEntry, ClientState};
@@ -183,119 +183,137 @@ enum End {
     Expired(ClientError),
 }
 
-/// Serves a logged-in client until it leaves.
+/// The client side of the relay between transactions: its framing and replies carry over
+/// from one link to the next, and a pinned client keeps its server here.
+struct Between {
+    cframer: Framer,
+    to_client: OutQueue,
+    pinned_to: Option<(PooledServer, LinkRoute)>,
+    /// The relay loop's own handle: the session is lent to the inspectors while it waits.
+    stop: Stop,
+}
+
+/// What the relay does after a transaction.
+enum Next {
+    Request,
+    Gone,
+}
+
+/// Serves a logged-in client until it leaves. While the client is idle its task holds only
+/// what the session needs: everything a transaction uses lives in [`transaction`]'s future,
+/// boxed for that transaction's length, and a plaintext client's read buffer is given back.
 pub async fn run(
     mut s: Session,
     client: &mut Stream,
     cbuf: &mut BytesMut,
 ) -> Result<(), ClientError> {
-    let mut cframer = Framer::default();
-    let mut to_client = OutQueue::default();
-    let mut pinned_to: Option<(PooledServer, LinkRoute)> = None;
-    // The relay loop's own handle: `s` is lent to the inspectors while it waits.
-    let stop = s.stop.clone();
+    let mut b = Between {
+        cframer: Framer::default(),
+        to_client: OutQueue::default(),
+        pinned_to: None,
+        stop: s.stop.clone(),
+    };
     loop {
-        to_client.write_all(client).await?;
+        b.to_client.write_all(client).await?;
         if let Some(e) = s.stop.reason() {
             // Between transactions: the client's work is done; a pinned server is cleaned
             // (closed after a KILL).
-            if let Some((server, _)) = pinned_to.take() {
-                reset::left_behind(server, s.stop.leftover()).await;
+            if let Some((server, _)) = b.pinned_to.take() {
+                Box::pin(reset::left_behind(server, s.stop.leftover())).await;
             }
             return Err(e);
         }
-        let (mut server, route, mut retry) = match pinned_to.take() {
-            Some((server, route)) => (server, route, None),
-            None => match start_link(&mut s, client, cbuf, &mut to_client).await? {
-                Acquired::Answered => continue,
-                Acquired::Gone => return Ok(()),
-                Acquired::Server {
-                    server,
-                    route,
-                    retry,
-                } => (server, route, retry),
-            },
-        };
-        let mut link = Link::new(route, retry.is_some());
-        let replied_before = to_client.pushed();
-        let end = pump(
-            &mut s,
-            &mut link,
-            client,
-            cbuf,
-            &mut cframer,
-            &mut to_client,
-            &mut server,
-            &stop,
-        )
-        .await;
-        let sent = to_client.pushed() - replied_before;
-        s.group.stats.traffic(link.received, sent);
-        if let (Ok(End::ServerGone), Some(request)) = (&end, retry.take()) {
-            if link.may_retry(&cframer, cbuf) && to_client.pushed() == replied_before {
-                // One failed request does not ban a replica (a client could craft one);
-                // the monitor's checks do. It is sent once more, to the primary.
-                tracing::info!(pool = %s.group.pool(link.route.node).key, "replica failed before answering; the request goes to the primary");
-                s.route.primary_next = true;
-                s.cancel.set_target(None);
-                drop(server);
-                restore(cbuf, request);
-                continue;
+        if b.pinned_to.is_none() {
+            s.entry.set(ClientState::Idle);
+            if cbuf.is_empty() && !client.is_tls() {
+                *cbuf = BytesMut::new();
+            }
+            let idle_limit = s.pool.settings().client_idle_timeout;
+            if !next_request(client, cbuf, idle_limit, &s.stop).await? {
+                return Ok(());
             }
         }
-        if matches!(end, Ok(End::Release { .. }))
-            && link.route.wrote
-            && link.route.node == Node::Primary
-        {
-            s.route.wrote_at = Some(Instant::now());
+        match Box::pin(transaction(&mut s, &mut b, client, cbuf)).await? {
+            Next::Request => {}
+            Next::Gone => return Ok(()),
         }
-        if let Ok(End::Release { rollback }) = end {
-            match after_transaction(&mut s, server, &link.watch, rollback, &mut to_client).await {
-                AfterTransaction::Release(released) => server = released,
-                AfterTransaction::Pinned(kept) => {
-                    // The client keeps this server, and its cancel key keeps pointing at it.
-                    // Held writes cannot move to the primary any more: on a replica they
-                    // fail as in a read-only transaction.
-                    pinned_to = Some((kept, LinkRoute::new(link.route.node, false)));
-                    s.entry.set(ClientState::Pinned);
-                    continue;
-                }
-                AfterTransaction::Closed => {
-                    s.cancel.set_target(None);
-                    continue;
-                }
-                AfterTransaction::Failed(e) => {
-                    s.cancel.set_target(None);
-                    to_client.write_all(client).await?;
-                    return Err(e);
-                }
-            }
-        }
-        s.cancel.set_target(None);
-        end_link(&s, server, &link, end?, &cframer, &mut to_client, client).await?;
     }
 }
 
-/// Waits for the client's next request and links it to a server.
-async fn start_link(
+/// One request or transaction: a server for it (the pinned one, or one from the pool), the
+/// relay both ways until the release point, then the server released, kept or closed.
+async fn transaction(
     s: &mut Session,
+    b: &mut Between,
     client: &mut Stream,
     cbuf: &mut BytesMut,
-    to_client: &mut OutQueue,
-) -> Result<Acquired, ClientError> {
-    s.entry.set(ClientState::Idle);
-    let idle_limit = s.pool.settings().client_idle_timeout;
-    if !next_request(client, cbuf, idle_limit, &s.stop).await? {
-        return Ok(Acquired::Gone);
+) -> Result<Next, ClientError> {
+    let (mut server, route, mut retry) = match b.pinned_to.take() {
+        Some((server, route)) => (server, route, None),
+        None => match acquire(s, client, cbuf, &mut b.to_client).await? {
+            Acquired::Answered => return Ok(Next::Request),
+            Acquired::Gone => return Ok(Next::Gone),
+            Acquired::Server {
+                server,
+                route,
+                retry,
+            } => {
+                s.cancel.set_target(Some(CancelTarget {
+                    addr: server.addr,
+                    key: server.key,
+                }));
+                (server, route, retry)
+            }
+        },
+    };
+    let mut link = Link::new(route, retry.is_some());
+    let replied_before = b.to_client.pushed();
+    let end = pump(s, &mut link, client, cbuf, b, &mut server).await;
+    let sent = b.to_client.pushed() - replied_before;
+    s.group.stats.traffic(link.received, sent);
+    if let (Ok(End::ServerGone), Some(request)) = (&end, retry.take()) {
+        if link.may_retry(&b.cframer, cbuf) && b.to_client.pushed() == replied_before {
+            // One failed request does not ban a replica (a client could craft one);
+            // the monitor's checks do. It is sent once more, to the primary.
+            tracing::info!(pool = %s.group.pool(link.route.node).key, "replica failed before answering; the request goes to the primary");
+            s.route.primary_next = true;
+            s.cancel.set_target(None);
+            drop(server);
+            restore(cbuf, request);
+            return Ok(Next::Request);
+        }
     }
-    let acquired = acquire(s, client, cbuf, to_client).await?;
-    if let Acquired::Server { server, .. } = &acquired {
-        s.cancel.set_target(Some(CancelTarget {
-            addr: server.addr,
-            key: server.key,
-        }));
+    if matches!(end, Ok(End::Release { .. }))
+        && link.route.wrote
+        && link.route.node == Node::Primary
+    {
+        s.route.wrote_at = Some(Instant::now());
     }
-    Ok(acquired)
+    if let Ok(End::Release { rollback }) = end {
+        match after_transaction(s, server, &link.watch, rollback, &mut b.to_client).await {
+            AfterTransaction::Release(released) => server = released,
+            AfterTransaction::Pinned(kept) => {
+                // The client keeps this server, and its cancel key keeps pointing at it.
+                // Held writes cannot move to the primary any more: on a replica they
+                // fail as in a read-only transaction.
+                b.pinned_to = Some((kept, LinkRoute::new(link.route.node, false)));
+                s.entry.set(ClientState::Pinned);
+                return Ok(Next::Request);
+            }
+            AfterTransaction::Closed => {
+                s.cancel.set_target(None);
+                return Ok(Next::Request);
+            }
+            AfterTransaction::Failed(e) => {
+                s.cancel.set_target(None);
+                b.to_client.write_all(client).await?;
+                return Err(e);
+            }
+        }
+    }
+    s.cancel.set_target(None);
+    end_link(s, server, &link, end?, b, client).await?;
+    Ok(Next::Request)
 }
 
 /// Ends a link: the server goes back to its pool (or is closed, or cleaned after a client
@@ -305,10 +323,12 @@ async fn end_link(
     server: PooledServer,
     link: &Link,
     end: End,
-    cframer: &Framer,
-    to_client: &mut OutQueue,
+    b: &mut Between,
     client: &mut Stream,
 ) -> Result<(), ClientError> {
+    let Between {
+        cframer, to_client, ..
+    } = b;
     let settled = s.cancel.settle(CANCEL_WAIT).await;
     let reset = s.holds_state(link);
     let at_boundary = link.to_server.is_empty() && !cframer.mid_message();
@@ -338,17 +358,20 @@ fn restore(cbuf: &mut BytesMut, request: Bytes) {
 }
 
 /// Relays both ways until the release point, or until either side goes away.
-#[allow(clippy::too_many_arguments)]
 async fn pump(
     s: &mut Session,
     link: &mut Link,
     client: &mut Stream,
     cbuf: &mut BytesMut,
-    cframer: &mut Framer,
-    to_client: &mut OutQueue,
+    b: &mut Between,
     server: &mut PooledServer,
-    stop: &Stop,
 ) -> Result<End, ClientError> {
+    let Between {
+        cframer,
+        to_client,
+        stop,
+        ..
+    } = b;
     let mode = s.pool.mode();
     let timeouts = Timeouts {
         query: s.pool.settings().query_timeout,
@@ -504,73 +527,6 @@ pub(super) fn ensure_spare(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < MIN_SPARE {
         buf.reserve(READ_CHUNK);
     }
-}
-
-fn drain_client(
-    s: &mut Session,
-    link: &mut Link,
-    cbuf: &mut BytesMut,
-    cframer: &mut Framer,
-    server: &mut ServerStatements,
-) -> Result<(), ProtocolError> {
-    link.active |= !cbuf.is_empty();
-    let before = cbuf.len();
-    let Link {
-        tracker,
-        pending,
-        watch,
-        to_server,
-        terminated,
-        route,
-        clock,
-        ..
-    } = link;
-    let lexable = s.lexable();
-    let routes = s.group.routes() && s.pool.mode() != PoolMode::Session;
-    // Nothing proves what a client without standard_conforming_strings sends: it may
-    // have written.
-    route.wrote |= routes && !lexable && !cbuf.is_empty();
-    let pinning = match (s.pool.settings().pin_session_state, route.hold_writes) {
-        (_, true) => Pinning::OnReplica,
-        (true, false) => Pinning::Allowed,
-        (false, false) => Pinning::Off,
-    };
-    let route = (routes && lexable).then(|| RouteCheck {
-        functions: &s.group.routing.functions,
-        link: route,
-        unnamed: &mut s.route.unnamed,
-    });
-    let tracking = (s.pool.mode() != PoolMode::Session).then(|| Tracking {
-        registry: &s.pool.statements,
-        rw: Rewriter {
-            client: &mut s.statements,
-            server,
-            pending,
-            max: s.pool.settings().max_prepared_statements,
-            tx_failed: tracker.status() == TxStatus::Failed,
-            counts: &s.group.stats.prepared,
-        },
-        watch,
-        pins: s.pins,
-        pinning,
-        custom_names: &mut s.custom_names,
-        sticky: &mut s.sticky,
-        lexable,
-        route_functions: routes.then_some(&s.group.routing.functions),
-    });
-    let drained = cframer.drain(
-        cbuf,
-        &mut ClientSide {
-            tracker,
-            terminated,
-            tracking,
-            route,
-            clock,
-        },
-        to_server,
-    );
-    link.received += (before - cbuf.len()) as u64;
-    drained
 }
 
 /// The client left while holding `server`: make it clean for the next client, or close it.

@@ -65,6 +65,16 @@ impl Stream {
         })
     }
 
+    /// Waits until a read may find bytes, so an idle client can wait without a read
+    /// buffer: the socket's readiness in plaintext; under TLS at once, as rustls may hold
+    /// plaintext already.
+    pub async fn ready_to_read(&self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.readable().await,
+            Stream::Tls(_) => Ok(()),
+        }
+    }
+
     /// Whether TLS is on.
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))

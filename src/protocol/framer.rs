@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::pin::Pin;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -231,16 +232,20 @@ impl OutQueue {
     }
 
     /// One vectored write of what is queued; returns the bytes written. Cancel-safe: when the
-    /// future is dropped before completing, nothing was written.
+    /// future is dropped before completing, nothing was written. The slices are gathered at
+    /// each poll rather than kept in the future, which stays a few bytes: it is part of every
+    /// client task, idle ones included.
     pub async fn write_some<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<usize> {
-        let n = {
+        let chunks = &self.chunks;
+        let n = std::future::poll_fn(|cx| {
             let mut slices = [IoSlice::new(&[]); 32];
-            let count = self.chunks.len().min(slices.len());
-            for (s, c) in slices.iter_mut().zip(self.chunks.iter()) {
+            let count = chunks.len().min(slices.len());
+            for (s, c) in slices.iter_mut().zip(chunks.iter()) {
                 *s = IoSlice::new(c);
             }
-            w.write_vectored(&slices[..count]).await?
-        };
+            Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count])
+        })
+        .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

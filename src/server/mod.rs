@@ -78,33 +78,44 @@ const _: () = assert!(matches!(
     b"standard_conforming_strings"
 ));
 
-/// Parameter values a server reported with ParameterStatus, in arrival order, with the
-/// [`TRACKED`] ones also in fixed slots.
+/// Parameter values a server reported with ParameterStatus. Every client holds a copy of
+/// its pool's (the values it believes in), so the copy is cheap: the [`TRACKED`] ones, which
+/// clients change, each in its own shared string; the others (server_version, is_superuser,
+/// ...), which stay as the server reported them, in one list shared by all copies until one
+/// of them changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerParams {
-    list: Vec<(String, String)>,
-    tracked: [Option<String>; TRACKED.len()],
+    /// Parameters outside [`TRACKED`], in arrival order.
+    others: Arc<Vec<(String, String)>>,
+    tracked: [Option<Arc<str>>; TRACKED.len()],
 }
 
 impl ServerParams {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.list
+        if let Some(i) = tracked_slot(name) {
+            return self.tracked(i);
+        }
+        self.others
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
     pub fn set(&mut self, name: &str, value: &str) {
-        match self
-            .list
+        if self.get(name) == Some(value) {
+            return;
+        }
+        if let Some(i) = tracked_slot(name) {
+            self.tracked[i] = Some(Arc::from(value));
+            return;
+        }
+        let others = Arc::make_mut(&mut self.others);
+        match others
             .iter_mut()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
         {
             Some((_, v)) => value.clone_into(v),
-            None => self.list.push((name.to_owned(), value.to_owned())),
-        }
-        if let Some(i) = tracked_slot(name) {
-            self.tracked[i] = Some(value.to_owned());
+            None => others.push((name.to_owned(), value.to_owned())),
         }
     }
 
@@ -113,8 +124,14 @@ impl ServerParams {
         self.tracked.get(i).and_then(|v| v.as_deref())
     }
 
+    /// Every parameter: the untracked ones in arrival order, then the tracked ones.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.list.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        let others = self.others.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let tracked = TRACKED
+            .iter()
+            .zip(&self.tracked)
+            .filter_map(|(k, v)| Some((*k, v.as_deref()?)));
+        others.chain(tracked)
     }
 }
 
@@ -334,5 +351,35 @@ pub(crate) fn upstream_error(mut fields: ErrorFields<'_>) -> ServerError {
     ServerError::Upstream {
         code: code.unwrap_or_else(|| SqlState::CONNECTION_FAILURE.0.to_owned()),
         message: message.unwrap_or_else(|| "server error".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_share_what_they_do_not_change() {
+        let mut pool = ServerParams::default();
+        pool.set("server_version", "15.8");
+        pool.set("application_name", "");
+        pool.set("TimeZone", "UTC");
+        let mut client = pool.clone();
+        client.set("application_name", "psql");
+        client.set("timezone", "UTC");
+        assert!(Arc::ptr_eq(&pool.others, &client.others));
+        assert_eq!(client.get("Application_Name"), Some("psql"));
+        assert_eq!(pool.get("application_name"), Some(""));
+        client.set("server_version", "16.4");
+        assert!(!Arc::ptr_eq(&pool.others, &client.others));
+        let all: Vec<_> = client.iter().collect();
+        assert_eq!(
+            all,
+            [
+                ("server_version", "16.4"),
+                ("application_name", "psql"),
+                ("TimeZone", "UTC")
+            ]
+        );
     }
 }
