@@ -160,7 +160,9 @@ impl ClientVisible for ClientError {
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
 pub async fn serve(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
     let _counted = app.shutdown.client();
-    let mut buf = BytesMut::with_capacity(8192);
+    // Enough for a login's messages; the relay grows it when requests come. Thousands of
+    // clients logging in at once each hold one.
+    let mut buf = BytesMut::with_capacity(1024);
     // Boxed, as the login below: a future's size is its largest state's, and the task
     // keeps that size while its client sits idle.
     let Some((mut stream, transport)) = Box::pin(encrypt(&app, tcp, &mut buf, peer)).await else {
@@ -274,8 +276,8 @@ async fn session(
     let Some(ready) = ready else {
         return Ok(());
     };
-    let info = ready.entry().info();
-    let (database, user, since) = (info.database.clone(), info.user.clone(), Instant::now());
+    let info = ready.entry().shared_info();
+    let (database, user, since) = (&info.database, &info.user, Instant::now());
     if app.config().pgweir.log_connections {
         tracing::info!(client = %peer, %database, %user, "client logged in");
     }

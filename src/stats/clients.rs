@@ -198,6 +198,11 @@ impl ClientEntry {
         &self.info
     }
 
+    /// The entry's facts, to keep after the entry itself is gone.
+    pub fn shared_info(&self) -> Arc<ClientInfo> {
+        Arc::clone(&self.info)
+    }
+
     /// A watch on the client's kill switch, for its task.
     pub fn kill_watch(&self) -> KillWatch {
         KillWatch {
