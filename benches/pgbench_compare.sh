@@ -109,8 +109,9 @@ plot() {
                     [ "$row" = cpu ] && [ "$target" = postgres ] && continue
                     plots+=("'$WORK/means.tsv' using (strcol(1) eq '$target' && strcol(2) eq '$mode' ? \$3 : NaN):$y with linespoints title '$target'")
                 done < <(cut -f1 "$WORK/means.tsv" | sort -u)
-                local IFS=,
-                echo "plot ${plots[*]}"
+                local joined
+                joined="$(printf '%s,' "${plots[@]}")"
+                echo "plot ${joined%,}"
             done
         done
         echo "unset multiplot"
