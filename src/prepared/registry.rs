@@ -167,8 +167,18 @@ impl Statement {
 
 /// A Close of the prepared statement `name`.
 pub fn close_message(name: &[u8]) -> Bytes {
+    statement_message(fe::CLOSE, name)
+}
+
+/// A Describe of the prepared statement `name`.
+pub fn describe_message(name: &[u8]) -> Bytes {
+    statement_message(fe::DESCRIBE, name)
+}
+
+/// A Close or Describe (`tag`) of the prepared statement `name`.
+fn statement_message(tag: u8, name: &[u8]) -> Bytes {
     let mut m = BytesMut::with_capacity(7 + name.len());
-    m.put_u8(fe::CLOSE);
+    m.put_u8(tag);
     m.put_u32((4 + 1 + name.len() + 1) as u32);
     m.put_u8(b'S');
     m.put_slice(name);

@@ -24,7 +24,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
 use super::pending::{ClientUndo, Expect, Pending, Reply, Undo};
-use super::registry::{close_message, Statement, StatementId};
+use super::registry::{close_message, describe_message, Statement, StatementId};
 use super::unnamed::{Unnamed, UnnamedUndo};
 use super::CacheCounts;
 use super::{ClientStatements, ServerStatements};
@@ -501,17 +501,6 @@ fn before(with: BytesMut) -> Disposition {
             head: 0,
         }
     }
-}
-
-/// A Describe of the prepared statement `name`.
-fn describe_message(name: &[u8]) -> Bytes {
-    let mut m = BytesMut::with_capacity(7 + name.len());
-    m.put_u8(fe::DESCRIBE);
-    m.put_u32((4 + 1 + name.len() + 1) as u32);
-    m.put_u8(b'S');
-    m.put_slice(name);
-    m.put_u8(0);
-    m.freeze()
 }
 
 /// The kind byte and name of a Describe or Close body.
