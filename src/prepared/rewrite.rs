@@ -193,17 +193,19 @@ impl Rewriter<'_> {
             return self.fail(malformed("Bind")).into();
         };
         if name.is_empty() || !self.renaming() {
-            let mut with = BytesMut::new();
-            if name.is_empty() {
-                if let Err(e) = self.ensure_unnamed(&mut with) {
-                    return self.fail(e).into();
+            let first = if name.is_empty() {
+                match self.ensure_unnamed() {
+                    Ok(first) => first,
+                    Err(e) => return self.fail(e).into(),
                 }
-            }
+            } else {
+                None
+            };
             self.pending.push(Expect::Bind {
                 stmt: None,
                 generation: 0,
             });
-            return before(with).into();
+            return before(first).into();
         }
         let Some(prepared) = self.client.entry(name) else {
             return self.fail(missing(name)).into();
@@ -241,14 +243,16 @@ impl Rewriter<'_> {
             return self.fail(malformed("Describe"));
         };
         if kind != b'S' || name.is_empty() || !self.renaming() {
-            let mut with = BytesMut::new();
-            if kind == b'S' && name.is_empty() {
-                if let Err(e) = self.ensure_unnamed(&mut with) {
-                    return self.fail(e);
+            let first = if kind == b'S' && name.is_empty() {
+                match self.ensure_unnamed() {
+                    Ok(first) => first,
+                    Err(e) => return self.fail(e),
                 }
-            }
+            } else {
+                None
+            };
             self.described(None, Reply::Forward);
-            return before(with);
+            return before(first);
         }
         let Some(prepared) = self.client.entry(name) else {
             return self.fail(missing(name));
@@ -409,20 +413,19 @@ impl Rewriter<'_> {
         }
     }
 
-    /// Makes sure this server holds the client's unnamed statement, preparing it here
-    /// first (reply swallowed) if it holds another or none. The error is Postgres's for a
-    /// client without one, or for one pgweir cannot send again.
-    fn ensure_unnamed(&mut self, with: &mut BytesMut) -> Result<(), Bytes> {
+    /// Makes sure this server holds the client's unnamed statement: the client's Parse to
+    /// send first (its reply swallowed) if the server holds another or none. The error is
+    /// Postgres's for a client without one, or for one pgweir cannot send again.
+    fn ensure_unnamed(&mut self) -> Result<Option<Bytes>, Bytes> {
         let Some(mine) = &self.client.unnamed else {
             return Err(no_unnamed());
         };
         if self.server.unnamed.as_ref().map(|u| u.id) == Some(mine.id) {
-            return Ok(());
+            return Ok(None);
         }
-        let Some(parse) = &mine.parse else {
+        let Some(parse) = mine.parse.clone() else {
             return Err(no_unnamed());
         };
-        with.put_slice(parse);
         let set = Some(mine.id);
         let before = self.server.unnamed.replace(mine.clone());
         self.pending.push(Expect::Parse {
@@ -438,7 +441,7 @@ impl Rewriter<'_> {
             .boxed(),
             stmt: None,
         });
-        Ok(())
+        Ok(Some(parse))
     }
 
     /// Prepares `stmt` on this server first if it is not there, replies swallowed.
@@ -491,15 +494,11 @@ fn internal_name(id: StatementId) -> String {
     format!("pgweir_{}", id.0)
 }
 
-/// `with` sent before the current message, which follows unchanged.
-fn before(with: BytesMut) -> Disposition {
-    if with.is_empty() {
-        Disposition::Forward
-    } else {
-        Disposition::Replace {
-            with: with.freeze(),
-            head: 0,
-        }
+/// `first` sent before the current message, which follows unchanged.
+fn before(first: Option<Bytes>) -> Disposition {
+    match first {
+        None => Disposition::Forward,
+        Some(with) => Disposition::Replace { with, head: 0 },
     }
 }
 
