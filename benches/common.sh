@@ -103,6 +103,12 @@ TOML
     PGWEIR_PID=$!
     wait_port "$PGWEIR_PORT" pgweir "$WORK/pgweir.log"
 }
+# Stops the pgweir start_pgweir started and waits until it has gone.
+stop_pgweir() {
+    kill "$PGWEIR_PID" 2>/dev/null
+    wait "$PGWEIR_PID" 2>/dev/null || true
+    PGWEIR_PID=
+}
 
 # PGBOUNCER_BIN picks the PgBouncer (e.g. ../shared/anchors/pgbouncer-1.25.2/pgbouncer);
 # Debian's otherwise.
@@ -118,7 +124,8 @@ bouncer_prepares() {
 
 # start_pgbouncer [EXTRA_INI_LINES]: PgBouncer (bouncer_bin) on a free port in front of the
 # bench database, transaction mode, pool $POOL, BOUNCER_AUTH (default SCRAM) with the bench
-# user, at most BOUNCER_MAX_CLIENTS (1000) clients. Sets PGBOUNCER_PORT.
+# user, at most BOUNCER_MAX_CLIENTS (1000) clients, run under BOUNCER_WRAP (a command and its
+# options, e.g. valgrind's) when set. Sets PGBOUNCER_PORT.
 start_pgbouncer() {
     PGBOUNCER_PORT="$(free_port 25900)"
     local prepared=""
@@ -146,8 +153,23 @@ INI
     local bouncer
     bouncer="$(bouncer_bin)"
     # runuser may reset limits; 1000 clients need more than a default 1024 files.
-    as_pg sh -c "ulimit -n $(ulimit -Hn); exec $bouncer -d $WORK/pgbouncer.ini"
+    local limit="ulimit -n $(ulimit -Hn)"
+    if [ -n "${BOUNCER_WRAP:-}" ]; then
+        # In the foreground (as a background job): a wrapper like valgrind loses track of a
+        # process that daemonizes.
+        as_pg sh -c "$limit; exec $BOUNCER_WRAP $bouncer $WORK/pgbouncer.ini" 2>"$WORK/wrap.log" &
+    else
+        as_pg sh -c "$limit; exec $bouncer -d $WORK/pgbouncer.ini"
+    fi
     wait_port "$PGBOUNCER_PORT" pgbouncer "$WORK/pgbouncer.log"
+}
+# Stops the PgBouncer start_pgbouncer started and waits until it has gone.
+stop_pgbouncer() {
+    local pid
+    pid="$(cat "$WORK/pgbouncer.pid" 2>/dev/null)" || return 0
+    kill -INT "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    rm -f "$WORK/pgbouncer.pid"
 }
 
 wait_port() {

@@ -51,9 +51,7 @@ main() {
             say "round $round: $bin"
             PGWEIR_BIN="$bin" start_pgweir scram-sha-256 $((CLIENTS + 100)) ""
             rows+=("$(run "$bin" "$PGWEIR_PORT" "$PGWEIR_PID")")
-            kill "$PGWEIR_PID"
-            wait "$PGWEIR_PID" 2>/dev/null || true
-            PGWEIR_PID=
+            stop_pgweir
         done
         say "round $round: pgbouncer"
         rows+=("$(run "pgbouncer $(bouncer_version)" "$PGBOUNCER_PORT" "$(cat "$WORK/pgbouncer.pid")")")

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use super::inspect::MAX_PARSE_BODY;
-use super::relay::{ensure_spare, Session};
+use super::relay::{ensure_spare, unshelve, Session};
 use super::routing::{
     decide, retry_window, route_reply, scan_request, Destination, LinkRoute, Scan,
 };
@@ -81,6 +81,7 @@ async fn wait_for_request(client: &mut Stream, cbuf: &mut BytesMut) -> Result<bo
         if cbuf.capacity() == 0 {
             // The idle client gave its buffer back: take one only once bytes arrive.
             client.ready_to_read().await?;
+            *cbuf = unshelve();
         }
         ensure_spare(cbuf);
         if client.read_buf(cbuf).await? == 0 {
@@ -106,8 +107,8 @@ pub async fn acquire(
     if std::mem::take(&mut s.route.primary_next) {
         dest = Destination::Primary;
     }
-    s.entry.set(ClientState::Waiting);
     let asked = Instant::now();
+    s.entry.waiting_since(asked);
     loop {
         let (node, hold_writes) = match dest {
             Destination::Primary => (Node::Primary, false),

@@ -332,7 +332,7 @@ pub(super) fn drain_client(
             client: &mut s.statements,
             server,
             pending,
-            max: s.pool.settings().max_prepared_statements,
+            max: s.pool.max_prepared_statements(),
             tx_failed: tracker.status() == TxStatus::Failed,
             counts: &s.group.stats.prepared,
         },

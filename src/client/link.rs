@@ -3,6 +3,7 @@
 //! run meanwhile, and the tests the relay ([`super::relay`]) asks: is this the release
 //! point, may a failed request go elsewhere, has everything been answered.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -49,16 +50,34 @@ pub(super) struct Link {
     pub(super) phase: Option<(bool, Instant)>,
 }
 
+/// Most spare queues a worker thread keeps (a few kilobytes).
+const MAX_SPARES: usize = 64;
+
+thread_local! {
+    /// The emptied queues of links that ended on this worker thread, for the next link to
+    /// take. A link lasts one transaction, and its queues grow at its first message: without
+    /// these every transaction allocated and freed them. Idle clients hold none.
+    static SPARES: RefCell<Vec<Spare>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The parts of a link that allocate.
+struct Spare {
+    to_server: OutQueue,
+    pending: Pending,
+    clock: Clock,
+}
+
 impl Link {
     pub(super) fn new(route: LinkRoute, retry: bool) -> Self {
-        Link {
-            route,
-            fatal: FatalWatch {
-                armed: retry,
-                ..FatalWatch::default()
-            },
-            ..Link::default()
+        let mut link = Link::default();
+        link.route = route;
+        link.fatal.armed = retry;
+        if let Some(spare) = SPARES.with(|s| s.borrow_mut().pop()) {
+            link.to_server = spare.to_server;
+            link.pending = spare.pending;
+            link.clock = spare.clock;
         }
+        link
     }
 
     /// Whether the request this link began with can be sent again elsewhere: the client
@@ -119,6 +138,25 @@ impl Link {
                 PoolMode::Statement => self.tracker.quiet(),
                 PoolMode::Session => false,
             }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if !self.to_server.is_empty() || !self.pending.is_empty() {
+            return;
+        }
+        let spare = Spare {
+            to_server: std::mem::take(&mut self.to_server).emptied(),
+            pending: std::mem::take(&mut self.pending),
+            clock: std::mem::take(&mut self.clock).emptied(),
+        };
+        SPARES.with(|s| {
+            let mut spares = s.borrow_mut();
+            if spares.len() < MAX_SPARES {
+                spares.push(spare);
+            }
+        });
     }
 }
 

@@ -22,6 +22,7 @@
 //!    DISCARD ALL in session mode or when it holds the client's session state) before
 //!    reuse, or closed if anything is still in flight.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,9 +125,7 @@ impl Session {
         cbuf: &mut BytesMut,
         to_client: &mut OutQueue,
     ) -> bool {
-        if self.pool.mode() == PoolMode::Session
-            || self.pool.settings().max_prepared_statements == 0
-        {
+        if self.pool.mode() == PoolMode::Session || self.pool.max_prepared_statements() == 0 {
             return false;
         }
         let registry = &self.pool.statements;
@@ -226,7 +225,7 @@ pub async fn run(
         if b.pinned_to.is_none() {
             s.entry.set(ClientState::Idle);
             if cbuf.is_empty() && !client.is_tls() {
-                *cbuf = BytesMut::new();
+                shelve(std::mem::take(cbuf));
             }
             let idle_limit = s.pool.settings().client_idle_timeout;
             if !next_request(client, cbuf, idle_limit, &s.stop).await? {
@@ -390,6 +389,9 @@ async fn pump(
     let (mut cr, mut cw) = client.split();
     drain_client(s, link, cbuf, cframer, sstmts)?;
     loop {
+        if link.to_server.write_now(&mut sw).await.is_err() {
+            return Ok(End::ServerGone);
+        }
         if link.terminated {
             return Ok(End::ClientGone);
         }
@@ -521,6 +523,35 @@ fn take_held(
     }
     link.route.held = None;
     true
+}
+
+/// Most read buffers a worker thread keeps for clients that will read again.
+const MAX_SHELVED: usize = 16;
+
+thread_local! {
+    /// Read buffers idle clients gave back, for the next client on this worker thread whose
+    /// bytes arrive: idle clients hold no buffer, and a transaction needn't allocate one.
+    static SHELF: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An idle client's empty read buffer goes to its worker's shelf, or is freed: when bytes
+/// split off it are still queued somewhere, when it grew past the usual size, or when the
+/// shelf is full.
+fn shelve(mut buf: BytesMut) {
+    if buf.capacity() > 2 * READ_CHUNK || !buf.try_reclaim(READ_CHUNK) {
+        return;
+    }
+    SHELF.with(|s| {
+        let mut shelf = s.borrow_mut();
+        if shelf.len() < MAX_SHELVED {
+            shelf.push(buf);
+        }
+    });
+}
+
+/// A read buffer for a client whose bytes have arrived: a shelved one, or a new one.
+pub(super) fn unshelve() -> BytesMut {
+    SHELF.with(|s| s.borrow_mut().pop()).unwrap_or_default()
 }
 
 pub(super) fn ensure_spare(buf: &mut BytesMut) {

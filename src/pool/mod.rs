@@ -32,7 +32,7 @@ use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use control::Switch;
 use limits::Budgets;
 use servers::{Lent, LentServers};
-use state::{Checkout, Delivery, PoolState, Sizes, Snapshot, WaiterId};
+use state::{Checkout, Delivery, PoolState, Sizes, Snapshot, WaitLimits, WaiterId};
 
 pub use group::{Policy, PoolGroup, ReplicaPool};
 pub use registry::Pools;
@@ -123,6 +123,10 @@ pub struct Pool {
     pub target: ServerTarget,
     /// Replaced whole by a reload; readers take the current one.
     settings: ArcSwap<PoolSettings>,
+    /// The pool mode and prepared-statement limit, which only a restart changes: read for
+    /// every transaction, they are kept here too rather than loaded from `settings`.
+    mode: PoolMode,
+    max_prepared: usize,
     connect: ConnectSettings,
     budgets: Budgets,
     state: Mutex<PoolState<Conn, PoolError>>,
@@ -165,6 +169,8 @@ impl Pool {
             ("node", key.node.label()),
         ];
         Pool {
+            mode: settings.pool_mode,
+            max_prepared: settings.max_prepared_statements,
             connects: metrics::counter!("pgweir_server_connects_total", &labels),
             connect_failures: metrics::counter!("pgweir_server_connect_failures_total", &labels),
             key,
@@ -182,7 +188,12 @@ impl Pool {
     }
 
     pub fn mode(&self) -> PoolMode {
-        self.settings().pool_mode
+        self.mode
+    }
+
+    /// `max_prepared_statements` (0: prepared statements pass through untouched).
+    pub fn max_prepared_statements(&self) -> usize {
+        self.max_prepared
     }
 
     /// The settings in force now (a cheap guard; not to be held across awaits).
@@ -194,10 +205,8 @@ impl Pool {
     /// The pool mode and prepared-statement limit stay (see [`crate::config::RESTART_ONLY`]):
     /// connected clients rely on them.
     pub fn reconfigure(self: &Arc<Self>, mut settings: PoolSettings) {
-        let current = self.settings();
-        settings.pool_mode = current.pool_mode;
-        settings.max_prepared_statements = current.max_prepared_statements;
-        drop(current);
+        settings.pool_mode = self.mode;
+        settings.max_prepared_statements = self.max_prepared;
         let sizes = Sizes {
             size: settings.pool_size,
             reserve: settings.reserve_pool_size,
@@ -232,13 +241,10 @@ impl Pool {
     }
 
     /// Waits for a server in arrival order, first for RESUME while the database is paused;
-    /// both waits together are bounded by `query_wait_timeout`, as in PgBouncer. Dropping
-    /// the future leaves the queue at once.
+    /// each wait is bounded by `query_wait_timeout` (the queue's by the janitor, see
+    /// [`Pool::maintain`]). Dropping the future leaves the queue at once.
     pub async fn checkout(self: &Arc<Self>) -> Result<PooledServer, PoolError> {
-        let limit = self.settings().query_wait_timeout;
-        // One clock read for both: this runs for every transaction.
         let mut now = Instant::now();
-        let deadline = (!limit.is_zero()).then(|| tokio::time::Instant::from_std(now) + limit);
         loop {
             let next = {
                 let mut state = self.state.lock();
@@ -247,7 +253,7 @@ impl Pool {
             };
             let (conn, idle_since) = match next {
                 None => {
-                    self.until_resumed(deadline).await?;
+                    self.until_resumed().await?;
                     now = Instant::now();
                     continue;
                 }
@@ -255,7 +261,7 @@ impl Pool {
                 Some(Checkout::Fail(e)) => return Err(e),
                 Some(Checkout::Wait { id, rx, open }) => {
                     self.start_opens(open);
-                    (Waiting::new(self, id, rx).finish(deadline).await?, None)
+                    (Waiting::new(self, id, rx).finish().await?, None)
                 }
             };
             let born = conn.created;
@@ -276,15 +282,15 @@ impl Pool {
         self.switch.until_paused().await;
     }
 
-    /// Waits until the database is resumed, at most until `deadline`.
-    async fn until_resumed(&self, deadline: Option<tokio::time::Instant>) -> Result<(), PoolError> {
+    /// Waits until the database is resumed, at most `query_wait_timeout`.
+    async fn until_resumed(&self) -> Result<(), PoolError> {
         let _held = Held::new(&self.held);
-        let Some(at) = deadline else {
+        let limit = self.settings().query_wait_timeout;
+        if limit.is_zero() {
             self.switch.resumed().await;
             return Ok(());
-        };
-        let limit = self.settings().query_wait_timeout;
-        tokio::time::timeout_at(at, self.switch.resumed())
+        }
+        tokio::time::timeout(limit, self.switch.resumed())
             .await
             .map_err(|_| PoolError::WaitTimeout(limit))
     }
@@ -296,9 +302,12 @@ impl Pool {
             tracing::debug!(pool = %self.key, server = conn.id.0, "idle server was closed; replacing it");
             return None;
         }
+        // A connection handed over by a releasing client was in use a moment ago.
+        let Some(idle_since) = idle_since else {
+            return Some(conn);
+        };
         let settings = self.settings.load_full();
-        let delay = settings.server_check_delay;
-        if idle_since.is_some_and(|t| t.elapsed() >= delay) {
+        if idle_since.elapsed() >= settings.server_check_delay {
             let check = settings.server_check_query.as_str();
             let answered =
                 tokio::time::timeout(self.connect.connect_timeout, conn.run_internal(check)).await;
@@ -392,19 +401,28 @@ impl Pool {
         drop(closed);
     }
 
-    /// Periodic upkeep, run by the registry: idle and lifetime expiry, min_pool_size, and
-    /// retrying opens a limit deferred.
+    /// Periodic upkeep, run by the registry: idle and lifetime expiry, min_pool_size,
+    /// retrying opens a limit deferred, and the queue's timeouts (query_wait_timeout,
+    /// reserve_pool_timeout).
     pub(crate) fn maintain(self: &Arc<Self>) {
         let s = self.settings();
-        let (closed, open) = self.state.lock().maintain(
-            Instant::now(),
+        let now = Instant::now();
+        let limits = WaitLimits {
+            give_up: s.query_wait_timeout,
+            reserve_after: s.reserve_pool_timeout,
+        };
+        let mut state = self.state.lock();
+        let (closed, open) = state.maintain(
+            now,
             s.server_idle_timeout,
             s.server_lifetime,
             self.switch.paused(),
             |c: &Conn| c.looks_alive(),
         );
+        let more = state.expire_waiters(now, limits, || PoolError::WaitTimeout(limits.give_up));
+        drop(state);
         drop(closed);
-        self.start_opens(open);
+        self.start_opens(open + more);
     }
 
     /// Closes one idle connection to make room under a shared limit; true if there was one.
@@ -466,47 +484,15 @@ impl<'a> Waiting<'a> {
         }
     }
 
-    /// Waits until `deadline` (`query_wait_timeout` after the checkout began; None:
-    /// forever), asking for a reserve connection once `reserve_pool_timeout` has passed.
-    async fn finish(mut self, deadline: Option<tokio::time::Instant>) -> Result<Conn, PoolError> {
-        let s = self.pool.settings.load_full();
-        let mut reserve_at =
-            (s.reserve_pool_size > 0).then(|| tokio::time::Instant::now() + s.reserve_pool_timeout);
+    /// Waits for a connection, or for the janitor's word that `query_wait_timeout` has
+    /// passed ([`Pool::maintain`]).
+    async fn finish(mut self) -> Result<Conn, PoolError> {
         let Some(rx) = self.rx.as_mut() else {
             return Err(PoolError::Closed);
         };
-        loop {
-            let wake = match (reserve_at, deadline) {
-                (Some(r), Some(d)) => Some(r.min(d)),
-                (r, d) => r.or(d),
-            };
-            let timer = async {
-                match wake {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                got = &mut *rx => {
-                    self.rx = None;
-                    return got.map_err(|_| PoolError::Closed)?;
-                }
-                () = timer => {}
-            }
-            let now = tokio::time::Instant::now();
-            if reserve_at.is_some_and(|r| now >= r) {
-                reserve_at = None;
-                let n = self
-                    .pool
-                    .state
-                    .lock()
-                    .grant_reserve(self.id, Instant::now());
-                self.pool.start_opens(n);
-            }
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(PoolError::WaitTimeout(s.query_wait_timeout));
-            }
-        }
+        let got = rx.await;
+        self.rx = None;
+        got.map_err(|_| PoolError::Closed)?
     }
 }
 

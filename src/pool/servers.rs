@@ -4,6 +4,7 @@
 //! checkout and one at release; nothing else on the data path reads it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
@@ -67,7 +68,30 @@ pub struct Lent {
 
 /// The pool's checked-out connections by id.
 #[derive(Debug, Default)]
-pub struct LentServers(Mutex<HashMap<ServerId, Lent>>);
+pub struct LentServers(Mutex<HashMap<ServerId, Lent, BuildHasherDefault<IdHasher>>>);
+
+/// Hashes a server id with one multiplication. The ids are pgweir's own sequence numbers,
+/// which no client picks, so SipHash's defence against chosen keys buys nothing, and the
+/// table is written at every checkout and release.
+#[derive(Debug, Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: spreads sequential ids over the high bits the table probes by.
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 impl LentServers {
     pub fn lend(&self, id: ServerId, lent: Lent) {

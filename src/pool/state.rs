@@ -33,6 +33,15 @@ pub struct Sizes {
     pub min: usize,
 }
 
+/// How long a waiter may queue before something happens (zero: never).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitLimits {
+    /// `query_wait_timeout`: the waiter gets an error.
+    pub give_up: Duration,
+    /// `reserve_pool_timeout`: the pool may open one more past its size, up to the reserve.
+    pub reserve_after: Duration,
+}
+
 /// Identifies a waiter so it can leave the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WaiterId(u64);
@@ -92,6 +101,9 @@ pub struct PoolState<C, E> {
     next_id: u64,
     /// Waiters allowed to cause a reserve connection.
     reserve_grants: usize,
+    /// Waiters before this one have been counted in `reserve_grants` (grants go in queue
+    /// order, so they are a prefix of it).
+    granted_upto: WaiterId,
     last_failure: Option<(Instant, E)>,
     /// After a failed login, no new login is tried for this long (`server_login_retry`).
     retry: Duration,
@@ -113,6 +125,7 @@ impl<C, E: Clone> PoolState<C, E> {
             waiters: BTreeMap::new(),
             next_id: 0,
             reserve_grants: 0,
+            granted_upto: WaiterId(0),
             last_failure: None,
             retry,
             deferred: false,
@@ -164,13 +177,43 @@ impl<C, E: Clone> PoolState<C, E> {
         n
     }
 
-    /// A waiter waited longer than reserve_pool_timeout: may open past the size, up to the
-    /// reserve. Returns how many connections to start.
-    pub fn grant_reserve(&mut self, id: WaiterId, now: Instant) -> usize {
-        if !self.waiters.contains_key(&id) {
+    /// The janitor's look at the queue, so these timeouts are as precise as its interval:
+    /// a waiter queued longer than `limits.give_up` gets `timed_out()`, and each one queued
+    /// longer than `limits.reserve_after` lets the pool open one more past its size, up to
+    /// the reserve. Returns how many connections to start. One periodic pass instead of a
+    /// timer per waiter: arming and clearing a timer cost more than the rest of a checkout.
+    pub fn expire_waiters(
+        &mut self,
+        now: Instant,
+        limits: WaitLimits,
+        timed_out: impl Fn() -> E,
+    ) -> usize {
+        if !limits.give_up.is_zero() {
+            while let Some(entry) = self.waiters.first_entry() {
+                if now.duration_since(entry.get().0) < limits.give_up {
+                    break;
+                }
+                let (_, tx) = entry.remove();
+                let _ = tx.send(Err(timed_out()));
+            }
+            if self.waiters.is_empty() {
+                self.reserve_grants = 0;
+            }
+        }
+        if self.sizes.reserve == 0 {
             return 0;
         }
-        self.reserve_grants += 1;
+        let due = self
+            .waiters
+            .range(self.granted_upto..)
+            .take_while(|(_, (since, _))| now.duration_since(*since) >= limits.reserve_after)
+            .map(|(id, _)| *id);
+        let (count, last) = due.fold((0, None), |(n, _), id| (n + 1, Some(id)));
+        let Some(last) = last else {
+            return 0;
+        };
+        self.granted_upto = WaiterId(last.0 + 1);
+        self.reserve_grants += count;
         let limit = self.sizes.size + self.sizes.reserve.min(self.reserve_grants);
         self.reserve_opens(limit, now)
     }

@@ -181,9 +181,25 @@ fn reserve_opens_only_when_granted_and_closes_when_load_goes() {
     s.opened(10, now, now);
     // Connection 10 went idle because the waiter had left; take it.
     assert!(matches!(s.checkout(now), Checkout::Ready(10, _)));
-    let (w, mut rw, open) = wait(&mut s, now);
+    let (_, mut rw, open) = wait(&mut s, now);
     assert_eq!(open, 0, "pool is full: no reserve before the timeout");
-    assert_eq!(s.grant_reserve(w, now), 1);
+    let limits = WaitLimits {
+        give_up: Duration::ZERO,
+        reserve_after: Duration::from_secs(5),
+    };
+    assert_eq!(
+        s.expire_waiters(now + Duration::from_secs(4), limits, || "late"),
+        0
+    );
+    assert_eq!(
+        s.expire_waiters(now + Duration::from_secs(5), limits, || "late"),
+        1
+    );
+    assert_eq!(
+        s.expire_waiters(now + Duration::from_secs(6), limits, || "late"),
+        0,
+        "granted once"
+    );
     assert_eq!(s.open_count(), 2);
     assert_eq!(s.opened(11, now, now), (None, 0));
     assert_eq!(rw.try_recv().unwrap(), Ok(11));
@@ -191,6 +207,51 @@ fn reserve_opens_only_when_granted_and_closes_when_load_goes() {
     assert_eq!(s.checkin(10, now, now), Some(10));
     assert_eq!(s.checkin(11, now, now), None);
     assert_eq!(s.open_count(), 1);
+}
+
+#[test]
+fn waiters_past_query_wait_timeout_get_the_error_and_leave_in_queue_order() {
+    let start = Instant::now();
+    let mut s = State::new_for_test(sizes(1, 0, 0));
+    assert!(matches!(s.checkout(start), Checkout::Wait { open: 1, .. }));
+    s.opened(10, start, start);
+    assert!(matches!(s.checkout(start), Checkout::Ready(10, _)));
+    let (_, mut old, _) = wait(&mut s, start);
+    let (_, mut young, _) = wait(&mut s, start + Duration::from_secs(2));
+    let limits = WaitLimits {
+        give_up: Duration::from_secs(3),
+        reserve_after: Duration::ZERO,
+    };
+    assert_eq!(
+        s.expire_waiters(start + Duration::from_secs(3), limits, || "late"),
+        0
+    );
+    assert_eq!(old.try_recv().unwrap(), Err("late"));
+    assert!(young.try_recv().is_err(), "still within its wait");
+    assert_eq!(s.waiting_count(), 1);
+    // The connection goes to the one still waiting.
+    assert_eq!(s.checkin(10, start, start), None);
+    assert_eq!(young.try_recv().unwrap(), Ok(10));
+}
+
+#[test]
+fn each_waiter_past_reserve_pool_timeout_grants_one_reserve_connection() {
+    let now = Instant::now();
+    let mut s = State::new_for_test(sizes(1, 2, 0));
+    assert!(matches!(s.checkout(now), Checkout::Wait { open: 1, .. }));
+    s.opened(10, now, now);
+    assert!(matches!(s.checkout(now), Checkout::Ready(10, _)));
+    let _waiters: Vec<_> = (0..3).map(|_| wait(&mut s, now)).collect();
+    let limits = WaitLimits {
+        give_up: Duration::ZERO,
+        reserve_after: Duration::from_secs(1),
+    };
+    assert_eq!(
+        s.expire_waiters(now + Duration::from_secs(1), limits, || "late"),
+        2,
+        "the reserve caps it"
+    );
+    assert_eq!(s.open_count(), 3);
 }
 
 #[test]

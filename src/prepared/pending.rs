@@ -112,6 +112,10 @@ pub struct Caches<'a> {
 }
 
 impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     pub fn push(&mut self, e: Expect) {
         self.queue.push_back(e);
     }

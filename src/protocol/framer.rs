@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -231,26 +232,54 @@ impl OutQueue {
         self.len = 0;
     }
 
+    /// A fresh queue (nothing queued, nothing ever pushed) that keeps this one's allocation.
+    pub fn emptied(mut self) -> Self {
+        self.chunks.clear();
+        OutQueue {
+            chunks: self.chunks,
+            len: 0,
+            pushed: 0,
+        }
+    }
+
     /// One vectored write of what is queued; returns the bytes written. Cancel-safe: when the
     /// future is dropped before completing, nothing was written. The slices are gathered at
     /// each poll rather than kept in the future, which stays a few bytes: it is part of every
     /// client task, idle ones included.
     pub async fn write_some<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<usize> {
-        let chunks = &self.chunks;
-        let n = std::future::poll_fn(|cx| {
-            let mut slices = [IoSlice::new(&[]); 32];
-            let count = chunks.len().min(slices.len());
-            for (s, c) in slices.iter_mut().zip(chunks.iter()) {
-                *s = IoSlice::new(c);
-            }
-            Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count])
+        std::future::poll_fn(|cx| self.poll_write_some(cx, w)).await
+    }
+
+    /// Writes what the peer takes at once, without waiting for it to take more: the relay
+    /// sends a request as soon as it is framed rather than on its loop's next turn, which
+    /// would poll every other branch first.
+    pub async fn write_now<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        std::future::poll_fn(|cx| match self.poll_write_some(cx, w) {
+            Poll::Ready(r) => Poll::Ready(r.map(drop)),
+            Poll::Pending => Poll::Ready(Ok(())),
         })
-        .await?;
+        .await
+    }
+
+    fn poll_write_some<W: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        w: &mut W,
+    ) -> Poll<std::io::Result<usize>> {
+        let mut slices = [IoSlice::new(&[]); 32];
+        let count = self.chunks.len().min(slices.len());
+        for (s, c) in slices.iter_mut().zip(self.chunks.iter()) {
+            *s = IoSlice::new(c);
+        }
+        let n = std::task::ready!(Pin::new(&mut *w).poll_write_vectored(cx, &slices[..count]))?;
         if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+            return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
         }
         self.consume(n);
-        Ok(n)
+        Poll::Ready(Ok(n))
     }
 
     /// [`Self::write_some`], or with nothing queued a flush, which a TLS stream needs when a

@@ -168,7 +168,7 @@ pub(super) fn plain(sql: &[u8]) -> bool {
     {
         return false;
     }
-    let body = match sql.iter().position(|&b| b == b';') {
+    let body = match memchr::memchr(b';', sql) {
         Some(end)
             if sql[end..]
                 .iter()
@@ -179,12 +179,11 @@ pub(super) fn plain(sql: &[u8]) -> bool {
         Some(_) => return false,
         None => sql,
     };
-    !body.iter().enumerate().any(|(i, &b)| match b | 0x20 {
-        b'(' => true,
-        b'i' => starts_with_word(&body[i..], b"into"),
-        b's' => starts_with_word(&body[i..], b"settings"),
-        _ => false,
-    })
+    // memchr's searches look at many bytes per instruction; this runs for every Query.
+    memchr::memchr(b'(', body).is_none()
+        && !memchr::memchr2_iter(b'i', b'I', body).any(|i| starts_with_word(&body[i..], b"into"))
+        && !memchr::memchr2_iter(b's', b'S', body)
+            .any(|i| starts_with_word(&body[i..], b"settings"))
 }
 
 /// Whether `hay` starts with `word` (lowercase) in any case.

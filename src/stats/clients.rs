@@ -188,10 +188,20 @@ pub struct ClientEntry {
 impl ClientEntry {
     pub fn set(&self, state: ClientState) {
         if state == ClientState::Waiting {
-            let us = u64::try_from(self.info.born.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.info.request_us.store(us, Ordering::Relaxed);
+            self.waiting_since(Instant::now());
+        } else {
+            self.info.state.store(state as u8, Ordering::Relaxed);
         }
-        self.info.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    /// The client asked for a server at `asked` (a clock reading the caller had anyway).
+    pub fn waiting_since(&self, asked: Instant) {
+        let since_born = asked.saturating_duration_since(self.info.born);
+        let us = u64::try_from(since_born.as_micros()).unwrap_or(u64::MAX);
+        self.info.request_us.store(us, Ordering::Relaxed);
+        self.info
+            .state
+            .store(ClientState::Waiting as u8, Ordering::Relaxed);
     }
 
     pub fn info(&self) -> &ClientInfo {
