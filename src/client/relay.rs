@@ -57,6 +57,10 @@ const READ_CHUNK: usize = 32 * 1024;
 /// Spare room below which a read buffer grows. Forwarded bytes are split off the front of
 /// the buffer, so the same allocation serves many reads before a new one is needed.
 const MIN_SPARE: usize = 4 * 1024;
+/// A client's read buffer when its bytes arrive: a request is usually small, and thousands
+/// of clients queued for a server each hold theirs, so it starts at this size and grows by
+/// [`READ_CHUNK`] only for large messages.
+const CLIENT_BUFFER: usize = 2 * MIN_SPARE;
 /// Reading from one side pauses while this much waits to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
 /// How long a server waits for a cancel still on its way before it is closed instead of
@@ -538,7 +542,7 @@ thread_local! {
 /// split off it are still queued somewhere, when it grew past the usual size, or when the
 /// shelf is full.
 fn shelve(mut buf: BytesMut) {
-    if buf.capacity() > 2 * READ_CHUNK || !buf.try_reclaim(READ_CHUNK) {
+    if buf.capacity() > 2 * READ_CHUNK || !buf.try_reclaim(CLIENT_BUFFER) {
         return;
     }
     SHELF.with(|s| {
@@ -551,7 +555,9 @@ fn shelve(mut buf: BytesMut) {
 
 /// A read buffer for a client whose bytes have arrived: a shelved one, or a new one.
 pub(super) fn unshelve() -> BytesMut {
-    SHELF.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+    SHELF
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| BytesMut::with_capacity(CLIENT_BUFFER))
 }
 
 pub(super) fn ensure_spare(buf: &mut BytesMut) {
