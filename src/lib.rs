@@ -6,6 +6,7 @@
 //! moves bytes both ways, framed by [`protocol`] → the server goes back to the pool.
 //! [`config`] is read once at start; [`cancel`] routes CancelRequests; [`admin`] answers
 //! clients of the virtual admin database; [`stats`] counts for it and for Prometheus.
+//! [`convert`] turns a pgbouncer.ini into a pgweir.toml (`pgweir convert`).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod cancel;
 pub mod client;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod listener;
 pub mod net;

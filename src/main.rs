@@ -1,5 +1,6 @@
 //! The `pgweir` command: `pgweir --config PATH` runs the pooler, `pgweir check --config PATH`
-//! validates a configuration file and prints every problem in it.
+//! validates a configuration file and prints every problem in it, and `pgweir convert
+//! pgbouncer.ini` prints the pgweir.toml for a PgBouncer configuration.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,10 +36,19 @@ struct Cli {
 enum Command {
     /// Validate the configuration and exit.
     Check,
+    /// Print the pgweir.toml that does what a pgbouncer.ini does. Settings that cannot carry
+    /// over are comments in it and listed on stderr; the exit status is then 2.
+    Convert {
+        /// The pgbouncer.ini to read.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Convert { file }) = &cli.command {
+        return convert(file);
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -46,6 +56,12 @@ fn main() -> ExitCode {
                 "pgweir: invalid configuration {}:\n{e}",
                 cli.config.display()
             );
+            if looks_like_pgbouncer_ini(&cli.config) {
+                eprintln!(
+                    "hint: this looks like a pgbouncer.ini; `pgweir convert {}` prints the pgweir.toml for it",
+                    cli.config.display()
+                );
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -76,6 +92,37 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `pgweir convert FILE`: the TOML on stdout, what did not carry over on stderr.
+fn convert(file: &Path) -> ExitCode {
+    let conversion = match pgweir::convert::convert(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pgweir convert: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", conversion.toml);
+    for d in &conversion.dropped {
+        let (file, line) = (d.file.display(), d.line);
+        eprintln!("{file}:{line}: not converted: {} — {}", d.setting, d.why);
+    }
+    match conversion.dropped.len() {
+        0 => ExitCode::SUCCESS,
+        n => {
+            eprintln!("pgweir convert: {n} setting(s) did not carry over (comments in the output)");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Whether the file has PgBouncer's `[pgbouncer]` section, for a hint when it fails as TOML.
+fn looks_like_pgbouncer_ini(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.trim().eq_ignore_ascii_case("[pgbouncer]"))
+    })
 }
 
 /// `RUST_LOG` wins over the config's `log_level`; `log_format = "json"` writes one JSON

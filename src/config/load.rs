@@ -52,14 +52,12 @@ pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Proble
         .table(&mut root, "users")
         .map(|mut sec| named(&mut r, &mut sec, |r, _, user_sec| user(r, user_sec)))
         .unwrap_or_default();
-    let pgweir = r
-        .table(&mut root, "pgweir")
-        .map(|sec| general(&mut r, sec, &users))
-        .unwrap_or_default();
-    let pool = r
-        .table(&mut root, "pool")
-        .map(|sec| pool(&mut r, sec))
-        .unwrap_or_default();
+    // An absent [pgweir] or [pool] is read as empty: its defaults, and its keys known.
+    let empty = toml_edit::Table::new();
+    let sec = r.table_or(&mut root, "pgweir", &empty);
+    let pgweir = general(&mut r, sec, &users);
+    let sec = r.table_or(&mut root, "pool", &empty);
+    let pool = pool(&mut r, sec);
     let databases = databases(&mut r, &mut root, &pool);
     auth::check_dbnames(&mut r, &pgweir.auth_sources, &databases);
     let config = Config {

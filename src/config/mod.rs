@@ -18,6 +18,7 @@ mod auth;
 mod duration;
 mod env;
 mod error;
+mod hint;
 mod load;
 mod reader;
 mod settings;

@@ -14,6 +14,7 @@ use toml_edit::{Item, TableLike, Value};
 use super::duration::{duration_from_seconds, parse_duration};
 use super::env::expand;
 use super::error::Problem;
+use super::hint;
 use super::Secret;
 use crate::auth::secret::StoredSecret;
 
@@ -26,6 +27,19 @@ pub(super) struct Reader<'e> {
     line_starts: Vec<usize>,
     env: EnvLookup<'e>,
     problems: Vec<Problem>,
+    /// Keys nobody asked for: reported once every table's known keys are in, so the message
+    /// can name the table a key belongs in.
+    unknown: Vec<Unknown>,
+    /// The keys each finished table knows, by dotted path.
+    known: Vec<(String, Vec<String>)>,
+}
+
+/// A key no getter took.
+struct Unknown {
+    table: String,
+    key: String,
+    path: String,
+    line: Option<usize>,
 }
 
 /// One TOML table being read: where it is, and which of its keys were taken so far.
@@ -94,6 +108,8 @@ impl<'e> Reader<'e> {
             line_starts,
             env,
             problems: Vec::new(),
+            unknown: Vec::new(),
+            known: Vec::new(),
         }
     }
 
@@ -113,6 +129,10 @@ impl<'e> Reader<'e> {
 
     /// All problems, in file order; those without a line come last.
     pub(super) fn into_problems(mut self) -> Vec<Problem> {
+        for u in std::mem::take(&mut self.unknown) {
+            let message = hint::unknown_key(&u.table, &u.key, &self.known);
+            self.problem(u.path, u.line, message);
+        }
         self.problems
             .sort_by_key(|p| (p.line.is_none(), p.line.unwrap_or(0)));
         self.problems
@@ -136,15 +156,21 @@ impl<'e> Reader<'e> {
         self.problem(sec.key_path(key), line, message);
     }
 
-    /// Reports every key of `sec` that no getter took.
+    /// Notes every key of `sec` that no getter took, and the keys it knows.
     pub(super) fn finish(&mut self, sec: Section<'_>) {
         for (key, _) in sec.table.iter() {
             if !sec.taken.contains(&key) {
                 let span = sec.table.get_key_value(key).and_then(|(k, _)| k.span());
-                let line = self.line(span);
-                self.problem(sec.key_path(key), line, "unknown key");
+                self.unknown.push(Unknown {
+                    table: sec.path.clone(),
+                    key: key.to_owned(),
+                    path: sec.key_path(key),
+                    line: self.line(span),
+                });
             }
         }
+        let known = sec.taken.iter().map(|k| (*k).to_owned()).collect();
+        self.known.push((sec.path, known));
     }
 
     /// Takes `key` from `sec`, marking it known; `None` if absent.
@@ -170,6 +196,22 @@ impl<'e> Reader<'e> {
         result
             .map_err(|e| self.problem(entry.path.clone(), entry.line, e))
             .ok()
+    }
+
+    /// [`Reader::table`], or `empty` standing in for a table the file lacks, so its getters
+    /// still run and the keys it knows are recorded for [`hint`].
+    pub(super) fn table_or<'a>(
+        &mut self,
+        sec: &mut Section<'a>,
+        key: &'a str,
+        empty: &'a dyn TableLike,
+    ) -> Section<'a> {
+        self.table(sec, key).unwrap_or_else(|| Section {
+            path: sec.key_path(key),
+            table: empty,
+            line: None,
+            taken: Vec::new(),
+        })
     }
 
     /// The sub-table at `key`; `None` if absent or not a table.

@@ -209,6 +209,19 @@ impl Pgweir {
         PgweirBuilder::default().start()
     }
 
+    /// pgweir run with a config written elsewhere (by `pgweir convert`, say), which must
+    /// have it listen on 127.0.0.1:`port`.
+    pub fn start_from(config_toml: &str, port: u16) -> Pgweir {
+        cluster();
+        let dir = tempfile::Builder::new()
+            .prefix("pgweir-run-")
+            .tempdir()
+            .expect("temp dir for pgweir");
+        let config_path = dir.path().join("pgweir.toml");
+        std::fs::write(&config_path, config_toml).expect("write pgweir.toml");
+        Pgweir::spawn(dir, config_path, port)
+    }
+
     fn spawn(dir: TempDir, config_path: PathBuf, port: u16) -> Pgweir {
         let log_path = dir.path().join("pgweir.log");
         let log = std::fs::File::create(&log_path).expect("create pgweir.log");

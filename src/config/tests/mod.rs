@@ -171,23 +171,27 @@ fn syntax_errors_name_the_line() {
 fn unknown_keys_are_rejected() {
     rejects(
         &format!("[pgwier]\nx = 1\n{MINIMAL}"),
-        "line 1: pgwier: unknown key",
+        "line 1: pgwier: unknown key; did you mean `pgweir`?",
     );
     rejects(
         &format!("[pgweir]\n\nlisten_adr = \"x\"\n{MINIMAL}"),
-        "line 3: pgweir.listen_adr: unknown key",
+        "line 3: pgweir.listen_adr: unknown key; did you mean `listen_addr`?",
     );
     rejects(
         &format!("{MINIMAL}hots = \"x\"\n"),
-        "line 3: databases.app.hots: unknown key",
+        "line 3: databases.app.hots: unknown key; did you mean `host`?",
     );
     rejects(
         &format!("{MINIMAL}[users.bob]\npasword = \"x\"\n"),
-        "line 4: users.bob.pasword: unknown key",
+        "line 4: users.bob.pasword: unknown key; did you mean `password`?",
     );
     rejects(
         &format!("{MINIMAL}[databases.\"my.db\"]\nhost = \"h\"\nx = 1\n"),
         "line 5: databases.\"my.db\".x: unknown key",
+    );
+    rejects(
+        &format!("[pool]\nmax_client_conn = 5\n{MINIMAL}"),
+        "line 2: pool.max_client_conn: unknown key here; `max_client_conn` belongs in [pgweir]",
     );
 }
 

@@ -179,7 +179,7 @@ fn replica_entries_are_checked() {
     );
     rejects(
         &format!("{MINIMAL}replicas = [{{ host = \"r\" }}, {{ host = \"s\", wieght = 2 }}]\n"),
-        "line 3: databases.app.replicas[1].wieght: unknown key",
+        "line 3: databases.app.replicas[1].wieght: unknown key; did you mean `weight`?",
     );
     rejects(
         &format!("{MINIMAL}replicas = [{{ port = 5432 }}]\n"),

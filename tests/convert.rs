@@ -1,0 +1,168 @@
+//! `pgweir convert` on the pgbouncer.ini of real setups: each converted file must pass
+//! `pgweir check`, say what did not carry over (exit status 2, comments in place), and
+//! serve psql and pgbench. PgBouncer's own example config is covered by the unit tests.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{
+    cluster, pg_tool, pgbench, pgbench_database, report_number, run_tool, Pgweir, SCRAM_USER,
+};
+
+/// Writes `ini` (and a userlist with the SCRAM test user) into `dir`, runs `pgweir convert`
+/// on it and returns the TOML, the exit code and stderr.
+fn convert(dir: &Path, ini: &str) -> (String, i32, String) {
+    let userlist = format!("\"{}\" \"{}\"\n", SCRAM_USER.name, SCRAM_USER.password);
+    std::fs::write(dir.join("userlist.txt"), userlist).unwrap();
+    std::fs::write(dir.join("pgbouncer.ini"), ini).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgweir"))
+        .arg("convert")
+        .arg(dir.join("pgbouncer.ini"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pgweir convert");
+    let toml = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (toml, out.status.code().unwrap_or(-1), stderr)
+}
+
+/// `pgweir check` on the converted text.
+fn check(toml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pgweir.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgweir"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run pgweir check");
+    assert!(
+        out.status.success(),
+        "pgweir check refused the converted file:\n{}\n{toml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// psql and a short pgbench through pgweir on `port` to `db`.
+async fn serves(pgweir: &Pgweir, db: &str) {
+    let mut psql = pg_tool("psql", SCRAM_USER.password);
+    psql.args(["-X", "-At", "-c", "SELECT 40 + 2"])
+        .arg(pgweir.conninfo(SCRAM_USER.name, db));
+    let out = run_tool(psql).await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "42",
+        "psql through the converted config: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pgweir.log()
+    );
+    let out = run_tool(pgbench(
+        pgweir.port,
+        db,
+        &["-n", "-S", "-c", "8", "-j", "2", "-t", "50"],
+    ))
+    .await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        report_number(&report, "number of transactions actually processed: "),
+        Some(400),
+        "pgbench through the converted config: {report}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pgweir.log()
+    );
+}
+
+#[tokio::test]
+async fn a_transaction_mode_web_app_config_serves_pgbench() {
+    let db = pgbench_database("convert_web").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let ini = format!(
+        "[databases]\n{db} = host=127.0.0.1 port={pg} dbname={db}\n\n\
+         [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+         auth_type = scram-sha-256\nauth_file = userlist.txt\npool_mode = transaction\n\
+         max_client_conn = 10000\ndefault_pool_size = 150\nreserve_pool_size = 10\n\
+         reserve_pool_timeout = 5\nserver_idle_timeout = 600\nlog_connections = 0\n\
+         logfile = /var/log/pgbouncer/pgbouncer.log\n",
+        pg = cluster().port
+    );
+    let (toml, code, stderr) = convert(dir.path(), &ini);
+    assert_eq!(code, 2, "logfile has no counterpart: {stderr}");
+    assert!(stderr.contains("logfile"), "{stderr}");
+    assert!(
+        toml.contains("# not converted (pgbouncer.ini:16): logfile"),
+        "{toml}"
+    );
+    check(&toml);
+    let pgweir = Pgweir::start_from(&toml, port);
+    serves(&pgweir, &db).await;
+}
+
+#[tokio::test]
+async fn min_pool_size_lifetime_and_an_hba_file_carry_over() {
+    let db = pgbench_database("convert_hba").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hba.conf"),
+        "host all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    let port = common::free_port();
+    let ini = format!(
+        "[databases]\n{db} = host=127.0.0.1 port={pg} dbname={db} min_pool_size=2\n\n\
+         [pgbouncer]\n; comments of both kinds\n# are skipped\nlisten_addr = 127.0.0.1\n\
+         listen_port = {port}\nauth_type = hba\nauth_hba_file = hba.conf\n\
+         auth_file = userlist.txt\nauth_user = {user}\npool_mode = transaction\n\
+         default_pool_size = 4\nserver_lifetime = 1800\nmin_pool_size = 1\n",
+        pg = cluster().port,
+        user = SCRAM_USER.name,
+    );
+    let (toml, code, stderr) = convert(dir.path(), &ini);
+    assert_eq!(code, 0, "everything carries over: {stderr}\n{toml}");
+    check(&toml);
+    let pgweir = Pgweir::start_from(&toml, port);
+    serves(&pgweir, &db).await;
+}
+
+#[tokio::test]
+async fn several_databases_serve_and_the_star_fallback_is_reported() {
+    let first = pgbench_database("convert_a").await;
+    let second = pgbench_database("convert_b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let pg = cluster().port;
+    let ini = format!(
+        "[databases]\n{first} = host=127.0.0.1 port={pg}\n\
+         {second} = host=127.0.0.1 port={pg} pool_size=3\n* = host=127.0.0.1 port={pg}\n\n\
+         [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = md5\n\
+         auth_file = userlist.txt\npool_mode = transaction\n",
+    );
+    let (toml, code, stderr) = convert(dir.path(), &ini);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`*` fallback"), "{stderr}");
+    check(&toml);
+    let pgweir = Pgweir::start_from(&toml, port);
+    serves(&pgweir, &first).await;
+    serves(&pgweir, &second).await;
+}
+
+#[test]
+fn check_on_a_pgbouncer_ini_suggests_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pgbouncer.ini");
+    std::fs::write(
+        &path,
+        "[databases]\nx = host=h\n[pgbouncer]\nlisten_port = 6432\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgweir"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run pgweir check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("pgweir convert"), "{stderr}");
+}
