@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
+use super::buffers::{ensure_spare, unshelve};
 use super::inspect::MAX_PARSE_BODY;
-use super::relay::{ensure_spare, unshelve, Session};
+use super::relay::Session;
 use super::routing::{
     decide, retry_window, route_reply, scan_request, Destination, LinkRoute, Scan,
 };

@@ -6,6 +6,7 @@
 //! ErrorResponse with its SQLSTATE here.
 
 pub mod acquire;
+pub mod buffers;
 pub mod inspect;
 pub mod limits;
 pub mod link;

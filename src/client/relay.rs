@@ -22,7 +22,6 @@
 //!    DISCARD ALL in session mode or when it holds the client's session state) before
 //!    reuse, or closed if anything is still in flight.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +29,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use super::acquire::{acquire, next_request, Acquired};
+use super::buffers::{ensure_spare, shelve};
 use super::inspect::{drain_client, ServerSide, ServerTracking};
 use super::limits::ClientSlot;
 use super::link::{Link, Timeouts};
@@ -52,15 +52,6 @@ use crate::server::{ServerConn, ServerError, SCS_SLOT};
 use crate::sql::{PinReason, Pins};
 use crate::stats::{ClientEntry, ClientState};
 
-/// Read buffers grow by this much when their spare room runs low.
-const READ_CHUNK: usize = 32 * 1024;
-/// Spare room below which a read buffer grows. Forwarded bytes are split off the front of
-/// the buffer, so the same allocation serves many reads before a new one is needed.
-const MIN_SPARE: usize = 4 * 1024;
-/// A client's read buffer when its bytes arrive: a request is usually small, and thousands
-/// of clients queued for a server each hold theirs, so it starts at this size and grows by
-/// [`READ_CHUNK`] only for large messages.
-const CLIENT_BUFFER: usize = 2 * MIN_SPARE;
 /// Reading from one side pauses while this much waits to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
 /// How long a server waits for a cancel still on its way before it is closed instead of
@@ -527,43 +518,6 @@ fn take_held(
     }
     link.route.held = None;
     true
-}
-
-/// Most read buffers a worker thread keeps for clients that will read again.
-const MAX_SHELVED: usize = 16;
-
-thread_local! {
-    /// Read buffers idle clients gave back, for the next client on this worker thread whose
-    /// bytes arrive: idle clients hold no buffer, and a transaction needn't allocate one.
-    static SHELF: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-}
-
-/// An idle client's empty read buffer goes to its worker's shelf, or is freed: when bytes
-/// split off it are still queued somewhere, when it grew past the usual size, or when the
-/// shelf is full.
-fn shelve(mut buf: BytesMut) {
-    if buf.capacity() > 2 * READ_CHUNK || !buf.try_reclaim(CLIENT_BUFFER) {
-        return;
-    }
-    SHELF.with(|s| {
-        let mut shelf = s.borrow_mut();
-        if shelf.len() < MAX_SHELVED {
-            shelf.push(buf);
-        }
-    });
-}
-
-/// A read buffer for a client whose bytes have arrived: a shelved one, or a new one.
-pub(super) fn unshelve() -> BytesMut {
-    SHELF
-        .with(|s| s.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(CLIENT_BUFFER))
-}
-
-pub(super) fn ensure_spare(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < MIN_SPARE {
-        buf.reserve(READ_CHUNK);
-    }
 }
 
 /// The client left while holding `server`: make it clean for the next client, or close it.
