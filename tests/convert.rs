@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use common::tls::{enable_cluster_ssl, Certs};
 use common::{
     cluster, pg_tool, pgbench, pgbench_database, report_number, run_tool, Pgweir, SCRAM_USER,
 };
@@ -47,17 +48,27 @@ fn check(toml: &str) {
 
 /// psql and a short pgbench through pgweir on `port` to `db`.
 async fn serves(pgweir: &Pgweir, db: &str) {
+    let conninfo = pgweir.conninfo(SCRAM_USER.name, db);
+    assert_eq!(psql(pgweir, &conninfo, "SELECT 40 + 2").await, "42");
+    pgbench_runs(pgweir, db).await;
+}
+
+/// What psql prints for `sql` through pgweir (`conninfo` says how to reach it).
+async fn psql(pgweir: &Pgweir, conninfo: &str, sql: &str) -> String {
     let mut psql = pg_tool("psql", SCRAM_USER.password);
-    psql.args(["-X", "-At", "-c", "SELECT 40 + 2"])
-        .arg(pgweir.conninfo(SCRAM_USER.name, db));
+    psql.args(["-X", "-At", "-c", sql]).arg(conninfo);
     let out = run_tool(psql).await;
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "42",
+    assert!(
+        out.status.success(),
         "psql through the converted config: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
         pgweir.log()
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A short `pgbench -S` through pgweir to `db`, with libpq's default sslmode (prefer).
+async fn pgbench_runs(pgweir: &Pgweir, db: &str) {
     let out = run_tool(pgbench(
         pgweir.port,
         db,
@@ -146,6 +157,42 @@ async fn several_databases_serve_and_the_star_fallback_is_reported() {
     let pgweir = Pgweir::start_from(&toml, port);
     serves(&pgweir, &first).await;
     serves(&pgweir, &second).await;
+}
+
+#[tokio::test]
+async fn tls_on_both_sides_carries_over() {
+    let db = pgbench_database("convert_tls").await;
+    let certs = Certs::new(SCRAM_USER.name);
+    enable_cluster_ssl(&certs, "");
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let ini = format!(
+        "[databases]\n{db} = host=127.0.0.1 port={pg}\n\n\
+         [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = scram-sha-256\n\
+         auth_file = userlist.txt\npool_mode = transaction\nclient_tls_sslmode = require\n\
+         client_tls_cert_file = {cert}\nclient_tls_key_file = {key}\n\
+         client_tls_protocols = secure\nserver_tls_sslmode = verify-ca\nserver_tls_ca_file = {ca}\n",
+        pg = cluster().port,
+        cert = certs.server.0.display(),
+        key = certs.server.1.display(),
+        ca = certs.ca.display(),
+    );
+    let (toml, code, stderr) = convert(dir.path(), &ini);
+    assert_eq!(code, 2, "client_tls_protocols is reported: {stderr}");
+    assert!(stderr.contains("client_tls_protocols"), "{stderr}");
+    check(&toml);
+    let pgweir = Pgweir::start_from(&toml, port);
+    let plain = pgweir.conninfo(SCRAM_USER.name, &db);
+    let tls = plain.replace("sslmode=disable", &certs.libpq("verify-ca", false));
+    let both = "SELECT s.ssl FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()";
+    assert_eq!(psql(&pgweir, &tls, both).await, "t", "TLS to the server");
+    let mut refused = pg_tool("psql", SCRAM_USER.password);
+    refused.args(["-X", "-At", "-c", "SELECT 1"]).arg(&plain);
+    assert!(
+        !run_tool(refused).await.status.success(),
+        "plaintext clients are refused"
+    );
+    pgbench_runs(&pgweir, &db).await;
 }
 
 #[test]
