@@ -111,7 +111,13 @@ stop_pgweir() {
 }
 
 # PGBOUNCER_BIN picks the PgBouncer (e.g. ../shared/anchors/pgbouncer-1.25.2/pgbouncer);
-# Debian's otherwise.
+# Debian's otherwise. prefer_anchor makes PgBouncer 1.25.2 from ../shared/anchors the default
+# when it is there (the comparison scripts call it; run from the repository's root).
+prefer_anchor() {
+    local anchor=../shared/anchors/pgbouncer-1.25.2/pgbouncer
+    [ -z "${PGBOUNCER_BIN:-}" ] && [ -x "$anchor" ] && PGBOUNCER_BIN="$(realpath "$anchor")"
+    return 0
+}
 bouncer_bin() { [ -n "${PGBOUNCER_BIN:-}" ] && echo "$PGBOUNCER_BIN" || command -v pgbouncer || echo /usr/sbin/pgbouncer; }
 bouncer_version() { "$(bouncer_bin)" --version 2>/dev/null | awk 'NR==1 { print $2 }'; }
 

@@ -24,11 +24,10 @@ AUTH="${AUTH:-md5}"
 JOBS="${JOBS:-2}"
 POOL=20
 PG_BIN=/usr/lib/postgresql/15/bin
-ANCHOR=../shared/anchors/pgbouncer-1.25.2/pgbouncer
-[ -z "${PGBOUNCER_BIN:-}" ] && [ -x "$ANCHOR" ] && PGBOUNCER_BIN="$(realpath "$ANCHOR")"
 
 # shellcheck source=benches/common.sh
 source benches/common.sh
+prefer_anchor
 
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 open_fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }

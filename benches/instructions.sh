@@ -21,11 +21,10 @@ MODE="${MODE:-simple}"
 OUT="${OUT:-bench-results}"
 POOL=20
 PG_BIN=/usr/lib/postgresql/15/bin
-ANCHOR=../shared/anchors/pgbouncer-1.25.2/pgbouncer
-[ -z "${PGBOUNCER_BIN:-}" ] && [ -x "$ANCHOR" ] && PGBOUNCER_BIN="$(realpath "$ANCHOR")"
 
 # shellcheck source=benches/common.sh
 source benches/common.sh
+prefer_anchor
 
 # as_owner PID COMMAND...: runs COMMAND as the user PID runs as (callgrind_control reaches
 # only its own user's processes).

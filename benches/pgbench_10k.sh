@@ -25,11 +25,10 @@ POOL=150
 RESERVE=10
 PG_BIN=/usr/lib/postgresql/15/bin
 MAX_CONNECTIONS=300
-ANCHOR=../shared/anchors/pgbouncer-1.25.2/pgbouncer
-[ -z "${PGBOUNCER_BIN:-}" ] && [ -x "$ANCHOR" ] && PGBOUNCER_BIN="$(realpath "$ANCHOR")"
 
 # shellcheck source=benches/common.sh
 source benches/common.sh
+prefer_anchor
 
 # Polls pg_stat_activity until $WORK/stop exists; leaves the peak in $WORK/peak.
 watch_backends() {

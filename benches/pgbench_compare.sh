@@ -28,11 +28,10 @@ DIRECT_MAX="${DIRECT_MAX:-500}"
 OUT="${OUT:-bench-results}"
 POOL=40
 PG_BIN=/usr/lib/postgresql/15/bin
-ANCHOR=../shared/anchors/pgbouncer-1.25.2/pgbouncer
-[ -z "${PGBOUNCER_BIN:-}" ] && [ -x "$ANCHOR" ] && PGBOUNCER_BIN="$(realpath "$ANCHOR")"
 
 # shellcheck source=benches/common.sh
 source benches/common.sh
+prefer_anchor
 
 # user and system CPU ticks of a process.
 cpu_split() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }'; }
