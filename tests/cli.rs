@@ -5,36 +5,15 @@ mod common;
 
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Pgweir};
+use common::{check, free_port, Pgweir};
 
 fn pgweir_cmd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgweir"));
     cmd.stdin(Stdio::null());
     cmd
-}
-
-/// Runs `pgweir check --config PATH` on `toml` written to a temp file.
-fn check(toml: &str, envs: &[(&str, &str)]) -> (Output, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pgweir.toml");
-    std::fs::write(&path, toml).unwrap();
-    let out = pgweir_cmd()
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .env_remove("PGWEIR_TEST_SECRET")
-        .envs(envs.iter().copied())
-        .output()
-        .expect("run pgweir check");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out, text)
 }
 
 /// Whether an error report points at `line`, in any of the usual spellings.

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use common::tls::{enable_cluster_ssl, Certs};
 use common::{
-    cluster, pg_tool, pgbench, pgbench_database, report_number, run_tool, Pgweir, SCRAM_USER,
+    check, cluster, pg_tool, pgbench, pgbench_database, report_number, run_tool, Pgweir, SCRAM_USER,
 };
 
 /// Writes `ini` (and a userlist with the SCRAM test user) into `dir`, runs `pgweir convert`
@@ -29,20 +29,12 @@ fn convert(dir: &Path, ini: &str) -> (String, i32, String) {
     (toml, out.status.code().unwrap_or(-1), stderr)
 }
 
-/// `pgweir check` on the converted text.
-fn check(toml: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pgweir.toml");
-    std::fs::write(&path, toml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pgweir"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run pgweir check");
+/// `pgweir check` on the converted text must accept it.
+fn assert_checks(toml: &str) {
+    let (out, text) = check(toml, &[]);
     assert!(
         out.status.success(),
-        "pgweir check refused the converted file:\n{}\n{toml}",
-        String::from_utf8_lossy(&out.stderr)
+        "pgweir check refused the converted file:\n{text}\n{toml}"
     );
 }
 
@@ -106,7 +98,7 @@ async fn a_transaction_mode_web_app_config_serves_pgbench() {
         toml.contains("# not converted (pgbouncer.ini:16): logfile"),
         "{toml}"
     );
-    check(&toml);
+    assert_checks(&toml);
     let pgweir = Pgweir::start_from(&toml, port);
     serves(&pgweir, &db).await;
 }
@@ -132,7 +124,7 @@ async fn min_pool_size_lifetime_and_an_hba_file_carry_over() {
     );
     let (toml, code, stderr) = convert(dir.path(), &ini);
     assert_eq!(code, 0, "everything carries over: {stderr}\n{toml}");
-    check(&toml);
+    assert_checks(&toml);
     let pgweir = Pgweir::start_from(&toml, port);
     serves(&pgweir, &db).await;
 }
@@ -153,7 +145,7 @@ async fn several_databases_serve_and_the_star_fallback_is_reported() {
     let (toml, code, stderr) = convert(dir.path(), &ini);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`*` fallback"), "{stderr}");
-    check(&toml);
+    assert_checks(&toml);
     let pgweir = Pgweir::start_from(&toml, port);
     serves(&pgweir, &first).await;
     serves(&pgweir, &second).await;
@@ -180,7 +172,7 @@ async fn tls_on_both_sides_carries_over() {
     let (toml, code, stderr) = convert(dir.path(), &ini);
     assert_eq!(code, 2, "client_tls_protocols is reported: {stderr}");
     assert!(stderr.contains("client_tls_protocols"), "{stderr}");
-    check(&toml);
+    assert_checks(&toml);
     let pgweir = Pgweir::start_from(&toml, port);
     let plain = pgweir.conninfo(SCRAM_USER.name, &db);
     let tls = plain.replace("sslmode=disable", &certs.libpq("verify-ca", false));
@@ -197,19 +189,8 @@ async fn tls_on_both_sides_carries_over() {
 
 #[test]
 fn check_on_a_pgbouncer_ini_suggests_convert() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pgbouncer.ini");
-    std::fs::write(
-        &path,
-        "[databases]\nx = host=h\n[pgbouncer]\nlisten_port = 6432\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pgweir"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .expect("run pgweir check");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ini = "[databases]\nx = host=h\n[pgbouncer]\nlisten_port = 6432\n";
+    let (out, text) = check(ini, &[]);
     assert!(!out.status.success());
-    assert!(stderr.contains("pgweir convert"), "{stderr}");
+    assert!(text.contains("pgweir convert"), "{text}");
 }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -362,4 +362,27 @@ impl Drop for Pgweir {
             );
         }
     }
+}
+
+/// Runs `pgweir check --config PATH` on `toml` written to a temp file, with `envs` set
+/// (and `PGWEIR_TEST_SECRET` unset unless given); returns the output and stdout + stderr.
+pub fn check(toml: &str, envs: &[(&str, &str)]) -> (Output, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pgweir.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgweir"))
+        .stdin(Stdio::null())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("PGWEIR_TEST_SECRET")
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run pgweir check");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
 }
