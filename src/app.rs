@@ -137,12 +137,19 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
-fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 16] {
+fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 19] {
     let (o, n) = (&old.pgweir, &new.pgweir);
     let (op, np) = (&old.pool, &new.pool);
+    let (ou, nu) = (o.unix_socket.as_ref(), n.unix_socket.as_ref());
     [
         ("listen_addr", o.listen_addr != n.listen_addr),
         ("listen_port", o.listen_port != n.listen_port),
+        ("unix_socket_dir", ou.map(|u| &u.dir) != nu.map(|u| &u.dir)),
+        ("unix_socket_mode", ou.map(|u| u.mode) != nu.map(|u| u.mode)),
+        (
+            "unix_socket_group",
+            ou.map(|u| &u.group) != nu.map(|u| &u.group),
+        ),
         ("workers", o.workers != n.workers),
         ("metrics_addr", o.metrics_addr != n.metrics_addr),
         ("max_client_conn", o.max_client_conn != n.max_client_conn),

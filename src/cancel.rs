@@ -5,7 +5,6 @@
 //! client's query.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +15,7 @@ use rand::Rng;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
+use crate::net::addr::Addr;
 use crate::server::ServerKey;
 
 /// The BackendKeyData pgweir gives a client.
@@ -28,7 +28,7 @@ pub struct ClientKey {
 /// Where a cancel for a client goes right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CancelTarget {
-    pub addr: SocketAddr,
+    pub addr: Addr,
     pub key: ServerKey,
 }
 
@@ -156,6 +156,7 @@ impl Drop for CancelHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::addr::Addr;
 
     #[test]
     fn routes_only_a_matching_key_to_the_current_target() {
@@ -164,7 +165,7 @@ mod tests {
         let key = h.key();
         assert!(reg.target(key).is_none());
         let t = CancelTarget {
-            addr: "127.0.0.1:5432".parse().unwrap(),
+            addr: Addr::Tcp("127.0.0.1:5432".parse().unwrap()),
             key: ServerKey { pid: 42, secret: 7 },
         };
         h.set_target(Some(t));
@@ -185,7 +186,7 @@ mod tests {
         let h = reg.register();
         assert!(h.settle(Duration::from_millis(1)).await);
         h.set_target(Some(CancelTarget {
-            addr: "127.0.0.1:5432".parse().unwrap(),
+            addr: Addr::Tcp("127.0.0.1:5432".parse().unwrap()),
             key: ServerKey { pid: 1, secret: 2 },
         }));
         let (_, in_flight) = reg.target(h.key()).unwrap();

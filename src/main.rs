@@ -81,6 +81,14 @@ fn main() -> ExitCode {
             eprintln!("pgweir: {}: {e}", cli.config.display());
             return ExitCode::FAILURE;
         }
+        let unbindable = listener::probe(&config.pgweir);
+        if !unbindable.is_empty() {
+            eprintln!("pgweir: cannot listen as {} says:", cli.config.display());
+            for e in unbindable {
+                eprintln!("  {e}");
+            }
+            return ExitCode::FAILURE;
+        }
         println!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }
@@ -162,13 +170,14 @@ fn run(config: Config, tls: Tls, path: &Path) -> std::io::Result<()> {
             tracing::info!(%addr, "metrics on /metrics, health on /health");
             tokio::spawn(exporter::serve(Arc::clone(&app), handle, metrics_listener));
         }
-        let listener = listener::bind(&app).await?;
-        tracing::info!(addr = %listener.local_addr()?, "pgweir listening");
+        let listeners = listener::bind(&app.config().pgweir).map_err(std::io::Error::other)?;
+        let addrs = listeners.addresses().join(", ");
+        tracing::info!(addr = %addrs, "pgweir listening");
         let mut signals = Signals::new()?;
         // The admin console's SHUTDOWN starts the same drain as a signal.
         let mut requested = app.shutdown.watch();
         tokio::select! {
-            () = listener::serve(Arc::clone(&app), listener) => {}
+            () = listener::serve(Arc::clone(&app), listeners) => {}
             () = reload_on_sighup(&app, path) => {}
             () = requested.reached(Phase::Draining) => {
                 tracing::info!("shutting down on request: no new clients; clients finish their transactions, then close");

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 
 use super::result::{ResultSet, Type};
 use crate::app::App;
-use crate::config::{AuthSources, GeneralConfig, PoolDefaults, TlsConfig, RESTART_ONLY};
+use crate::config::{AuthSources, FileMode, GeneralConfig, PoolDefaults, TlsConfig, RESTART_ONLY};
 
 pub const CONFIG: [(&str, Type); 4] = [
     ("key", Type::Text),
@@ -79,6 +79,7 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
     let GeneralConfig {
         listen_addr,
         listen_port,
+        unix_socket,
         auth_type,
         auth_hba_file,
         max_client_conn,
@@ -103,8 +104,30 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         tls: _,
     } = g;
     let mut keys = vec![
-        ("listen_addr", listen_addr.clone()),
+        ("listen_addr", listen_addr.to_string()),
         ("listen_port", listen_port.to_string()),
+        (
+            "unix_socket_dir",
+            unix_socket
+                .as_ref()
+                .map(|u| u.dir.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "unix_socket_mode",
+            unix_socket
+                .as_ref()
+                .map_or(FileMode::DEFAULT, |u| u.mode)
+                .to_string(),
+        ),
+        (
+            "unix_socket_group",
+            unix_socket
+                .as_ref()
+                .and_then(|u| u.group.as_ref())
+                .map(|g| g.name.clone())
+                .unwrap_or_default(),
+        ),
         ("auth_type", auth_type.as_str().to_owned()),
         (
             "auth_hba_file",

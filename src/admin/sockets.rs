@@ -10,7 +10,8 @@
 //! client and its server, no `application_name` per client, no count of
 //! `prepared_statements` per connection, no TLS, no replication connections
 //! (`replication` is always `none`). A client's
-//! `local_addr`/`local_port` are the configured listen address and port; an active
+//! `local_addr`/`local_port` are the configured listen address and port (`unix` on the
+//! Unix socket, where `addr` is `unix` too and `port` pgweir's, as PgBouncer shows them); an active
 //! server's `local_addr`/`local_port` are NULL (see [`crate::pool::servers::ServerInfo`]).
 //! Servers still logging in have no row. `id` is `int8` where PgBouncer has `int4`: ids
 //! are never reused, and a busy pooler can count past 2^31 connections.
@@ -23,6 +24,8 @@ use bytes::BytesMut;
 use super::result::{timestamp, ResultSet, Type, Value};
 use super::show::clamp;
 use crate::app::App;
+use crate::config::GeneralConfig;
+use crate::net::addr::Addr;
 use crate::pool::servers::ServerInfo;
 use crate::pool::Node;
 use crate::stats::ClientState;
@@ -84,9 +87,9 @@ pub fn clients(app: &App, out: &mut BytesMut) {
             c.database.as_str().into(),
             "none".into(),
             client_state(c.state()).into(),
-            c.addr.ip().to_string().into(),
+            c.addr.host().into(),
             c.addr.port().into(),
-            g.listen_addr.as_str().into(),
+            local_host(&c.addr, g).into(),
             g.listen_port.into(),
             timestamp(c.connected).into(),
             timestamp(c.request_time()).into(),
@@ -96,6 +99,14 @@ pub fn clients(app: &App, out: &mut BytesMut) {
         rs.row(head.into_iter().chain(tail));
     }
     rs.finish();
+}
+
+/// A client's `local_addr`: `unix` on the socket, the configured `listen_addr` over TCP.
+fn local_host(addr: &Addr, g: &GeneralConfig) -> String {
+    match addr {
+        Addr::Tcp(_) => g.listen_addr.to_string(),
+        Addr::Unix { .. } => addr.host(),
+    }
 }
 
 /// `wait` and `wait_us`: whole seconds, and the microseconds beyond them, as PgBouncer
@@ -149,7 +160,7 @@ fn server_row(database: &str, user: &str, node: Node, s: &ServerInfo) -> Vec<Val
         database.into(),
         "none".into(),
         s.state.as_str().into(),
-        s.addr.ip().to_string().into(),
+        s.addr.host().into(),
         s.addr.port().into(),
         local(|a| a.ip().to_string().into()),
         local(|a| a.port().into()),
@@ -176,7 +187,7 @@ mod tests {
             id: 9,
             state: ServerState::Used,
             remote_pid: 4242,
-            addr: "10.0.0.1:5432".parse().unwrap(),
+            addr: Addr::Tcp("10.0.0.1:5432".parse().unwrap()),
             local_addr: None,
             connected: now,
             since: now,

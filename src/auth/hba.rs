@@ -4,12 +4,13 @@
 //!
 //! Lines are `TYPE DATABASE USER [ADDRESS [MASK]] METHOD`, with `#` comments, `\`
 //! continuations and double-quoted names (quoting makes `all` a plain name). Types:
-//! `local` (never matches, as pgweir listens on TCP only), `host`, `hostssl`, `hostnossl`.
+//! `local` (clients on the Unix socket), `host`, `hostssl`, `hostnossl` (TCP clients).
 //! Databases and users are comma lists of names, `all`, `@file` (names read from a file
 //! relative to this one's directory), and for databases `sameuser` and `replication` (which
 //! matches nothing: pgweir refuses replication connections). Addresses are CIDR,
 //! an address and a mask column, or `all`. Methods: trust, reject, md5, scram-sha-256,
-//! password, cert (and peer on `local` lines). Anything else is a problem naming the line,
+//! password, cert, and on `local` lines peer (the OS user at the other end of the socket
+//! must be the user named, as the kernel reports it). Anything else is a problem naming the line,
 //! so a file pgweir would read differently from Postgres is refused, never half-applied.
 
 use std::collections::HashSet;
@@ -34,6 +35,8 @@ pub enum Method {
     Password,
     /// The CN of a verified client certificate must equal the user name.
     Cert,
+    /// The OS user of the process at the other end of a Unix socket must be the user.
+    Peer,
 }
 
 /// The line that decided a login, for the log.
@@ -66,11 +69,21 @@ impl std::error::Error for HbaError {}
 #[derive(Debug, Clone)]
 struct Rule {
     line: usize,
-    ssl: SslRequirement,
+    origin: Origin,
     databases: Names,
     users: Names,
-    address: Address,
     method: Method,
+}
+
+/// Which connections a line's type and address take.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// `local`: the Unix socket.
+    Local,
+    Host {
+        ssl: SslRequirement,
+        address: Address,
+    },
 }
 
 /// `host` matches both, `hostssl` TLS clients only, `hostnossl` plaintext ones only.
@@ -146,14 +159,20 @@ impl HbaFile {
     }
 
     /// The first line whose type, database, user and address match this client, as
-    /// Postgres decides; `None` when no line does (the client is refused).
-    pub fn find(&self, addr: IpAddr, tls: bool, database: &str, user: &str) -> Option<Matched> {
-        let addr = addr.to_canonical();
+    /// Postgres decides; `None` when no line does (the client is refused). `addr` is `None`
+    /// for a client on the Unix socket.
+    pub fn find(
+        &self,
+        addr: Option<IpAddr>,
+        tls: bool,
+        database: &str,
+        user: &str,
+    ) -> Option<Matched> {
+        let addr = addr.map(|a| a.to_canonical());
         self.rules
             .iter()
             .find(|r| {
-                r.ssl.allows(tls)
-                    && r.address.contains(addr)
+                r.origin.takes(addr, tls)
                     && r.databases.matches(database, || database == user)
                     && r.users.matches(user, || false)
             })
@@ -177,6 +196,18 @@ impl HbaFile {
 /// Postgres's `cert` method demands without a user name map.
 pub fn cert_proves(cert_name: Option<&str>, user: &str) -> bool {
     !user.is_empty() && cert_name == Some(user)
+}
+
+impl Origin {
+    fn takes(self, addr: Option<IpAddr>, tls: bool) -> bool {
+        match (self, addr) {
+            (Origin::Local, None) => true,
+            (Origin::Host { ssl, address }, Some(addr)) => {
+                ssl.allows(tls) && address.contains(addr)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl SslRequirement {
@@ -304,8 +335,7 @@ impl Token {
     }
 }
 
-/// The record starting on `line`; `Ok(None)` for a blank or comment-only record and for
-/// `local` lines, which are checked but never match.
+/// The record starting on `line`; `Ok(None)` for a blank or comment-only record.
 fn parse_record(
     line: usize,
     record: &str,
@@ -337,10 +367,17 @@ fn parse_record(
         let [method] = rest else {
             return Err("a local line has no address: expected only a method".into());
         };
-        return match Token::single(method, "the method")? {
-            "peer" => Ok(None),
-            _ => method_of(method).map(|_| None),
+        let method = match Token::single(method, "the method")? {
+            "peer" => Method::Peer,
+            _ => method_of(method)?,
         };
+        return Ok(Some(Rule {
+            line,
+            origin: Origin::Local,
+            databases,
+            users,
+            method,
+        }));
     };
     let (address, rest) = address(rest)?;
     let method = match rest {
@@ -355,10 +392,9 @@ fn parse_record(
     };
     Ok(Some(Rule {
         line,
-        ssl,
+        origin: Origin::Host { ssl, address },
         databases,
         users,
-        address,
         method,
     }))
 }

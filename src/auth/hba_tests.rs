@@ -37,8 +37,8 @@ fn problem(text: &str) -> String {
     }
 }
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
+fn ip(s: &str) -> Option<IpAddr> {
+    Some(s.parse().unwrap())
 }
 
 /// The method for a plaintext client at `addr`.
@@ -157,9 +157,14 @@ fn ssl_types() {
 }
 
 #[test]
-fn local_lines_are_checked_but_never_match() {
-    let h = hba("local all all peer\nlocal all postgres trust\n");
-    assert_eq!(method(&h, "127.0.0.1", "d", "postgres"), None);
+fn local_lines_take_unix_socket_clients_only() {
+    let h = hba("local all postgres trust\nlocal all all peer\nhost all all all md5\n");
+    assert_eq!(method(&h, "127.0.0.1", "d", "postgres"), Some(Method::Md5));
+    let local = |user| h.find(None, false, "d", user).map(|m| (m.method, m.line));
+    assert_eq!(local("postgres"), Some((Method::Trust, 1)));
+    assert_eq!(local("alice"), Some((Method::Peer, 2)));
+    let tcp_only = hba("host all all all trust");
+    assert_eq!(tcp_only.find(None, false, "d", "u"), None);
     assert!(problem("local all all 127.0.0.1/32 trust").contains("local line has no address"));
     assert!(problem("local all all ldap").contains("\"ldap\""));
 }

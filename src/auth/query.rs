@@ -191,7 +191,7 @@ impl AuthQueries {
 
 impl QueryPool {
     fn address(&self) -> String {
-        format!("{}:{}", self.target.host, self.target.port)
+        self.target.address()
     }
 
     /// Runs the query on an idle connection or a new one (within the pool's limit).

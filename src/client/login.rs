@@ -53,6 +53,9 @@ pub async fn authenticate(
         Method::Cert => (known.is_some() && cert_proves(transport.cert_name.as_deref(), user))
             .then_some(None)
             .ok_or_else(|| ClientError::CertFailed(user.to_owned())),
+        Method::Peer => (known.is_some() && peer_proves(transport.peer_uid, user))
+            .then_some(None)
+            .ok_or_else(|| ClientError::PeerFailed(user.to_owned())),
         Method::Password => {
             let mut out = BytesMut::new();
             backend::authentication_cleartext(&mut out);
@@ -157,6 +160,7 @@ fn method(
         AuthType::Cert => Method::Cert,
         AuthType::Hba => {
             let (ip, tls) = (transport.addr.ip(), transport.tls);
+            // `None` is a Unix socket: only `local` lines match it.
             let matched = g
                 .auth_hba_file
                 .as_ref()
@@ -182,10 +186,29 @@ fn hba_refused(rejected: bool, user: &str, database: &str, transport: &Transport
         } else {
             "no pg_hba.conf entry"
         },
-        host: transport.addr.ip().to_canonical(),
+        host: transport
+            .addr
+            .ip()
+            .map_or_else(|| "[local]".to_owned(), |ip| ip.to_string()),
         user: user.to_owned(),
         database: database.to_owned(),
         ssl: if transport.tls { "on" } else { "off" },
+    }
+}
+
+/// Whether the process at the other end of a Unix socket runs as the OS user named like
+/// `user`, as Postgres's `peer` method demands without a user name map.
+fn peer_proves(uid: Option<u32>, user: &str) -> bool {
+    let Some(uid) = uid else {
+        return false;
+    };
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(os_user)) => os_user.name == user,
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(uid, error = %e, "cannot look up the peer's user name");
+            false
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! One client connection from accept to goodbye: TLS negotiation ([`crate::net::accept`]),
-//! the startup packet (refusing GSS, and plaintext when `client_tls_sslmode` requires TLS;
-//! routing CancelRequests), authentication ([`login`]), the first ParameterStatus,
+//! the startup packet (refusing GSS, and plaintext over TCP when `client_tls_sslmode` requires
+//! TLS; routing CancelRequests), authentication ([`login`]), the first ParameterStatus,
 //! BackendKeyData and ReadyForQuery, then the [`relay`], or for the virtual admin
 //! database the [`crate::admin`] console. Every failure a client can see is turned into an
 //! ErrorResponse with its SQLSTATE here.
@@ -21,23 +21,22 @@ pub mod stop;
 pub mod transport;
 pub mod txn;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::admin::{self, Access};
 use crate::app::App;
 use crate::auth::query::AuthQueryError;
 use crate::auth::scram::ScramError;
 use crate::cancel::ClientKey;
-use crate::config::ClientTlsMode;
+use crate::config::{ClientTlsMode, ADMIN_DATABASES};
 use crate::error::{ClientVisible, Severity, SqlState};
 use crate::net::accept;
+use crate::net::addr::Addr;
 use crate::net::stream::Stream;
 use crate::pool::PoolError;
 use crate::protocol::startup::{self, StartupMessage, StartupPacket};
@@ -66,13 +65,16 @@ pub enum ClientError {
     #[error("{verdict} for host \"{host}\", user \"{user}\", database \"{database}\", SSL {ssl}")]
     HbaRefused {
         verdict: &'static str,
-        host: IpAddr,
+        /// The client's IP address, or `[local]` over a Unix socket (Postgres's words).
+        host: String,
         user: String,
         database: String,
         ssl: &'static str,
     },
     #[error("certificate authentication failed for user \"{0}\"")]
     CertFailed(String),
+    #[error("Peer authentication failed for user \"{0}\"")]
+    PeerFailed(String),
     #[error(transparent)]
     AuthQuery(#[from] AuthQueryError),
     #[error(transparent)]
@@ -140,6 +142,7 @@ impl ClientVisible for ClientError {
             | ClientError::ConsoleDenied(_)
             | ClientError::HbaRefused { .. }
             | ClientError::CertFailed(_)
+            | ClientError::PeerFailed(_)
             | ClientError::TlsRequired(_) => SqlState::INVALID_AUTHORIZATION,
             ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
             ClientError::Pool(e) => e.sqlstate(),
@@ -159,24 +162,25 @@ impl ClientVisible for ClientError {
 }
 
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
-pub async fn serve(app: Arc<App>, tcp: TcpStream, peer: SocketAddr) {
+pub async fn serve(app: Arc<App>, stream: Stream, peer: Addr) {
     let _counted = app.shutdown.client();
     // Enough for a login's messages; the relay grows it when requests come. Thousands of
     // clients logging in at once each hold one.
     let mut buf = BytesMut::with_capacity(1024);
     // Boxed, as the login below: a future's size is its largest state's, and the task
     // keeps that size while its client sits idle.
-    let Some((mut stream, transport)) = Box::pin(encrypt(&app, tcp, &mut buf, peer)).await else {
+    let Some((mut stream, transport)) = Box::pin(encrypt(&app, stream, &mut buf, &peer)).await
+    else {
         return;
     };
     let who = Who::default();
     if let Err(e) = session(&app, &mut stream, &mut buf, &transport, &who).await {
-        Box::pin(farewell(e, &mut stream, &who, peer)).await;
+        Box::pin(farewell(e, &mut stream, &who, &peer)).await;
     }
 }
 
 /// Logs why a session ended early and tells the client when it can still be told.
-async fn farewell(e: ClientError, stream: &mut Stream, who: &Who, peer: SocketAddr) {
+async fn farewell(e: ClientError, stream: &mut Stream, who: &Who, peer: &Addr) {
     count_timeout(&e);
     let (database, user) = (who.database(), who.user());
     if e.reportable() {
@@ -213,9 +217,9 @@ impl Who {
 /// it is dropped; one that stops halfway through a handshake cannot be told.
 async fn encrypt(
     app: &App,
-    mut tcp: TcpStream,
+    mut stream: Stream,
     buf: &mut BytesMut,
-    peer: SocketAddr,
+    peer: &Addr,
 ) -> Option<(Stream, Transport)> {
     let tls = app.tls.load_full();
     let limit = app.config().pgweir.client_login_timeout;
@@ -227,9 +231,8 @@ async fn encrypt(
         }
         ClientError::LoginTimeout(limit)
     };
-    let mut first = [0u8; 1];
     let silent = tokio::select! {
-        _ = tcp.peek(&mut first) => None,
+        _ = stream.arrival() => None,
         e = timed_out => Some(e),
         e = stop::refuse_login(app.shutdown.watch(), || false) => Some(e),
     };
@@ -237,10 +240,10 @@ async fn encrypt(
         count_timeout(&e);
         tracing::info!(client = %peer, error = %e, "closing client connection");
         let msg = backend::error_bytes(Severity::Fatal, e.sqlstate(), &e.to_string());
-        let _ = tcp.write_all(&msg).await;
+        let _ = stream.write_all(&msg).await;
         return None;
     }
-    let negotiate = accept::negotiate(tls.client.as_ref(), tcp, buf, peer);
+    let negotiate = accept::negotiate(tls.client.as_ref(), stream, buf, peer);
     let negotiated = match deadline {
         Some(at) => tokio::time::timeout_at(at, negotiate).await.ok().flatten(),
         None => negotiate.await,
@@ -258,7 +261,7 @@ async fn session(
     transport: &Transport,
     who: &Who,
 ) -> Result<(), ClientError> {
-    let peer = transport.addr;
+    let peer = &transport.addr;
     let limit = app.config().pgweir.client_login_timeout;
     let login = async {
         let login = Box::pin(log_in(app, stream, buf, transport, who));
@@ -330,7 +333,7 @@ async fn log_in(
     transport: &Transport,
     who: &Who,
 ) -> Result<Option<Ready>, ClientError> {
-    let peer = transport.addr;
+    let peer = &transport.addr;
     let startup = loop {
         match read_startup(stream, buf).await? {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
@@ -343,8 +346,10 @@ async fn log_in(
             StartupPacket::Startup(m) => break m,
         }
     };
+    // Over a Unix socket there is no TLS to require, as PgBouncer and Postgres agree.
     let tls_mode = app.config().pgweir.tls.client_sslmode;
-    if tls_mode.requires_tls() && !transport.tls {
+    let unix = transport.addr.ip().is_none();
+    if tls_mode.requires_tls() && !transport.tls && !unix {
         return Err(ClientError::TlsRequired(tls_mode));
     }
     let mut out = BytesMut::new();
@@ -378,6 +383,10 @@ async fn log_in(
         }
     };
     let console = admin::is_console(database);
+    if console && owner_on_socket(transport, user) {
+        tracing::info!(client = %peer, user, "console access by pgweir's own OS user on its socket");
+        return enter_console(app, stream, database, user, peer, Some(Access::Admin)).await;
+    }
     let pair = [
         (
             "database",
@@ -393,7 +402,7 @@ async fn log_in(
         return Err(e);
     }
     if console {
-        return enter_console(app, stream, database, user, peer).await;
+        return enter_console(app, stream, database, user, peer, None).await;
     }
     if app.pools.control.is_disabled(database) {
         return Err(ClientError::Disabled(database.to_owned()));
@@ -433,23 +442,34 @@ async fn log_in(
     }
     let entry = app
         .connected
-        .register(peer, database, user, stream.tls_description());
+        .register(*peer, database, user, stream.tls_description());
     let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
     Ok(Some(Ready::Relay(Box::new(relay::Session::new(
         group, params, cancel, slot, shared, entry, stop,
     )))))
 }
 
+/// Whether a console login is PgBouncer's trusted one: the admin user name (`pgbouncer`,
+/// or `pgweir`) from a process of pgweir's own OS user on the Unix socket, which the kernel
+/// vouches for. It gets the whole console without a password, so runbooks that use
+/// `psql -h /socket/dir -U pgbouncer pgbouncer` as the pooler's user keep working.
+fn owner_on_socket(transport: &Transport, user: &str) -> bool {
+    ADMIN_DATABASES.contains(&user) && transport.peer_uid == Some(nix::unistd::getuid().as_raw())
+}
+
 /// An authenticated client of the admin console: refused unless `user` is an admin or
-/// stats user, else welcomed and registered like any client.
+/// stats user (or `granted` rights without being one), else welcomed and registered like
+/// any client.
 async fn enter_console(
     app: &App,
     stream: &mut Stream,
     database: &str,
     user: &str,
-    peer: SocketAddr,
+    peer: &Addr,
+    granted: Option<Access>,
 ) -> Result<Option<Ready>, ClientError> {
-    let access = Access::of(&app.config().pgweir, user)
+    let access = granted
+        .or_else(|| Access::of(&app.config().pgweir, user))
         .ok_or_else(|| ClientError::ConsoleDenied(user.to_owned()))?;
     let labels = [("database", database.to_owned()), ("user", user.to_owned())];
     metrics::counter!("pgweir_client_logins_total", &labels).increment(1);
@@ -463,7 +483,7 @@ async fn enter_console(
     }
     let entry = app
         .connected
-        .register(peer, database, user, stream.tls_description());
+        .register(*peer, database, user, stream.tls_description());
     Ok(Some(Ready::Console(admin::Console { access, entry })))
 }
 

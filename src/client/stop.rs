@@ -118,11 +118,17 @@ mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
+    use crate::net::addr::Addr;
     use crate::shutdown::Shutdown;
     use crate::stats::{ClientEntry, Clients, Kill};
 
     fn client(clients: &Arc<Clients>, shutdown: &Shutdown) -> (ClientEntry, Stop) {
-        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u", String::new());
+        let entry = clients.register(
+            Addr::Tcp("127.0.0.1:5000".parse().unwrap()),
+            "db",
+            "u",
+            String::new(),
+        );
         let stop = Stop::new(shutdown.watch(), entry.kill_watch());
         (entry, stop)
     }

@@ -11,6 +11,7 @@ use toml_edit::ImDocument;
 
 use super::auth;
 use super::error::Problem;
+use super::listen::{self, FileMode, Group, ListenAddr, UnixSocket};
 use super::reader::{EnvLookup, Reader, Section};
 use super::{
     AuthType, Config, DatabaseConfig, GeneralConfig, LogFormat, PoolDefaults, PoolMode,
@@ -92,8 +93,11 @@ fn general(
     let d = operations(r, s, users, d);
     let tls = super::tls::read(r, s);
     let config = GeneralConfig {
-        listen_addr: r.string(s, "listen_addr").unwrap_or(d.listen_addr),
+        listen_addr: r
+            .parsed(s, "listen_addr", ListenAddr::parse)
+            .unwrap_or(d.listen_addr),
         listen_port: r.int(s, "listen_port", PORTS).unwrap_or(d.listen_port),
+        unix_socket: unix_socket(r, s),
         auth_type: r
             .choice(s, "auth_type", &AuthType::ALL, AuthType::as_str)
             .unwrap_or(d.auth_type),
@@ -135,12 +139,40 @@ fn general(
         r.key_problem(&sec, "auth_type", "\"hba\" needs auth_hba_file");
     }
     check_cert_auth(r, &sec, &config);
+    if config.listen_addr.hosts().is_empty() && config.unix_socket.is_none() {
+        let why = "is empty and unix_socket_dir is not set: nothing to listen on";
+        r.key_problem(&sec, "listen_addr", why);
+    }
     if config.replica_check_interval.is_zero() {
         // A zero interval would make the monitor spin on its queries.
         r.key_problem(&sec, "replica_check_interval", "must be more than zero");
     }
     r.finish(sec);
     config
+}
+
+/// `unix_socket_dir` with its mode and group, which mean nothing without it.
+fn unix_socket(r: &mut Reader<'_>, s: &mut Section<'_>) -> Option<UnixSocket> {
+    let dir = r.parsed(s, "unix_socket_dir", listen::socket_dir);
+    let mode = r.parsed(s, "unix_socket_mode", FileMode::parse);
+    let group = r.parsed(s, "unix_socket_group", Group::lookup);
+    if dir.is_none() && s.has("unix_socket_dir") {
+        // Its own problem is reported.
+        return None;
+    }
+    let Some(dir) = dir.flatten() else {
+        for key in ["unix_socket_mode", "unix_socket_group"] {
+            if s.has(key) {
+                r.key_problem(s, key, "has no effect without unix_socket_dir");
+            }
+        }
+        return None;
+    };
+    Some(UnixSocket {
+        dir,
+        mode: mode.unwrap_or(FileMode::DEFAULT),
+        group,
+    })
 }
 
 /// `cert`, as `auth_type` or on a line of the hba file `hba` reads, lets nobody in unless

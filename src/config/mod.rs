@@ -19,6 +19,7 @@ mod duration;
 mod env;
 mod error;
 mod hint;
+mod listen;
 mod load;
 mod reader;
 mod settings;
@@ -35,6 +36,7 @@ use std::time::Duration;
 pub use auth::{AuthLookup, AuthSources, DatabaseAuth, DEFAULT_AUTH_QUERY};
 pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
+pub use listen::{FileMode, Group, ListenAddr, ListenHost, UnixSocket};
 pub use settings::PoolSettings;
 pub use tls::{ClientTlsMode, ServerTlsMode, TlsConfig};
 
@@ -45,9 +47,12 @@ use crate::auth::hba::HbaFile;
 /// replica monitor they were created with; and a client's pool mode and prepared-statement
 /// renaming must not change under it. A change to any of them waits for a restart (and the
 /// reload says so).
-pub const RESTART_ONLY: [&str; 16] = [
+pub const RESTART_ONLY: [&str; 19] = [
     "listen_addr",
     "listen_port",
+    "unix_socket_dir",
+    "unix_socket_mode",
+    "unix_socket_group",
     "workers",
     "metrics_addr",
     "max_client_conn",
@@ -106,8 +111,14 @@ impl Config {
 /// `[pgweir]`: process-wide settings.
 #[derive(Debug, Clone)]
 pub struct GeneralConfig {
-    pub listen_addr: String,
+    /// TCP addresses to listen on; may be empty when `unix_socket` is set.
+    pub listen_addr: ListenAddr,
+    /// The TCP port, and the number in the Unix socket's name.
     pub listen_port: u16,
+    /// `unix_socket_dir` and its mode and group. Off unless set, unlike PgBouncer's `/tmp`:
+    /// a socket in a shared directory is one more way in that a container or a second
+    /// instance on the host does not expect, so it is asked for where it is wanted.
+    pub unix_socket: Option<UnixSocket>,
     pub auth_type: AuthType,
     /// The hba file `auth_type = "hba"` reads, parsed when the configuration is read
     /// (at start and at each reload), so a bad file is refused like any config problem.
@@ -171,8 +182,9 @@ pub struct GeneralConfig {
 impl Default for GeneralConfig {
     fn default() -> Self {
         GeneralConfig {
-            listen_addr: "127.0.0.1".to_owned(),
+            listen_addr: ListenAddr::default(),
             listen_port: 6432,
+            unix_socket: None,
             auth_type: AuthType::ScramSha256,
             auth_hba_file: None,
             max_client_conn: 100,

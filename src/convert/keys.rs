@@ -24,8 +24,6 @@ pub enum Form {
     List,
     /// One of the values pgweir knows for the key (checked by `pgweir check`).
     Choice(&'static [&'static str]),
-    /// `listen_addr`: `*`, host names and lists need a word.
-    ListenAddr,
 }
 
 /// Why a setting is not carried over; printed next to it in the output.
@@ -83,7 +81,7 @@ pub fn general(key: &str) -> Option<(Section, Target)> {
     let pool = |key, form| (Pool, Key(key, form));
     let skip = |why| (Pgweir, Skip(why));
     Some(match key {
-        "listen_addr" => pg("listen_addr", ListenAddr),
+        "listen_addr" => pg("listen_addr", Str),
         "listen_port" => pg("listen_port", Int),
         "auth_type" => pg("auth_type", Choice(AUTH_TYPES)),
         "auth_hba_file" => pg("auth_hba_file", Path),
@@ -134,9 +132,9 @@ pub fn general(key: &str) -> Option<(Section, Target)> {
         "verbose" | "log_pooler_errors" | "log_stats" => skip(NotNeeded(
             "pgweir's log_level sets how much it logs; errors sent to clients are always logged",
         )),
-        "unix_socket_dir" | "unix_socket_mode" | "unix_socket_group" => {
-            skip(NotSupported("pgweir listens on TCP only"))
-        }
+        "unix_socket_dir" => pg("unix_socket_dir", Path),
+        "unix_socket_mode" => pg("unix_socket_mode", Str),
+        "unix_socket_group" => pg("unix_socket_group", Str),
         "server_reset_query" | "server_reset_query_always" => skip(NotNeeded(
             "pgweir tracks each client's session state and resets only what a client changed",
         )),

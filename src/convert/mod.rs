@@ -5,8 +5,9 @@
 //! setting becomes. This module writes the TOML: every setting either carries over or is
 //! written as a comment at its place saying why not, and is listed in
 //! [`Conversion::dropped`]; nothing is left out silently. Where PgBouncer's default differs
-//! from pgweir's (`pool_mode`, `auth_type`), the PgBouncer value is written out. Pure but for
-//! reading the files; `main` prints the result.
+//! from pgweir's (`pool_mode`, `auth_type`, `listen_addr`, `unix_socket_dir`), the PgBouncer
+//! value is written out, and a database without `host` gets the socket directory PgBouncer
+//! would have connected through. Pure but for reading the files; `main` prints the result.
 
 pub mod connstr;
 mod ini;
@@ -80,12 +81,16 @@ pub fn convert(path: &Path) -> Result<Conversion, ConvertError> {
             ),
         }
     }
+    b.socket_hosts();
     b.pgbouncer_defaults();
     Ok(Conversion {
         toml: b.render(path),
         dropped: b.dropped,
     })
 }
+
+/// Where PgBouncer puts its socket, and looks for servers' sockets, unless told.
+const PGBOUNCER_SOCKET_DIR: &str = "/tmp";
 
 const PEERS: Why = Why::NotSupported("[peers]: several pgweir processes share no cancel keys yet");
 
@@ -144,6 +149,8 @@ struct Builder {
     dropped: Vec<Dropped>,
     /// `[pgbouncer]` keys the ini sets, converted or not.
     seen: Vec<String>,
+    /// Databases without `host`, which PgBouncer reaches through its socket directory.
+    socket_databases: Vec<(usize, ini::Entry, String)>,
 }
 
 impl Builder {
@@ -185,13 +192,7 @@ impl Builder {
                     Section::Pool => Place::Pool,
                 };
                 match self.value(form, &e.value) {
-                    Ok((value, remark)) => {
-                        let table = self.table(place);
-                        if let Some(remark) = remark {
-                            table.lines.push(Line::Comment(remark));
-                        }
-                        table.set(key, value);
-                    }
+                    Ok(value) => self.table(place).set(key, value),
                     Err(why) => self.drop(e, place, shown, why),
                 }
             }
@@ -241,16 +242,35 @@ impl Builder {
                 None => self.drop(e, place, shown, "unknown setting".to_owned()),
                 Some(Target::Skip(why)) => self.drop(e, place, shown, why.text()),
                 Some(Target::Key(to, form)) => match self.value(form, &raw) {
-                    Ok((value, _)) => self.table(place).set(to, value),
+                    Ok(value) => self.table(place).set(to, value),
                     Err(why) => self.drop(e, place, shown, why),
                 },
             }
         }
         if database && !self.table(place).has("host") {
-            let why =
-                "no host: PgBouncer then connects over its Unix socket, which pgweir cannot; \
-                       set host";
-            self.drop(e, place, whole, why.to_owned());
+            self.socket_databases.push((index, e.clone(), whole));
+        }
+    }
+
+    /// Databases without `host` connect through `unix_socket_dir` in PgBouncer; they get it
+    /// as their host, or are reported when the ini turned the socket off.
+    fn socket_hosts(&mut self) {
+        let dir = self.pgweir.lines.iter().find_map(|l| match l {
+            Line::Set { key, value } if key == "unix_socket_dir" => Some(value.clone()),
+            _ => None,
+        });
+        let dir = dir.unwrap_or_else(|| toml_str(PGBOUNCER_SOCKET_DIR));
+        for (index, e, whole) in std::mem::take(&mut self.socket_databases) {
+            let place = Place::Database(index);
+            if dir == toml_str("") {
+                let why = "no host, and unix_socket_dir is off: set host".to_owned();
+                self.drop(&e, place, whole, why);
+                continue;
+            }
+            let table = self.table(place);
+            let remark = "no host in pgbouncer.ini: PgBouncer's socket directory".to_owned();
+            table.lines.push(Line::Comment(remark));
+            table.set("host", dir.clone());
         }
     }
 
@@ -258,8 +278,12 @@ impl Builder {
     /// keys the ini does not set (one it set but that did not convert is reported instead).
     fn pgbouncer_defaults(&mut self) {
         let seen = |key: &str| self.seen.iter().any(|k| k == key);
-        let (pool_mode, auth_type, listen_addr) =
-            (seen("pool_mode"), seen("auth_type"), seen("listen_addr"));
+        let (pool_mode, auth_type, listen_addr, socket_dir) = (
+            seen("pool_mode"),
+            seen("auth_type"),
+            seen("listen_addr"),
+            seen("unix_socket_dir"),
+        );
         if !pool_mode {
             self.pool.lines.push(Line::Comment(
                 "PgBouncer's default; pgweir's is transaction".into(),
@@ -274,26 +298,35 @@ impl Builder {
         }
         if !listen_addr {
             self.pgweir.lines.push(Line::Comment(
-                "PgBouncer listened on its Unix socket only; pgweir listens on 127.0.0.1".into(),
+                "PgBouncer's default: its Unix socket only; pgweir's is 127.0.0.1".into(),
             ));
+            self.pgweir.set("listen_addr", toml_str(""));
+        }
+        if !socket_dir {
+            self.pgweir.lines.push(Line::Comment(
+                "PgBouncer's default; pgweir has no socket unless it is set".into(),
+            ));
+            self.pgweir
+                .set("unix_socket_dir", toml_str(PGBOUNCER_SOCKET_DIR));
         }
     }
 
-    /// The TOML form of `raw`, and a remark to write above it when the meaning shifts.
-    fn value(&self, form: Form, raw: &str) -> Result<(String, Option<String>), String> {
-        let plain = |v: String| Ok((v, None));
+    /// The TOML form of `raw`.
+    fn value(&self, form: Form, raw: &str) -> Result<String, String> {
         match form {
             Form::Int => match raw.parse::<i64>() {
-                Ok(n) => plain(n.to_string()),
+                Ok(n) => Ok(n.to_string()),
                 Err(_) => Err(format!("{raw:?} is not a whole number")),
             },
             Form::Bool => match raw.to_ascii_lowercase().as_str() {
-                "1" | "yes" | "on" | "true" => plain("true".into()),
-                "0" | "no" | "off" | "false" => plain("false".into()),
+                "1" | "yes" | "on" | "true" => Ok("true".into()),
+                "0" | "no" | "off" | "false" => Ok("false".into()),
                 _ => Err(format!("{raw:?} is not a boolean")),
             },
-            Form::Duration => duration(raw).map(|v| (v, None)),
-            Form::Str => plain(toml_str(raw)),
+            Form::Duration => duration(raw),
+            Form::Str => Ok(toml_str(raw)),
+            // Empty is PgBouncer's "not set" (for unix_socket_dir: no socket).
+            Form::Path if raw.is_empty() => Ok(toml_str("")),
             Form::Path => {
                 let path = Path::new(raw);
                 let path = if path.is_relative() {
@@ -301,7 +334,7 @@ impl Builder {
                 } else {
                     path.to_owned()
                 };
-                plain(toml_str(&path.to_string_lossy()))
+                Ok(toml_str(&path.to_string_lossy()))
             }
             Form::List => {
                 let items: Vec<String> = raw
@@ -310,17 +343,16 @@ impl Builder {
                     .filter(|s| !s.is_empty())
                     .map(toml_str)
                     .collect();
-                plain(format!("[{}]", items.join(", ")))
+                Ok(format!("[{}]", items.join(", ")))
             }
             Form::Choice(options) => {
                 let lower = raw.to_ascii_lowercase();
                 if options.contains(&lower.as_str()) {
-                    plain(toml_str(&lower))
+                    Ok(toml_str(&lower))
                 } else {
                     Err(format!("{raw:?} is not one of {}", options.join(", ")))
                 }
             }
-            Form::ListenAddr => Ok(listen_addr(raw)),
         }
     }
 
@@ -360,26 +392,6 @@ impl Builder {
         }
         out
     }
-}
-
-/// `listen_addr`: pgweir takes one address; PgBouncer also takes `*`, host names and lists.
-fn listen_addr(raw: &str) -> (String, Option<String>) {
-    let first = raw.split(',').next().unwrap_or("").trim();
-    let (addr, remark) = match first {
-        "*" => (
-            "0.0.0.0",
-            Some("PgBouncer's `*` listened on IPv6 too; pgweir's 0.0.0.0 is IPv4"),
-        ),
-        "localhost" => ("127.0.0.1", Some("PgBouncer's `localhost`")),
-        a => (a, None),
-    };
-    let remark = match (remark, raw.contains(',')) {
-        (_, true) => Some(format!(
-            "PgBouncer listened on {raw}; pgweir listens on one address, the first"
-        )),
-        (r, false) => r.map(str::to_owned),
-    };
-    (toml_str(addr), remark)
 }
 
 /// A PgBouncer time value (seconds, possibly fractional, or with a unit) as pgweir writes

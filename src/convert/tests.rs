@@ -38,7 +38,11 @@ pidfile = /var/run/pgbouncer/pgbouncer.pid
 fn a_transaction_mode_web_app_converts_to_the_same_settings() {
     let (c, parsed) = convert_text(WEB_APP);
     let config = parsed.unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
-    assert_eq!(config.pgweir.listen_addr, "0.0.0.0");
+    assert_eq!(
+        config.pgweir.listen_addr.to_string(),
+        "*",
+        "PgBouncer's `*`, as is"
+    );
     assert_eq!(config.pgweir.max_client_conn, 10_000);
     assert!(!config.pgweir.log_connections);
     assert_eq!(config.pool.pool_mode, PoolMode::Transaction);
@@ -66,16 +70,56 @@ fn a_transaction_mode_web_app_converts_to_the_same_settings() {
     assert!(c
         .toml
         .contains("# not converted (pgbouncer.ini:16): logfile"));
-    assert!(c.toml.contains("IPv6"), "the `*` remark is written");
+    let socket = config
+        .pgweir
+        .unix_socket
+        .as_ref()
+        .expect("PgBouncer's default socket");
+    assert_eq!(socket.dir, Path::new("/tmp"));
 }
 
 #[test]
 fn pgbouncer_defaults_that_differ_from_pgweirs_are_written_out() {
-    let (c, parsed) = convert_text("[databases]\nd = host=db\n");
+    let (c, parsed) = convert_text("[databases]\nd = host=db\nlocal = port=5433\n");
     let config = parsed.unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
     assert_eq!(config.pool.pool_mode, PoolMode::Session);
     assert_eq!(config.pgweir.auth_type.as_str(), "md5");
+    assert!(config.pgweir.listen_addr.hosts().is_empty(), "socket only");
+    let socket = config.pgweir.unix_socket.as_ref().expect("the socket");
+    assert_eq!(socket.dir, Path::new("/tmp"));
+    let local = &config.databases["local"];
+    assert_eq!(
+        (local.host.as_str(), local.port),
+        ("/tmp", 5433),
+        "through the socket"
+    );
     assert!(c.dropped.is_empty());
+}
+
+#[test]
+fn socket_settings_carry_over_and_an_off_socket_leaves_hostless_databases_out() {
+    let ini = "[databases]\nd = dbname=x\n[pgbouncer]\nlisten_addr = 127.0.0.1, ::1\n\
+               unix_socket_dir =\nunix_socket_mode = 0770\n";
+    let (c, _) = convert_text(ini);
+    assert!(
+        c.toml.contains("listen_addr = \"127.0.0.1, ::1\""),
+        "{}",
+        c.toml
+    );
+    assert!(c.toml.contains("unix_socket_dir = \"\""), "{}", c.toml);
+    assert!(c.toml.contains("unix_socket_mode = \"0770\""), "{}", c.toml);
+    let dropped: Vec<_> = c.dropped.iter().map(|d| d.setting.as_str()).collect();
+    assert_eq!(dropped, ["[databases] d = dbname=x"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ini = format!(
+        "[databases]\nd = dbname=x\n[pgbouncer]\nunix_socket_dir = {}\nunix_socket_group = 0\n",
+        dir.path().display()
+    );
+    let (c, parsed) = convert_text(&ini);
+    let config = parsed.unwrap_or_else(|e| panic!("{e}\n{}", c.toml));
+    let socket = config.pgweir.unix_socket.as_ref().unwrap();
+    assert_eq!(socket.group.as_ref().map(|g| g.gid), Some(0));
+    assert_eq!(config.databases["d"].host, dir.path().display().to_string());
 }
 
 #[test]
@@ -119,11 +163,10 @@ frobnicate = 1
         [
             "[databases] main: connect_query=SELECT 1",
             "[databases] * = host=10.0.0.9",
-            "unix_socket_dir = /tmp",
             "frobnicate = 1"
         ]
     );
-    assert!(c.dropped[3].why.contains("unknown"));
+    assert!(c.dropped[2].why.contains("unknown"));
 }
 
 #[test]

@@ -62,7 +62,7 @@ pub fn server_end_point(stream: &Stream) -> Option<Vec<u8>> {
             let leaf = s.get_ref().1.peer_certificates()?.first()?;
             end_point(leaf)
         }
-        Stream::Plain(_) => None,
+        Stream::Plain(_) | Stream::Unix(_) => None,
     }
 }
 

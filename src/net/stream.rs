@@ -1,7 +1,8 @@
-//! One connection, to a client or to a server, in plaintext or under TLS: [`Stream`] reads and
-//! writes either way, and [`Stream::split`] gives the relay a read half and a write half to
-//! drive at once. Plaintext keeps `TcpStream`'s own borrowed split, so the hot path costs
-//! what it did before TLS existed; only the TLS case shares the stream through a lock.
+//! One connection, to a client or to a server, in plaintext, under TLS or over a Unix-domain
+//! socket: [`Stream`] reads and writes each way, and [`Stream::split`] gives the relay a read
+//! half and a write half to drive at once. Plaintext keeps the socket's own borrowed split,
+//! so the hot path costs what it did before TLS existed; only the TLS case shares the stream
+//! through a lock. Unix sockets never carry TLS, as in Postgres and PgBouncer.
 //!
 //! TLS has one trap plain TCP has not: rustls may accept bytes into its buffer and return
 //! before the socket took all the records. Nothing would ever send them if no write
@@ -17,34 +18,42 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::{tcp, TcpStream};
+use tokio::net::{tcp, unix, TcpStream, UnixStream};
 use tokio_rustls::TlsStream;
 
 type Tls = TlsStream<TcpStream>;
 
-/// A connection in plaintext or under TLS.
+/// A connection in plaintext, under TLS, or over a Unix-domain socket.
 #[derive(Debug)]
 pub enum Stream {
     Plain(TcpStream),
     /// Boxed: the TLS state is large, and most connections are plaintext.
     Tls(Box<Tls>),
+    Unix(UnixStream),
 }
 
 impl Stream {
-    /// The TCP connection underneath.
-    fn tcp(&self) -> &TcpStream {
+    /// The TCP connection underneath, if this is one.
+    fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(s) => Some(s.get_ref().0),
+            Stream::Unix(_) => None,
         }
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().local_addr()
+    /// This end's TCP address; `None` over a Unix socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp()?.local_addr().ok()
     }
 
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().peer_addr()
+    /// The user id of the process at the other end of a Unix socket, as the kernel vouches
+    /// for it (for hba `peer`); `None` over TCP.
+    pub fn peer_uid(&self) -> Option<u32> {
+        match self {
+            Stream::Unix(s) => s.peer_cred().ok().map(|c| c.uid()),
+            _ => None,
+        }
     }
 
     /// The TLS version and cipher suite, as SHOW CLIENTS' `tls` column shows them; empty in
@@ -72,6 +81,25 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.readable().await,
             Stream::Tls(_) => Ok(()),
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
+
+    /// Waits until bytes have arrived (or the peer closed), without taking them: how long a
+    /// new client stays silent. Plaintext and Unix sockets only (a fresh connection).
+    pub async fn arrival(&self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.peek(&mut [0u8; 1]).await.map(drop),
+            Stream::Unix(s) => loop {
+                s.readable().await?;
+                let mut probe = [std::mem::MaybeUninit::uninit(); 1];
+                let peek = || socket2::SockRef::from(s).peek(&mut probe);
+                match s.try_io(tokio::io::Interest::READABLE, peek) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    other => return other.map(drop),
+                }
+            },
+            Stream::Tls(_) => Ok(()),
         }
     }
 
@@ -86,6 +114,10 @@ impl Stream {
             Stream::Plain(s) => {
                 let (r, w) = s.split();
                 (StreamRead::Plain(r), StreamWrite::Plain(w))
+            }
+            Stream::Unix(s) => {
+                let (r, w) = s.split();
+                (StreamRead::Unix(r), StreamWrite::Unix(w))
             }
             Stream::Tls(s) => {
                 // Records an earlier write on the whole stream left: the halves' reads do
@@ -102,6 +134,7 @@ impl Stream {
     pub async fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.try_read_buf(buf),
+            Stream::Unix(s) => s.try_read_buf(buf),
             Stream::Tls(s) => {
                 let mut read = std::pin::pin!(s.read_buf(buf));
                 std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
@@ -119,13 +152,18 @@ impl Stream {
     /// a connection is dropped.
     pub fn is_quiet(&self) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.tcp().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let read = match self {
+            Stream::Unix(s) => s.try_read(&mut probe),
+            Stream::Plain(s) => s.try_read(&mut probe),
+            Stream::Tls(s) => s.get_ref().0.try_read(&mut probe),
+        };
+        matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Whether records are waiting in the TLS buffer for the socket.
     fn pending_tls_write(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::Unix(_) => false,
             Stream::Tls(s) => s.get_ref().1.wants_write(),
         }
     }
@@ -148,6 +186,7 @@ impl AsyncRead for Stream {
         match this {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -160,6 +199,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => poll_tls_write(Pin::new(&mut **s), cx, |s, cx| s.poll_write(cx, buf)),
         }
     }
@@ -171,6 +211,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Tls(s) => poll_tls_write(Pin::new(&mut **s), cx, |s, cx| {
                 s.poll_write_vectored(cx, bufs)
             }),
@@ -181,6 +222,7 @@ impl AsyncWrite for Stream {
         match self {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Unix(s) => s.is_write_vectored(),
         }
     }
 
@@ -188,6 +230,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -195,6 +238,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -238,6 +282,7 @@ fn poll_tls_write<W: AsyncWrite + Unpin>(
 pub enum StreamRead<'a> {
     Plain(tcp::ReadHalf<'a>),
     Tls(tokio::io::ReadHalf<&'a mut Tls>),
+    Unix(unix::ReadHalf<'a>),
 }
 
 impl AsyncRead for StreamRead<'_> {
@@ -249,6 +294,7 @@ impl AsyncRead for StreamRead<'_> {
         match self.get_mut() {
             StreamRead::Plain(r) => Pin::new(r).poll_read(cx, buf),
             StreamRead::Tls(r) => Pin::new(r).poll_read(cx, buf),
+            StreamRead::Unix(r) => Pin::new(r).poll_read(cx, buf),
         }
     }
 }
@@ -262,6 +308,7 @@ pub enum StreamWrite<'a> {
         /// A write returned before the socket took all its records.
         unflushed: bool,
     },
+    Unix(unix::WriteHalf<'a>),
 }
 
 impl StreamWrite<'_> {
@@ -306,6 +353,7 @@ impl AsyncWrite for StreamWrite<'_> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             StreamWrite::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            StreamWrite::Unix(w) => Pin::new(w).poll_write(cx, buf),
             StreamWrite::Tls { half, unflushed } => {
                 Self::poll_tls(half, unflushed, cx, |h, cx| h.poll_write(cx, buf))
             }
@@ -319,6 +367,7 @@ impl AsyncWrite for StreamWrite<'_> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             StreamWrite::Plain(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            StreamWrite::Unix(w) => Pin::new(w).poll_write_vectored(cx, bufs),
             StreamWrite::Tls { half, unflushed } => {
                 Self::poll_tls(half, unflushed, cx, |h, cx| h.poll_write_vectored(cx, bufs))
             }
@@ -328,6 +377,7 @@ impl AsyncWrite for StreamWrite<'_> {
     fn is_write_vectored(&self) -> bool {
         match self {
             StreamWrite::Plain(w) => w.is_write_vectored(),
+            StreamWrite::Unix(w) => w.is_write_vectored(),
             StreamWrite::Tls { half, .. } => half.is_write_vectored(),
         }
     }
@@ -335,6 +385,7 @@ impl AsyncWrite for StreamWrite<'_> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             StreamWrite::Plain(w) => Pin::new(w).poll_flush(cx),
+            StreamWrite::Unix(w) => Pin::new(w).poll_flush(cx),
             StreamWrite::Tls { half, unflushed } => {
                 std::task::ready!(Pin::new(half).poll_flush(cx))?;
                 *unflushed = false;
@@ -346,6 +397,7 @@ impl AsyncWrite for StreamWrite<'_> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             StreamWrite::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            StreamWrite::Unix(w) => Pin::new(w).poll_shutdown(cx),
             StreamWrite::Tls { half, .. } => Pin::new(half).poll_shutdown(cx),
         }
     }

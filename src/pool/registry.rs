@@ -178,7 +178,7 @@ impl Pools {
             // than the ban: long enough to spare a dead host the janitor's refills, short
             // enough not to turn clients away once the ban is over.
             Node::Replica(_) => (
-                format!("@{}:{}", target.host, target.port),
+                format!("@{}", target.address()),
                 g.server_login_retry.min(g.replica_ban_time / 2),
             ),
         };

@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 use parking_lot::Mutex;
 
 use super::Pool;
+use crate::net::addr::Addr;
 use crate::net::stream::TlsParams;
 use crate::server::{ServerConn, ServerId};
 
@@ -43,7 +44,7 @@ pub struct ServerInfo {
     /// The backend's process id, from its cancel key.
     pub remote_pid: i32,
     /// The server's address.
-    pub addr: SocketAddr,
+    pub addr: Addr,
     /// pgweir's end of the connection; known for idle servers only, since asking the
     /// socket at every checkout would cost a system call per transaction.
     pub local_addr: Option<SocketAddr>,
@@ -60,7 +61,7 @@ pub struct ServerInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lent {
     pub remote_pid: i32,
-    pub addr: SocketAddr,
+    pub addr: Addr,
     pub created: Instant,
     pub since: Instant,
     pub tls: Option<TlsParams>,
@@ -157,7 +158,7 @@ impl Pool {
             },
             remote_pid: c.key.pid,
             addr: c.addr,
-            local_addr: c.stream.local_addr().ok(),
+            local_addr: c.stream.local_addr(),
             connected: at(c.created),
             since: at(since),
             // Marked servers are closed rather than put back idle.
@@ -178,7 +179,7 @@ mod tests {
         let now = Instant::now();
         let entry = |pid| Lent {
             remote_pid: pid,
-            addr: "127.0.0.1:5432".parse().unwrap(),
+            addr: Addr::Tcp("127.0.0.1:5432".parse().unwrap()),
             created: now,
             since: now,
             tls: None,

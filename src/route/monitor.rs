@@ -173,7 +173,7 @@ impl Monitor {
 }
 
 fn address(target: &ServerTarget) -> String {
-    format!("{}:{}", target.host, target.port)
+    target.address()
 }
 
 /// Why a check gave no sample.

@@ -1,5 +1,5 @@
-//! Opening a server connection: TCP connect, TLS as `server_tls_sslmode` asks
-//! ([`crate::net::connect`]), StartupMessage, the authentication exchange the server asks for
+//! Opening a server connection: TCP connect with TLS as `server_tls_sslmode` asks
+//! ([`crate::net::connect`]), or the Unix socket in a `host` directory, StartupMessage, the authentication exchange the server asks for
 //! (SCRAM-SHA-256, with channel binding under TLS, md5, cleartext or none), then
 //! ParameterStatus and BackendKeyData up to the first ReadyForQuery. Without a plaintext
 //! password, SCRAM passes through with the keys a client revealed and md5 answers from the
@@ -15,8 +15,10 @@ use postgres_protocol::authentication::sasl::{
 };
 use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
+use std::path::Path;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+
+use tokio::net::{TcpStream, UnixStream};
 
 use super::{
     upstream_error, ServerConn, ServerError, ServerId, ServerKey, ServerParams, ServerTarget,
@@ -24,11 +26,12 @@ use super::{
 };
 use crate::auth::passthrough::{Gs2, KeyedScramClient, PassThroughError};
 use crate::auth::secret::StoredSecret;
+use crate::net::addr::{is_socket_dir, socket_path, Addr};
 use crate::net::connect::{server_end_point, upgrade};
 
 /// Connects and logs in, all within `timeout`.
 pub async fn connect(target: &ServerTarget, timeout: Duration) -> Result<ServerConn, ServerError> {
-    let addr = format!("{}:{}", target.host, target.port);
+    let addr = target.address();
     match tokio::time::timeout(timeout, connect_inner(target, &addr)).await {
         Ok(r) => r,
         Err(_) => Err(ServerError::ConnectTimeout(addr)),
@@ -36,21 +39,7 @@ pub async fn connect(target: &ServerTarget, timeout: Duration) -> Result<ServerC
 }
 
 async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, ServerError> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|source| ServerError::Connect {
-            addr: addr.to_owned(),
-            source,
-        })?;
-    stream.set_nodelay(true)?;
-    let peer = stream.peer_addr()?;
-    let tls = target.tls.load_full();
-    let stream = upgrade(stream, &tls.server, &target.host)
-        .await
-        .map_err(|source| ServerError::Tls {
-            addr: addr.to_owned(),
-            source,
-        })?;
+    let (stream, peer) = open(target, addr).await?;
     let mut conn = ServerConn {
         id: ServerId::next(),
         stream,
@@ -73,6 +62,33 @@ async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, 
     authenticate(&mut conn, target).await?;
     finish_startup(&mut conn).await?;
     Ok(conn)
+}
+
+/// The connection to the server: TCP, upgraded to TLS as `server_tls_sslmode` asks, or the
+/// Unix socket when `host` is a directory (never under TLS there, as libpq and PgBouncer).
+async fn open(target: &ServerTarget, addr: &str) -> Result<(Stream, Addr), ServerError> {
+    let refused = |source| ServerError::Connect {
+        addr: addr.to_owned(),
+        source,
+    };
+    if is_socket_dir(&target.host) {
+        let dir = Path::new(&target.host);
+        let stream = UnixStream::connect(socket_path(dir, target.port))
+            .await
+            .map_err(refused)?;
+        return Ok((Stream::Unix(stream), Addr::unix(dir, target.port)));
+    }
+    let stream = TcpStream::connect(addr).await.map_err(refused)?;
+    stream.set_nodelay(true)?;
+    let peer = Addr::Tcp(stream.peer_addr()?);
+    let tls = target.tls.load_full();
+    let stream = upgrade(stream, &tls.server, &target.host)
+        .await
+        .map_err(|source| ServerError::Tls {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    Ok((stream, peer))
 }
 
 /// Answers authentication requests until AuthenticationOk. A SCRAM exchange, once begun,

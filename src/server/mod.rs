@@ -4,7 +4,7 @@
 
 pub mod login;
 
-use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use crate::auth::passthrough::{Credentials, PassThroughError};
 use crate::config::Secret;
 use crate::error::{ClientVisible, SqlState};
+use crate::net::addr::{is_socket_dir, socket_path, Addr};
 use crate::net::connect::UpgradeError;
 use crate::net::stream::Stream;
 use crate::net::tls::TlsState;
@@ -57,6 +58,20 @@ pub struct ServerTarget {
     pub credentials: Option<Arc<Credentials>>,
     /// TLS in force towards servers; read at each connect, so a reload applies to new ones.
     pub tls: TlsState,
+}
+
+impl ServerTarget {
+    /// Where the server is, for messages and SHOW output: `host:port`, or the socket file
+    /// when `host` is a directory.
+    pub fn address(&self) -> String {
+        if is_socket_dir(&self.host) {
+            socket_path(Path::new(&self.host), self.port)
+                .display()
+                .to_string()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// Reported parameters a client may change, so they can differ between sessions and must
@@ -218,7 +233,7 @@ pub struct ServerConn {
     /// Which of the registry's prepared statements this server has.
     pub statements: ServerStatements,
     /// Where to send a CancelRequest for this backend.
-    pub addr: SocketAddr,
+    pub addr: Addr,
     pub created: Instant,
     /// This connection's share of max_db_connections / max_user_connections.
     pub permit: crate::pool::limits::Permit,
@@ -318,8 +333,11 @@ impl ServerConn {
     }
 
     /// Sends a CancelRequest for this backend over a new connection.
-    pub async fn cancel(addr: SocketAddr, key: ServerKey) -> std::io::Result<()> {
-        let mut s = TcpStream::connect(addr).await?;
+    pub async fn cancel(addr: Addr, key: ServerKey) -> std::io::Result<()> {
+        let mut s = match addr {
+            Addr::Tcp(a) => Stream::Plain(TcpStream::connect(a).await?),
+            Addr::Unix { path, .. } => Stream::Unix(tokio::net::UnixStream::connect(path).await?),
+        };
         let mut buf = BytesMut::new();
         frontend::cancel_request(key.pid, key.secret, &mut buf);
         s.write_all(&buf).await?;

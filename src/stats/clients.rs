@@ -13,13 +13,14 @@
 //! every poll of the relay loop.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
+
+use crate::net::addr::Addr;
 
 /// What a client is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,7 +101,7 @@ pub struct Clients {
 #[derive(Debug)]
 pub struct ClientInfo {
     pub id: u64,
-    pub addr: SocketAddr,
+    pub addr: Addr,
     pub database: String,
     pub user: String,
     pub connected: SystemTime,
@@ -231,7 +232,7 @@ impl Clients {
     /// Registers a client that has just logged in, idle.
     pub fn register(
         self: &Arc<Self>,
-        addr: SocketAddr,
+        addr: Addr,
         database: &str,
         user: &str,
         tls: String,
@@ -292,7 +293,7 @@ mod tests {
     #[test]
     fn clients_come_and_go_with_their_states() {
         let clients = Arc::new(Clients::default());
-        let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let addr = Addr::Tcp("127.0.0.1:5000".parse().unwrap());
         let a = clients.register(addr, "db", "u", String::new());
         let b = clients.register(addr, "db", "u", String::new());
         a.set(ClientState::Active);
@@ -308,7 +309,12 @@ mod tests {
     #[test]
     fn a_waiting_client_shows_its_request_time_and_wait() {
         let clients = Arc::new(Clients::default());
-        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u", String::new());
+        let entry = clients.register(
+            Addr::Tcp("127.0.0.1:5000".parse().unwrap()),
+            "db",
+            "u",
+            String::new(),
+        );
         let info = clients.all().pop().unwrap();
         assert_eq!(info.request_time(), info.connected, "no request yet");
         assert_eq!(info.waiting_for(), None);
@@ -336,7 +342,12 @@ mod tests {
     #[test]
     fn a_kill_wakes_the_client_once_and_the_first_reason_stays() {
         let clients = Arc::new(Clients::default());
-        let entry = clients.register("127.0.0.1:5000".parse().unwrap(), "db", "u", String::new());
+        let entry = clients.register(
+            Addr::Tcp("127.0.0.1:5000".parse().unwrap()),
+            "db",
+            "u",
+            String::new(),
+        );
         let watch = entry.kill_watch();
         assert_eq!(watch.killed(), None);
         let wakes = Arc::new(Wakes(AtomicU64::new(0)));

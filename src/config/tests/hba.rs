@@ -23,7 +23,7 @@ fn hba_reads_the_file() {
     let hba = config.pgweir.auth_hba_file.expect("parsed hba file");
     assert_eq!(hba.path.display().to_string(), path);
     assert!(hba
-        .find("127.0.0.1".parse().unwrap(), false, "d", "u")
+        .find(Some("127.0.0.1".parse().unwrap()), false, "d", "u")
         .is_some());
 }
 

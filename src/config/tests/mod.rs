@@ -51,7 +51,7 @@ fn rejects(text: &str, expected: &str) {
 fn absent_sections_take_defaults() {
     let config = parse(MINIMAL);
     let g = &config.pgweir;
-    assert_eq!(g.listen_addr, "127.0.0.1");
+    assert_eq!(g.listen_addr.to_string(), "127.0.0.1");
     assert_eq!(g.listen_port, 6432);
     assert_eq!(g.auth_type, AuthType::ScramSha256);
     assert_eq!(g.max_client_conn, 100);
@@ -112,7 +112,11 @@ pool_mode = "session"
     );
     let g = &config.pgweir;
     assert_eq!(
-        (g.listen_addr.as_str(), g.listen_port, g.auth_type),
+        (
+            g.listen_addr.to_string().as_str(),
+            g.listen_port,
+            g.auth_type
+        ),
         ("0.0.0.0", 7432, AuthType::Md5)
     );
     assert_eq!((g.max_client_conn, g.workers), (10000, 4));
@@ -137,7 +141,7 @@ pool_mode = "session"
 #[test]
 fn example_file_parses() {
     let config = parse(include_str!("../../../config/pgweir.toml"));
-    assert_eq!(config.pgweir.listen_addr, "127.0.0.1");
+    assert_eq!(config.pgweir.listen_addr.to_string(), "127.0.0.1");
     assert_eq!(config.pgweir.listen_port, 6432);
     assert_eq!(config.pgweir.auth_type, AuthType::ScramSha256);
     assert_eq!(config.pool.pool_mode, PoolMode::Transaction);
@@ -397,7 +401,8 @@ password = "a${APP_PW}b${APP_PW}"
         Duration::from_secs(30)
     );
     assert_eq!(
-        config.pgweir.listen_addr, "$DB_HOST",
+        config.pgweir.listen_addr.to_string(),
+        "$DB_HOST",
         "no braces, no expansion"
     );
     let app = &config.databases["app"];
