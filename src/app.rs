@@ -46,6 +46,7 @@ pub struct App {
 impl App {
     /// The app for `config`, read from `path`, with the TLS material built from it.
     pub fn new(config: Config, path: PathBuf, tls: Tls) -> Self {
+        crate::stats::catalog::zero_databases(&config);
         let config = Arc::new(config);
         let keyring = Arc::new(Keyring::default());
         let tls = tls.into_state();
@@ -91,6 +92,7 @@ impl App {
     /// changed, keeps serving the clients it has while new clients get the new one (or an
     /// error). Returns what could not change without a restart.
     pub fn reload(&self, new: Config) -> Vec<String> {
+        crate::stats::catalog::zero_databases(&new);
         let new = Arc::new(new);
         let old = self.config();
         let restart_only = restart_only(&old, &new);
@@ -137,7 +139,7 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
-fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 19] {
+fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 20] {
     let (o, n) = (&old.pgweir, &new.pgweir);
     let (op, np) = (&old.pool, &new.pool);
     let (ou, nu) = (o.unix_socket.as_ref(), n.unix_socket.as_ref());
@@ -152,6 +154,10 @@ fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 19
         ),
         ("workers", o.workers != n.workers),
         ("metrics_addr", o.metrics_addr != n.metrics_addr),
+        (
+            "metrics_histograms",
+            o.metrics_histograms != n.metrics_histograms,
+        ),
         ("max_client_conn", o.max_client_conn != n.max_client_conn),
         ("log_level", o.log_level != n.log_level),
         ("log_format", o.log_format != n.log_format),

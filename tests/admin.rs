@@ -35,7 +35,7 @@ fn expected_columns(what: &str) -> Vec<&'static str> {
             total_client_parse_count total_server_parse_count total_bind_count \
             avg_server_assignment_count avg_xact_count avg_query_count avg_recv avg_sent \
             avg_xact_time avg_query_time avg_wait_time avg_client_parse_count \
-            avg_server_parse_count avg_bind_count"
+            avg_server_parse_count avg_bind_count total_requests"
         }
         "STATS_TOTALS" => {
             "database server_assignment_count xact_count query_count \
@@ -50,7 +50,7 @@ fn expected_columns(what: &str) -> Vec<&'static str> {
         ),
         "DATABASES" => {
             "name host port database force_user pool_size min_pool_size \
-            reserve_pool_size server_lifetime pool_mode load_balance_hosts max_connections \
+            reserve_pool server_lifetime pool_mode load_balance_hosts max_connections \
             current_connections max_client_connections current_client_connections paused \
             disabled"
         }
@@ -523,14 +523,26 @@ async fn a_database_with_a_replica_has_a_row_per_node() {
     until_reads_on_replica(&app, "a read on the replica").await;
     let admin = console(&pgweir, ADMIN, "pgweir").await;
     let pools = show(&admin, "SHOW POOLS").await;
-    let nodes: Vec<_> = pools
-        .rows_where("database", TEST_DB)
-        .iter()
-        .map(|r| r[pools.index("node")].clone().unwrap())
-        .collect();
-    assert_eq!(nodes, ["primary", "replica0"]);
+    let on_replica_db = format!("{TEST_DB}/replica0");
+    let node_of = |db: &str| {
+        let rows = pools.rows_where("database", db);
+        let nodes: Vec<_> = rows
+            .iter()
+            .map(|r| r[pools.index("node")].clone())
+            .collect();
+        nodes
+    };
+    assert_eq!(node_of(TEST_DB), [Some("primary".to_owned())]);
+    assert_eq!(node_of(&on_replica_db), [Some("replica0".to_owned())]);
+    let databases = show(&admin, "SHOW DATABASES").await;
+    let replica_port = databases.get("name", &on_replica_db, "port");
+    assert_eq!(replica_port, Some(replica.port.to_string()));
     let servers = show(&admin, "SHOW SERVERS").await;
     let on_replica = servers.rows_where("node", "replica0");
+    assert_eq!(
+        on_replica[0][servers.index("database")],
+        Some(on_replica_db)
+    );
     assert!(
         !on_replica.is_empty(),
         "the replica's server: {:?}",

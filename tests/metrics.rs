@@ -191,4 +191,103 @@ async fn replica_metrics_appear_for_a_database_with_replicas() {
         &["node=\"replica0\"", "state=\"idle\""],
     );
     assert!(node.is_some(), "servers of the replica's pool:\n{text}");
+    let address = format!("address=\"127.0.0.1:{}\"", replica.port);
+    let info = sample(
+        &text,
+        "pgweir_replica_info",
+        &["node=\"replica0\"", &address],
+    );
+    assert_eq!(
+        info,
+        Some(1.0),
+        "the replica's address, by its node:\n{text}"
+    );
+    assert!(
+        !text.contains("replica=\""),
+        "one label name for a node:\n{text}"
+    );
+    promtool_accepts(&text);
+}
+
+/// `promtool check metrics` finds nothing to say about `text` (no missing HELP, no
+/// naming problems). promtool comes with Prometheus; .ci/run installs it.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = spawned.unwrap_or_else(|e| {
+        panic!("promtool not found ({e}): install it with `apt-get install prometheus`")
+    });
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("run promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {said}\n{text}"
+    );
+}
+
+/// Every family starts with HELP, and the counters whose labels are known in advance
+/// start at 0: promtool passes on a fresh pgweir that has served nobody.
+#[tokio::test]
+async fn a_fresh_pgweir_passes_promtool_with_its_counters_at_zero() {
+    let metrics_port = free_port();
+    let _pgweir = with_metrics(metrics_port);
+    let (_, text) = get(metrics_port, "/metrics").await;
+    for kind in [
+        "client_login",
+        "client_idle",
+        "idle_transaction",
+        "query",
+        "query_wait",
+    ] {
+        let label = format!("kind=\"{kind}\"");
+        assert_eq!(
+            sample(&text, "pgweir_timeouts_total", &[&label]),
+            Some(0.0),
+            "{text}"
+        );
+    }
+    let unknown = [&format!("database=\"{TEST_DB}\"")[..], "user=\"unknown\""];
+    let failures = sample(&text, "pgweir_client_auth_failures_total", &unknown);
+    assert_eq!(failures, Some(0.0), "{text}");
+    promtool_accepts(&text);
+}
+
+/// `metrics_histograms` turns the per-pool histograms down to one per database, or off.
+#[tokio::test]
+async fn histograms_can_be_kept_per_database_or_not_at_all() {
+    for (setting, per_user, any) in [("database", false, true), ("off", false, false)] {
+        let metrics_port = free_port();
+        let pgweir = Pgweir::builder()
+            .general(&format!(
+                "metrics_addr = \"127.0.0.1:{metrics_port}\"\nmetrics_histograms = \"{setting}\""
+            ))
+            .start();
+        let client = pgweir.connect().await;
+        client.simple_query("SELECT 1").await.unwrap();
+        let (_, text) = get(metrics_port, "/metrics").await;
+        let db = format!("database=\"{TEST_DB}\"");
+        let count = sample(&text, "pgweir_query_seconds_count", &[&db]);
+        assert_eq!(count.is_some(), any, "{setting}:\n{text}");
+        let with_user = text
+            .lines()
+            .any(|l| l.starts_with("pgweir_query_seconds") && l.contains("user="));
+        assert_eq!(with_user, per_user, "{setting}:\n{text}");
+        promtool_accepts(&text);
+    }
 }

@@ -56,9 +56,11 @@ pub const POOLS: [(&str, Type); 18] = [
     ("node", Type::Text),
 ];
 
-/// One row per pool, and a database with replicas has a pool per node. Clients are not
-/// tied to a node until they wait for one, so `cl_active` (clients logged in and not
-/// waiting) is on the primary's row, `cl_waiting` on the row of the node waited for.
+/// One row per pool, and a database with replicas has a pool per node, its `database`
+/// named for the node ([`Node::console_name`]: `app/replica0`), so no two rows share a
+/// (database, user). Clients are not tied to a node until they wait for one, so `cl_active`
+/// (clients logged in and not waiting) is on the primary's row, `cl_waiting` on the row of
+/// the node waited for.
 fn pools(app: &App, out: &mut BytesMut) {
     let active = clients_by_pool(app);
     let mut groups = app.pools.groups();
@@ -76,7 +78,7 @@ fn pools(app: &App, out: &mut BytesMut) {
             };
             let wait = s.max_wait;
             rs.row([
-                key.0.as_str().into(),
+                node.console_name(&key.0).into(),
                 key.1.as_str().into(),
                 cl_active.into(),
                 s.waiting.into(),
@@ -136,7 +138,9 @@ pub const DATABASES: [(&str, Type); 17] = [
     ("force_user", Type::Text),
     ("pool_size", Type::Int4),
     ("min_pool_size", Type::Int4),
-    ("reserve_pool_size", Type::Int4),
+    // PgBouncer 1.24 renamed it `reserve_pool_size`; every pgbouncer_exporter reads this
+    // name, and the newer ones break on both (see the README's console versions).
+    ("reserve_pool", Type::Int4),
     ("server_lifetime", Type::Int4),
     ("pool_mode", Type::Text),
     ("load_balance_hosts", Type::Text),
@@ -149,46 +153,51 @@ pub const DATABASES: [(&str, Type); 17] = [
 ];
 
 /// One row per configured database: where its primary is and its database-level
-/// settings (`pool_mode` only when the database overrides it, as in PgBouncer);
-/// `current_connections` counts connections to the primary, as `max_connections` limits
-/// them per server.
+/// settings (`pool_mode` only when the database overrides it, as in PgBouncer), then one
+/// per replica, named as SHOW POOLS names it (`app/replica0`), with its address.
+/// `current_connections` counts the connections to that node, as `max_connections`
+/// limits them per server.
 fn databases(app: &App, out: &mut BytesMut) {
     let (cfg, pools) = (&app.config(), app.pools.all());
     let clients = app.connected.all();
     let mut rs = ResultSet::new(out, &DATABASES);
     for (name, db) in &cfg.databases {
-        let servers: usize = (pools.iter())
-            .filter(|p| &p.key.database == name && p.key.node == Node::Primary)
-            .map(|p| open(&p.snapshot()))
-            .sum();
-        let lifetime = db.server_lifetime.unwrap_or(cfg.pool.server_lifetime);
-        rs.row([
-            name.as_str().into(),
-            db.host.as_str().into(),
-            db.port.into(),
-            db.dbname.as_str().into(),
-            db.user.as_deref().into(),
-            db.pool_size.unwrap_or(cfg.pool.default_pool_size).into(),
-            db.min_pool_size.unwrap_or(cfg.pool.min_pool_size).into(),
-            db.reserve_pool_size
-                .unwrap_or(cfg.pool.reserve_pool_size)
-                .into(),
-            clamp(lifetime.as_secs()).into(),
-            db.pool_mode.map(|m| m.as_str()).into(),
-            Value::Null,
-            db.max_db_connections
-                .unwrap_or(cfg.pool.max_db_connections)
-                .into(),
-            servers.into(),
-            cfg.pgweir.max_db_client_connections.into(),
-            clients
-                .iter()
-                .filter(|c| &c.database == name)
-                .count()
-                .into(),
-            usize::from(app.pools.control.is_paused(name)).into(),
-            usize::from(app.pools.control.is_disabled(name)).into(),
-        ]);
+        let nodes = std::iter::once((Node::Primary, db.host.as_str(), db.port));
+        let replicas = (db.replicas.iter().enumerate())
+            .map(|(i, r)| (Node::Replica(i), r.host.as_str(), r.port));
+        for (node, host, port) in nodes.chain(replicas) {
+            let servers: usize = (pools.iter())
+                .filter(|p| &p.key.database == name && p.key.node == node)
+                .map(|p| open(&p.snapshot()))
+                .sum();
+            let lifetime = db.server_lifetime.unwrap_or(cfg.pool.server_lifetime);
+            rs.row([
+                node.console_name(name).into(),
+                host.into(),
+                port.into(),
+                db.dbname.as_str().into(),
+                db.user.as_deref().into(),
+                db.pool_size.unwrap_or(cfg.pool.default_pool_size).into(),
+                db.min_pool_size.unwrap_or(cfg.pool.min_pool_size).into(),
+                db.reserve_pool_size
+                    .unwrap_or(cfg.pool.reserve_pool_size)
+                    .into(),
+                clamp(lifetime.as_secs()).into(),
+                db.pool_mode.map(|m| m.as_str()).into(),
+                Value::Null,
+                db.max_db_connections
+                    .unwrap_or(cfg.pool.max_db_connections)
+                    .into(),
+                servers.into(),
+                cfg.pgweir.max_db_client_connections.into(),
+                (clients.iter())
+                    .filter(|c| &c.database == name && node == Node::Primary)
+                    .count()
+                    .into(),
+                usize::from(app.pools.control.is_paused(name)).into(),
+                usize::from(app.pools.control.is_disabled(name)).into(),
+            ]);
+        }
     }
     rs.finish();
 }

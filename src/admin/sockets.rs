@@ -157,7 +157,7 @@ fn server_row(database: &str, user: &str, node: Node, s: &ServerInfo) -> Vec<Val
     let mut row = vec![
         "S".into(),
         user.into(),
-        database.into(),
+        node.console_name(database).into(),
         "none".into(),
         s.state.as_str().into(),
         s.addr.host().into(),

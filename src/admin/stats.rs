@@ -78,7 +78,7 @@ fn per_database(app: &App) -> BTreeMap<String, Database> {
     dbs
 }
 
-pub const STATS: [(&str, Type); 23] = [
+pub const STATS: [(&str, Type); 24] = [
     ("database", Type::Text),
     ("total_server_assignment_count", Type::Numeric),
     ("total_xact_count", Type::Numeric),
@@ -102,15 +102,20 @@ pub const STATS: [(&str, Type); 23] = [
     ("avg_client_parse_count", Type::Numeric),
     ("avg_server_parse_count", Type::Numeric),
     ("avg_bind_count", Type::Numeric),
+    // PgBouncer 1.7's name for total_query_count, after the 1.25 columns: Debian bookworm's
+    // prometheus-pgbouncer-exporter still reads it.
+    ("total_requests", Type::Numeric),
 ];
 
 pub fn stats(app: &App, out: &mut BytesMut) {
     let mut rs = ResultSet::new(out, &STATS);
     for (name, db) in per_database(app) {
         let avg = averages(&Averages::of(db.period));
+        let requests = Value::from(db.totals.queries);
         let row = std::iter::once(name.into())
             .chain(values(totals(&db.totals)))
-            .chain(values(avg));
+            .chain(values(avg))
+            .chain(std::iter::once(requests));
         rs.row(row);
     }
     rs.finish();
@@ -165,6 +170,6 @@ mod tests {
         assert_eq!(db.period.length, minute);
         assert_eq!(Averages::of(db.period).transactions, 2, "120 in a minute");
         assert_eq!(1 + totals(&db.totals).len(), STATS_TOTALS.len());
-        assert_eq!(1 + 2 * totals(&db.totals).len(), STATS.len());
+        assert_eq!(2 + 2 * totals(&db.totals).len(), STATS.len());
     }
 }

@@ -497,6 +497,7 @@ fn count_timeout(e: &ClientError) {
         ClientError::Pool(PoolError::WaitTimeout(_)) => "query_wait",
         _ => return,
     };
+    // `kind` is one of catalog::TIMEOUT_KINDS, which start at 0.
     metrics::counter!("pgweir_timeouts_total", "kind" => kind).increment(1);
 }
 

@@ -14,10 +14,11 @@ use super::error::Problem;
 use super::listen::{self, FileMode, Group, ListenAddr, UnixSocket};
 use super::reader::{EnvLookup, Reader, Section};
 use super::{
-    AuthType, Config, DatabaseConfig, GeneralConfig, LogFormat, PoolDefaults, PoolMode,
+    AuthType, Config, DatabaseConfig, GeneralConfig, Histograms, LogFormat, PoolDefaults, PoolMode,
     ReadRouting, ReplicaConfig, Target, UserConfig, ADMIN_DATABASES, LOG_LEVELS,
 };
 use crate::auth::hba::HbaFile;
+use crate::pool::Node;
 use crate::sql::route::never_read_only;
 
 /// Where Postgres listens unless a database entry says otherwise.
@@ -217,6 +218,14 @@ fn operations(
     };
     GeneralConfig {
         metrics_addr: r.parsed(s, "metrics_addr", metrics_addr).or(d.metrics_addr),
+        metrics_histograms: r
+            .choice(
+                s,
+                "metrics_histograms",
+                &Histograms::ALL,
+                Histograms::as_str,
+            )
+            .unwrap_or(d.metrics_histograms),
         admin_users: r
             .strings(s, "admin_users", configured)
             .unwrap_or(d.admin_users),
@@ -327,9 +336,20 @@ fn databases(
     if sec.is_empty() {
         r.problem(sec.path().to_owned(), sec.line(), "no databases configured");
     }
-    named(r, &mut sec, |r, name, db_sec| {
+    let databases = named(r, &mut sec, |r, name, db_sec| {
         database(r, name, db_sec, defaults)
-    })
+    });
+    for (name, db) in &databases {
+        for i in 0..db.replicas.len() {
+            // The admin console names replica rows so; a database of that name would share them.
+            let taken = Node::Replica(i).console_name(name);
+            if databases.contains_key(&taken) {
+                let why = format!("is how the admin console names {name}'s replica {i}");
+                r.problem(format!("databases.{taken}"), sec.line(), why);
+            }
+        }
+    }
+    databases
 }
 
 /// `[databases.NAME]`. Fields that are missing or invalid get placeholders: a problem

@@ -47,7 +47,7 @@ use crate::auth::hba::HbaFile;
 /// replica monitor they were created with; and a client's pool mode and prepared-statement
 /// renaming must not change under it. A change to any of them waits for a restart (and the
 /// reload says so).
-pub const RESTART_ONLY: [&str; 19] = [
+pub const RESTART_ONLY: [&str; 20] = [
     "listen_addr",
     "listen_port",
     "unix_socket_dir",
@@ -55,6 +55,7 @@ pub const RESTART_ONLY: [&str; 19] = [
     "unix_socket_group",
     "workers",
     "metrics_addr",
+    "metrics_histograms",
     "max_client_conn",
     "log_level",
     "log_format",
@@ -151,6 +152,9 @@ pub struct GeneralConfig {
     /// Where `GET /metrics` (Prometheus text format) and `GET /health` are served;
     /// `None` (the default) serves neither, so nothing listens unless asked.
     pub metrics_addr: Option<SocketAddr>,
+    /// How finely the latency histograms are kept: one set per pool is the most telling,
+    /// but with thousands of pools their series dominate a scrape.
+    pub metrics_histograms: Histograms,
     /// Users who may run every admin console command; each must be in `[users]` (or, when
     /// `auth_file` is set, may be in that file).
     pub admin_users: Vec<String>,
@@ -198,6 +202,7 @@ impl Default for GeneralConfig {
             replica_ban_time: Duration::from_secs(30),
             replica_check_interval: Duration::from_millis(100),
             metrics_addr: None,
+            metrics_histograms: Histograms::Pool,
             admin_users: Vec::new(),
             stats_users: Vec::new(),
             shutdown_timeout: Duration::from_secs(30),
@@ -266,6 +271,29 @@ impl LogFormat {
         match self {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
+        }
+    }
+}
+
+/// `metrics_histograms`: which labels the latency histograms carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Histograms {
+    /// `database` and `user`: one set per pool.
+    Pool,
+    /// `database` only, the users of a database summed.
+    Database,
+    /// None recorded.
+    Off,
+}
+
+impl Histograms {
+    pub const ALL: [Histograms; 3] = [Histograms::Pool, Histograms::Database, Histograms::Off];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Histograms::Pool => "pool",
+            Histograms::Database => "database",
+            Histograms::Off => "off",
         }
     }
 }

@@ -72,6 +72,16 @@ impl Node {
             Node::Replica(i) => format!("replica{i}"),
         }
     }
+
+    /// The `database` column of the console's per-node rows: the database for its primary,
+    /// `database/replica0` for a replica, so the rows of one (database, user) stay apart for
+    /// tools that key on those two columns (the Prometheus pgbouncer_exporter).
+    pub fn console_name(self, database: &str) -> String {
+        match self {
+            Node::Primary => database.to_owned(),
+            Node::Replica(_) => format!("{database}/{}", self.label()),
+        }
+    }
 }
 
 /// Why no server could be had.

@@ -153,7 +153,10 @@ impl Pools {
             self.stats
                 .lock()
                 .entry((database.to_owned(), server_user.to_owned()))
-                .or_insert_with(|| Arc::new(GroupStats::new(database, server_user))),
+                .or_insert_with(|| {
+                    let histograms = cfg.pgweir.metrics_histograms;
+                    Arc::new(GroupStats::new(database, server_user, histograms))
+                }),
         );
         Ok(PoolGroup::new(
             primary, replicas, routing, monitor, origin, stats,

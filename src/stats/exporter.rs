@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use super::gauges::{Gauges, Labels, Merge, Series};
 use super::ClientState;
 use crate::app::App;
-use crate::pool::PoolGroup;
+use crate::pool::{Node, PoolGroup};
 
 /// Histogram buckets, in seconds: from a fast pgbench query to a long report.
 const BUCKETS: [f64; 15] = [
@@ -42,11 +42,14 @@ const MAX_SCRAPERS: usize = 64;
 /// How long one request and its answer may take.
 const REQUEST_TIME: Duration = Duration::from_secs(10);
 
-/// Installs the global recorder; call once, before pools are created.
+/// Installs the global recorder and describes every family to it; call once, before pools
+/// are created.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets(&BUCKETS)?
-        .install_recorder()
+        .install_recorder()?;
+    super::catalog::describe();
+    Ok(handle)
 }
 
 /// Answers scrapes on `listener` until the process ends.
@@ -215,8 +218,11 @@ fn refresh_group(group: &PoolGroup, gauges: &mut Gauges, bans: &mut BTreeMap<Lab
     for r in 0..monitor.replicas() {
         let labels = vec![
             ("database", s.database.clone()),
-            ("replica", monitor.name(r).to_owned()),
+            ("node", Node::Replica(r).label()),
         ];
+        let mut info = labels.clone();
+        info.push(("address", monitor.name(r).to_owned()));
+        gauges.put("pgweir_replica_info", info, 1.0, Merge::First);
         let lag = monitor.lag(r).map_or(f64::NAN, |d| d.as_secs_f64());
         gauges.put(
             "pgweir_replica_lag_seconds",

@@ -9,6 +9,7 @@
 //! transaction; without `metrics_addr` no recorder is installed and the histogram handles
 //! do nothing.
 
+pub mod catalog;
 pub mod clients;
 pub mod exporter;
 pub mod gauges;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use metrics::Histogram;
 use parking_lot::Mutex;
 
+use crate::config::Histograms;
 use crate::prepared::CacheCounts;
 use crate::protocol::TxStatus;
 
@@ -53,8 +55,18 @@ pub struct GroupStats {
 }
 
 impl GroupStats {
-    pub fn new(database: &str, user: &str) -> Self {
-        let labels = [("database", database.to_owned()), ("user", user.to_owned())];
+    /// The totals of a new (database, user) pair, its histograms labelled as `histograms`
+    /// says, and its counters started at 0 ([`catalog::zero_pool`]).
+    pub fn new(database: &str, user: &str, histograms: Histograms) -> Self {
+        catalog::zero_pool(database, user);
+        let mut labels = vec![("database", database.to_owned()), ("user", user.to_owned())];
+        if histograms == Histograms::Database {
+            labels.truncate(1);
+        }
+        let histogram = |name: &'static str| match histograms {
+            Histograms::Off => Histogram::noop(),
+            _ => metrics::histogram!(name, &labels),
+        };
         GroupStats {
             database: database.to_owned(),
             user: user.to_owned(),
@@ -68,9 +80,9 @@ impl GroupStats {
             wait_us: AtomicU64::new(0),
             prepared: CacheCounts::default(),
             period: Mutex::new((Reading::default(), Period::default())),
-            wait: metrics::histogram!("pgweir_wait_seconds", &labels),
-            transaction: metrics::histogram!("pgweir_transaction_seconds", &labels),
-            query: metrics::histogram!("pgweir_query_seconds", &labels),
+            wait: histogram("pgweir_wait_seconds"),
+            transaction: histogram("pgweir_transaction_seconds"),
+            query: histogram("pgweir_query_seconds"),
         }
     }
 
@@ -175,7 +187,7 @@ mod tests {
 
     #[test]
     fn a_transaction_spans_its_queries_and_each_query_is_timed() {
-        let stats = GroupStats::new("db", "u");
+        let stats = GroupStats::new("db", "u", Histograms::Pool);
         let mut clock = Clock::default();
         let t0 = Instant::now();
         let ms = Duration::from_millis;
@@ -196,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_period_holds_what_changed_since_the_last_one() {
-        let stats = GroupStats::new("db", "u");
+        let stats = GroupStats::new("db", "u", Histograms::Pool);
         let minute = Duration::from_secs(60);
         stats.transactions.store(5, Ordering::Relaxed);
         assert_eq!(stats.close_period(minute).change.transactions, 5);
@@ -208,7 +220,7 @@ mod tests {
 
     #[test]
     fn an_unasked_ready_for_query_counts_nothing() {
-        let stats = GroupStats::new("db", "u");
+        let stats = GroupStats::new("db", "u", Histograms::Pool);
         Clock::default().ready(TxStatus::Idle, Instant::now(), &stats);
         assert_eq!(stats.queries.load(Ordering::Relaxed), 0);
         assert_eq!(stats.transactions.load(Ordering::Relaxed), 0);
