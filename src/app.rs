@@ -3,9 +3,10 @@
 //! new configuration without dropping anyone: readers take the current one each time.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 
 use crate::auth::passthrough::Keyring;
 use crate::auth::query::AuthQueries;
@@ -41,6 +42,21 @@ pub struct App {
     config_path: PathBuf,
     /// Certificates and keys in force, swapped with the configuration they came from.
     pub tls: TlsState,
+    /// The text the configuration in force was read from: the file as last (re)loaded,
+    /// with the console's SETs since written into it. Locked while a new text is put in
+    /// force, so two SETs cannot lose one another.
+    source: Mutex<String>,
+    /// The sockets clients connect to, once bound, for SHOW FDS.
+    pub listening: OnceLock<Vec<Listening>>,
+}
+
+/// A socket pgweir accepts clients on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listening {
+    pub fd: i32,
+    /// The IP address, or `unix`.
+    pub addr: String,
+    pub port: u16,
 }
 
 impl App {
@@ -61,8 +77,10 @@ impl App {
             connected: Arc::new(Clients::default()),
             shutdown: Shutdown::default(),
             config: ArcSwap::new(config),
+            source: Mutex::new(std::fs::read_to_string(&path).unwrap_or_default()),
             config_path: path,
             tls,
+            listening: OnceLock::new(),
         }
     }
 
@@ -71,7 +89,33 @@ impl App {
     /// is refused whole and the running configuration stays. On success, returns what waits
     /// for a restart.
     pub fn reload_file(&self) -> Result<Vec<String>, ConfigError> {
-        let config = Config::load(&self.config_path)?;
+        let text =
+            std::fs::read_to_string(&self.config_path).map_err(|source| ConfigError::Io {
+                path: self.config_path.clone(),
+                source,
+            })?;
+        let mut source = self.source.lock();
+        let notes = self.put_in_force(&text)?;
+        *source = text;
+        Ok(notes)
+    }
+
+    /// Puts in force the text `edit` makes of the current one (the console's SET), as a
+    /// reload would; the next reload reads the file again, so an edit lasts until then.
+    pub fn edit_source(
+        &self,
+        edit: impl FnOnce(&str) -> Result<String, String>,
+    ) -> Result<Vec<String>, String> {
+        let mut source = self.source.lock();
+        let text = edit(&source)?;
+        let notes = self.put_in_force(&text).map_err(|e| e.to_string())?;
+        *source = text;
+        Ok(notes)
+    }
+
+    /// Parses `text`, loads the certificates and keys it names, and puts both in force.
+    fn put_in_force(&self, text: &str) -> Result<Vec<String>, ConfigError> {
+        let config = Config::parse(text, &|name| std::env::var(name).ok())?;
         let tls = Tls::load(&config.pgweir.tls).map_err(|e| e.into_config_error())?;
         self.tls.store(Arc::new(tls));
         Ok(self.reload(config))

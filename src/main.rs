@@ -172,6 +172,7 @@ fn run(config: Config, tls: Tls, path: &Path) -> std::io::Result<()> {
         }
         let listeners = listener::bind(&app.config().pgweir).map_err(std::io::Error::other)?;
         let addrs = listeners.addresses().join(", ");
+        let _ = app.listening.set(listeners.sockets());
         tracing::info!(addr = %addrs, "pgweir listening");
         let mut signals = Signals::new()?;
         // The admin console's SHUTDOWN starts the same drain as a signal.

@@ -1,9 +1,10 @@
 //! The Docker setup in `docker/`, checked without a Docker engine (these machines have
 //! none): the compose file, the Dockerfile, Prometheus' and Grafana's configs and the
 //! dashboard parse and agree with each other, every file they mount or copy exists,
-//! every metric the dashboard queries is one pgweir exports ([`promql::METRICS`]), and the
+//! every metric the dashboard queries is one pgweir exports ([`promql::METRICS`]), the
 //! pgweir config inside passes `pgweir check` with the environment the compose file
-//! gives it. Needs no PostgreSQL: nothing here starts a server.
+//! gives it, no password has a default, ports are published on 127.0.0.1 only and the image
+//! runs as a numeric non-root user. Needs no PostgreSQL: nothing here starts a server.
 
 #[path = "docker/promql.rs"]
 mod promql;
@@ -56,8 +57,23 @@ fn str_list(value: &Yaml) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A service's `environment` map with compose's `${NAME:-default}` interpolation
-/// resolved to the defaults: what `docker compose up` uses with nothing overridden.
+/// What an operator sets before `up` (the compose file has no default for them).
+fn secrets() -> BTreeMap<&'static str, &'static str> {
+    [
+        ("POSTGRES_PASSWORD", "pg-secret"),
+        ("APP_PASSWORD", "app-secret"),
+        ("REPLICATION_PASSWORD", "repl-secret"),
+        ("PGWEIR_ADMIN_PASSWORD", "admin-secret"),
+        ("PGWEIR_MONITOR_PASSWORD", "monitor-secret"),
+        ("GRAFANA_ADMIN_PASSWORD", "grafana-secret"),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// A service's `environment` map with compose's interpolation resolved as `docker compose
+/// up` would with [`secrets`] set: `${NAME:?message}` from them, `${NAME:-default}` to the
+/// default.
 fn environment(svc: &Yaml) -> BTreeMap<String, String> {
     let Some(map) = svc["environment"].as_mapping() else {
         return BTreeMap::new();
@@ -69,27 +85,68 @@ fn environment(svc: &Yaml) -> BTreeMap<String, String> {
                 Yaml::String(s) => s.clone(),
                 other => serde_yaml::to_string(other).unwrap().trim().to_owned(),
             };
-            let value = compose_default(&raw)
-                .unwrap_or_else(|| panic!("environment {key}: {raw:?} has no default"));
+            let value = interpolate(&raw)
+                .unwrap_or_else(|| panic!("environment {key}: {raw:?} cannot be resolved"));
             (key, value)
         })
         .collect()
 }
 
-/// Resolves every `${NAME:-default}` in `text` to its default; `None` when a variable
-/// has none, so the stack would not start without the caller setting it.
-fn compose_default(text: &str) -> Option<String> {
-    let mut out = String::new();
+/// Every `${...}` of `text`, as written between the braces.
+fn references(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}')? + start;
-        let (_, default) = rest[start + 2..end].split_once(":-")?;
-        out.push_str(default);
-        rest = &rest[end + 1..];
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
+        found.push(&rest[start + 2..start + end]);
+        rest = &rest[start + end + 1..];
     }
-    out.push_str(rest);
+    found
+}
+
+/// `text` with each `${NAME:?message}` taken from [`secrets`] and each `${NAME:-default}`
+/// resolved to its default; `None` for any other form.
+fn interpolate(text: &str) -> Option<String> {
+    let mut out = text.to_owned();
+    for reference in references(text) {
+        let value = match (reference.split_once(":?"), reference.split_once(":-")) {
+            (Some((name, _)), _) => secrets().get(name)?.to_string(),
+            (None, Some((_, default))) => default.to_owned(),
+            _ => return None,
+        };
+        out = out.replacen(&format!("${{{reference}}}"), &value, 1);
+    }
     Some(out)
+}
+
+/// No password has a default: each must be set, or compose refuses to start; and every
+/// published port listens on 127.0.0.1 only.
+#[test]
+fn compose_ships_no_passwords_and_publishes_on_loopback_only() {
+    let text = read(&docker_dir().join("docker-compose.yml"));
+    let uncommented: String = text
+        .lines()
+        .map(|l| l.split(" #").next().unwrap_or(l))
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let refs = references(&uncommented);
+    assert!(!refs.is_empty());
+    for reference in refs {
+        let required = reference.split_once(":?").map(|(name, _)| name);
+        assert!(
+            required.is_some_and(|name| secrets().contains_key(name)),
+            "${{{reference}}}: every variable is a password that must be set"
+        );
+    }
+    let compose = compose();
+    for name in SERVICES {
+        for port in str_list(&service(&compose, name)["ports"]) {
+            assert!(port.starts_with("127.0.0.1:"), "{name} publishes {port}");
+        }
+    }
 }
 
 /// `(source, target)` of each short-syntax volume entry of a service.
@@ -161,10 +218,10 @@ fn compose_has_the_five_services_with_their_images_and_ports() {
     assert_eq!(build["dockerfile"].as_str(), Some("docker/Dockerfile"));
 
     for (name, port) in [
-        ("pgweir", "6432:6432"),
-        ("pgweir", "9930:9930"),
-        ("prometheus", "9090:9090"),
-        ("grafana", "3000:3000"),
+        ("pgweir", "127.0.0.1:6432:6432"),
+        ("pgweir", "127.0.0.1:9930:9930"),
+        ("prometheus", "127.0.0.1:9090:9090"),
+        ("grafana", "127.0.0.1:3000:3000"),
     ] {
         let ports = str_list(&service(&compose, name)["ports"]);
         assert!(ports.iter().any(|p| p == port), "{name} ports {ports:?}");
@@ -332,10 +389,9 @@ fn dockerfile_builds_in_stages_and_runs_unprivileged() {
         .rev()
         .find_map(|i| i.strip_prefix("USER "))
         .expect("the runtime stage sets USER");
-    assert!(
-        !["root", "0"].contains(&user.split(':').next().unwrap()),
-        "runs as {user}"
-    );
+    // Numeric, so Kubernetes' runAsNonRoot can verify it; and not root's.
+    let uid = user.split(':').next().unwrap().parse::<u32>();
+    assert!(uid.is_ok_and(|uid| uid != 0), "runs as {user}");
     assert!(has("EXPOSE 6432 9930"), "EXPOSE 6432 9930 missing");
     assert!(has(
         r#"ENTRYPOINT ["pgweir", "--config", "/etc/pgweir/pgweir.toml"]"#
@@ -552,7 +608,7 @@ fn toml_strings(value: &toml::Value, out: &mut Vec<String>) {
 }
 
 /// `pgweir check` accepts docker/pgweir.toml with the environment the compose file
-/// gives the container (defaults, nothing overridden).
+/// gives the container once the operator has set the passwords.
 #[test]
 fn pgweir_toml_passes_pgweir_check() {
     let env = environment(service(&compose(), "pgweir"));

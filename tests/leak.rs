@@ -103,7 +103,7 @@ async fn read_defaults(db: &str) -> Vec<Value> {
 
 /// One client's whole life: log in, take its steps checking after each, leave.
 async fn client_life(target: Target, id: usize, seed: u64, pins: Pins, defaults: Vec<Value>) {
-    let startup_name = target.startup_application_name && id % 2 == 0;
+    let startup_name = target.startup_application_name && id.is_multiple_of(2);
     let application_name = startup_name.then(|| format!("leak_c{id}"));
     let mut defaults = defaults;
     if let Some(name) = &application_name {

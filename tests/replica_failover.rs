@@ -51,7 +51,7 @@ impl Tally {
 /// One autocommit read, over the simple protocol for even-numbered readers and as an
 /// unnamed extended-protocol statement for odd ones (both may be retried elsewhere).
 async fn read(client: &Client, reader: usize) -> Result<bool, tokio_postgres::Error> {
-    if reader % 2 == 0 {
+    if reader.is_multiple_of(2) {
         ran_on_replica(client, "SELECT pg_is_in_recovery()").await
     } else {
         let rows = client

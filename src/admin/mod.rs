@@ -21,8 +21,10 @@
 //! [`parse`](mod@parse) reads the command grammar, [`result`] writes the answers on the wire.
 
 pub mod control;
+pub mod internals;
 pub mod parse;
 pub mod result;
+pub mod set;
 pub mod settings;
 pub mod show;
 pub mod sockets;
@@ -284,6 +286,16 @@ async fn execute(
         Command::Kill(db) => control::kill(app, db.as_deref()).await?,
         Command::KillClient(id) => control::kill_client(app, id, asker.id).await?,
         Command::WaitClose(db) => control::wait_close(app, db.as_deref()).await?,
+        Command::Set { key, value } => {
+            for note in set::set(app, &key, &value)? {
+                result::notice(out, &note, "");
+            }
+            tracing::info!(
+                key,
+                value,
+                "configuration changed (SET on the admin console)"
+            );
+        }
         Command::Suspend => {
             // SUSPEND exists so that an online restart (pgbouncer -R) can take over the
             // sockets once their buffers are flushed; pgweir has no such handover.

@@ -1,8 +1,10 @@
 //! The admin console's command grammar, PgBouncer's: one command word and at most one
 //! argument, separated by blanks, with an optional trailing `;`. Words are letters, digits
 //! and `_`, or double-quoted (`""` inside stands for `"`). Command words are matched
-//! without regard to case; an argument (a database name) is kept as written. No I/O: a
-//! query text goes in, a [`Command`] or the error to show comes out.
+//! without regard to case; an argument (a database name) is kept as written. `SET key =
+//! value` (or `TO`) takes a value as a single-quoted string (`''` inside stands for `'`) or
+//! a bare word or number. No I/O: a query text goes in, a [`Command`] or the error to show
+//! comes out.
 
 use std::fmt;
 
@@ -21,10 +23,19 @@ pub enum Show {
     State,
     Version,
     Help,
+    Fds,
+    Sockets,
+    ActiveSockets,
+    Mem,
+    DnsHosts,
+    DnsZones,
+    Totals,
+    StatsAverages,
+    Peers,
 }
 
 impl Show {
-    const ALL: [(&'static str, Show); 12] = [
+    const ALL: [(&'static str, Show); 21] = [
         ("pools", Show::Pools),
         ("stats", Show::Stats),
         ("stats_totals", Show::StatsTotals),
@@ -37,6 +48,15 @@ impl Show {
         ("state", Show::State),
         ("version", Show::Version),
         ("help", Show::Help),
+        ("fds", Show::Fds),
+        ("sockets", Show::Sockets),
+        ("active_sockets", Show::ActiveSockets),
+        ("mem", Show::Mem),
+        ("dns_hosts", Show::DnsHosts),
+        ("dns_zones", Show::DnsZones),
+        ("totals", Show::Totals),
+        ("stats_averages", Show::StatsAverages),
+        ("peers", Show::Peers),
     ];
 
     fn named(word: &str) -> Option<Show> {
@@ -69,6 +89,11 @@ pub enum Command {
     Shutdown(ShutdownMode),
     Reload,
     WaitClose(Option<String>),
+    /// `SET key = value`: the key as written, lowercased; the value unquoted.
+    Set {
+        key: String,
+        value: String,
+    },
 }
 
 impl Command {
@@ -87,6 +112,7 @@ impl Command {
             Command::Shutdown(_) => "SHUTDOWN",
             Command::Reload => "RELOAD",
             Command::WaitClose(_) => "WAIT_CLOSE",
+            Command::Set { .. } => "SET",
         }
     }
 }
@@ -104,6 +130,9 @@ impl fmt::Display for ParseError {
 /// Reads one command from a Query's text.
 pub fn parse(query: &str) -> Result<Command, ParseError> {
     let invalid = || ParseError(format!("invalid command '{query}', use SHOW HELP;"));
+    if let Some(set) = parse_set(query) {
+        return set.ok_or_else(invalid);
+    }
     let (word, arg) = split(query).ok_or_else(invalid)?;
     let word = word.to_ascii_lowercase();
     let db = || arg.clone();
@@ -136,6 +165,55 @@ pub fn parse(query: &str) -> Result<Command, ParseError> {
         "wait_close" => Ok(Command::WaitClose(db())),
         _ => Err(invalid()),
     }
+}
+
+/// `SET key = value` or `SET key TO value`; `None` when the query is not a SET at all,
+/// `Some(None)` when it is one that cannot be read.
+fn parse_set(query: &str) -> Option<Option<Command>> {
+    let text = query.trim();
+    let text = text.strip_suffix(';').unwrap_or(text).trim_end();
+    let (word, rest) = take_word(text)?;
+    if !word.eq_ignore_ascii_case("set") || !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let read = || {
+        let (key, rest) = take_word(rest.trim_start())?;
+        let rest = rest.trim_start();
+        let rest = match rest.strip_prefix('=') {
+            Some(r) => r,
+            None => {
+                let (to, r) = take_word(rest)?;
+                to.eq_ignore_ascii_case("to").then_some(r)?
+            }
+        };
+        let value = set_value(rest.trim())?;
+        Some(Command::Set {
+            key: key.to_ascii_lowercase(),
+            value,
+        })
+    };
+    Some(read())
+}
+
+/// A SET value: `'quoted'` (with `''` for a quote), or one bare token without blanks.
+fn set_value(text: &str) -> Option<String> {
+    let Some(quoted) = text.strip_prefix('\'') else {
+        let bare = !text.is_empty() && !text.contains(char::is_whitespace) && !text.contains('\'');
+        return bare.then(|| text.to_owned());
+    };
+    let mut value = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c != '\'' {
+            value.push(c);
+        } else if quoted[i + 1..].starts_with('\'') {
+            value.push('\'');
+            chars.next();
+        } else {
+            return quoted[i + 1..].is_empty().then_some(value);
+        }
+    }
+    None
 }
 
 fn shutdown_mode(arg: Option<&str>) -> Option<ShutdownMode> {
@@ -257,6 +335,41 @@ mod tests {
         assert!(parse("RELOAD now").is_err());
         assert!(parse("SUSPEND all").is_err());
         assert!(parse("SHUTDOWN later").is_err());
+    }
+
+    #[test]
+    fn set_takes_pgbouncer_s_forms() {
+        let set = |key: &str, value: &str| {
+            Ok(Command::Set {
+                key: key.into(),
+                value: value.into(),
+            })
+        };
+        assert_eq!(
+            parse("SET default_pool_size = 30"),
+            set("default_pool_size", "30")
+        );
+        assert_eq!(
+            parse("set Query_Wait_Timeout TO '1.5';"),
+            set("query_wait_timeout", "1.5")
+        );
+        assert_eq!(parse("SET admin_users='a, b'"), set("admin_users", "a, b"));
+        assert_eq!(
+            parse("SET server_check_query = 'select ''x'''"),
+            set("server_check_query", "select 'x'")
+        );
+        assert_eq!(parse("SET x = ''"), set("x", ""));
+        for bad in [
+            "SET",
+            "SET x",
+            "SET x =",
+            "SET x = a b",
+            "SET x = 'open",
+            "SET x = 'a' b",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse("SET x = 1").unwrap().word(), "SET");
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum Type {
     Int4,
     Int8,
     Numeric,
+    /// Only ever NULL here (SHOW FDS's SCRAM keys).
+    Bytea,
 }
 
 impl Type {
@@ -27,12 +29,13 @@ impl Type {
             Type::Int4 => 23,
             Type::Int8 => 20,
             Type::Numeric => 1700,
+            Type::Bytea => 17,
         }
     }
 
     fn size(self) -> i16 {
         match self {
-            Type::Text | Type::Numeric => -1,
+            Type::Text | Type::Numeric | Type::Bytea => -1,
             Type::Int4 => 4,
             Type::Int8 => 8,
         }

@@ -1,6 +1,8 @@
 //! SHOW CONFIG: every `[pgweir]` and `[pool]` key with its value, its default and whether
-//! it can change without a restart, as the config file spells them (durations as `"5s"`,
-//! lists comma-separated, unset as empty). The per-database and per-user tables are not
+//! it can change without a restart. Keys PgBouncer has show PgBouncer's forms, which
+//! scripts parse (seconds as bare numbers, `0.5` for half of one; booleans as 0/1); pgweir's
+//! own keys show the config file's (`"100ms"`, `true`). Lists are comma-separated, unset
+//! values empty. The per-database and per-user tables are not
 //! listed (SHOW DATABASES and SHOW USERS show them), so no password is ever shown: the
 //! only secrets are in those tables.
 //!
@@ -32,9 +34,49 @@ pub fn config(app: &App, out: &mut BytesMut) {
         } else {
             "yes"
         };
+        let (value, default) = (shown(key, value), shown(key, default));
         rs.row([key.into(), value.into(), default.into(), changeable.into()]);
     }
     rs.finish();
+}
+
+/// The table (`pgweir` or `pool`) a SHOW CONFIG key is set in; `None` for no such key.
+pub fn section_of(key: &str) -> Option<&'static str> {
+    let (g, p) = (GeneralConfig::default(), PoolDefaults::default());
+    let has = |keys: Vec<(&'static str, String)>| keys.iter().any(|(k, _)| *k == key);
+    if has(general(&g)) || has(tls(&g.tls)) {
+        Some("pgweir")
+    } else if has(pool(&p)) {
+        Some("pool")
+    } else {
+        None
+    }
+}
+
+/// `value` of `key` as SHOW CONFIG shows it: in PgBouncer's form for PgBouncer's keys.
+fn shown(key: &str, value: String) -> String {
+    if !crate::convert::is_pgbouncer_setting(key) {
+        return value;
+    }
+    match value.as_str() {
+        "true" => return "1".to_owned(),
+        "false" => return "0".to_owned(),
+        _ => {}
+    }
+    let unit = value.ends_with('s') && value.starts_with(|c: char| c.is_ascii_digit());
+    match crate::config::parse_duration(&value) {
+        Ok(d) if unit => seconds(d),
+        _ => value,
+    }
+}
+
+/// Seconds as PgBouncer writes them: `30`, or `0.5` for less than whole ones.
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        d.as_secs_f64().to_string()
+    }
 }
 
 /// Every key of both sections with its value. The structs are taken apart field by field
@@ -274,6 +316,25 @@ mod tests {
         assert!(current.contains(&("listen_port", "7000".to_owned())));
         assert!(current.contains(&("admin_users", "a,b".to_owned())));
         assert!(RESTART_ONLY.iter().all(|k| names(&current).contains(k)));
+    }
+
+    #[test]
+    fn pgbouncer_s_keys_show_pgbouncer_s_forms() {
+        assert_eq!(shown("query_wait_timeout", "120s".into()), "120");
+        assert_eq!(shown("query_wait_timeout", "1500ms".into()), "1.5");
+        assert_eq!(shown("query_wait_timeout", "0".into()), "0");
+        assert_eq!(shown("log_connections", "true".into()), "1");
+        assert_eq!(shown("unix_socket_mode", "0777".into()), "0777");
+        assert_eq!(
+            shown("replica_ban_time", "30s".into()),
+            "30s",
+            "pgweir's own"
+        );
+        assert_eq!(shown("pin_session_state", "true".into()), "true");
+        assert_eq!(section_of("default_pool_size"), Some("pool"));
+        assert_eq!(section_of("client_tls_sslmode"), Some("pgweir"));
+        assert_eq!(section_of("auth_query"), Some("pgweir"));
+        assert_eq!(section_of("nosuch"), None);
     }
 
     #[test]

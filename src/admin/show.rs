@@ -10,7 +10,7 @@ use bytes::BytesMut;
 
 use super::parse::Show;
 use super::result::{notice, ResultSet, Type, Value};
-use super::{settings, sockets, stats};
+use super::{internals, settings, sockets, stats};
 use crate::app::App;
 use crate::pool::state::Snapshot;
 use crate::pool::Node;
@@ -31,6 +31,15 @@ pub fn write(app: &App, what: Show, out: &mut BytesMut) {
         Show::State => state(app, out),
         Show::Version => version(out),
         Show::Help => help(out),
+        Show::Fds => internals::fds(app, out),
+        Show::Sockets => internals::sockets(app, false, out),
+        Show::ActiveSockets => internals::sockets(app, true, out),
+        Show::Mem => internals::mem(out),
+        Show::DnsHosts => internals::none(&internals::DNS_HOSTS, out),
+        Show::DnsZones => internals::none(&internals::DNS_ZONES, out),
+        Show::Peers => internals::none(&internals::PEERS, out),
+        Show::Totals => stats::totals_all(app, out),
+        Show::StatsAverages => stats::stats_averages(app, out),
     }
 }
 
@@ -304,8 +313,9 @@ fn version(out: &mut BytesMut) {
 /// As in PgBouncer: a notice listing the commands, and no rows.
 fn help(out: &mut BytesMut) {
     let detail = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\
-                  \n\tSHOW LISTS|STATE\
-                  \n\tSHOW STATS|STATS_TOTALS\
+                  \n\tSHOW LISTS|STATE|FDS|SOCKETS|ACTIVE_SOCKETS|MEM|DNS_HOSTS|DNS_ZONES|PEERS\
+                  \n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\
+                  \n\tSET key = arg\
                   \n\tRELOAD\
                   \n\tPAUSE [<db>]\
                   \n\tRESUME [<db>]\

@@ -76,10 +76,19 @@ fn client_state(s: ClientState) -> &'static str {
 }
 
 pub fn clients(app: &App, out: &mut BytesMut) {
+    let mut rs = ResultSet::new(out, &CLIENTS);
+    for row in client_rows(app) {
+        rs.row(row);
+    }
+    rs.finish();
+}
+
+/// Every client, by id, as SHOW CLIENTS shows it (and SHOW SOCKETS starts from).
+pub fn client_rows(app: &App) -> Vec<Vec<Value>> {
     let mut all = app.connected.all();
     all.sort_by_key(|c| c.id);
     let g = &app.config().pgweir;
-    let mut rs = ResultSet::new(out, &CLIENTS);
+    let mut rows = Vec::with_capacity(all.len());
     for c in all {
         let head = [
             "C".into(),
@@ -96,9 +105,9 @@ pub fn clients(app: &App, out: &mut BytesMut) {
         ];
         let mut tail = socket_tail(c.id, 0, false, &c.tls);
         [tail[0], tail[1]] = wait_columns(c.waiting_for().unwrap_or_default());
-        rs.row(head.into_iter().chain(tail));
+        rows.push(head.into_iter().chain(tail).collect());
     }
-    rs.finish();
+    rows
 }
 
 /// A client's `local_addr`: `unix` on the socket, the configured `listen_addr` over TCP.
@@ -135,21 +144,30 @@ fn socket_tail(id: u64, remote_pid: i32, close_needed: bool, tls: &str) -> [Valu
     ]
 }
 
-/// Every server connection of every pool, database by database, primary first.
 pub fn servers(app: &App, out: &mut BytesMut) {
+    let mut rs = ResultSet::new(out, &SERVERS);
+    for row in server_rows(app) {
+        rs.row(row);
+    }
+    rs.finish();
+}
+
+/// Every server connection of every pool, database by database, primary first, as SHOW
+/// SERVERS shows it (the node last).
+pub fn server_rows(app: &App) -> Vec<Vec<Value>> {
     let mut groups = app.pools.groups();
     groups.sort_by(|a, b| {
         (&a.stats.database, &a.stats.user).cmp(&(&b.stats.database, &b.stats.user))
     });
-    let mut rs = ResultSet::new(out, &SERVERS);
+    let mut rows = Vec::new();
     for group in &groups {
         for (node, pool) in group.pools() {
             for s in pool.servers() {
-                rs.row(server_row(&pool.key.database, &pool.key.user, node, &s));
+                rows.push(server_row(&pool.key.database, &pool.key.user, node, &s));
             }
         }
     }
-    rs.finish();
+    rows
 }
 
 fn server_row(database: &str, user: &str, node: Node, s: &ServerInfo) -> Vec<Value> {

@@ -144,6 +144,65 @@ pub fn stats_totals(app: &App, out: &mut BytesMut) {
     rs.finish();
 }
 
+pub const STATS_AVERAGES: [(&str, Type); 12] = [
+    ("database", Type::Text),
+    ("server_assignment_count", Type::Numeric),
+    ("xact_count", Type::Numeric),
+    ("query_count", Type::Numeric),
+    ("bytes_received", Type::Numeric),
+    ("bytes_sent", Type::Numeric),
+    ("xact_time", Type::Numeric),
+    ("query_time", Type::Numeric),
+    ("wait_time", Type::Numeric),
+    ("avg_client_parse_count", Type::Numeric),
+    ("avg_server_parse_count", Type::Numeric),
+    ("avg_bind_count", Type::Numeric),
+];
+
+/// SHOW STATS' averages alone, per database.
+pub fn stats_averages(app: &App, out: &mut BytesMut) {
+    let mut rs = ResultSet::new(out, &STATS_AVERAGES);
+    for (name, db) in per_database(app) {
+        let avg = averages(&Averages::of(db.period));
+        rs.row(std::iter::once(name.into()).chain(values(avg)));
+    }
+    rs.finish();
+}
+
+pub const TOTALS: [(&str, Type); 2] = [("name", Type::Text), ("value", Type::Numeric)];
+
+/// PgBouncer 1.25's names for SHOW TOTALS' rows: the totals, then the averages, in the
+/// order of [`totals`] and [`averages`].
+const TOTAL_NAMES: [&str; 11] = [
+    "server_assignment_count",
+    "xact_count",
+    "query_count",
+    "client_bytes",
+    "server_bytes",
+    "xact_time",
+    "query_time",
+    "wait_time",
+    "ps_client_parse_count",
+    "ps_server_parse_count",
+    "ps_bind_count",
+];
+
+/// Every database's totals and averages summed, one per row.
+pub fn totals_all(app: &App, out: &mut BytesMut) {
+    let mut all = Database::default();
+    for db in per_database(app).into_values() {
+        all.add(db.totals, db.period);
+    }
+    let mut rs = ResultSet::new(out, &TOTALS);
+    let avg = averages(&Averages::of(all.period));
+    for (prefix, counts) in [("total", totals(&all.totals)), ("avg", avg)] {
+        for (name, value) in TOTAL_NAMES.iter().zip(counts) {
+            rs.row([format!("{prefix}_{name}").into(), value.into()]);
+        }
+    }
+    rs.finish();
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

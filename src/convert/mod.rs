@@ -311,49 +311,9 @@ impl Builder {
         }
     }
 
-    /// The TOML form of `raw`.
+    /// The TOML form of `raw`; relative paths are taken from the ini's directory.
     fn value(&self, form: Form, raw: &str) -> Result<String, String> {
-        match form {
-            Form::Int => match raw.parse::<i64>() {
-                Ok(n) => Ok(n.to_string()),
-                Err(_) => Err(format!("{raw:?} is not a whole number")),
-            },
-            Form::Bool => match raw.to_ascii_lowercase().as_str() {
-                "1" | "yes" | "on" | "true" => Ok("true".into()),
-                "0" | "no" | "off" | "false" => Ok("false".into()),
-                _ => Err(format!("{raw:?} is not a boolean")),
-            },
-            Form::Duration => duration(raw),
-            Form::Str => Ok(toml_str(raw)),
-            // Empty is PgBouncer's "not set" (for unix_socket_dir: no socket).
-            Form::Path if raw.is_empty() => Ok(toml_str("")),
-            Form::Path => {
-                let path = Path::new(raw);
-                let path = if path.is_relative() {
-                    self.base.join(path)
-                } else {
-                    path.to_owned()
-                };
-                Ok(toml_str(&path.to_string_lossy()))
-            }
-            Form::List => {
-                let items: Vec<String> = raw
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(toml_str)
-                    .collect();
-                Ok(format!("[{}]", items.join(", ")))
-            }
-            Form::Choice(options) => {
-                let lower = raw.to_ascii_lowercase();
-                if options.contains(&lower.as_str()) {
-                    Ok(toml_str(&lower))
-                } else {
-                    Err(format!("{raw:?} is not one of {}", options.join(", ")))
-                }
-            }
-        }
+        toml_value(form, raw, &self.base)
     }
 
     fn render(&self, source: &Path) -> String {
@@ -394,6 +354,67 @@ impl Builder {
     }
 }
 
+/// The TOML form of `raw`, a value written as PgBouncer takes it; a relative path is joined
+/// to `base`.
+fn toml_value(form: Form, raw: &str, base: &Path) -> Result<String, String> {
+    match form {
+        Form::Int => match raw.parse::<i64>() {
+            Ok(n) => Ok(n.to_string()),
+            Err(_) => Err(format!("{raw:?} is not a whole number")),
+        },
+        Form::Bool => match raw.to_ascii_lowercase().as_str() {
+            "1" | "yes" | "on" | "true" => Ok("true".into()),
+            "0" | "no" | "off" | "false" => Ok("false".into()),
+            _ => Err(format!("{raw:?} is not a boolean")),
+        },
+        Form::Duration => duration(raw),
+        Form::Str => Ok(toml_str(raw)),
+        // Empty is PgBouncer's "not set" (for unix_socket_dir: no socket).
+        Form::Path if raw.is_empty() => Ok(toml_str("")),
+        Form::Path => {
+            let path = Path::new(raw);
+            let path = if path.is_relative() {
+                base.join(path)
+            } else {
+                path.to_owned()
+            };
+            Ok(toml_str(&path.to_string_lossy()))
+        }
+        Form::List => {
+            let items: Vec<String> = raw
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(toml_str)
+                .collect();
+            Ok(format!("[{}]", items.join(", ")))
+        }
+        Form::Choice(options) => {
+            let lower = raw.to_ascii_lowercase();
+            if options.contains(&lower.as_str()) {
+                Ok(toml_str(&lower))
+            } else {
+                Err(format!("{raw:?} is not one of {}", options.join(", ")))
+            }
+        }
+    }
+}
+
+/// Whether PgBouncer has a `[pgbouncer]` setting of this name that pgweir keeps the name of:
+/// the admin console shows and takes its values in PgBouncer's forms.
+pub fn is_pgbouncer_setting(key: &str) -> bool {
+    matches!(keys::general(key), Some((_, Target::Key(k, _))) if k == key)
+}
+
+/// The TOML value for a PgBouncer setting `key` written as PgBouncer takes it (for the
+/// console's SET); `None` when PgBouncer has no such setting.
+pub fn pgbouncer_value(key: &str, raw: &str) -> Option<Result<String, String>> {
+    match keys::general(key)? {
+        (_, Target::Key(k, form)) if k == key => Some(toml_value(form, raw, Path::new(""))),
+        _ => None,
+    }
+}
+
 /// A PgBouncer time value (seconds, possibly fractional, or with a unit) as pgweir writes
 /// it: whole seconds as a bare number, anything finer in milliseconds.
 fn duration(raw: &str) -> Result<String, String> {
@@ -420,7 +441,7 @@ fn duration(raw: &str) -> Result<String, String> {
     }
     // Round a nonzero value below a millisecond up, so it does not turn into "off".
     let ms = if ms == 0.0 && amount > 0.0 { 1.0 } else { ms } as u64;
-    Ok(if ms % 1000 == 0 {
+    Ok(if ms.is_multiple_of(1000) {
         (ms / 1000).to_string()
     } else {
         toml_str(&format!("{ms}ms"))

@@ -7,11 +7,13 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 
+use crate::app::Listening;
 use crate::config::{GeneralConfig, ListenHost, UnixSocket};
 use crate::net::addr::{socket_path, Addr};
 
@@ -54,6 +56,24 @@ impl Listeners {
         let tcp = self.tcp.iter().filter_map(|l| l.local_addr().ok());
         let unix = self.unix.as_ref().map(|u| u.addr.to_string());
         tcp.map(|a| a.to_string()).chain(unix).collect()
+    }
+
+    /// Each socket's descriptor and address, for SHOW FDS.
+    pub fn sockets(&self) -> Vec<Listening> {
+        let tcp = self.tcp.iter().filter_map(|l| {
+            let addr = l.local_addr().ok()?;
+            Some(Listening {
+                fd: l.as_raw_fd(),
+                addr: addr.ip().to_string(),
+                port: addr.port(),
+            })
+        });
+        let unix = self.unix.as_ref().map(|u| Listening {
+            fd: u.listener.as_raw_fd(),
+            addr: u.addr.host(),
+            port: u.addr.port(),
+        });
+        tcp.chain(unix).collect()
     }
 }
 

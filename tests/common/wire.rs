@@ -50,6 +50,22 @@ impl Msg {
             .map(|field| (field[0], String::from_utf8_lossy(&field[1..]).into_owned()))
     }
 
+    /// Each column's name and type oid, of a RowDescription.
+    pub fn column_types(&self) -> Vec<(String, u32)> {
+        let body = &self.body;
+        let count = u16::from_be_bytes([body[0], body[1]]);
+        let mut at = 2;
+        let mut columns = Vec::new();
+        for _ in 0..count {
+            let end = at + body[at..].iter().position(|&b| b == 0).unwrap();
+            let name = String::from_utf8_lossy(&body[at..end]).into_owned();
+            let oid = &body[end + 7..end + 11];
+            columns.push((name, u32::from_be_bytes([oid[0], oid[1], oid[2], oid[3]])));
+            at = end + 19;
+        }
+        columns
+    }
+
     /// Name and value of a ParameterStatus.
     pub fn parameter(&self) -> (String, String) {
         let mut parts = self
