@@ -1,6 +1,7 @@
 //! `pgweir convert` on the pgbouncer.ini of real setups: each converted file must pass
 //! `pgweir check`, say what did not carry over (exit status 2, comments in place), and
-//! serve psql and pgbench. PgBouncer's own example config is covered by the unit tests.
+//! serve psql and pgbench. PgBouncer's own example config (Debian's) serves too, with a
+//! database, a port, a socket directory and a userlist of the test's written after it.
 
 mod common;
 
@@ -75,6 +76,47 @@ async fn pgbench_runs(pgweir: &Pgweir, db: &str) {
         String::from_utf8_lossy(&out.stderr),
         pgweir.log()
     );
+}
+
+/// Debian's /etc/pgbouncer/pgbouncer.ini, included whole, then what the test needs set after
+/// it (later settings win, as in PgBouncer): its `listen_addr = localhost`, `auth_type =
+/// md5` and its logfile and pidfile (reported) come through as they are.
+#[tokio::test]
+async fn pgbouncer_s_own_example_config_serves_pgbench() {
+    let example = Path::new("/etc/pgbouncer/pgbouncer.ini");
+    assert!(
+        example.exists(),
+        "PgBouncer's example config is missing: apt-get install pgbouncer (.ci/run does)"
+    );
+    let db = pgbench_database("convert_example").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let ini = format!(
+        "%include {example}
+
+[databases]
+{db} = host=127.0.0.1 port={pg}
+
+         [pgbouncer]
+listen_port = {port}
+unix_socket_dir = {sockets}
+         auth_file = userlist.txt
+",
+        example = example.display(),
+        pg = cluster().port,
+        sockets = dir.path().display(),
+    );
+    let (toml, code, stderr) = convert(dir.path(), &ini);
+    assert_eq!(code, 2, "logfile and pidfile have no counterpart: {stderr}");
+    assert!(
+        stderr.contains("logfile") && stderr.contains("pidfile"),
+        "{stderr}"
+    );
+    assert!(toml.contains("listen_addr = \"localhost\""), "{toml}");
+    assert!(toml.contains("auth_type = \"md5\""), "{toml}");
+    assert_checks(&toml);
+    let pgweir = Pgweir::start_from(&toml, port);
+    serves(&pgweir, &db).await;
 }
 
 #[tokio::test]
