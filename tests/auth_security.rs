@@ -252,6 +252,61 @@ async fn sasl_messages_out_of_order_are_protocol_violations() {
         assert_eq!(code, "08P01", "{what}: {text}");
     }
 
+    // An inner length that does not fit the message: Postgres's words, and no exchange.
+    let with_length = |inner: i32, data: &[u8]| {
+        let mut body = BytesMut::new();
+        body.put_slice(MECHANISM.as_bytes());
+        body.put_u8(0);
+        body.put_i32(inner);
+        body.put_slice(data);
+        let mut out = BytesMut::new();
+        out.put_u8(b'p');
+        out.put_u32(4 + body.len() as u32);
+        out.put_slice(&body);
+        out
+    };
+    let len = first.len() as i32;
+    for (what, message, expected) in [
+        (
+            "one byte longer",
+            with_length(len + 1, &first),
+            "insufficient data left in message",
+        ),
+        (
+            "2^31-1",
+            with_length(i32::MAX, &first),
+            "insufficient data left in message",
+        ),
+        (
+            "negative",
+            with_length(-2, &first),
+            "insufficient data left in message",
+        ),
+        (
+            "shorter than its data",
+            with_length(len - 1, &first),
+            "invalid message format",
+        ),
+        (
+            "-1 with data after",
+            with_length(-1, &first),
+            "invalid message format",
+        ),
+    ] {
+        let mut wire = sasl_asked(&pgweir, SCRAM_USER.name).await;
+        wire.raw(&message).send().await;
+        let (code, text) = fatal(&mut wire, what).await;
+        assert_eq!(
+            (code.as_str(), text.as_str()),
+            ("08P01", expected),
+            "{what}"
+        );
+    }
+    let mut wire = sasl_asked(&pgweir, SCRAM_USER.name).await;
+    wire.query("SELECT 1").send().await;
+    let (_, text) = fatal(&mut wire, "a Query for a password").await;
+    assert_eq!(text, "expected password response");
+
     // A second SASLInitialResponse where the client-final belongs.
     let mut wire = sasl_asked(&pgweir, SCRAM_USER.name).await;
     scram_first(&mut wire, SCRAM_USER.password).await;

@@ -251,13 +251,9 @@ async fn scram_exchange(
 
     let mut initial = read_password(stream, buf).await?;
     let mechanism = take_cstr(&mut initial)?;
-    if initial.len() < 4 {
-        return Err(ClientError::Malformed("SASLInitialResponse"));
-    }
-    let len = initial.get_i32();
-    let data: &[u8] = if len < 0 { &[] } else { &initial };
+    let data = sasl_data(&mut initial)?;
     let first = scram
-        .client_first(&mechanism, data)
+        .client_first(&mechanism, &data)
         .map_err(|e| ClientError::from_scram(e, user))?;
     out.clear();
     backend::authentication_sasl_continue(&mut out, &first);
@@ -280,16 +276,36 @@ async fn read_password(
 ) -> Result<bytes::Bytes, ClientError> {
     let (tag, body) = read_message(stream, buf, MAX_PASSWORD_MESSAGE).await?;
     if tag != fe::PASSWORD {
-        return Err(ClientError::Malformed("password message"));
+        return Err(ClientError::Malformed("expected password response"));
     }
     Ok(body)
+}
+
+/// The client-first-message of a SASLInitialResponse after its mechanism: its length (-1
+/// for none) must be exactly what is left, as Postgres checks it.
+fn sasl_data(rest: &mut bytes::Bytes) -> Result<bytes::Bytes, ClientError> {
+    let short = || ClientError::Malformed("insufficient data left in message");
+    if rest.len() < 4 {
+        return Err(short());
+    }
+    let data = match rest.get_i32() {
+        -1 => bytes::Bytes::new(),
+        len => match usize::try_from(len) {
+            Ok(n) if n <= rest.len() => rest.split_to(n),
+            _ => return Err(short()),
+        },
+    };
+    if !rest.is_empty() {
+        return Err(ClientError::Malformed("invalid message format"));
+    }
+    Ok(data)
 }
 
 fn take_cstr(b: &mut bytes::Bytes) -> Result<String, ClientError> {
     let end = b
         .iter()
         .position(|&c| c == 0)
-        .ok_or(ClientError::Malformed("SASLInitialResponse"))?;
+        .ok_or(ClientError::Malformed("invalid string in message"))?;
     let s = String::from_utf8_lossy(&b[..end]).into_owned();
     b.advance(end + 1);
     Ok(s)

@@ -56,7 +56,8 @@ const CONNECTION_PARAMS: &[&str] = &["user", "database", "options", "replication
 pub enum ClientError {
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
-    #[error("invalid {0} message")]
+    /// A client message Postgres would refuse, in Postgres's words.
+    #[error("{0}")]
     Malformed(&'static str),
     #[error("password authentication failed for user \"{0}\"")]
     AuthFailed(String),
