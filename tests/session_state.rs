@@ -205,3 +205,50 @@ async fn backslash_quotes_cannot_hide_a_set() {
         assert_eq!(value(&other, "SHOW search_path").await, "\"$user\", public");
     }
 }
+
+/// A setting holding a backslash and a quote, carried to other servers while the servers
+/// read literals with `standard_conforming_strings` off (the database's default here; the
+/// client asks for it on at startup, so it is not pinned): the set_config pgweir runs on each
+/// server quotes the value as an `E''` literal, so it arrives whole and nothing in it runs.
+#[tokio::test]
+async fn backslashes_in_settings_survive_servers_without_standard_strings() {
+    let db = common::cluster().create_database("scs_off");
+    common::cluster().psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} SET standard_conforming_strings = off"),
+    );
+    let pgweir = Pgweir::builder().database(&db).pool_size(2).start();
+    let tricky = r"x\'); SELECT pg_sleep(0); -- \";
+    // The client's own settings come in its startup packet, so it never reads with
+    // standard_conforming_strings off and is never pinned for it.
+    let mut config = pgweir.config(SCRAM_USER.name, SCRAM_USER.password, &db);
+    config
+        .options("-c standard_conforming_strings=on")
+        .application_name(tricky);
+    let client = common::connect(&config).await.expect("connect");
+    let other = pgweir.connect_as(&SCRAM_USER, &db).await;
+    let mut pids = HashSet::new();
+    for round in 0..8 {
+        // Every other round the other client holds a server, so this one gets the other.
+        let hold = round % 2 == 1;
+        if hold {
+            other.simple_query("BEGIN").await.unwrap();
+            assert_eq!(value(&other, "SHOW application_name").await, "");
+        }
+        client.simple_query("BEGIN").await.unwrap();
+        assert_eq!(value(&client, "SHOW application_name").await, tricky);
+        assert_eq!(
+            value(&client, "SHOW standard_conforming_strings").await,
+            "on"
+        );
+        pids.insert(backend_pid(&client).await);
+        client.simple_query("COMMIT").await.unwrap();
+        if hold {
+            other.simple_query("COMMIT").await.unwrap();
+        }
+    }
+    assert!(
+        pids.len() > 1,
+        "the setting moved between servers: {pids:?}"
+    );
+}

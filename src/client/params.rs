@@ -108,7 +108,7 @@ fn set_config(name: &str, value: &str) -> String {
 /// Quotes a parameter name; dotted custom names (`app.x`) are quoted part by part.
 fn quote_ident(name: &str) -> String {
     name.split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .map(postgres_protocol::escape::escape_identifier)
         .collect::<Vec<_>>()
         .join(".")
 }

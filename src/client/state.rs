@@ -156,14 +156,26 @@ pub fn read_check(watch: &Watch, rows: &[Vec<Option<String>>]) -> Checked {
     checked
 }
 
-/// A SQL string literal.
+/// A SQL string literal that reads the same whatever the server's
+/// `standard_conforming_strings`: with a backslash in it, an `E''` literal with backslashes
+/// doubled (postgres-protocol's quoting, libpq's rules).
 pub fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    postgres_protocol::escape::escape_literal(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_hold_quotes_and_backslashes_whatever_the_server_reads() {
+        assert_eq!(literal("plain"), "'plain'");
+        assert_eq!(literal("it's"), "'it''s'");
+        // Under standard_conforming_strings = off, '\' would escape the closing quote of a
+        // plain literal; E'' reads backslashes the same way in both modes.
+        assert_eq!(literal("a\\"), " E'a\\\\'");
+        assert_eq!(literal("x\\'; SELECT 1; --"), " E'x\\\\''; SELECT 1; --'");
+    }
 
     #[test]
     fn only_what_was_touched_is_read_back() {
