@@ -193,3 +193,23 @@ async fn set_changes_what_a_reload_can_until_the_next_reload() {
     );
     assert_eq!(value(&config, "query_wait_timeout"), "120");
 }
+
+/// A Query without its terminating NUL is refused as Postgres refuses it, not run.
+#[tokio::test]
+async fn a_query_without_its_nul_is_a_protocol_violation() {
+    let pgweir = with_console().auth_type("trust").start();
+    for (body, expected) in [
+        (&b"SHOW POOLS"[..], "invalid string in message"),
+        (&b"SHOW\0POOLS\0"[..], "invalid message format"),
+    ] {
+        let (mut wire, _) = Wire::startup(pgweir.port, ADMIN.0, "pgbouncer").await;
+        let mut message = vec![b'Q'];
+        message.extend_from_slice(&(4 + body.len() as u32).to_be_bytes());
+        message.extend_from_slice(body);
+        wire.raw(&message).send().await;
+        let reply = wire.recv().await;
+        assert_eq!(reply.tag, b'E', "{reply:?}");
+        assert_eq!(reply.sqlstate().as_deref(), Some("08P01"));
+        assert_eq!(reply.message().as_deref(), Some(expected));
+    }
+}

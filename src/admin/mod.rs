@@ -145,7 +145,7 @@ pub async fn run(
         };
         match tag {
             fe::QUERY => {
-                let text = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(&body));
+                let text = String::from_utf8_lossy(query_text(&body)?);
                 tracing::debug!(user = %console.entry.info().user, query = %text, "admin console query");
                 let asker = Asker {
                     access: console.access,
@@ -205,6 +205,16 @@ async fn while_connected(
                 }
             }
         }
+    }
+}
+
+/// A Query's text: everything before its terminating NUL, which must be its last byte, as
+/// Postgres reads it (a FATAL 08P01 otherwise).
+fn query_text(body: &[u8]) -> Result<&[u8], ClientError> {
+    match body.iter().position(|&b| b == 0) {
+        None => Err(ClientError::Malformed("invalid string in message")),
+        Some(end) if end + 1 != body.len() => Err(ClientError::Malformed("invalid message format")),
+        Some(end) => Ok(&body[..end]),
     }
 }
 
@@ -339,6 +349,14 @@ mod tests {
         assert_eq!(Access::of(&config, "root"), Some(Access::Admin));
         assert_eq!(Access::of(&config, "watch"), Some(Access::Stats));
         assert_eq!(Access::of(&config, "app"), None);
+    }
+
+    #[test]
+    fn a_query_ends_at_its_only_nul() {
+        assert_eq!(query_text(b"SHOW POOLS\0").ok(), Some(&b"SHOW POOLS"[..]));
+        let error = |body: &[u8]| query_text(body).unwrap_err().to_string();
+        assert_eq!(error(b"SHOW POOLS"), "invalid string in message");
+        assert_eq!(error(b"SHOW\0POOLS\0"), "invalid message format");
     }
 
     #[test]
