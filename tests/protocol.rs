@@ -289,3 +289,36 @@ async fn database_defaults_to_the_user_name() {
     let msgs = wire.until_ready().await;
     assert_eq!(msgs[1].first_column().as_deref(), Some(TEST_DB));
 }
+
+/// A message type no client may send ends the session as Postgres ends it (FATAL 08P01
+/// `invalid frontend message type`), with no server as inside a transaction; the server of
+/// that transaction is not handed to anyone else.
+#[tokio::test]
+async fn unknown_message_types_end_the_session_as_in_postgres() {
+    let pgweir = trust_pgweir(1);
+    for (tag, in_transaction) in [(b'z', false), (0u8, false), (b'z', true), (0u8, true)] {
+        let mut wire = login(&pgweir).await;
+        if in_transaction {
+            wire.query("BEGIN; CREATE TEMP TABLE leftover (x int)")
+                .send()
+                .await;
+            wire.until_ready().await;
+        }
+        wire.raw(&[tag, 0, 0, 0, 4]).send().await;
+        let reply = wire.recv().await;
+        assert_eq!(reply.tag, b'E', "type {tag}: {reply:?}");
+        assert_eq!(reply.sqlstate().as_deref(), Some("08P01"));
+        let expected = format!("invalid frontend message type {tag}");
+        assert_eq!(reply.message(), Some(expected));
+        let mut next = login(&pgweir).await;
+        next.query("SELECT count(*) FROM pg_tables WHERE tablename = 'leftover'")
+            .send()
+            .await;
+        let rows = next.until_ready().await;
+        assert_eq!(
+            rows[1].first_column().as_deref(),
+            Some("0"),
+            "no leftover state"
+        );
+    }
+}

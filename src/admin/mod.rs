@@ -171,10 +171,7 @@ pub async fn run(
             }
             // Outside a COPY these are ignored, as Postgres does.
             fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL => {}
-            tag => {
-                let context = "admin console";
-                return Err(ProtocolError::Unexpected { tag, context }.into());
-            }
+            tag => return Err(ProtocolError::UnknownType(tag).into()),
         }
         if !out.is_empty() {
             stream.write_all(&out).await?;

@@ -23,7 +23,7 @@ use crate::config::PoolMode;
 use crate::net::stream::Stream;
 use crate::pool::{Node, Pool, PoolError, PooledServer};
 use crate::protocol::framer::OutQueue;
-use crate::protocol::{fe, TxStatus};
+use crate::protocol::{fe, ProtocolError, TxStatus};
 use crate::sql::{Classification, Verdict};
 use crate::stats::ClientState;
 
@@ -76,6 +76,7 @@ async fn wait_for_request(client: &mut Stream, cbuf: &mut BytesMut) -> Result<bo
                     let _ = cbuf.split_to(5);
                     continue;
                 }
+                tag if !fe::is_known(tag) => return Err(ProtocolError::UnknownType(tag).into()),
                 _ => return Ok(true),
             }
         }

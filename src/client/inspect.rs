@@ -93,6 +93,9 @@ impl Inspector for ClientSide<'_> {
     }
 
     fn on_message(&mut self, tag: u8, len: usize, body: View<'_>) -> Disposition {
+        if !fe::is_known(tag) {
+            return Disposition::Refuse;
+        }
         if tag == fe::TERMINATE {
             *self.terminated = true;
             return Disposition::Drop;

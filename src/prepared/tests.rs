@@ -53,7 +53,7 @@ impl World {
             };
             match self.pending.on_server(t, Some(body), &mut caches) {
                 Disposition::Forward => seen.push(t as char),
-                Disposition::Drop | Disposition::Hold => {}
+                Disposition::Drop | Disposition::Hold | Disposition::Refuse => {}
                 Disposition::Replace { with, .. } => seen.push(with[0] as char),
             }
         }

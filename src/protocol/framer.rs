@@ -86,6 +86,9 @@ pub enum Disposition {
     /// next drain shows it again. The relay holds a message this way when it belongs on
     /// another server than the one linked now.
     Hold,
+    /// A message of a type the peer may not send: the stream is broken off
+    /// ([`ProtocolError::UnknownType`]).
+    Refuse,
 }
 
 /// The relay's view of a byte stream, one message at a time.
@@ -181,6 +184,7 @@ impl Framer {
                     self.forward = total - self.skip;
                 }
                 Disposition::Hold => break,
+                Disposition::Refuse => return Err(ProtocolError::UnknownType(tag)),
             }
         }
         out.push_split(buf, fwd);

@@ -26,6 +26,27 @@ pub mod fe {
     pub const COPY_FAIL: u8 = b'f';
     pub const TERMINATE: u8 = b'X';
     pub const PASSWORD: u8 = b'p';
+
+    /// Whether a logged-in client may send a message of this type; Postgres ends the
+    /// session on any other (`invalid frontend message type`).
+    pub fn is_known(tag: u8) -> bool {
+        matches!(
+            tag,
+            QUERY
+                | PARSE
+                | BIND
+                | DESCRIBE
+                | EXECUTE
+                | CLOSE
+                | SYNC
+                | FLUSH
+                | FUNCTION_CALL
+                | COPY_DATA
+                | COPY_DONE
+                | COPY_FAIL
+                | TERMINATE
+        )
+    }
 }
 
 /// Backend (server → client) message tags the pooler acts on.
@@ -96,10 +117,11 @@ pub enum ProtocolError {
     BadStartup(&'static str),
     #[error("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0")]
     UnsupportedVersion { major: u16, minor: u16 },
-    #[error("unexpected message type \"{}\" ({context})", char::from(*.tag))]
-    Unexpected { tag: u8, context: &'static str },
     #[error("malformed {0} message")]
     Malformed(&'static str),
+    /// Postgres's words, the type as a number.
+    #[error("invalid frontend message type {0}")]
+    UnknownType(u8),
 }
 
 impl ClientVisible for ProtocolError {
