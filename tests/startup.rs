@@ -269,3 +269,61 @@ async fn options_startup_parameter_applies_to_its_client_only() {
         "options leaked to the next client of the server"
     );
 }
+
+/// Startup parameters are judged at login as Postgres judges them: an unknown one, or one
+/// only a restart or the server's config may change, refuses the login with Postgres's error
+/// (not the first query, later); custom settings pass, and `ignore_startup_parameters` drops
+/// what it lists, `options` included.
+#[tokio::test]
+async fn startup_parameters_postgres_would_refuse_are_refused_at_login() {
+    let pgweir = Pgweir::builder()
+        .general("ignore_startup_parameters = [\"ignored_by_config\"]")
+        .start();
+    let with_options = |options: &str| {
+        let mut config = pgweir.config(SCRAM_USER.name, SCRAM_USER.password, TEST_DB);
+        config.options(options);
+        config
+    };
+    for (options, code, message) in [
+        (
+            "-c p0=x",
+            "42704",
+            "unrecognized configuration parameter \"p0\"",
+        ),
+        (
+            "-c shared_buffers=1MB",
+            "55P02",
+            "parameter \"shared_buffers\" cannot be changed without restarting the server",
+        ),
+        (
+            "-c log_destination=stderr",
+            "55P02",
+            "parameter \"log_destination\" cannot be changed now",
+        ),
+    ] {
+        let refused = common::refusal(common::connect(&with_options(options)).await, options);
+        assert_eq!(
+            (refused.0.as_str(), refused.1.as_str()),
+            (code, message),
+            "{options}"
+        );
+    }
+    let custom = common::connect(&with_options("-c app.tenant=t1 -c ignored_by_config=1"))
+        .await
+        .expect("custom settings and ignored parameters log in");
+    let row = custom
+        .query_one("SELECT current_setting('app.tenant')", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "t1");
+
+    let ignoring = Pgweir::builder()
+        .general("ignore_startup_parameters = [\"options\"]")
+        .start();
+    let mut config = ignoring.config(SCRAM_USER.name, SCRAM_USER.password, TEST_DB);
+    config.options("-c p0=x");
+    let client = common::connect(&config)
+        .await
+        .expect("options ignored whole");
+    client.simple_query("SELECT 1").await.unwrap();
+}

@@ -139,6 +139,7 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         admin_users,
         stats_users,
         shutdown_timeout,
+        ignore_startup_parameters,
         log_connections,
         log_disconnections,
         stats_period,
@@ -203,6 +204,10 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         ("admin_users", admin_users.join(",")),
         ("stats_users", stats_users.join(",")),
         ("shutdown_timeout", duration(*shutdown_timeout)),
+        (
+            "ignore_startup_parameters",
+            ignore_startup_parameters.join(","),
+        ),
         ("log_connections", log_connections.to_string()),
         ("log_disconnections", log_disconnections.to_string()),
         ("stats_period", duration(*stats_period)),

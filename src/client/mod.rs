@@ -77,6 +77,8 @@ pub enum ClientError {
     #[error("Peer authentication failed for user \"{0}\"")]
     PeerFailed(String),
     #[error(transparent)]
+    Setting(#[from] crate::server::catalog::Refusal),
+    #[error(transparent)]
     AuthQuery(#[from] AuthQueryError),
     #[error(transparent)]
     Sasl(ScramError),
@@ -146,6 +148,7 @@ impl ClientVisible for ClientError {
             | ClientError::PeerFailed(_)
             | ClientError::TlsRequired(_) => SqlState::INVALID_AUTHORIZATION,
             ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
+            ClientError::Setting(r) => r.sqlstate(),
             ClientError::Pool(e) => e.sqlstate(),
             ClientError::Server(e) => e.sqlstate(),
             ClientError::AuthQuery(_) => SqlState::CONNECTION_FAILURE,
@@ -427,7 +430,9 @@ async fn log_in(
         .map_err(|refused| too_many(refused, database, user))?;
     let group = app.pools.get(database, user)?;
     let defaults = group.primary.startup_params().await?;
-    let params = ClientParams::new(&defaults, &session_settings(&startup));
+    let settings = session_settings(&startup, &g.ignore_startup_parameters);
+    params::judge(&settings, group.primary.catalog().as_deref())?;
+    let params = ClientParams::new(&defaults, &settings);
     let cancel = app.cancels.register();
     for (k, v) in params.reported.iter() {
         backend::parameter_status(&mut out, k, v);
@@ -527,17 +532,20 @@ fn negotiate_version(m: &StartupMessage, out: &mut BytesMut) {
     }
 }
 
-/// Startup parameters that are session settings, with `options` expanded.
-fn session_settings(m: &StartupMessage) -> Vec<(String, String)> {
+/// Startup parameters that are session settings, with `options` expanded, less those in
+/// `ignore_startup_parameters` (`options` there ignores the whole of it, as in PgBouncer).
+fn session_settings(m: &StartupMessage, ignore: &[String]) -> Vec<(String, String)> {
+    let ignored = |k: &str| ignore.iter().any(|i| i.eq_ignore_ascii_case(k));
     let mut out: Vec<(String, String)> = m
         .params
         .iter()
         .filter(|(k, _)| !CONNECTION_PARAMS.contains(&k.as_str()) && !k.starts_with("_pq_."))
         .cloned()
         .collect();
-    if let Some(opts) = m.get("options") {
+    if let Some(opts) = m.get("options").filter(|_| !ignored("options")) {
         out.extend(startup::parse_options(opts));
     }
+    out.retain(|(k, _)| !ignored(k));
     out
 }
 

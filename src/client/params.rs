@@ -7,6 +7,7 @@
 //! differs) is a handful of string comparisons.
 
 use super::state::literal;
+use crate::server::catalog::{Refusal, SettingCatalog};
 use crate::server::{tracked_slot, ServerConn, ServerError, ServerParams, TRACKED};
 
 /// What one client's session should look like.
@@ -95,6 +96,18 @@ impl ClientParams {
         }
         Ok(())
     }
+}
+
+/// Checks a client's startup settings against the server's `catalog` (when one is known),
+/// as Postgres would judge them at login.
+pub fn judge(
+    settings: &[(String, String)],
+    catalog: Option<&SettingCatalog>,
+) -> Result<(), Refusal> {
+    let Some(catalog) = catalog else {
+        return Ok(());
+    };
+    settings.iter().try_for_each(|(k, _)| catalog.check(k))
 }
 
 fn set_config(name: &str, value: &str) -> String {

@@ -235,6 +235,11 @@ fn operations(
         shutdown_timeout: r
             .duration(s, "shutdown_timeout")
             .unwrap_or(d.shutdown_timeout),
+        ignore_startup_parameters: r
+            .strings(s, "ignore_startup_parameters", |name| {
+                Ok(name.to_ascii_lowercase())
+            })
+            .unwrap_or(d.ignore_startup_parameters),
         log_connections: r.boolean(s, "log_connections").unwrap_or(d.log_connections),
         log_disconnections: r
             .boolean(s, "log_disconnections")

@@ -165,6 +165,9 @@ pub struct GeneralConfig {
     /// transactions before closing them, so a stuck client cannot hold up a restart
     /// forever; zero = no limit. Default 30s, far longer than an ordinary transaction.
     pub shutdown_timeout: Duration,
+    /// Startup parameters pgweir drops instead of judging and applying them (PgBouncer's
+    /// setting): for drivers that send what the server does not have.
+    pub ignore_startup_parameters: Vec<String>,
     /// Whether each client login is logged (PgBouncer's default: on).
     pub log_connections: bool,
     /// Whether each client disconnection is logged, with its reason (PgBouncer's
@@ -206,6 +209,7 @@ impl Default for GeneralConfig {
             admin_users: Vec::new(),
             stats_users: Vec::new(),
             shutdown_timeout: Duration::from_secs(30),
+            ignore_startup_parameters: Vec::new(),
             log_connections: true,
             log_disconnections: true,
             stats_period: Duration::from_secs(60),

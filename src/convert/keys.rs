@@ -138,7 +138,8 @@ pub fn general(key: &str) -> Option<(Section, Target)> {
         "server_reset_query" | "server_reset_query_always" => skip(NotNeeded(
             "pgweir tracks each client's session state and resets only what a client changed",
         )),
-        "ignore_startup_parameters" | "track_extra_parameters" => skip(NotNeeded(
+        "ignore_startup_parameters" => pg("ignore_startup_parameters", List),
+        "track_extra_parameters" => skip(NotNeeded(
             "pgweir keeps every startup parameter a client sends and applies it to each server",
         )),
         "application_name_add_host" => skip(NotSupported("application_name is passed as sent")),

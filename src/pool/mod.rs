@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use crate::config::{PoolMode, PoolSettings};
 use crate::error::{ClientVisible, SqlState};
 use crate::prepared::Registry;
+use crate::server::catalog::{self, SettingCatalog};
 use crate::server::login::connect;
 use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use control::Switch;
@@ -143,6 +144,9 @@ pub struct Pool {
     /// Parameters the first server reported, shown to clients that log in before they have
     /// a server of their own.
     defaults: RwLock<Option<Arc<ServerParams>>>,
+    /// The settings the first server has (one that could answer), to judge clients'
+    /// startup parameters by.
+    catalog: RwLock<Option<Arc<SettingCatalog>>>,
     /// The statement texts this pool's clients prepared, under the internal names its
     /// servers know them by. Per pool, so a text found valid in one database is never
     /// taken as valid in another. Shared by the pools of one database's primary and
@@ -190,6 +194,7 @@ impl Pool {
             budgets,
             state: Mutex::new(PoolState::new(sizes, connect.login_retry)),
             defaults: RwLock::new(None),
+            catalog: RwLock::new(None),
             statements,
             lent: LentServers::default(),
             switch,
@@ -347,6 +352,10 @@ impl Pool {
             Ok(mut c) => {
                 self.connects.increment(1);
                 c.permit = permit;
+                // The catalog first: a login that sees the defaults may look for it.
+                if self.catalog.read().is_none() {
+                    self.read_catalog(&mut c).await;
+                }
                 if self.defaults.read().is_none() {
                     *self.defaults.write() = Some(Arc::new(c.params.clone()));
                 }
@@ -446,6 +455,22 @@ impl Pool {
     }
 
     /// The parameters to show a logging-in client, opening a server if none was seen yet.
+    /// The server's settings, once a server could tell them.
+    pub fn catalog(&self) -> Option<Arc<SettingCatalog>> {
+        self.catalog.read().clone()
+    }
+
+    /// Reads `pg_settings` on a fresh connection; a failure leaves it to the next one.
+    async fn read_catalog(&self, c: &mut ServerConn) {
+        match c.query_rows(catalog::SQL).await {
+            Ok(got) => {
+                let read = SettingCatalog::from_rows(&got.rows);
+                *self.catalog.write() = Some(Arc::new(read));
+            }
+            Err(e) => tracing::debug!(pool = %self.key, error = %e, "cannot read pg_settings"),
+        }
+    }
+
     pub async fn startup_params(self: &Arc<Self>) -> Result<Arc<ServerParams>, PoolError> {
         if let Some(p) = self.defaults.read().clone() {
             return Ok(p);

@@ -2,6 +2,7 @@
 //! parameters the server reported, its real cancel key, and the few queries pgweir runs on
 //! its own behalf (resets, rollbacks, SETs) whose responses no client sees.
 
+pub mod catalog;
 pub mod login;
 
 use std::path::Path;
