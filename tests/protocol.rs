@@ -322,3 +322,20 @@ async fn unknown_message_types_end_the_session_as_in_postgres() {
         );
     }
 }
+
+/// A statement name of 70,000 bytes (Postgres takes it) works in Parse and in the Bind
+/// that follows, which is then longer than 64 KiB.
+#[tokio::test]
+async fn a_statement_name_longer_than_64_kib_binds() {
+    let pgweir = trust_pgweir(1);
+    let mut wire = login(&pgweir).await;
+    let name = "s".repeat(70_000);
+    wire.parse(&name, "SELECT 'long name'")
+        .bind("", &name)
+        .execute("")
+        .sync();
+    wire.send().await;
+    let msgs = wire.until_ready().await;
+    assert_eq!(tags(&msgs), "12DCZ", "{msgs:?}");
+    assert_eq!(msgs[2].first_column().as_deref(), Some("long name"));
+}

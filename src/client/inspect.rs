@@ -82,10 +82,16 @@ impl Inspector for ClientSide<'_> {
             return Want::NOTHING;
         }
         match tag {
-            fe::BIND => Want::HEAD,
+            // A Bind's names are as long as the Parse's may be; its data is streamed.
+            fe::BIND => Want {
+                whole: MAX_INSPECTED_BODY,
+                prefix: MAX_PARSE_BODY,
+                through_nuls: 2,
+            },
             fe::PARSE | fe::QUERY => Want {
                 whole: MAX_PARSE_BODY,
                 prefix: MAX_INSPECTED_BODY,
+                through_nuls: 0,
             },
             fe::DESCRIBE | fe::CLOSE => Want::SMALL,
             _ => Want::NOTHING,

@@ -26,22 +26,29 @@ pub struct Want {
     pub whole: usize,
     /// Of a longer body, this many leading bytes are shown; zero shows nothing.
     pub prefix: usize,
+    /// With `prefix`, show a longer body only through this many NULs (a Bind's portal and
+    /// statement names), `prefix` bytes being the most shown: names of any length are seen
+    /// whole without buffering the data after them.
+    pub through_nuls: u8,
 }
 
 impl Want {
     pub const NOTHING: Want = Want {
         whole: 0,
         prefix: 0,
+        through_nuls: 0,
     };
     /// Whole bodies up to [`MAX_INSPECTED_BODY`], nothing of longer ones.
     pub const SMALL: Want = Want {
         whole: MAX_INSPECTED_BODY,
         prefix: 0,
+        through_nuls: 0,
     };
     /// Whole bodies up to [`MAX_INSPECTED_BODY`], the first that many bytes of longer ones.
     pub const HEAD: Want = Want {
         whole: MAX_INSPECTED_BODY,
         prefix: MAX_INSPECTED_BODY,
+        through_nuls: 0,
     };
 }
 
@@ -108,9 +115,27 @@ pub struct Framer {
     skip: usize,
     /// Bytes of the current message still to be forwarded.
     forward: usize,
+    /// For a message shown through its NULs: body bytes already searched, and the NULs
+    /// found in them, so bytes arriving in pieces are searched once.
+    searched: (usize, u8),
 }
 
 impl Framer {
+    /// The length of `body` through its `count`th NUL, if it holds that many; remembers how
+    /// far it searched otherwise.
+    fn through_nuls(&mut self, body: &[u8], count: u8) -> Option<usize> {
+        let (mut at, mut found) = self.searched;
+        while let Some(i) = memchr::memchr(0, &body[at..]) {
+            at += i + 1;
+            found += 1;
+            if found == count {
+                return Some(at);
+            }
+        }
+        self.searched = (body.len(), found);
+        None
+    }
+
     /// True while a streamed message is only partly through.
     pub fn mid_message(&self) -> bool {
         self.skip > 0 || self.forward > 0
@@ -161,13 +186,27 @@ impl Framer {
             let body_len = total - 5;
             let shown = if body_len <= want.whole {
                 body_len
+            } else if want.through_nuls > 0 {
+                let limit = want.prefix.min(body_len);
+                let arrived = &rest[5..rest.len().min(5 + limit)];
+                self.through_nuls(arrived, want.through_nuls)
+                    .unwrap_or(limit)
             } else {
                 want.prefix.min(body_len)
             };
             if rest.len() < 5 + shown {
-                buf.reserve(5 + shown - rest.len());
+                // Room for what is missing, but not the whole of a long prefix while its
+                // NULs may still come early.
+                let missing = 5 + shown - rest.len();
+                let cap = if want.through_nuls > 0 {
+                    MAX_INSPECTED_BODY
+                } else {
+                    missing
+                };
+                buf.reserve(missing.min(cap));
                 break;
             }
+            self.searched = (0, 0);
             let view = match shown {
                 _ if body_len <= want.whole => View::Whole(&rest[5..total]),
                 0 => View::Nothing,
@@ -341,6 +380,12 @@ mod tests {
                 b'B' => Want {
                     whole: 4,
                     prefix: 2,
+                    through_nuls: 0,
+                },
+                b'N' => Want {
+                    whole: 4,
+                    prefix: 1 << 20,
+                    through_nuls: 2,
                 },
                 _ => Want::NOTHING,
             }
@@ -400,6 +445,24 @@ mod tests {
         let tags: Vec<u8> = r.seen.iter().map(|(t, _)| *t).collect();
         assert_eq!(tags, b"DxZx");
         assert_eq!(r.seen[2].1.as_deref(), Some(&b"I"[..]));
+    }
+
+    /// Long names arriving a byte at a time are shown whole, through their second NUL and no
+    /// further, however long; the data after them streams.
+    #[test]
+    fn a_body_is_shown_through_its_names_however_long() {
+        let names = [vec![b'p'; 5], vec![0], vec![b's'; 70_000], vec![0]].concat();
+        let body = [names.clone(), vec![9; 100]].concat();
+        let stream = [msg(b'N', &body), msg(b'Z', b"I")].concat();
+        let mut f = Framer::default();
+        let (mut r, mut out, mut buf) = (Rec::default(), OutQueue::default(), BytesMut::new());
+        for chunk in stream.chunks(997) {
+            buf.extend_from_slice(chunk);
+            f.drain(&mut buf, &mut r, &mut out).unwrap();
+        }
+        assert_eq!(flatten(&out), stream);
+        assert_eq!(r.seen[0].1.as_deref(), Some(&names[..]));
+        assert_eq!(r.seen[1].0, b'Z');
     }
 
     #[test]
