@@ -339,3 +339,32 @@ async fn a_statement_name_longer_than_64_kib_binds() {
     assert_eq!(tags(&msgs), "12DCZ", "{msgs:?}");
     assert_eq!(msgs[2].first_column().as_deref(), Some("long name"));
 }
+
+/// A client that sends a query and shuts its sending side down still gets the result, then
+/// the connection closes, as with Postgres; a Terminate after a query waits for it the same
+/// way. The server goes back clean.
+#[tokio::test]
+async fn a_half_closed_client_gets_its_result_then_the_close() {
+    let pgweir = trust_pgweir(1);
+    let mut wire = login(&pgweir).await;
+    wire.query("SELECT pg_sleep(0.2), 'answered'").send().await;
+    wire.shutdown_write().await;
+    let msgs = wire.until_ready().await;
+    assert_eq!(tags(&msgs), "TDCZ", "{msgs:?}");
+    assert!(wire.closed().await, "closed after the answer");
+
+    let mut wire = login(&pgweir).await;
+    wire.query("SELECT 'before goodbye'").send().await;
+    wire.raw(&[b'X', 0, 0, 0, 4]).send().await;
+    let msgs = wire.until_ready().await;
+    assert_eq!(msgs[1].first_column().as_deref(), Some("before goodbye"));
+    assert!(wire.closed().await);
+
+    let mut next = login(&pgweir).await;
+    next.query("SELECT 1").send().await;
+    assert_eq!(
+        tags(&next.until_ready().await),
+        "TDCZ",
+        "the server is reused"
+    );
+}

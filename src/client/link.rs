@@ -44,6 +44,9 @@ pub(super) struct Link {
     pub(super) sframer: Framer,
     pub(super) to_server: OutQueue,
     pub(super) terminated: bool,
+    /// The client shut its sending side down after whole messages: what it asked for is
+    /// still delivered, as Postgres delivers it, then the link ends.
+    pub(super) client_eof: bool,
     /// Statement mode saw a transaction left open.
     pub(super) violation: bool,
     /// Whether the tracker was quiet at the last look, and since when.

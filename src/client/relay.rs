@@ -387,7 +387,10 @@ async fn pump(
         if link.to_server.write_now(&mut sw).await.is_err() {
             return Ok(End::ServerGone);
         }
-        if link.terminated {
+        // A client that said goodbye, or shut its side down, after whole requests gets
+        // their answers first, as from Postgres.
+        if (link.terminated || link.client_eof) && link.answered_all(cframer, rbuf) {
+            let _ = to_client.write_all(&mut cw).await;
             return Ok(End::ClientGone);
         }
         if link.fatal.before_reply {
@@ -444,9 +447,20 @@ async fn pump(
                 }
             }
             e = stop.at(boundary) => return Ok(End::Expired(e)),
-            r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER && link.route.held.is_none() => {
+            r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER
+                && link.route.held.is_none()
+                && !link.terminated
+                && !link.client_eof =>
+            {
                 if r? == 0 {
-                    return Ok(End::ClientGone);
+                    // Mid-message, mid-COPY or before a batch's Sync, what would complete
+                    // it never comes: nothing is owed a whole answer (Postgres too ends).
+                    let t = &link.tracker;
+                    if cframer.mid_message() || !cbuf.is_empty() || t.copy_in() || t.in_batch() {
+                        return Ok(End::ClientGone);
+                    }
+                    link.client_eof = true;
+                    continue;
                 }
                 link.client_read = true;
                 drain_client(s, link, cbuf, cframer, sstmts)?;

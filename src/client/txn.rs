@@ -84,6 +84,11 @@ impl TxnTracker {
         self.pending == 0 && !self.in_batch && !self.copy_in
     }
 
+    /// Whether the server waits for the client's COPY data.
+    pub fn copy_in(&self) -> bool {
+        self.copy_in
+    }
+
     /// Extended-protocol messages were sent since the last Sync.
     pub fn in_batch(&self) -> bool {
         self.in_batch

@@ -229,6 +229,22 @@ impl Wire {
         self.stream.write_all(&out).await.expect("write to pgweir");
     }
 
+    /// Shuts down the sending side, as a client that has said all it will.
+    pub async fn shutdown_write(&mut self) {
+        self.stream
+            .shutdown()
+            .await
+            .expect("shut down the write side");
+    }
+
+    /// Whether pgweir has closed the connection (all it sent is read first).
+    pub async fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), self.stream.read_to_end(&mut rest));
+        matches!(read.await, Ok(Ok(_)))
+    }
+
     /// The next message, or a panic after 10 s.
     pub async fn recv(&mut self) -> Msg {
         tokio::time::timeout(Duration::from_secs(10), self.read_msg())
