@@ -198,7 +198,7 @@ async fn scan_until_complete(
             return Ok(scan);
         }
         let first_done = first_message_complete(cbuf);
-        if first_done && cbuf.len() > MAX_PARSE_BODY {
+        if cbuf.len() > MAX_PARSE_BODY {
             // A request this large is not worth a replica: bound what is held for it.
             return Ok(scan);
         }
@@ -224,6 +224,9 @@ fn first_message_complete(buf: &[u8]) -> bool {
         buf.len() > len
     })
 }
+
+/// The most of a waiting client's requests held for the server it waits for.
+const MAX_WAITING_BYTES: usize = 256 * 1024;
 
 /// Why a checkout gave no server.
 enum Waited {
@@ -252,12 +255,15 @@ async fn checkout(
     tokio::pin!(paused_while_draining);
     loop {
         ensure_spare(cbuf);
+        // Beyond a bound the client is not read (a disconnect then shows later): a client
+        // that keeps sending while it waits must not be buffered without end.
+        let room = cbuf.len() < MAX_WAITING_BYTES;
         tokio::select! {
             biased;
             server = &mut wait => return server.map(Some).map_err(Waited::Pool),
             e = stop.now() => return Err(Waited::Stopped(e)),
             e = &mut paused_while_draining => return Err(Waited::Stopped(e)),
-            read = client.read_buf(cbuf) => {
+            read = client.read_buf(cbuf), if room => {
                 if !matches!(read, Ok(n) if n > 0) {
                     return Ok(None);
                 }

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::inspect::FatalWatch;
 use super::routing::LinkRoute;
@@ -16,7 +16,7 @@ use super::ClientError;
 use crate::config::PoolMode;
 use crate::prepared::Pending;
 use crate::protocol::framer::{Framer, OutQueue};
-use crate::protocol::TxStatus;
+use crate::protocol::{fe, TxStatus};
 use crate::stats::Clock;
 
 /// Per-link state: what is owed and what is queued for the server.
@@ -47,11 +47,22 @@ pub(super) struct Link {
     /// The client shut its sending side down after whole messages: what it asked for is
     /// still delivered, as Postgres delivers it, then the link ends.
     pub(super) client_eof: bool,
+    /// A Flush went to the server since the client was last read for owing too much.
+    pub(super) flushed: bool,
     /// Statement mode saw a transaction left open.
     pub(super) violation: bool,
     /// Whether the tracker was quiet at the last look, and since when.
     pub(super) phase: Option<(bool, Instant)>,
 }
+
+/// Requests in flight on one link (ReadyForQuery or replies owed) beyond which the client
+/// is not read from until some are answered: bounds what a client that sends and never
+/// reads costs, as Postgres bounds it by not reading either. A pipelining driver has far
+/// fewer in flight.
+const MAX_OWED: usize = 1024;
+
+/// A Flush message.
+const FLUSH: &[u8] = &[fe::FLUSH, 0, 0, 0, 4];
 
 /// Most spare queues a worker thread keeps (a few kilobytes).
 const MAX_SPARES: usize = 64;
@@ -110,6 +121,21 @@ impl Link {
         None
     }
 
+    /// Whether the client may be read from as far as the answers it is owed go: a client
+    /// that sends and never reads must not make pgweir keep track of ever more of them.
+    /// Inside a batch (no Sync yet) the server may hold small replies back; a Flush, sent
+    /// once per stop, makes it send them, so the client is read again as they arrive.
+    pub(super) fn owes_few(&mut self, cframer: &Framer) -> bool {
+        let few = (self.tracker.owed() as usize) < MAX_OWED && self.pending.len() < MAX_OWED;
+        if few {
+            self.flushed = false;
+        } else if self.tracker.in_batch() && !self.flushed && !cframer.mid_message() {
+            self.to_server.push(Bytes::from_static(FLUSH));
+            self.flushed = true;
+        }
+        few
+    }
+
     /// Everything sent has been answered and nothing is half-way in either direction.
     pub(super) fn answered_all(&self, cframer: &Framer, rbuf: &BytesMut) -> bool {
         self.tracker.quiet()
@@ -151,7 +177,7 @@ impl Drop for Link {
         }
         let spare = Spare {
             to_server: std::mem::take(&mut self.to_server).emptied(),
-            pending: std::mem::take(&mut self.pending),
+            pending: std::mem::take(&mut self.pending).emptied(),
             clock: std::mem::take(&mut self.clock).emptied(),
         };
         SPARES.with(|s| {

@@ -440,6 +440,11 @@ async fn pump(
         let boundary = link.answered_all(cframer, rbuf)
             && cbuf.is_empty()
             && link.tracker.status() == TxStatus::Idle;
+        let read_client = link.to_server.len() < HIGH_WATER
+            && link.owes_few(cframer)
+            && link.route.held.is_none()
+            && !link.terminated
+            && !link.client_eof;
         tokio::select! {
             () = expiry => {
                 if let Some((_, e)) = deadline {
@@ -447,11 +452,7 @@ async fn pump(
                 }
             }
             e = stop.at(boundary) => return Ok(End::Expired(e)),
-            r = cr.read_buf(cbuf), if link.to_server.len() < HIGH_WATER
-                && link.route.held.is_none()
-                && !link.terminated
-                && !link.client_eof =>
-            {
+            r = cr.read_buf(cbuf), if read_client => {
                 if r? == 0 {
                     // Mid-message, mid-COPY or before a batch's Sync, what would complete
                     // it never comes: nothing is owed a whole answer (Postgres too ends).

@@ -84,6 +84,11 @@ impl TxnTracker {
         self.pending == 0 && !self.in_batch && !self.copy_in
     }
 
+    /// ReadyForQuery messages the server still owes.
+    pub fn owed(&self) -> u32 {
+        self.pending
+    }
+
     /// Whether the server waits for the client's COPY data.
     pub fn copy_in(&self) -> bool {
         self.copy_in

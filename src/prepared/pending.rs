@@ -99,6 +99,9 @@ pub enum Expect {
     Ready,
 }
 
+/// Entries a spare queue keeps room for.
+const SPARE_ENTRIES: usize = 64;
+
 /// Responses owed by one server to one client, oldest first.
 #[derive(Debug, Default)]
 pub struct Pending {
@@ -114,6 +117,18 @@ pub struct Caches<'a> {
 impl Pending {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// Responses owed now.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Empty, and no bigger than an ordinary link needs, to be kept for the next link.
+    pub fn emptied(mut self) -> Self {
+        self.queue.clear();
+        self.queue.shrink_to(SPARE_ENTRIES);
+        self
     }
 
     pub fn push(&mut self, e: Expect) {

@@ -229,6 +229,12 @@ impl Wire {
         self.stream.write_all(&out).await.expect("write to pgweir");
     }
 
+    /// The socket, for a test that writes on it itself (nothing is left unread after
+    /// a login).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Shuts down the sending side, as a client that has said all it will.
     pub async fn shutdown_write(&mut self) {
         self.stream
