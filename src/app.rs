@@ -183,7 +183,7 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
-fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 20] {
+fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 25] {
     let (o, n) = (&old.pgweir, &new.pgweir);
     let (op, np) = (&old.pool, &new.pool);
     let (ou, nu) = (o.unix_socket.as_ref(), n.unix_socket.as_ref());
@@ -214,6 +214,11 @@ fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 20
             "server_login_retry",
             o.server_login_retry != n.server_login_retry,
         ),
+        ("tcp_keepalive", o.tcp.keepalive != n.tcp.keepalive),
+        ("tcp_keepidle", o.tcp.keepidle != n.tcp.keepidle),
+        ("tcp_keepintvl", o.tcp.keepintvl != n.tcp.keepintvl),
+        ("tcp_keepcnt", o.tcp.keepcnt != n.tcp.keepcnt),
+        ("tcp_user_timeout", o.tcp.user_timeout != n.tcp.user_timeout),
         (
             "replica_check_interval",
             o.replica_check_interval != n.replica_check_interval,

@@ -15,7 +15,9 @@ use bytes::BytesMut;
 
 use super::result::{ResultSet, Type};
 use crate::app::App;
-use crate::config::{AuthSources, FileMode, GeneralConfig, PoolDefaults, TlsConfig, RESTART_ONLY};
+use crate::config::{
+    AuthSources, FileMode, GeneralConfig, PoolDefaults, TcpSettings, TlsConfig, RESTART_ONLY,
+};
 
 pub const CONFIG: [(&str, Type); 4] = [
     ("key", Type::Text),
@@ -44,7 +46,7 @@ pub fn config(app: &App, out: &mut BytesMut) {
 pub fn section_of(key: &str) -> Option<&'static str> {
     let (g, p) = (GeneralConfig::default(), PoolDefaults::default());
     let has = |keys: Vec<(&'static str, String)>| keys.iter().any(|(k, _)| *k == key);
-    if has(general(&g)) || has(tls(&g.tls)) {
+    if has(general(&g)) || has(tls(&g.tls)) || has(tcp(&g.tcp)) {
         Some("pgweir")
     } else if has(pool(&p)) {
         Some("pool")
@@ -84,8 +86,27 @@ fn seconds(d: Duration) -> String {
 fn keys(g: &GeneralConfig, p: &PoolDefaults) -> Vec<(&'static str, String)> {
     let mut all = general(g);
     all.extend(tls(&g.tls));
+    all.extend(tcp(&g.tcp));
     all.extend(pool(p));
     all
+}
+
+/// The TCP keys. `tcp_user_timeout` is in milliseconds, as PgBouncer has it.
+fn tcp(t: &TcpSettings) -> Vec<(&'static str, String)> {
+    let TcpSettings {
+        keepalive,
+        keepidle,
+        keepintvl,
+        keepcnt,
+        user_timeout,
+    } = t;
+    vec![
+        ("tcp_keepalive", keepalive.to_string()),
+        ("tcp_keepidle", duration(*keepidle)),
+        ("tcp_keepintvl", duration(*keepintvl)),
+        ("tcp_keepcnt", keepcnt.to_string()),
+        ("tcp_user_timeout", user_timeout.as_millis().to_string()),
+    ]
 }
 
 /// The TLS keys; file paths only, never what the files hold.
@@ -146,6 +167,7 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         log_format,
         auth_sources,
         tls: _,
+        tcp: _,
     } = g;
     let mut keys = vec![
         ("listen_addr", listen_addr.to_string()),

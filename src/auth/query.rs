@@ -167,6 +167,7 @@ impl AuthQueries {
             password,
             credentials: Some(credentials),
             tls: Arc::clone(tls),
+            tcp: config.pgweir.tcp,
         };
         let mut pools = self.pools.lock();
         let key = (lookup.auth_dbname.clone(), lookup.auth_user.clone());

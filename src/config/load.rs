@@ -93,6 +93,7 @@ fn general(
     };
     let d = operations(r, s, users, d);
     let tls = super::tls::read(r, s);
+    let tcp = super::tcp::read(r, s);
     let config = GeneralConfig {
         listen_addr: r
             .parsed(s, "listen_addr", ListenAddr::parse)
@@ -134,6 +135,7 @@ fn general(
             .duration(s, "replica_check_interval")
             .unwrap_or(d.replica_check_interval),
         tls,
+        tcp,
         ..d
     };
     if config.auth_type == AuthType::Hba && !sec.has("auth_hba_file") {

@@ -23,6 +23,7 @@ mod listen;
 mod load;
 mod reader;
 mod settings;
+mod tcp;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -38,6 +39,7 @@ pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
 pub use listen::{FileMode, Group, ListenAddr, ListenHost, UnixSocket};
 pub use settings::PoolSettings;
+pub use tcp::TcpSettings;
 pub use tls::{ClientTlsMode, ServerTlsMode, TlsConfig};
 
 use crate::auth::hba::HbaFile;
@@ -47,7 +49,7 @@ use crate::auth::hba::HbaFile;
 /// replica monitor they were created with; and a client's pool mode and prepared-statement
 /// renaming must not change under it. A change to any of them waits for a restart (and the
 /// reload says so).
-pub const RESTART_ONLY: [&str; 20] = [
+pub const RESTART_ONLY: [&str; 25] = [
     "listen_addr",
     "listen_port",
     "unix_socket_dir",
@@ -62,6 +64,11 @@ pub const RESTART_ONLY: [&str; 20] = [
     "stats_period",
     "server_connect_timeout",
     "server_login_retry",
+    "tcp_keepalive",
+    "tcp_keepidle",
+    "tcp_keepintvl",
+    "tcp_keepcnt",
+    "tcp_user_timeout",
     "replica_check_interval",
     "replica_ban_time",
     "max_db_connections",
@@ -182,6 +189,8 @@ pub struct GeneralConfig {
     pub auth_sources: AuthSources,
     /// TLS towards clients and towards servers.
     pub tls: TlsConfig,
+    /// Keepalive and user timeout of every client and server socket.
+    pub tcp: TcpSettings,
 }
 
 /// PgBouncer's defaults for the keys it has, except that SCRAM is the default
@@ -216,6 +225,7 @@ impl Default for GeneralConfig {
             log_format: LogFormat::Text,
             auth_sources: AuthSources::default(),
             tls: TlsConfig::default(),
+            tcp: TcpSettings::default(),
         }
     }
 }

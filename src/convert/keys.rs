@@ -17,6 +17,8 @@ pub enum Form {
     Bool,
     /// Bare (possibly fractional) seconds, or a number with a unit.
     Duration,
+    /// Bare milliseconds (`tcp_user_timeout`).
+    Millis,
     Str,
     /// A file name: a relative one is taken from the pgbouncer.ini's directory.
     Path,
@@ -155,8 +157,12 @@ pub fn general(key: &str) -> Option<(Section, Target)> {
         "dns_max_ttl" | "dns_nxdomain_ttl" | "dns_zone_check_period" | "resolv_conf" => skip(DNS),
         "pkt_buf" | "max_packet_size" | "sbuf_loopcnt" | "listen_backlog" => skip(BUFFERS),
         "so_reuseport" | "peer_id" => skip(NotSupported("several pgweir processes on one port")),
-        "tcp_defer_accept" | "tcp_socket_buffer" | "tcp_keepalive" | "tcp_keepcnt"
-        | "tcp_keepidle" | "tcp_keepintvl" | "tcp_user_timeout" => skip(TCP),
+        "tcp_defer_accept" | "tcp_socket_buffer" => skip(TCP),
+        "tcp_keepalive" => pg("tcp_keepalive", Bool),
+        "tcp_keepcnt" => pg("tcp_keepcnt", Int),
+        "tcp_keepidle" => pg("tcp_keepidle", Duration),
+        "tcp_keepintvl" => pg("tcp_keepintvl", Duration),
+        "tcp_user_timeout" => pg("tcp_user_timeout", Millis),
         "client_tls_protocols"
         | "client_tls_ciphers"
         | "client_tls13_ciphers"

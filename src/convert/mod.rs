@@ -368,6 +368,10 @@ fn toml_value(form: Form, raw: &str, base: &Path) -> Result<String, String> {
             _ => Err(format!("{raw:?} is not a boolean")),
         },
         Form::Duration => duration(raw),
+        Form::Millis => match raw.trim().parse::<u64>() {
+            Ok(ms) => Ok(toml_str(&format!("{ms}ms"))),
+            Err(_) => Err(format!("{raw:?} is not a whole number of milliseconds")),
+        },
         Form::Str => Ok(toml_str(raw)),
         // Empty is PgBouncer's "not set" (for unix_socket_dir: no socket).
         Form::Path if raw.is_empty() => Ok(toml_str("")),

@@ -39,11 +39,16 @@ pub async fn serve(app: Arc<App>, listeners: Listeners) {
 }
 
 async fn accept_tcp(app: Arc<App>, slots: Arc<Semaphore>, listener: TcpListener) {
+    // The tcp_* settings wait for a restart, as the pools' do.
+    let tcp = app.config().pgweir.tcp;
     loop {
         match listener.accept().await {
-            Ok((tcp, peer)) => {
-                let _ = tcp.set_nodelay(true);
-                admit(&app, &slots, Stream::Plain(tcp), Addr::Tcp(peer));
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                if let Err(e) = crate::net::tcp::tune(&stream, &tcp) {
+                    tracing::debug!(error = %e, "cannot set the client socket's tcp_* options");
+                }
+                admit(&app, &slots, Stream::Plain(stream), Addr::Tcp(peer));
             }
             Err(e) => backoff(e).await,
         }

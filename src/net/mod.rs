@@ -7,4 +7,5 @@ pub mod accept;
 pub mod addr;
 pub mod connect;
 pub mod stream;
+pub mod tcp;
 pub mod tls;

@@ -114,6 +114,7 @@ impl Pools {
             password,
             credentials: Some(self.keyring.of(database, server_user)),
             tls: Arc::clone(&self.tls),
+            tcp: cfg.pgweir.tcp,
         };
         let statements = Arc::new(Registry::default());
         let key = |node| PoolKey {
@@ -298,6 +299,7 @@ impl Pools {
             password,
             credentials: None,
             tls: Arc::clone(&self.tls),
+            tcp: config.pgweir.tcp,
         };
         if group.origin != Origin::of(db, &target) {
             tracing::info!(%database, %user, "servers or routing changed: new clients get new pools, the old ones drain");

@@ -80,6 +80,7 @@ async fn open(target: &ServerTarget, addr: &str) -> Result<(Stream, Addr), Serve
     }
     let stream = TcpStream::connect(addr).await.map_err(refused)?;
     stream.set_nodelay(true)?;
+    crate::net::tcp::tune(&stream, &target.tcp)?;
     let peer = Addr::Tcp(stream.peer_addr()?);
     let tls = target.tls.load_full();
     let stream = upgrade(stream, &tls.server, &target.host)
@@ -305,6 +306,7 @@ mod tests {
             password: None,
             credentials: None,
             tls: no_tls(),
+            tcp: Default::default(),
         };
         let salt = [1, 2, 3, 4];
         let from_plain = md5_response(&Some(StoredSecret::Plain("pw".into())), &t, salt).unwrap();
@@ -352,6 +354,7 @@ mod tests {
             password: None,
             credentials: Some(credentials),
             tls: no_tls(),
+            tcp: Default::default(),
         };
         let err = connect(&t, Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(err, ServerError::Protocol(_)), "{err}");

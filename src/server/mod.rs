@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::auth::passthrough::{Credentials, PassThroughError};
-use crate::config::Secret;
+use crate::config::{Secret, TcpSettings};
 use crate::error::{ClientVisible, SqlState};
 use crate::net::addr::{is_socket_dir, socket_path, Addr};
 use crate::net::connect::UpgradeError;
@@ -59,6 +59,8 @@ pub struct ServerTarget {
     pub credentials: Option<Arc<Credentials>>,
     /// TLS in force towards servers; read at each connect, so a reload applies to new ones.
     pub tls: TlsState,
+    /// Keepalive and user timeout of the sockets, as the pool was made with.
+    pub tcp: TcpSettings,
 }
 
 impl ServerTarget {

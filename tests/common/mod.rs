@@ -11,6 +11,7 @@
 mod cluster;
 pub mod console;
 pub mod differential;
+pub mod faults;
 mod pgweir;
 pub mod replica;
 pub mod routing;

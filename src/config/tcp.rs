@@ -1,0 +1,50 @@
+//! PgBouncer's TCP settings, for client and server sockets alike: keepalive probes so a
+//! peer behind a network that went silent is noticed (the kernel's default waits two hours
+//! before the first probe), and `tcp_user_timeout` so data a peer never acknowledges fails
+//! the connection instead of being retransmitted for a quarter of an hour. Zero leaves a
+//! value to the operating system, as in PgBouncer; pgweir's defaults notice a dead peer
+//! within about two minutes.
+
+use std::time::Duration;
+
+use super::reader::{Reader, Section};
+
+/// The TCP options pgweir sets on every client and server socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSettings {
+    pub keepalive: bool,
+    /// Idle time before the first probe.
+    pub keepidle: Duration,
+    /// Time between probes.
+    pub keepintvl: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub keepcnt: u32,
+    /// How long sent data may stay unacknowledged.
+    pub user_timeout: Duration,
+}
+
+impl Default for TcpSettings {
+    fn default() -> Self {
+        TcpSettings {
+            keepalive: true,
+            keepidle: Duration::from_secs(60),
+            keepintvl: Duration::from_secs(10),
+            keepcnt: 6,
+            user_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The `tcp_*` keys of `[pgweir]`.
+pub(super) fn read(r: &mut Reader<'_>, s: &mut Section<'_>) -> TcpSettings {
+    let d = TcpSettings::default();
+    TcpSettings {
+        keepalive: r.boolean(s, "tcp_keepalive").unwrap_or(d.keepalive),
+        keepidle: r.duration(s, "tcp_keepidle").unwrap_or(d.keepidle),
+        keepintvl: r.duration(s, "tcp_keepintvl").unwrap_or(d.keepintvl),
+        keepcnt: r
+            .int(s, "tcp_keepcnt", 0..=i64::from(i32::MAX))
+            .unwrap_or(d.keepcnt),
+        user_timeout: r.duration(s, "tcp_user_timeout").unwrap_or(d.user_timeout),
+    }
+}

@@ -1,0 +1,93 @@
+//! Networks that fail under pgweir (issue 17): a relay between pgweir and Postgres
+//! ([`common::faults`]) resets connections mid-message, stalls, delays and trickles. The
+//! client whose transaction was on the broken server gets an error, within the configured
+//! bound where the fault is silence; other clients see nothing; no broken server is handed
+//! out again; the pool refills once the fault ends. Bounds are generous, never timings.
+
+mod common;
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use common::faults::{Fault, FaultProxy};
+use common::{within, Pgweir, SCRAM_USER, TEST_DB};
+
+/// pgweir whose `through_relay` database reaches the cluster through `proxy`.
+fn through(proxy: &FaultProxy, pool_size: usize, pool: &str) -> Pgweir {
+    Pgweir::builder()
+        .pool_size(pool_size)
+        .pool(pool)
+        .extra(&format!(
+            "[databases.through_relay]\nhost = \"127.0.0.1\"\nport = {}\ndbname = \"{TEST_DB}\"\n",
+            proxy.port
+        ))
+        .start()
+}
+
+async fn one(client: &Client, sql: &str) -> Result<String, tokio_postgres::Error> {
+    let row = client.query_one(sql, &[]).await?;
+    Ok(row.get(0))
+}
+
+#[tokio::test]
+async fn a_reset_mid_result_fails_that_client_only_and_the_pool_refills() {
+    let proxy = FaultProxy::start().await;
+    let pgweir = through(&proxy, 2, "");
+    let victim = pgweir.connect_as(&SCRAM_USER, "through_relay").await;
+    let bystander = pgweir.connect_as(&SCRAM_USER, TEST_DB).await;
+    let long =
+        "SELECT string_agg(repeat('x', 1000), '') FROM generate_series(1, 20000), pg_sleep(0.3)";
+    let running = tokio::spawn(async move {
+        let got = victim.simple_query(long).await;
+        (victim, got)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.set(Fault::Reset);
+    let (victim, got) = within(30, "the reset query", running).await.unwrap();
+    let err = got.expect_err("the server was reset under the query");
+    let code = err.code().map(|c| c.code().to_owned()).unwrap_or_default();
+    assert!(code.starts_with("08"), "a connection error: {err:?}");
+    assert_eq!(
+        one(&bystander, "SELECT 'unaffected'").await.unwrap(),
+        "unaffected"
+    );
+    proxy.set(Fault::Pass);
+    let again = pgweir.connect_as(&SCRAM_USER, "through_relay").await;
+    assert_eq!(one(&again, "SELECT 'refilled'").await.unwrap(), "refilled");
+    drop(victim);
+}
+
+#[tokio::test]
+async fn a_stalled_server_is_bounded_by_query_timeout_and_not_reused() {
+    let proxy = FaultProxy::start().await;
+    let pgweir = through(&proxy, 1, "query_timeout = \"1s\"");
+    let client = pgweir.connect_as(&SCRAM_USER, "through_relay").await;
+    assert_eq!(one(&client, "SELECT 'warm'").await.unwrap(), "warm");
+    proxy.set(Fault::Stall);
+    let stalled = client.simple_query("SELECT 'stalled'");
+    let err = within(30, "the stalled query", stalled)
+        .await
+        .expect_err("no answer comes");
+    // The FATAL 57014 may come, or only the close after it: either way the bound held.
+    assert!(matches!(err.code().map(|c| c.code()), None | Some("57014")), "{err:?}");
+    assert!(pgweir.log().contains("query_timeout"), "{}", pgweir.log());
+    proxy.set(Fault::Pass);
+    let next = pgweir.connect_as(&SCRAM_USER, "through_relay").await;
+    assert_eq!(
+        one(&next, "SELECT 'fresh server'").await.unwrap(),
+        "fresh server"
+    );
+}
+
+#[tokio::test]
+async fn delayed_and_trickled_bytes_still_make_whole_answers() {
+    let proxy = FaultProxy::start().await;
+    let pgweir = through(&proxy, 1, "");
+    let client = pgweir.connect_as(&SCRAM_USER, "through_relay").await;
+    proxy.set(Fault::Delay(Duration::from_millis(20)));
+    assert_eq!(one(&client, "SELECT 'late'").await.unwrap(), "late");
+    proxy.set(Fault::Trickle);
+    let got = one(&client, "SELECT repeat('t', 300)").await.unwrap();
+    assert_eq!(got, "t".repeat(300));
+}
