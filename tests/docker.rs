@@ -627,3 +627,52 @@ fn pgweir_toml_passes_pgweir_check() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Cargo.toml's `rust-version` is the newest any locked dependency needs on Linux (dev
+/// ones included): not older, which would promise builds that fail, nor newer than needed.
+#[test]
+fn rust_version_is_what_the_lock_file_needs() {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", "x86_64-unknown-linux-gnu"])
+        .current_dir(repo())
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Json = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let used: BTreeSet<&str> = meta["resolve"]["nodes"]
+        .as_array()
+        .expect("resolve nodes")
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    let version = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap()).collect() };
+    let mut ours = None;
+    let mut needed = vec![0];
+    for p in meta["packages"].as_array().expect("packages") {
+        let Some(rv) = p["rust_version"].as_str() else {
+            continue;
+        };
+        if p["name"] == "pgweir" {
+            ours = Some(version(rv));
+        } else if p["id"].as_str().is_some_and(|id| used.contains(id)) {
+            needed = needed.max(version(rv));
+        }
+    }
+    let ours = ours.expect("pgweir has a rust-version");
+    let trim = |mut v: Vec<u32>| {
+        while v.len() > 2 && v.last() == Some(&0) {
+            v.pop();
+        }
+        v
+    };
+    assert_eq!(
+        trim(ours),
+        trim(needed),
+        "rust-version against the lock file's needs"
+    );
+}

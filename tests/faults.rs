@@ -70,7 +70,10 @@ async fn a_stalled_server_is_bounded_by_query_timeout_and_not_reused() {
         .await
         .expect_err("no answer comes");
     // The FATAL 57014 may come, or only the close after it: either way the bound held.
-    assert!(matches!(err.code().map(|c| c.code()), None | Some("57014")), "{err:?}");
+    assert!(
+        matches!(err.code().map(|c| c.code()), None | Some("57014")),
+        "{err:?}"
+    );
     assert!(pgweir.log().contains("query_timeout"), "{}", pgweir.log());
     proxy.set(Fault::Pass);
     let next = pgweir.connect_as(&SCRAM_USER, "through_relay").await;
