@@ -14,72 +14,40 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-use common::console::{console, with_console, ADMIN};
+use common::console::{console, show, with_console, Shown, ADMIN};
 use common::replica::Replica;
 use common::routing::until_reads_on_replica;
 use common::{cluster, free_port, within, TEST_DB};
 
 static REPLICA: OnceCell<Replica> = OnceCell::const_new();
 
-/// One SHOW's column names and rows (text values, None for NULL).
-struct Answer {
-    columns: Vec<String>,
-    rows: Vec<Vec<Option<String>>>,
+/// Where `name` is among a result's columns, if it is.
+fn column(shown: &Shown, name: &str) -> Option<usize> {
+    shown.columns.iter().position(|n| n == name)
 }
 
-impl Answer {
-    fn column(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|n| n == name)
-    }
-
-    /// Each row's values of `labels`, NULL read as "" as the exporter reads it.
-    fn keys(&self, labels: &[&str]) -> Vec<Vec<String>> {
-        let at: Vec<Option<usize>> = labels.iter().map(|l| self.column(l)).collect();
-        let value = |row: &Vec<Option<String>>, i: &Option<usize>| {
-            i.and_then(|i| row[i].clone()).unwrap_or_default()
-        };
-        self.rows
-            .iter()
-            .map(|r| at.iter().map(|i| value(r, i)).collect())
-            .collect()
-    }
-}
-
-/// Runs `sql` as the exporter does: the simple protocol, values as text.
-async fn ask(client: &Client, sql: &str) -> Answer {
-    let messages = within(10, sql, client.simple_query(sql))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    let mut answer = Answer {
-        columns: Vec::new(),
-        rows: Vec::new(),
+/// Each row's values of `labels`, NULL read as "" as the exporter reads it.
+fn keys(shown: &Shown, labels: &[&str]) -> Vec<Vec<String>> {
+    let at: Vec<Option<usize>> = labels.iter().map(|l| column(shown, l)).collect();
+    let value = |row: &Vec<Option<String>>, i: &Option<usize>| {
+        i.and_then(|i| row[i].clone()).unwrap_or_default()
     };
-    for m in messages {
-        match m {
-            SimpleQueryMessage::RowDescription(cols) => {
-                answer.columns = cols.iter().map(|c| c.name().to_owned()).collect();
-            }
-            SimpleQueryMessage::Row(row) => {
-                let values = (0..row.len()).map(|i| row.get(i).map(str::to_owned));
-                answer.rows.push(values.collect());
-            }
-            _ => {}
-        }
-    }
-    answer
+    shown
+        .rows
+        .iter()
+        .map(|r| at.iter().map(|i| value(r, i)).collect())
+        .collect()
 }
 
 /// The Go exporter's metric columns must hold numbers (ParseFloat), its label tuple must be
 /// unique, and no column may come twice.
-fn holds(answer: &Answer, what: &str, labels: &[&str], metrics: &[&str]) {
+fn holds(answer: &Shown, what: &str, labels: &[&str], metrics: &[&str]) {
     let names: HashSet<_> = answer.columns.iter().collect();
     assert_eq!(names.len(), answer.columns.len(), "{what}: a column twice");
     for m in metrics {
-        let i = answer
-            .column(m)
-            .unwrap_or_else(|| panic!("{what}: no column {m}"));
+        let i = column(answer, m).unwrap_or_else(|| panic!("{what}: no column {m}"));
         for row in &answer.rows {
             let v = row[i]
                 .as_deref()
@@ -90,7 +58,7 @@ fn holds(answer: &Answer, what: &str, labels: &[&str], metrics: &[&str]) {
             );
         }
     }
-    let keys = answer.keys(labels);
+    let keys = keys(answer, labels);
     let unique: HashSet<_> = keys.iter().collect();
     assert_eq!(
         unique.len(),
@@ -114,7 +82,7 @@ async fn console_with_a_replica() -> (common::Pgweir, Client) {
 #[tokio::test]
 async fn every_show_meets_the_go_exporter_s_expectations() {
     let (_pgweir, admin) = console_with_a_replica().await;
-    ask(&admin, "SHOW STATS").await;
+    show(&admin, "SHOW STATS").await;
     within(
         10,
         "an empty query (lib/pq's ping)",
@@ -123,12 +91,12 @@ async fn every_show_meets_the_go_exporter_s_expectations() {
     .await
     .expect("an empty query");
 
-    let version = ask(&admin, "SHOW VERSION;").await;
+    let version = show(&admin, "SHOW VERSION;").await;
     assert_eq!(version.columns.len(), 1);
     assert_eq!(version.columns, ["version"]);
     assert!(version.rows.iter().all(|r| r[0].is_some()));
 
-    let lists = ask(&admin, "SHOW LISTS;").await;
+    let lists = show(&admin, "SHOW LISTS;").await;
     assert_eq!(lists.columns.len(), 2);
     for row in &lists.rows {
         let items = row[1].as_deref().unwrap_or_default();
@@ -146,7 +114,7 @@ async fn every_show_meets_the_go_exporter_s_expectations() {
         assert!(names.contains(list), "SHOW LISTS has {list}");
     }
 
-    let config = ask(&admin, "SHOW CONFIG;").await;
+    let config = show(&admin, "SHOW CONFIG;").await;
     assert!(matches!(config.columns.len(), 3 | 4));
     let value = |key: &str| {
         let row = config.rows.iter().find(|r| r[0].as_deref() == Some(key));
@@ -165,7 +133,7 @@ async fn every_show_meets_the_go_exporter_s_expectations() {
         .iter()
         .all(|r| r[config.columns.len() - 1].is_some()));
 
-    let databases = ask(&admin, "SHOW databases;").await;
+    let databases = show(&admin, "SHOW databases;").await;
     let db_labels = [
         "name",
         "host",
@@ -184,16 +152,16 @@ async fn every_show_meets_the_go_exporter_s_expectations() {
     ];
     holds(&databases, "DATABASES", &db_labels, &db_metrics);
     assert!(
-        databases.column("reserve_pool_size").is_none(),
+        column(&databases, "reserve_pool_size").is_none(),
         "one reserve column"
     );
     assert_eq!(
-        databases.keys(&["name"]).len(),
+        keys(&databases, &["name"]).len(),
         2,
         "the primary and the replica"
     );
 
-    let pools = ask(&admin, "SHOW pools;").await;
+    let pools = show(&admin, "SHOW pools;").await;
     let pool_metrics = [
         "cl_active",
         "cl_waiting",
@@ -209,10 +177,10 @@ async fn every_show_meets_the_go_exporter_s_expectations() {
         "maxwait",
     ];
     holds(&pools, "POOLS", &["database", "user"], &pool_metrics);
-    let dbs: HashSet<_> = pools.keys(&["database"]).into_iter().flatten().collect();
+    let dbs: HashSet<_> = keys(&pools, &["database"]).into_iter().flatten().collect();
     assert!(dbs.contains(&format!("{TEST_DB}/replica0")), "{dbs:?}");
 
-    let stats = ask(&admin, "SHOW stats;").await;
+    let stats = show(&admin, "SHOW stats;").await;
     let old_stats = [
         "total_query_count",
         "total_query_time",
@@ -224,7 +192,7 @@ async fn every_show_meets_the_go_exporter_s_expectations() {
         "total_xact_time",
     ];
     holds(&stats, "STATS", &["database"], &old_stats);
-    let totals = ask(&admin, "SHOW stats_totals;").await;
+    let totals = show(&admin, "SHOW stats_totals;").await;
     let new_stats = [
         "query_count",
         "query_time",
@@ -241,7 +209,7 @@ async fn every_show_meets_the_go_exporter_s_expectations() {
     ];
     let present: Vec<_> = new_stats
         .into_iter()
-        .filter(|c| totals.column(c).is_some())
+        .filter(|c| column(&totals, c).is_some())
         .collect();
     holds(&totals, "STATS_TOTALS", &["database"], &present);
 }
