@@ -500,7 +500,7 @@ fn count_timeout(e: &ClientError) {
         ClientError::IdleTimeout(_) => "client_idle",
         ClientError::IdleInTransaction(_) => "idle_transaction",
         ClientError::QueryTimeout(_) => "query",
-        ClientError::Pool(PoolError::WaitTimeout(_)) => "query_wait",
+        ClientError::Pool(PoolError::WaitTimeout { .. }) => "query_wait",
         _ => return,
     };
     // `kind` is one of catalog::TIMEOUT_KINDS, which start at 0.

@@ -28,6 +28,22 @@ pub enum UpgradeError {
     Io(#[from] std::io::Error),
 }
 
+impl UpgradeError {
+    /// Whether the connection broke rather than TLS being refused or failing to verify:
+    /// a server shutting down resets connections in the middle of a handshake.
+    pub fn is_passing(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            UpgradeError::Io(_) => true,
+            UpgradeError::Handshake(e) => matches!(
+                e.kind(),
+                ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe | TimedOut
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Upgrades a fresh connection to `host` as `tls` says.
 pub async fn upgrade(
     mut tcp: TcpStream,

@@ -33,7 +33,9 @@ use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use control::Switch;
 use limits::Budgets;
 use servers::{Lent, LentServers};
-use state::{Checkout, Delivery, PoolState, Sizes, Snapshot, WaitLimits, WaiterId};
+use state::{Checkout, Delivery, Failure, PoolState, Sizes, Snapshot, WaitLimits, WaiterId};
+
+pub use state::OnOutage;
 
 pub use group::{Policy, PoolGroup, ReplicaPool};
 pub use registry::Pools;
@@ -92,8 +94,13 @@ pub enum PoolError {
     Server(Arc<ServerError>),
     #[error("database \"{0}\" does not exist")]
     UnknownDatabase(String),
-    #[error("query_wait_timeout: no server connection became free within {0:?}")]
-    WaitTimeout(Duration),
+    /// The wait ran out; `cause` is the failed login that left the pool short, if one
+    /// happened while the client waited (Postgres down or restarting).
+    #[error("query_wait_timeout: no server connection became free within {limit:?}{}", because(.cause))]
+    WaitTimeout {
+        limit: Duration,
+        cause: Option<Arc<ServerError>>,
+    },
     #[error("the pool was closed while waiting for a server")]
     Closed,
 }
@@ -103,10 +110,19 @@ impl ClientVisible for PoolError {
         match self {
             PoolError::Server(e) => e.sqlstate(),
             PoolError::UnknownDatabase(_) => SqlState::INVALID_CATALOG_NAME,
-            PoolError::WaitTimeout(_) => SqlState::QUERY_CANCELED,
+            PoolError::WaitTimeout { cause: Some(e), .. } => e.sqlstate(),
+            PoolError::WaitTimeout { cause: None, .. } => SqlState::QUERY_CANCELED,
             PoolError::Closed => SqlState::CONNECTION_FAILURE,
         }
     }
+}
+
+/// The end of a wait timeout's message when a login failed meanwhile.
+fn because(cause: &Option<Arc<ServerError>>) -> String {
+    cause
+        .as_ref()
+        .map(|e| format!("; the last login to the server failed: {e}"))
+        .unwrap_or_default()
 }
 
 impl From<ServerError> for PoolError {
@@ -120,6 +136,7 @@ impl From<ServerError> for PoolError {
 pub struct ConnectSettings {
     pub connect_timeout: Duration,
     pub login_retry: Duration,
+    pub outage: OnOutage,
 }
 
 /// A server connection as the pool keeps it. Boxed: it changes hands on every transaction
@@ -192,7 +209,7 @@ impl Pool {
             settings: ArcSwap::from_pointee(settings),
             connect,
             budgets,
-            state: Mutex::new(PoolState::new(sizes, connect.login_retry)),
+            state: Mutex::new(PoolState::new(sizes, connect.login_retry, connect.outage)),
             defaults: RwLock::new(None),
             catalog: RwLock::new(None),
             statements,
@@ -259,12 +276,17 @@ impl Pool {
     /// each wait is bounded by `query_wait_timeout` (the queue's by the janitor, see
     /// [`Pool::maintain`]). Dropping the future leaves the queue at once.
     pub async fn checkout(self: &Arc<Self>) -> Result<PooledServer, PoolError> {
+        self.checkout_as(OnOutage::Wait).await
+    }
+
+    /// A checkout that waits out an outage only if both the pool and `outage` do.
+    async fn checkout_as(self: &Arc<Self>, outage: OnOutage) -> Result<PooledServer, PoolError> {
         let mut now = Instant::now();
         loop {
             let next = {
                 let mut state = self.state.lock();
                 // Read under the lock: see `Switch::paused`.
-                (!self.switch.paused()).then(|| state.checkout(now))
+                (!self.switch.paused()).then(|| state.checkout_as(now, outage))
             };
             let (conn, idle_since) = match next {
                 None => {
@@ -307,7 +329,7 @@ impl Pool {
         }
         tokio::time::timeout(limit, self.switch.resumed())
             .await
-            .map_err(|_| PoolError::WaitTimeout(limit))
+            .map_err(|_| PoolError::WaitTimeout { limit, cause: None })
     }
 
     /// Checks a connection before handing it out: a closed socket is never used, and one
@@ -368,9 +390,14 @@ impl Pool {
             Err(e) => {
                 self.connect_failures.increment(1);
                 tracing::warn!(pool = %self.key, error = %e, "server connection failed");
+                let kind = if e.is_passing() {
+                    Failure::Passing
+                } else {
+                    Failure::Lasting
+                };
                 self.state
                     .lock()
-                    .open_failed(PoolError::from(e), Instant::now());
+                    .open_failed(PoolError::from(e), kind, Instant::now());
             }
         }
     }
@@ -438,7 +465,13 @@ impl Pool {
             self.switch.paused(),
             |c: &Conn| c.looks_alive(),
         );
-        let more = state.expire_waiters(now, limits, || PoolError::WaitTimeout(limits.give_up));
+        let more = state.expire_waiters(now, limits, |cause| PoolError::WaitTimeout {
+            limit: limits.give_up,
+            cause: match cause {
+                Some(PoolError::Server(e)) => Some(Arc::clone(e)),
+                _ => None,
+            },
+        });
         drop(state);
         drop(closed);
         self.start_opens(open + more);
@@ -454,7 +487,6 @@ impl Pool {
         self.state.lock().starved()
     }
 
-    /// The parameters to show a logging-in client, opening a server if none was seen yet.
     /// The server's settings, once a server could tell them.
     pub fn catalog(&self) -> Option<Arc<SettingCatalog>> {
         self.catalog.read().clone()
@@ -471,11 +503,13 @@ impl Pool {
         }
     }
 
+    /// The parameters to show a logging-in client, opening a server if none was seen yet.
+    /// Such a client does not wait out an outage: it learns at once that it cannot log in.
     pub async fn startup_params(self: &Arc<Self>) -> Result<Arc<ServerParams>, PoolError> {
         if let Some(p) = self.defaults.read().clone() {
             return Ok(p);
         }
-        let server = self.checkout().await?;
+        let server = self.checkout_as(OnOutage::Fail).await?;
         let params = Arc::new(server.params.clone());
         server.release();
         Ok(params)

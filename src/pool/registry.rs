@@ -18,7 +18,7 @@ use parking_lot::{Mutex, RwLock};
 use super::control::Control;
 use super::group::{Origin, Routing};
 use super::limits::{Budget, Budgets};
-use super::{ConnectSettings, Node, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
+use super::{ConnectSettings, Node, OnOutage, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
 use crate::auth::passthrough::Keyring;
 use crate::config::{Config, DatabaseConfig, PoolSettings};
 use crate::net::tls::TlsState;
@@ -175,15 +175,18 @@ impl Pools {
         statements: Arc<Registry>,
     ) -> Arc<Pool> {
         let g = &cfg.pgweir;
-        let (suffix, login_retry) = match key.node {
-            Node::Primary => (String::new(), g.server_login_retry),
+        let (suffix, login_retry, outage) = match key.node {
+            // Clients wait out a restart of the primary: they have nowhere else to go.
+            Node::Primary => (String::new(), g.server_login_retry, OnOutage::Wait),
             // A replica that fails logins is banned (`replica_ban_time`) and gets no clients
             // until the monitor finds it answering, so its pool's own back-off stays shorter
             // than the ban: long enough to spare a dead host the janitor's refills, short
             // enough not to turn clients away once the ban is over.
+            // Its clients get the failure at once and go to the primary instead.
             Node::Replica(_) => (
                 format!("@{}", target.address()),
                 g.server_login_retry.min(g.replica_ban_time / 2),
+                OnOutage::Fail,
             ),
         };
         let budgets = Budgets {
@@ -201,6 +204,7 @@ impl Pools {
         let connect = ConnectSettings {
             connect_timeout: g.server_connect_timeout,
             login_retry,
+            outage,
         };
         let settings = settings.clone();
         let switch = self.control.switch(&key.database);

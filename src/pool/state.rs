@@ -22,6 +22,26 @@ pub const MAX_OPENING: usize = 4;
 /// What a waiter eventually receives: a connection, or the reason none could be opened.
 pub type Delivery<C, E> = Result<C, E>;
 
+/// What kind of failed login it was, which decides what the queue does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Postgres is restarting, unreachable or full: the same login may work in a moment.
+    Passing,
+    /// The login itself is refused (password, database, configuration): waiting won't help.
+    Lasting,
+}
+
+/// What a pool's queue does while its logins fail in a [`Failure::Passing`] way. Ordered
+/// so that the stricter of two is the smaller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OnOutage {
+    /// The clients get the error at once: a replica's clients go to the primary instead.
+    Fail,
+    /// The clients wait (up to `query_wait_timeout`) for a login retried after the pool's
+    /// `retry`: a restarting primary costs them a delay, not an error.
+    Wait,
+}
+
 /// Sizes the state enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizes {
@@ -58,7 +78,8 @@ pub enum Checkout<C, E> {
         rx: oneshot::Receiver<Delivery<C, E>>,
         open: usize,
     },
-    /// Logging in failed recently and nothing is open: fail fast instead of retrying.
+    /// Logging in failed recently, for good or in a pool that does not wait out an outage,
+    /// and nothing is open: fail fast instead of retrying.
     Fail(E),
 }
 
@@ -88,6 +109,9 @@ struct Idle<C> {
     born: Instant,
 }
 
+/// A waiter: when it queued, whether it waits out an outage, and where its answer goes.
+type Queued<C, E> = (Instant, OnOutage, oneshot::Sender<Delivery<C, E>>);
+
 /// One pool's connections and waiters.
 #[derive(Debug)]
 pub struct PoolState<C, E> {
@@ -97,16 +121,17 @@ pub struct PoolState<C, E> {
     /// Connections counted against the sizes: idle, in use, or being opened.
     open: usize,
     opening: usize,
-    waiters: BTreeMap<WaiterId, (Instant, oneshot::Sender<Delivery<C, E>>)>,
+    waiters: BTreeMap<WaiterId, Queued<C, E>>,
     next_id: u64,
     /// Waiters allowed to cause a reserve connection.
     reserve_grants: usize,
     /// Waiters before this one have been counted in `reserve_grants` (grants go in queue
     /// order, so they are a prefix of it).
     granted_upto: WaiterId,
-    last_failure: Option<(Instant, E)>,
+    last_failure: Option<(Instant, E, Failure)>,
     /// After a failed login, no new login is tried for this long (`server_login_retry`).
     retry: Duration,
+    outage: OnOutage,
     /// An open was called off because a shared limit was reached.
     deferred: bool,
     /// The last RECONNECT: connections born then or earlier are closed, not reused.
@@ -116,7 +141,7 @@ pub struct PoolState<C, E> {
 }
 
 impl<C, E: Clone> PoolState<C, E> {
-    pub fn new(sizes: Sizes, retry: Duration) -> Self {
+    pub fn new(sizes: Sizes, retry: Duration, outage: OnOutage) -> Self {
         PoolState {
             sizes,
             idle: VecDeque::new(),
@@ -128,23 +153,27 @@ impl<C, E: Clone> PoolState<C, E> {
             granted_upto: WaiterId(0),
             last_failure: None,
             retry,
+            outage,
             deferred: false,
             mark: None,
             marked: 0,
         }
     }
 
-    pub fn checkout(&mut self, now: Instant) -> Checkout<C, E> {
+    /// A checkout that waits out an outage only if both the pool and `outage` do: a client
+    /// that is logging in and needs a first server to learn its parameters is told at once.
+    pub fn checkout_as(&mut self, now: Instant, outage: OnOutage) -> Checkout<C, E> {
         if let Some(i) = self.idle.pop_back() {
             return Checkout::Ready(i.conn, i.since);
         }
-        if let Some(err) = self.failing(now) {
+        let outage = self.outage.min(outage);
+        if let Some(err) = self.failing(now, outage) {
             return Checkout::Fail(err);
         }
         let (tx, rx) = oneshot::channel();
         let id = WaiterId(self.next_id);
         self.next_id += 1;
-        self.waiters.insert(id, (now, tx));
+        self.waiters.insert(id, (now, outage, tx));
         Checkout::Wait {
             id,
             rx,
@@ -152,14 +181,30 @@ impl<C, E: Clone> PoolState<C, E> {
         }
     }
 
-    /// The last login error, while it is fresher than `retry` and nothing is open.
-    fn failing(&self, now: Instant) -> Option<E> {
+    /// The last login error, while it is fresher than `retry`, nothing is open and it is
+    /// not one a checkout with this `outage` waits out.
+    fn failing(&self, now: Instant, outage: OnOutage) -> Option<E> {
         match &self.last_failure {
-            Some((at, e)) if self.open == 0 && now.duration_since(*at) < self.retry => {
+            Some((at, e, kind))
+                if self.open == 0
+                    && !waits_out(outage, *kind)
+                    && now.duration_since(*at) < self.retry =>
+            {
                 Some(e.clone())
             }
             _ => None,
         }
+    }
+
+    /// Why a waiter that queued at `since` got no server, if a login failed while it
+    /// waited: the last failure, when no login worked after it and it is at most one
+    /// `retry` older than the wait (logins are retried that often while clients wait).
+    fn failure_during(&self, since: Instant) -> Option<&E> {
+        let from = since.checked_sub(self.retry).unwrap_or(since);
+        self.last_failure
+            .as_ref()
+            .filter(|(at, _, _)| *at >= from)
+            .map(|(_, e, _)| e)
     }
 
     /// Reserves slots for new connections the queue needs, up to `limit` open. None while a
@@ -178,7 +223,8 @@ impl<C, E: Clone> PoolState<C, E> {
     }
 
     /// The janitor's look at the queue, so these timeouts are as precise as its interval:
-    /// a waiter queued longer than `limits.give_up` gets `timed_out()`, and each one queued
+    /// a waiter queued longer than `limits.give_up` gets `timed_out(cause)`, with the failed
+    /// login that kept it from a server if there was one, and each one queued
     /// longer than `limits.reserve_after` lets the pool open one more past its size, up to
     /// the reserve. Returns how many connections to start. One periodic pass instead of a
     /// timer per waiter: arming and clearing a timer cost more than the rest of a checkout.
@@ -186,15 +232,17 @@ impl<C, E: Clone> PoolState<C, E> {
         &mut self,
         now: Instant,
         limits: WaitLimits,
-        timed_out: impl Fn() -> E,
+        timed_out: impl Fn(Option<&E>) -> E,
     ) -> usize {
         if !limits.give_up.is_zero() {
-            while let Some(entry) = self.waiters.first_entry() {
-                if now.duration_since(entry.get().0) < limits.give_up {
+            while let Some((&id, &(since, _, _))) = self.waiters.first_key_value() {
+                if now.duration_since(since) < limits.give_up {
                     break;
                 }
-                let (_, tx) = entry.remove();
-                let _ = tx.send(Err(timed_out()));
+                let err = timed_out(self.failure_during(since));
+                if let Some((_, _, tx)) = self.waiters.remove(&id) {
+                    let _ = tx.send(Err(err));
+                }
             }
             if self.waiters.is_empty() {
                 self.reserve_grants = 0;
@@ -206,7 +254,7 @@ impl<C, E: Clone> PoolState<C, E> {
         let due = self
             .waiters
             .range(self.granted_upto..)
-            .take_while(|(_, (since, _))| now.duration_since(*since) >= limits.reserve_after)
+            .take_while(|(_, (since, _, _))| now.duration_since(*since) >= limits.reserve_after)
             .map(|(id, _)| *id);
         let (count, last) = due.fold((0, None), |(n, _), id| (n + 1, Some(id)));
         let Some(last) = last else {
@@ -267,18 +315,29 @@ impl<C, E: Clone> PoolState<C, E> {
         (self.checkin(conn, born, now), 0)
     }
 
-    /// A connection attempt failed. When nothing else is open nothing would ever wake the
-    /// waiters, so they all get the error.
-    pub fn open_failed(&mut self, err: E, now: Instant) {
+    /// A connection attempt failed. Waiters that wait out a passing failure
+    /// ([`OnOutage::Wait`]) stay queued: the upkeep retries after `retry`. When nothing else
+    /// is open, nothing would ever wake the others, so they get the error.
+    pub fn open_failed(&mut self, err: E, kind: Failure, now: Instant) {
         self.opening -= 1;
         self.open -= 1;
         if self.open == 0 {
-            for (_, (_, w)) in std::mem::take(&mut self.waiters) {
-                let _ = w.send(Err(err.clone()));
+            let told: Vec<WaiterId> = self
+                .waiters
+                .iter()
+                .filter(|(_, (_, outage, _))| !waits_out(*outage, kind))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in told {
+                if let Some((_, _, w)) = self.waiters.remove(&id) {
+                    let _ = w.send(Err(err.clone()));
+                }
             }
-            self.reserve_grants = 0;
+            if self.waiters.is_empty() {
+                self.reserve_grants = 0;
+            }
         }
-        self.last_failure = Some((now, err));
+        self.last_failure = Some((now, err, kind));
     }
 
     /// Returns a healthy connection that is not marked ([`PoolState::is_marked`]; a marked
@@ -292,7 +351,7 @@ impl<C, E: Clone> PoolState<C, E> {
             self.open -= 1;
             return Some(conn);
         }
-        while let Some((_, (_, w))) = self.waiters.pop_first() {
+        while let Some((_, (_, _, w))) = self.waiters.pop_first() {
             // A failed send hands the connection back (only `Ok` is ever sent here).
             let Err(Ok(back)) = w.send(Ok(conn)) else {
                 if self.waiters.is_empty() {
@@ -401,7 +460,7 @@ impl<C, E: Clone> PoolState<C, E> {
     fn last_failure_expired(&self, now: Instant) -> bool {
         self.last_failure
             .as_ref()
-            .is_none_or(|(at, _)| now.duration_since(*at) >= self.retry)
+            .is_none_or(|(at, _, _)| now.duration_since(*at) >= self.retry)
     }
 
     /// Takes the least recently used idle connection out (for closing), releasing its slot.
@@ -454,8 +513,15 @@ impl<C, E: Clone> PoolState<C, E> {
     pub fn max_wait(&self, now: Instant) -> Duration {
         self.waiters
             .first_key_value()
-            .map_or(Duration::ZERO, |(_, (since, _))| now.duration_since(*since))
+            .map_or(Duration::ZERO, |(_, (since, _, _))| {
+                now.duration_since(*since)
+            })
     }
+}
+
+/// Whether a waiter with this `outage` keeps waiting through a failed login of this kind.
+fn waits_out(outage: OnOutage, kind: Failure) -> bool {
+    kind == Failure::Passing && outage == OnOutage::Wait
 }
 
 #[cfg(test)]

@@ -12,7 +12,12 @@ fn sizes(size: usize, reserve: usize, min: usize) -> Sizes {
 
 impl State {
     fn new_for_test(sizes: Sizes) -> Self {
-        State::new(sizes, RETRY)
+        State::new(sizes, RETRY, OnOutage::Wait)
+    }
+
+    /// A checkout as the pool's clients make them, waiting out outages if the pool does.
+    fn checkout(&mut self, now: Instant) -> Checkout<u32, &'static str> {
+        self.checkout_as(now, OnOutage::Wait)
     }
 }
 
@@ -188,15 +193,15 @@ fn reserve_opens_only_when_granted_and_closes_when_load_goes() {
         reserve_after: Duration::from_secs(5),
     };
     assert_eq!(
-        s.expire_waiters(now + Duration::from_secs(4), limits, || "late"),
+        s.expire_waiters(now + Duration::from_secs(4), limits, |_| "late"),
         0
     );
     assert_eq!(
-        s.expire_waiters(now + Duration::from_secs(5), limits, || "late"),
+        s.expire_waiters(now + Duration::from_secs(5), limits, |_| "late"),
         1
     );
     assert_eq!(
-        s.expire_waiters(now + Duration::from_secs(6), limits, || "late"),
+        s.expire_waiters(now + Duration::from_secs(6), limits, |_| "late"),
         0,
         "granted once"
     );
@@ -223,7 +228,7 @@ fn waiters_past_query_wait_timeout_get_the_error_and_leave_in_queue_order() {
         reserve_after: Duration::ZERO,
     };
     assert_eq!(
-        s.expire_waiters(start + Duration::from_secs(3), limits, || "late"),
+        s.expire_waiters(start + Duration::from_secs(3), limits, |_| "late"),
         0
     );
     assert_eq!(old.try_recv().unwrap(), Err("late"));
@@ -247,7 +252,7 @@ fn each_waiter_past_reserve_pool_timeout_grants_one_reserve_connection() {
         reserve_after: Duration::from_secs(1),
     };
     assert_eq!(
-        s.expire_waiters(now + Duration::from_secs(1), limits, || "late"),
+        s.expire_waiters(now + Duration::from_secs(1), limits, |_| "late"),
         2,
         "the reserve caps it"
     );
@@ -255,12 +260,76 @@ fn each_waiter_past_reserve_pool_timeout_grants_one_reserve_connection() {
 }
 
 #[test]
-fn a_failed_login_fails_the_queue_then_fails_fast_until_retry() {
+fn a_lasting_failure_fails_the_queue_then_fails_fast_until_retry() {
     let now = Instant::now();
     let mut s = State::new_for_test(sizes(2, 0, 0));
     let (_, mut rx, open) = wait(&mut s, now);
     assert_eq!(open, 1);
-    s.open_failed("down", now);
+    s.open_failed("bad password", Failure::Lasting, now);
+    assert_eq!(rx.try_recv().unwrap(), Err("bad password"));
+    assert!(matches!(
+        s.checkout(now + Duration::from_secs(1)),
+        Checkout::Fail("bad password")
+    ));
+    assert!(matches!(
+        s.checkout(now + RETRY),
+        Checkout::Wait { open: 1, .. }
+    ));
+}
+
+#[test]
+fn a_passing_failure_keeps_the_queue_until_a_retry_serves_it() {
+    let now = Instant::now();
+    let mut s = State::new_for_test(sizes(2, 0, 0));
+    let (_, mut first, open) = wait(&mut s, now);
+    assert_eq!(open, 1);
+    s.open_failed("shutting down", Failure::Passing, now);
+    assert!(first.try_recv().is_err(), "the waiter keeps waiting");
+    let later = now + Duration::from_secs(1);
+    let (_, mut second, open) = wait(&mut s, later);
+    assert_eq!(
+        open, 0,
+        "a new client queues too, and no login before the retry"
+    );
+    let (_, open) = s.maintain(later, Duration::ZERO, Duration::ZERO, false, |_| true);
+    assert_eq!(open, 0);
+    let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, false, |_| true);
+    assert_eq!(open, 2, "after server_login_retry, a login for each waiter");
+    s.opened(1, now + RETRY, now + RETRY);
+    assert_eq!(first.try_recv().unwrap(), Ok(1), "first come, first served");
+    assert!(second.try_recv().is_err());
+    assert!(s.failure_during(now).is_none(), "a login worked since");
+}
+
+#[test]
+fn a_passing_failure_is_the_cause_a_timed_out_waiter_gets() {
+    let now = Instant::now();
+    let mut s = State::new_for_test(sizes(1, 0, 0));
+    let (_, mut rx, _) = wait(&mut s, now);
+    s.open_failed("refused", Failure::Passing, now + Duration::from_millis(10));
+    let limits = WaitLimits {
+        give_up: Duration::from_secs(2),
+        reserve_after: Duration::ZERO,
+    };
+    let why = |cause: Option<&&'static str>| match cause {
+        Some(_) => "timed out, login refused",
+        None => "timed out",
+    };
+    s.expire_waiters(now + Duration::from_secs(2), limits, why);
+    assert_eq!(rx.try_recv().unwrap(), Err("timed out, login refused"));
+    // A waiter that queues more than one retry after the failure waited for busy servers.
+    let later = now + RETRY + Duration::from_secs(1);
+    let (_, mut rx, _) = wait(&mut s, later);
+    s.expire_waiters(later + Duration::from_secs(2), limits, why);
+    assert_eq!(rx.try_recv().unwrap(), Err("timed out"));
+}
+
+#[test]
+fn a_pool_that_does_not_wait_out_outages_fails_its_queue() {
+    let now = Instant::now();
+    let mut s = State::new(sizes(2, 0, 0), RETRY, OnOutage::Fail);
+    let (_, mut rx, _) = wait(&mut s, now);
+    s.open_failed("down", Failure::Passing, now);
     assert_eq!(rx.try_recv().unwrap(), Err("down"));
     assert!(matches!(
         s.checkout(now + Duration::from_secs(1)),
@@ -269,6 +338,25 @@ fn a_failed_login_fails_the_queue_then_fails_fast_until_retry() {
     assert!(matches!(
         s.checkout(now + RETRY),
         Checkout::Wait { open: 1, .. }
+    ));
+}
+
+#[test]
+fn a_login_that_needs_a_first_server_does_not_wait_out_an_outage() {
+    let now = Instant::now();
+    let mut s = State::new_for_test(sizes(2, 0, 0));
+    let (_, mut patient, _) = wait(&mut s, now);
+    let Checkout::Wait { rx: mut login, .. } = s.checkout_as(now, OnOutage::Fail) else {
+        panic!("the login queues");
+    };
+    s.open_failed("refused", Failure::Passing, now);
+    assert!(login.try_recv().is_err(), "one login is still under way");
+    s.open_failed("refused", Failure::Passing, now);
+    assert_eq!(login.try_recv().unwrap(), Err("refused"));
+    assert!(patient.try_recv().is_err(), "a client's query waits on");
+    assert!(matches!(
+        s.checkout_as(now, OnOutage::Fail),
+        Checkout::Fail("refused")
     ));
 }
 
@@ -304,7 +392,7 @@ fn no_new_login_during_retry_even_with_servers_open() {
     s.opened(1, now, now);
     let (_, _r2, open) = wait(&mut s, now);
     assert_eq!(open, 1);
-    s.open_failed("refused", now);
+    s.open_failed("refused", Failure::Passing, now);
     let later = now + Duration::from_secs(1);
     let (_, _r3, open) = wait(&mut s, later);
     assert_eq!(open, 0, "one server is open, but logins are on hold");
@@ -336,8 +424,8 @@ fn maintain_does_not_refill_during_login_retry() {
     let mut s = State::new_for_test(sizes(2, 0, 2));
     let (_, open) = s.maintain(now, Duration::ZERO, Duration::ZERO, false, |_| true);
     assert_eq!(open, 2);
-    s.open_failed("down", now);
-    s.open_failed("down", now);
+    s.open_failed("down", Failure::Passing, now);
+    s.open_failed("down", Failure::Passing, now);
     let (_, open) = s.maintain(
         now + Duration::from_secs(1),
         Duration::ZERO,

@@ -192,6 +192,27 @@ pub enum ServerError {
     Protocol(&'static str),
 }
 
+impl ServerError {
+    /// Whether the same login may work in a moment: Postgres unreachable, shutting down,
+    /// starting up or out of connections. Not a refused password, a missing database or a
+    /// setting pgweir cannot use, which only a person can fix.
+    pub fn is_passing(&self) -> bool {
+        match self {
+            ServerError::Connect { .. }
+            | ServerError::ConnectTimeout(_)
+            | ServerError::Io(_)
+            | ServerError::Closed => true,
+            ServerError::Tls { source, .. } => source.is_passing(),
+            ServerError::Upstream { code, .. } => {
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(code.as_str(), "57P01" | "57P02" | "57P03")
+            }
+            _ => false,
+        }
+    }
+}
+
 impl ClientVisible for ServerError {
     fn sqlstate(&self) -> SqlState {
         match self {
@@ -402,5 +423,39 @@ mod tests {
                 ("TimeZone", "UTC")
             ]
         );
+    }
+    #[test]
+    fn a_restart_passes_and_a_refusal_lasts() {
+        let upstream = |code: &str| ServerError::Upstream {
+            code: code.to_owned(),
+            message: String::new(),
+        };
+        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let tls = |source| ServerError::Tls {
+            addr: "db:5432".to_owned(),
+            source,
+        };
+        for passing in [
+            upstream("57P01"),
+            upstream("57P03"),
+            upstream("53300"),
+            upstream("08006"),
+            ServerError::Closed,
+            ServerError::ConnectTimeout("db:5432".to_owned()),
+            tls(UpgradeError::Handshake(reset())),
+        ] {
+            assert!(passing.is_passing(), "{passing:?}");
+        }
+        let invalid = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad certificate");
+        for lasting in [
+            upstream("28P01"),
+            upstream("3D000"),
+            upstream("57P04"),
+            ServerError::NoPassword("u".to_owned()),
+            tls(UpgradeError::Refused("require")),
+            tls(UpgradeError::Handshake(invalid)),
+        ] {
+            assert!(!lasting.is_passing(), "{lasting:?}");
+        }
     }
 }
