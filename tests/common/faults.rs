@@ -1,8 +1,15 @@
 //! A TCP relay between pgweir and the test cluster that a test can make misbehave: pass
 //! bytes on, hold them (stall), pass them late (delay) or a byte at a time (trickle), or
-//! break every connection with a reset, mid-message if bytes are in flight. A packet drop
-//! that nobody acknowledges (a true black hole) needs the kernel and is not here.
+//! break every connection with a reset, mid-message if bytes are in flight.
+//!
+//! A relay in user space still acknowledges every packet, so a network that silently
+//! drops them (a black hole) comes from the kernel: [`BlackHole`] adds a `blackhole`
+//! route for the relay's own loopback address, and the packets pgweir sends it vanish
+//! with nobody answering, until the route goes. That needs root and `ip` (iproute2).
 
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,15 +35,32 @@ pub enum Fault {
 
 /// A relay to the test cluster on a port of its own.
 pub struct FaultProxy {
+    pub ip: Ipv4Addr,
     pub port: u16,
     fault: Arc<watch::Sender<Fault>>,
 }
 
 impl FaultProxy {
     pub async fn start() -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the relay");
+        FaultProxy::start_on(Ipv4Addr::LOCALHOST).await
+    }
+
+    /// A relay on a loopback address of its own, which a [`BlackHole`] can cut off
+    /// without touching anything else on the machine.
+    pub async fn start_alone() -> FaultProxy {
+        static NEXT: AtomicU8 = AtomicU8::new(1);
+        let pid = std::process::id();
+        let ip = Ipv4Addr::new(
+            127,
+            77,
+            (pid % 250) as u8,
+            NEXT.fetch_add(1, Ordering::Relaxed),
+        );
+        FaultProxy::start_on(ip).await
+    }
+
+    async fn start_on(ip: Ipv4Addr) -> FaultProxy {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind the relay");
         let port = listener.local_addr().unwrap().port();
         let (tx, _) = watch::channel(Fault::Pass);
         let fault = Arc::new(tx);
@@ -51,7 +75,7 @@ impl FaultProxy {
                 tokio::spawn(relay(client, rx));
             }
         });
-        FaultProxy { port, fault }
+        FaultProxy { ip, port, fault }
     }
 
     pub fn set(&self, fault: Fault) {
@@ -133,4 +157,40 @@ async fn pump(
             break;
         }
     }
+}
+
+/// Packets to one loopback address are dropped by the kernel, unanswered, while this
+/// lives: a network that died without a reset.
+pub struct BlackHole {
+    route: String,
+}
+
+impl BlackHole {
+    pub fn swallow(ip: Ipv4Addr) -> BlackHole {
+        let route = format!("{ip}/32");
+        ip_route("add", &route);
+        BlackHole { route }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        ip_route("del", &self.route);
+    }
+}
+
+/// `ip route ADD|DEL blackhole ROUTE table local`: in the local table, the /32 outranks
+/// the 127.0.0.0/8 that makes the address local.
+fn ip_route(verb: &str, route: &str) {
+    let out = Command::new("ip")
+        .args(["route", verb, "blackhole", route, "table", "local"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running `ip` failed ({e}): the black-hole tests need iproute2 (apt-get install iproute2)")
+        });
+    assert!(
+        out.status.success(),
+        "ip route {verb} blackhole {route} failed: {} (the black-hole tests need root, as CI runs)",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
 }
