@@ -368,3 +368,35 @@ async fn a_half_closed_client_gets_its_result_then_the_close() {
         "the server is reused"
     );
 }
+
+/// A client that leaves inside a batch (after a Flush, before any Sync: what asyncpg's
+/// `prepare()` leaves behind), with a Terminate or by just closing, frees its server: no
+/// Sync will ever complete the batch.
+#[tokio::test]
+async fn a_client_that_leaves_before_sync_frees_its_server() {
+    let pgweir = trust_pgweir(1);
+    for terminate in [true, false] {
+        let mut wire = login(&pgweir).await;
+        wire.parse("", "SELECT 1").describe(b'S', "").flush();
+        wire.send().await;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(wire.recv().await);
+        }
+        assert_eq!(tags(&got), "1tT", "answers to the Flush");
+        if terminate {
+            wire.terminate().send().await;
+            assert!(wire.closed().await, "closed after the Terminate");
+        } else {
+            drop(wire);
+        }
+        let mut next = login(&pgweir).await;
+        next.query("SELECT 1").send().await;
+        let answered = common::within(10, "the next client's query", next.until_ready()).await;
+        assert_eq!(
+            tags(&answered),
+            "TDCZ",
+            "the server is free (terminate: {terminate})"
+        );
+    }
+}

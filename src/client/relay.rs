@@ -388,8 +388,13 @@ async fn pump(
             return Ok(End::ServerGone);
         }
         // A client that said goodbye, or shut its side down, after whole requests gets
-        // their answers first, as from Postgres.
-        if (link.terminated || link.client_eof) && link.answered_all(cframer, rbuf) {
+        // their answers first, as from Postgres. Inside a batch (no Sync yet) or a COPY,
+        // nothing would ever complete what it sent: it is gone at once.
+        if (link.terminated || link.client_eof)
+            && (link.answered_all(cframer, rbuf)
+                || link.tracker.in_batch()
+                || link.tracker.copy_in())
+        {
             let _ = to_client.write_all(&mut cw).await;
             return Ok(End::ClientGone);
         }
