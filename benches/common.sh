@@ -72,6 +72,20 @@ CONF
     say "pgbench -i -s 10"
     PGPASSWORD=bench "$PG_BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PG_PORT" -U bench bench >/dev/null 2>&1
 }
+# start_replica: a streaming replica of start_postgres's primary (pg_basebackup -R) on a free
+# port. Sets REPLICA_PORT; its data directory is $WORK/replica.
+start_replica() {
+    REPLICA_PORT="$(free_port 25600)"
+    say "replica on 127.0.0.1:$REPLICA_PORT"
+    as_pg "$PG_BIN/pg_basebackup" -D "$WORK/replica" -R -X stream --checkpoint=fast \
+        -h "$WORK" -p "$PG_PORT" -U postgres >/dev/null
+    cat >>"$WORK/replica/postgresql.conf" <<CONF
+port = $REPLICA_PORT
+hot_standby = on
+CONF
+    as_pg "$PG_BIN/pg_ctl" -D "$WORK/replica" -l "$WORK/replica.log" -w start >/dev/null
+}
+
 # start_pgweir AUTH_TYPE MAX_CLIENT_CONN EXTRA_POOL_LINES [EXTRA_DATABASE_LINES
 # [EXTRA_PGWEIR_LINES]]: pgweir (release build) on a free port in front of the bench
 # database, transaction mode, pool $POOL. Sets PGWEIR_PORT/_PID.

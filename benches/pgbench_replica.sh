@@ -23,18 +23,6 @@ PG_BIN=/usr/lib/postgresql/15/bin
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
-start_replica() {
-    REPLICA_PORT="$(free_port 25600)"
-    say "replica on 127.0.0.1:$REPLICA_PORT"
-    as_pg "$PG_BIN/pg_basebackup" -D "$WORK/replica" -R -X stream --checkpoint=fast \
-        -h "$WORK" -p "$PG_PORT" -U postgres >/dev/null
-    cat >>"$WORK/replica/postgresql.conf" <<CONF
-port = $REPLICA_PORT
-hot_standby = on
-CONF
-    as_pg "$PG_BIN/pg_ctl" -D "$WORK/replica" -l "$WORK/replica.log" -w start >/dev/null
-}
-
 stop_all() {
     set +e
     [ -f "${WORK:-/nonexistent}/replica/postmaster.pid" ] &&
