@@ -234,14 +234,19 @@ async fn hba_local_lines_and_peer_authentication() {
 
     std::fs::write(&hba, "local all all peer\nhost all all all trust\n").unwrap();
     pgweir.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (code, message) = refusal(connect(&other).await, "peer for another user");
+    let peer_failed = format!("Peer authentication failed for user \"{user}\"");
+    // The reload takes effect a moment after the signal; a busy machine may need a while.
+    let mut answer = (String::new(), String::new());
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        answer = refusal(connect(&other).await, "peer for another user");
+        if answer.1 == peer_failed {
+            break;
+        }
+    }
     assert_eq!(
-        (code.as_str(), message.as_str()),
-        (
-            "28000",
-            format!("Peer authentication failed for user \"{user}\"").as_str()
-        )
+        (answer.0.as_str(), answer.1.as_str()),
+        ("28000", peer_failed.as_str())
     );
     let tcp = pgweir.try_connect(user, password, TEST_DB).await;
     assert!(tcp.is_ok(), "TCP clients match host lines: {tcp:?}");

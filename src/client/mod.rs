@@ -440,15 +440,16 @@ async fn log_in(
     let key = cancel.key();
     backend::backend_key_data(&mut out, key.pid, key.secret);
     backend::ready_for_query(&mut out, TxStatus::Idle);
-    stream.write_all(&out).await?;
     let shared = Arc::clone(&app.sessions);
     if !app.accepting() {
         // Shutdown began while this client was logging in.
         return Err(ClientError::ShuttingDown);
     }
+    // Listed before it hears ReadyForQuery, so SHOW CLIENTS has it as soon as it can act.
     let entry = app
         .connected
         .register(*peer, database, user, stream.tls_description());
+    stream.write_all(&out).await?;
     let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
     Ok(Some(Ready::Relay(Box::new(relay::Session::new(
         group, params, cancel, slot, shared, entry, stop,
@@ -482,7 +483,6 @@ async fn enter_console(
     let mut out = BytesMut::new();
     backend::authentication_ok(&mut out);
     admin::welcome(&mut out, access);
-    stream.write_all(&out).await?;
     if !app.accepting() {
         // Shutdown began while this client was logging in.
         return Err(ClientError::ShuttingDown);
@@ -490,6 +490,7 @@ async fn enter_console(
     let entry = app
         .connected
         .register(*peer, database, user, stream.tls_description());
+    stream.write_all(&out).await?;
     Ok(Some(Ready::Console(admin::Console { access, entry })))
 }
 

@@ -95,6 +95,11 @@ impl Drop for UnixSocketListener {
 /// Binds every configured socket. Host names are resolved here, once, blocking: this runs
 /// at start, before any client is served.
 pub fn bind(g: &GeneralConfig) -> Result<Listeners, BindError> {
+    // The socket first: whoever sees the TCP port open may use the socket at once.
+    let unix = match &g.unix_socket {
+        Some(u) => Some(listen_unix(u, g.listen_port)?),
+        None => None,
+    };
     let mut tcp = Vec::new();
     for addr in tcp_addrs(g, g.listen_port)? {
         match listen_tcp(addr).and_then(|s| TcpListener::from_std(s.into())) {
@@ -105,10 +110,6 @@ pub fn bind(g: &GeneralConfig) -> Result<Listeners, BindError> {
             Err(source) => return Err(BindError::Tcp { addr, source }),
         }
     }
-    let unix = match &g.unix_socket {
-        Some(u) => Some(listen_unix(u, g.listen_port)?),
-        None => None,
-    };
     Ok(Listeners { tcp, unix })
 }
 
