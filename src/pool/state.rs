@@ -2,6 +2,10 @@
 //! connections (reused most recently used first), how many are open or opening against the
 //! size limits, and the first-come-first-served queue of clients waiting for one.
 //!
+//! A failed login is retried after `retry`; meanwhile the queue either gets the error or,
+//! when the failure may pass (Postgres restarting) and the pool waits outages out, keeps
+//! waiting ([`Failure`], [`OnOutage`]).
+//!
 //! RECONNECT marks every connection open at that moment for closing ([`PoolState::mark`]):
 //! the idle ones are closed at once, the others when they come back or finish logging in;
 //! a connection is known by when it was opened (`born`), which the callers pass in.
