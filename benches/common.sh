@@ -44,8 +44,11 @@ cleanup() {
     set +e
     [ -n "${PGWEIR_PID:-}" ] && kill "$PGWEIR_PID" 2>/dev/null
     [ -f "${WORK:-/nonexistent}/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null
-    [ -f "${WORK:-/nonexistent}/data/postmaster.pid" ] &&
-        as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" stop -m immediate >/dev/null 2>&1
+    local node
+    for node in data replica; do
+        [ -f "${WORK:-/nonexistent}/$node/postmaster.pid" ] &&
+            as_pg "$PG_BIN/pg_ctl" -D "$WORK/$node" stop -m immediate >/dev/null 2>&1
+    done
     wait 2>/dev/null
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
 }

@@ -23,13 +23,6 @@ PG_BIN=/usr/lib/postgresql/15/bin
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
-stop_all() {
-    set +e
-    [ -f "${WORK:-/nonexistent}/replica/postmaster.pid" ] &&
-        as_pg "$PG_BIN/pg_ctl" -D "$WORK/replica" stop -m immediate >/dev/null 2>&1
-    cleanup
-}
-
 # run ROUTING -> one Markdown row
 run() {
     local routing="$1" out tps lat txs on_replica
@@ -51,7 +44,7 @@ read_routing = \"$routing\""
 }
 
 main() {
-    prepare_run stop_all
+    prepare_run cleanup
     start_postgres
     start_replica
     sleep 1

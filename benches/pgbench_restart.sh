@@ -32,9 +32,9 @@ PG_BIN=/usr/lib/postgresql/15/bin
 source benches/common.sh
 prefer_anchor
 
-# run_one LABEL PORT: one pgbench run with a restart in it -> one Markdown row.
+# run_one LABEL PORT ROUND: one pgbench run with a restart in it -> one Markdown row.
 run_one() {
-    local label="$1" port="$2" aborted codes stalled out
+    local label="$1" port="$2" round="$3" aborted codes stalled out
     PGPASSWORD=bench "$PG_BIN/pgbench" -n -b "$SCRIPT" -M prepared -c "$CLIENTS" -j 2 -P 1 -T "$DURATION" \
         -h 127.0.0.1 -p "$port" -U bench bench >"$WORK/run.out" 2>"$WORK/run.err" &
     local bench=$!
@@ -49,19 +49,21 @@ run_one() {
         sed -E 's/.*(FATAL|ERROR): +//; s/ *$//' | cut -c1-60 | sort | uniq -c |
         awk '{ n = $1; $1 = ""; printf "%s%d x%s", sep, n, $0; sep = "; " }')"
     stalled="$(awk -v r="$RESTART_AT" '/^progress:/ && $2 + 0 > r && $4 + 0 == 0 { n++ } END { print n + 0 }' "$WORK/run.err")"
+    # shellcheck disable=SC2034 # report_field reads $out
     out="$(cat "$WORK/run.out")"
     printf '| %s | %s | %s | %s | %s |\n' "$label" "$aborted" "$stalled" "$(report_field processed)" "${codes:-none}"
 }
 
-# Each run gets a pooler of its own, started after Postgres is back from the last restart.
+# with_pgweir ROUND / with_pgbouncer ROUND: each run gets a pooler of its own, started after
+# Postgres is back from the last restart.
 with_pgweir() {
     start_pgweir scram-sha-256 1000 ""
-    run_one pgweir "$PGWEIR_PORT"
+    run_one pgweir "$PGWEIR_PORT" "$1"
     stop_pgweir
 }
 with_pgbouncer() {
     start_pgbouncer
-    run_one "PgBouncer $(bouncer_version)" "$PGBOUNCER_PORT"
+    run_one "PgBouncer $(bouncer_version)" "$PGBOUNCER_PORT" "$1"
     stop_pgbouncer
 }
 
@@ -73,10 +75,10 @@ echo "| pooler | aborted clients | stalled s | transactions | errors |"
 echo "| --- | ---: | ---: | ---: | --- |"
 for round in $(seq "$ROUNDS"); do
     if [ $((round % 2)) -eq 1 ]; then
-        with_pgweir
-        with_pgbouncer
+        with_pgweir "$round"
+        with_pgbouncer "$round"
     else
-        with_pgbouncer
-        with_pgweir
+        with_pgbouncer "$round"
+        with_pgweir "$round"
     fi
 done

@@ -101,8 +101,6 @@ stop_all() {
         cp "$WORK/pgweir.log" "$WORK/postgres.log" "$WORK/replica.log" "$OUT/" 2>/dev/null
         [ -f "$OUT/outcomes.csv" ] && gzip -f "$OUT/outcomes.csv"
     fi
-    [ -f "${WORK:-/nonexistent}/replica/postmaster.pid" ] &&
-        as_pg "$PG_BIN/pg_ctl" -D "$WORK/replica" stop -m immediate >/dev/null 2>&1
     cleanup
 }
 
