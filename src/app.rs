@@ -183,13 +183,14 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
-fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 25] {
+fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 26] {
     let (o, n) = (&old.pgweir, &new.pgweir);
     let (op, np) = (&old.pool, &new.pool);
     let (ou, nu) = (o.unix_socket.as_ref(), n.unix_socket.as_ref());
     [
         ("listen_addr", o.listen_addr != n.listen_addr),
         ("listen_port", o.listen_port != n.listen_port),
+        ("so_reuseport", o.so_reuseport != n.so_reuseport),
         ("unix_socket_dir", ou.map(|u| &u.dir) != nu.map(|u| &u.dir)),
         ("unix_socket_mode", ou.map(|u| u.mode) != nu.map(|u| u.mode)),
         (

@@ -142,6 +142,7 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
     let GeneralConfig {
         listen_addr,
         listen_port,
+        so_reuseport,
         unix_socket,
         auth_type,
         auth_hba_file,
@@ -172,6 +173,7 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
     let mut keys = vec![
         ("listen_addr", listen_addr.to_string()),
         ("listen_port", listen_port.to_string()),
+        ("so_reuseport", so_reuseport.to_string()),
         (
             "unix_socket_dir",
             unix_socket

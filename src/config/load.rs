@@ -99,6 +99,7 @@ fn general(
             .parsed(s, "listen_addr", ListenAddr::parse)
             .unwrap_or(d.listen_addr),
         listen_port: r.int(s, "listen_port", PORTS).unwrap_or(d.listen_port),
+        so_reuseport: r.boolean(s, "so_reuseport").unwrap_or(d.so_reuseport),
         unix_socket: unix_socket(r, s),
         auth_type: r
             .choice(s, "auth_type", &AuthType::ALL, AuthType::as_str)

@@ -49,9 +49,10 @@ use crate::auth::hba::HbaFile;
 /// replica monitor they were created with; and a client's pool mode and prepared-statement
 /// renaming must not change under it. A change to any of them waits for a restart (and the
 /// reload says so).
-pub const RESTART_ONLY: [&str; 25] = [
+pub const RESTART_ONLY: [&str; 26] = [
     "listen_addr",
     "listen_port",
+    "so_reuseport",
     "unix_socket_dir",
     "unix_socket_mode",
     "unix_socket_group",
@@ -123,6 +124,9 @@ pub struct GeneralConfig {
     pub listen_addr: ListenAddr,
     /// The TCP port, and the number in the Unix socket's name.
     pub listen_port: u16,
+    /// SO_REUSEPORT on the TCP sockets (PgBouncer's setting): several pgweir processes
+    /// listen on one address and port, and the kernel spreads new clients over them.
+    pub so_reuseport: bool,
     /// `unix_socket_dir` and its mode and group. Off unless set, unlike PgBouncer's `/tmp`:
     /// a socket in a shared directory is one more way in that a container or a second
     /// instance on the host does not expect, so it is asked for where it is wanted.
@@ -200,6 +204,7 @@ impl Default for GeneralConfig {
         GeneralConfig {
             listen_addr: ListenAddr::default(),
             listen_port: 6432,
+            so_reuseport: false,
             unix_socket: None,
             auth_type: AuthType::ScramSha256,
             auth_hba_file: None,

@@ -31,7 +31,7 @@ pub enum BindError {
     #[error("pgweir.unix_socket_dir: cannot listen on {}: {source}", path.display())]
     Unix { path: PathBuf, source: io::Error },
     #[error(
-        "pgweir.unix_socket_dir: {} is in use: another pooler or Postgres listens on port {port} there",
+        "pgweir.unix_socket_dir: {} is in use: another pooler or Postgres listens on port {port} there (processes sharing a port with so_reuseport each need their own unix_socket_dir)",
         path.display()
     )]
     InUse { path: PathBuf, port: u16 },
@@ -102,7 +102,7 @@ pub fn bind(g: &GeneralConfig) -> Result<Listeners, BindError> {
     };
     let mut tcp = Vec::new();
     for addr in tcp_addrs(g, g.listen_port)? {
-        match listen_tcp(addr).and_then(|s| TcpListener::from_std(s.into())) {
+        match listen_tcp(addr, g.so_reuseport).and_then(|s| TcpListener::from_std(s.into())) {
             Ok(l) => tcp.push(l),
             Err(e) if skippable(g, addr, &e) => {
                 tracing::warn!(%addr, error = %e, "listen_addr = *: no IPv6 here, IPv4 only");
@@ -121,7 +121,7 @@ pub fn probe(g: &GeneralConfig) -> Vec<BindError> {
     match tcp_addrs(g, 0) {
         Ok(addrs) => {
             for addr in addrs {
-                match listen_tcp(addr) {
+                match listen_tcp(addr, false) {
                     Err(e) if !skippable(g, addr, &e) => {
                         let addr = SocketAddr::new(addr.ip(), g.listen_port);
                         problems.push(BindError::Tcp { addr, source: e });
@@ -178,13 +178,17 @@ fn skippable(g: &GeneralConfig, addr: SocketAddr, e: &io::Error) -> bool {
     g.listen_addr.is_wildcard() && addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && no_ipv6
 }
 
-/// A listening TCP socket, not yet handed to the runtime.
-fn listen_tcp(addr: SocketAddr) -> io::Result<Socket> {
+/// A listening TCP socket, not yet handed to the runtime. With `reuseport` other processes
+/// that set it too may listen on the same address, each with its own accept queue.
+fn listen_tcp(addr: SocketAddr, reuseport: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
+    if reuseport {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;

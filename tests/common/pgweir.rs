@@ -184,7 +184,20 @@ impl PgweirBuilder {
         let port = free_port();
         let config_path = dir.path().join("pgweir.toml");
         std::fs::write(&config_path, self.config_toml(port)).expect("write pgweir.toml");
-        Pgweir::spawn(dir, config_path, port)
+        Pgweir::spawn(dir, config_path, port, &[])
+    }
+
+    /// Starts pgweir on `port` beside another process listening there (`so_reuseport`),
+    /// so ready means its log says it listens, not that the port answers.
+    pub fn start_sharing(self, port: u16) -> Pgweir {
+        cluster();
+        let dir = tempfile::Builder::new()
+            .prefix("pgweir-run-")
+            .tempdir()
+            .expect("temp dir for pgweir");
+        let config_path = dir.path().join("pgweir.toml");
+        std::fs::write(&config_path, self.config_toml(port)).expect("write pgweir.toml");
+        Pgweir::spawn(dir, config_path, port, &["--await-log"])
     }
 }
 
@@ -219,13 +232,29 @@ impl Pgweir {
             .expect("temp dir for pgweir");
         let config_path = dir.path().join("pgweir.toml");
         std::fs::write(&config_path, config_toml).expect("write pgweir.toml");
-        Pgweir::spawn(dir, config_path, port)
+        Pgweir::spawn(dir, config_path, port, &[])
     }
 
-    fn spawn(dir: TempDir, config_path: PathBuf, port: u16) -> Pgweir {
+    /// Starts another pgweir with a copy of this one's config and `pgweir --takeover`, and
+    /// waits until its log says it took over.
+    pub fn take_over(&self) -> Pgweir {
+        let dir = tempfile::Builder::new()
+            .prefix("pgweir-run-")
+            .tempdir()
+            .expect("temp dir for pgweir");
+        let config_path = dir.path().join("pgweir.toml");
+        std::fs::copy(&self.config_path, &config_path).expect("copy pgweir.toml");
+        Pgweir::spawn(dir, config_path, self.port, &["--takeover", "--await-log"])
+    }
+
+    /// Runs the binary with `args`; `--await-log` is the harness's own: wait for the log's
+    /// "listening" line as well as for the port.
+    fn spawn(dir: TempDir, config_path: PathBuf, port: u16, args: &[&str]) -> Pgweir {
         let log_path = dir.path().join("pgweir.log");
         let log = std::fs::File::create(&log_path).expect("create pgweir.log");
+        let await_log = args.contains(&"--await-log");
         let child = Command::new(env!("CARGO_BIN_EXE_pgweir"))
+            .args(args.iter().filter(|a| **a != "--await-log"))
             .arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -245,12 +274,13 @@ impl Pgweir {
             log_path,
             _dir: dir,
         };
-        pgweir.wait_ready();
+        pgweir.wait_ready(await_log);
         pgweir
     }
 
-    /// Polls the port until pgweir accepts; panics with its log if it exits first.
-    fn wait_ready(&mut self) {
+    /// Polls the port until pgweir accepts (and, with `await_log`, until its log says it
+    /// listens); panics with its log if it exits first.
+    fn wait_ready(&mut self, await_log: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -259,7 +289,8 @@ impl Pgweir {
                     self.log()
                 );
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let logged = !await_log || self.log().contains("pgweir listening");
+            if logged && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
             if Instant::now() > deadline {
