@@ -20,9 +20,9 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use serde_yaml::Value as Yaml;
 
-/// The Kubernetes versions whose API schemas every object must satisfy: the oldest this
-/// deployment supports (`matchLabelKeys` in topology spread needs 1.27, on by default
-/// since 1.29) and the newest kubernetes-validate 1.37 bundles.
+/// The Kubernetes versions whose API schemas every object must satisfy: the oldest the
+/// README promises (`matchLabelKeys` in the topology spread needs 1.27 or newer) and the
+/// newest kubernetes-validate 1.37 bundles.
 const K8S_VERSIONS: [&str; 2] = ["1.29.0", "1.37.0"];
 
 /// The autoscaler's bounds the issue asks for.
