@@ -19,6 +19,7 @@ use crate::net::tls::{Tls, TlsState};
 use crate::pool::Pools;
 use crate::shutdown::{Phase, Shutdown};
 use crate::stats::Clients;
+use crate::takeover::Outbox;
 
 #[derive(Debug)]
 pub struct App {
@@ -48,6 +49,8 @@ pub struct App {
     source: Mutex<String>,
     /// The sockets clients connect to, once bound, for SHOW FDS.
     pub listening: OnceLock<Vec<Listening>>,
+    /// Clients on their way to a successor process during a takeover.
+    pub handoff: Outbox,
 }
 
 /// A socket pgweir accepts clients on.
@@ -81,6 +84,7 @@ impl App {
             config_path: path,
             tls,
             listening: OnceLock::new(),
+            handoff: Outbox::default(),
         }
     }
 
@@ -157,6 +161,12 @@ impl App {
     /// Whether new clients are accepted: until shutdown begins.
     pub fn accepting(&self) -> bool {
         self.shutdown.phase() == Phase::Running
+    }
+
+    /// Whether a client that just logged in may stay: yes while running, and during a
+    /// takeover's drain, which hands it to the successor.
+    pub fn admitting(&self) -> bool {
+        self.accepting() || (self.shutdown.phase() == Phase::Draining && self.handoff.started())
     }
 
     /// Whether every database is paused (PAUSE or KILL on the admin console): clients are

@@ -69,6 +69,27 @@ impl CancelRegistry {
         }
     }
 
+    /// Registers a client under the key it already has (one handed over by the process
+    /// that gave it the key); `None` if another client here has that pid.
+    pub fn register_as(self: &Arc<Self>, key: ClientKey) -> Option<CancelHandle> {
+        let slot = Slot::default();
+        let mut clients = self.clients.lock();
+        if clients.contains_key(&key.pid) {
+            return None;
+        }
+        clients.insert(key.pid, (key.secret, Arc::clone(&slot)));
+        Some(CancelHandle {
+            registry: Arc::clone(self),
+            key,
+            slot,
+        })
+    }
+
+    /// Whether a client here has this pid in its key.
+    pub fn knows(&self, pid: i32) -> bool {
+        self.clients.lock().contains_key(&pid)
+    }
+
     /// The server to cancel for a client key, if the key is valid and the client holds one.
     /// The returned guard keeps that server out of the pool until it is dropped, which the
     /// caller does once the cancel has been delivered.

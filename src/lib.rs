@@ -27,3 +27,4 @@ pub mod server;
 pub mod shutdown;
 pub mod sql;
 pub mod stats;
+pub mod takeover;

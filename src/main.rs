@@ -1,4 +1,5 @@
-//! The `pgweir` command: `pgweir --config PATH` runs the pooler, `pgweir check --config PATH`
+//! The `pgweir` command: `pgweir --config PATH` runs the pooler (`--takeover`: in place of
+//! the one running on that port, see [`pgweir::takeover`]), `pgweir check --config PATH`
 //! validates a configuration file and prints every problem in it, and `pgweir convert
 //! pgbouncer.ini` prints the pgweir.toml for a PgBouncer configuration.
 
@@ -17,6 +18,8 @@ use pgweir::listener;
 use pgweir::net::tls::Tls;
 use pgweir::shutdown::Phase;
 use pgweir::stats::{self, exporter};
+use pgweir::takeover::{self, Offer};
+use std::os::fd::AsFd;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +31,10 @@ struct Cli {
     /// Configuration file.
     #[arg(short, long, global = true, default_value = "pgweir.toml")]
     config: PathBuf,
+    /// Take over from the pgweir running on this config's port: its listening sockets, then
+    /// each of its clients between transactions, so nobody is refused or disconnected.
+    #[arg(long)]
+    takeover: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -93,7 +100,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config.pgweir.log_level, config.pgweir.log_format);
-    match run(config, tls, &cli.config) {
+    match run(config, tls, &cli.config, cli.takeover) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "pgweir stopped");
@@ -148,7 +155,7 @@ fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
-fn run(config: Config, tls: Tls, path: &Path) -> std::io::Result<()> {
+fn run(config: Config, tls: Tls, path: &Path, takeover: bool) -> std::io::Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.pgweir.workers > 0 {
         rt.worker_threads(config.pgweir.workers);
@@ -165,12 +172,39 @@ fn run(config: Config, tls: Tls, path: &Path) -> std::io::Result<()> {
         if !period.is_zero() {
             tokio::spawn(stats::period::log_every(Arc::clone(&app), period));
         }
+        let port = app.config().pgweir.listen_port;
+        let (listeners, inherited_metrics, predecessor) = if takeover {
+            let i = takeover::inherit(port).map_err(std::io::Error::other)?;
+            (i.listeners, i.metrics, Some(i.predecessor))
+        } else {
+            let listeners = listener::bind(&app.config().pgweir).map_err(std::io::Error::other)?;
+            (listeners, None, None)
+        };
+        let mut exporter_task = None;
+        let mut metrics_fd = None;
         if let Some((addr, handle)) = metrics {
-            let metrics_listener = exporter::bind(addr).await?;
+            let metrics_listener = match inherited_metrics {
+                Some(l) => {
+                    l.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(l)?
+                }
+                None => exporter::bind(addr).await?,
+            };
             tracing::info!(%addr, "metrics on /metrics, health on /health");
-            tokio::spawn(exporter::serve(Arc::clone(&app), handle, metrics_listener));
+            metrics_fd = Some(metrics_listener.as_fd().try_clone_to_owned()?);
+            let serve = exporter::serve(Arc::clone(&app), handle, metrics_listener);
+            exporter_task = Some(tokio::spawn(serve));
         }
-        let listeners = listener::bind(&app.config().pgweir).map_err(std::io::Error::other)?;
+        let offer = Offer::new(listeners.handover()?, metrics_fd);
+        match takeover::bind_control(port) {
+            Ok(control) => {
+                tokio::spawn(takeover::serve(Arc::clone(&app), control, offer.clone()));
+            }
+            Err(e) => tracing::warn!(error = %e, "no control socket: this process cannot be taken over, nor forward cancels to others on its port"),
+        }
+        if let Some(predecessor) = predecessor {
+            predecessor.receive_clients(Arc::clone(&app))?;
+        }
         let addrs = listeners.addresses().join(", ");
         let _ = app.listening.set(listeners.sockets());
         tracing::info!(addr = %addrs, "pgweir listening");
@@ -180,6 +214,10 @@ fn run(config: Config, tls: Tls, path: &Path) -> std::io::Result<()> {
         tokio::select! {
             () = listener::serve(Arc::clone(&app), listeners) => {}
             () = reload_on_sighup(&app, path) => {}
+            () = offer.handed.notified() => {
+                tracing::info!("taken over: no new clients here; each client goes to the new process between transactions");
+                exporter_task.take().inspect(tokio::task::JoinHandle::abort);
+            }
             () = requested.reached(Phase::Draining) => {
                 tracing::info!("shutting down on request: no new clients; clients finish their transactions, then close");
             }
@@ -188,7 +226,17 @@ fn run(config: Config, tls: Tls, path: &Path) -> std::io::Result<()> {
                 "shutting down: no new clients; clients finish their transactions, then close"
             ),
         }
+        offer.withdraw();
         drain(&app, &mut signals).await;
+        if app.handoff.started() {
+            app.handoff.finish();
+            let flushed = async {
+                while !app.handoff.is_flushed() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            let _ = tokio::time::timeout(FINAL_GRACE * 5, flushed).await;
+        }
         Ok(())
     })
 }

@@ -9,6 +9,10 @@
 //! - `Now`: `shutdown_timeout` ran out or a second signal came: every client still here
 //!   is told FATAL 57P01 and closed, its open transaction rolled back by the server.
 //!
+//! In a takeover (`pgweir --takeover`) the drain is the same, except that a client between
+//! transactions goes to the successor process instead of being closed, and a client still
+//! logging in finishes its login first ([`crate::takeover`]).
+//!
 //! A client still logging in when shutdown begins is refused with FATAL 57P01 (a
 //! CancelRequest is still forwarded until `Now`), and one waiting for RESUME on a paused
 //! database is closed the same way: RESUME may never come. [`Shutdown::client`] counts
@@ -20,7 +24,7 @@
 //! waiting for servers to be released and letting clients finish their transactions are the
 //! same wait.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -51,6 +55,9 @@ pub struct Shutdown {
     current: Arc<AtomicU8>,
     /// Client connections being served now.
     clients: AtomicUsize,
+    /// A successor process takes the clients over (`pgweir --takeover`): clients between
+    /// transactions go to it instead of being closed.
+    handing_over: Arc<AtomicBool>,
 }
 
 impl Default for Shutdown {
@@ -59,6 +66,7 @@ impl Default for Shutdown {
             tx: watch::Sender::new(Phase::Running),
             current: Arc::new(AtomicU8::new(Phase::Running as u8)),
             clients: AtomicUsize::new(0),
+            handing_over: Arc::default(),
         }
     }
 }
@@ -81,11 +89,18 @@ impl Shutdown {
         Phase::from_u8(self.current.load(Ordering::SeqCst))
     }
 
+    /// Marks the drain that follows as a handover to a successor. Set before the drain
+    /// begins, so every client woken by it sees the mark.
+    pub fn hand_over(&self) {
+        self.handing_over.store(true, Ordering::SeqCst);
+    }
+
     /// A receiver for one client task.
     pub fn watch(&self) -> ShutdownWatch {
         ShutdownWatch {
             rx: self.tx.subscribe(),
             current: Arc::clone(&self.current),
+            handing_over: Arc::clone(&self.handing_over),
         }
     }
 
@@ -116,11 +131,17 @@ impl Drop for ClientTask<'_> {
 pub struct ShutdownWatch {
     rx: watch::Receiver<Phase>,
     current: Arc<AtomicU8>,
+    handing_over: Arc<AtomicBool>,
 }
 
 impl ShutdownWatch {
     pub fn phase(&self) -> Phase {
         Phase::from_u8(self.current.load(Ordering::SeqCst))
+    }
+
+    /// Whether the drain is a handover to a successor process.
+    pub fn handing_over(&self) -> bool {
+        self.handing_over.load(Ordering::SeqCst)
     }
 
     /// Resolves once the phase is at least `phase` (at once if it already is).

@@ -28,7 +28,7 @@ fn logins(pgweir: &Pgweir) -> usize {
 #[tokio::test]
 async fn processes_share_a_port_and_survive_each_other() {
     let builder = || Pgweir::builder().general("so_reuseport = true");
-    let first = builder().start();
+    let mut first = builder().start();
     let second = builder().start_sharing(first.port);
 
     assert_eq!(clients_served(&first, 60).await, 60);
@@ -40,6 +40,10 @@ async fn processes_share_a_port_and_survive_each_other() {
     );
 
     first.signal("KILL");
+    // Connections the kernel queued on the dying process's socket are reset with it.
+    while first.exited().is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(clients_served(&second, 20).await, 20);
     assert_eq!(
         logins(&second),
@@ -63,4 +67,40 @@ fn without_so_reuseport_a_second_process_cannot_listen() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{log}");
     assert!(log.contains("cannot listen on 127.0.0.1"), "{log}");
+}
+
+/// A CancelRequest goes to whichever process the kernel picks; one that does not know the
+/// key passes it to the others on the port, so every cancel reaches its query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_process_serving_the_query() {
+    let builder = || {
+        Pgweir::builder()
+            .general("so_reuseport = true")
+            .pool_size(8)
+    };
+    let first = builder().start();
+    let _second = builder().start_sharing(first.port);
+    let mut running = Vec::new();
+    for _ in 0..6 {
+        let client = first.connect().await;
+        let token = client.cancel_token();
+        let query = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+        running.push((token, query));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (token, query) in running {
+        token
+            .cancel_query(tokio_postgres::NoTls)
+            .await
+            .expect("send the cancel");
+        let ended = within(10, "the cancelled query", query).await;
+        let err = ended
+            .expect("query task")
+            .expect_err("the query was cancelled");
+        assert_eq!(
+            common::sqlstate(&err),
+            Some(tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "{err:?}"
+        );
+    }
 }

@@ -305,11 +305,12 @@ async fn execute(
         }
         Command::Suspend => {
             // SUSPEND exists so that an online restart (pgbouncer -R) can take over the
-            // sockets once their buffers are flushed; pgweir has no such handover.
+            // sockets once their buffers are flushed; `pgweir --takeover` waits for each
+            // client's transaction boundary by itself.
             return Err(Refusal::new(
                 SqlState::FEATURE_NOT_SUPPORTED,
-                "SUSPEND is not supported: pgweir has no online restart that takes over \
-                 its sockets; PAUSE waits for servers to be released instead",
+                "SUSPEND is not supported: pgweir --takeover hands each client over between \
+                 transactions without it; PAUSE waits for servers to be released instead",
             ));
         }
     }

@@ -70,6 +70,23 @@ impl StoredSecret {
     }
 }
 
+impl StoredSecret {
+    /// The secret as [`StoredSecret::parse`] reads it (Postgres's `rolpassword` forms).
+    pub fn to_text(&self) -> String {
+        match self {
+            StoredSecret::Plain(p) => p.clone(),
+            StoredSecret::Md5(hex) => format!("md5{hex}"),
+            StoredSecret::Scram(v) => format!(
+                "SCRAM-SHA-256${}:{}${}:{}",
+                v.iterations,
+                B64.encode(&v.salt),
+                B64.encode(v.stored_key),
+                B64.encode(v.server_key)
+            ),
+        }
+    }
+}
+
 fn parse_scram(rest: &str) -> Result<ScramVerifier, SecretError> {
     let (params, keys) = rest.split_once('$').ok_or(SecretError::BadScram)?;
     let (iter, salt) = params.split_once(':').ok_or(SecretError::BadScram)?;
@@ -99,6 +116,17 @@ fn parse_scram(rest: &str) -> Result<ScramVerifier, SecretError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_form_reads_back_as_written() {
+        let scram = "SCRAM-SHA-256$4096:c2FsdA==$\
+                     AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=:\
+                     AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let md5 = "md5".to_string() + &"a".repeat(32);
+        for text in ["secret", &md5, scram] {
+            assert_eq!(StoredSecret::parse(text).unwrap().to_text(), text);
+        }
+    }
 
     #[test]
     fn parses_each_form() {

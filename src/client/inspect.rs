@@ -217,14 +217,7 @@ impl Tracking<'_> {
             };
         }
         let functions = self.route_functions;
-        let stmt = self.registry.intern(key, || {
-            let effects = sql::analyze(text);
-            Analysis {
-                custom_names: custom_names(&effects, text),
-                effects,
-                route: functions.map_or(Classification::UNKNOWN, |f| sql::classify(text, f)),
-            }
-        });
+        let stmt = self.registry.intern(key, || analysis(text, functions));
         if let Some(err) = self.refusal(&stmt.effects) {
             return self.rw.fail(err);
         }
@@ -369,6 +362,17 @@ pub(super) fn drain_client(
 }
 
 /// The custom settings a text with effects `e` names, if it changes settings at all.
+/// What a named statement's text does, learnt once when the pool's registry first sees it;
+/// `functions` when the pool routes reads to replicas.
+pub(super) fn analysis(text: &[u8], functions: Option<&ReadOnlyFunctions>) -> Analysis {
+    let effects = sql::analyze(text);
+    Analysis {
+        custom_names: custom_names(&effects, text),
+        effects,
+        route: functions.map_or(Classification::UNKNOWN, |f| sql::classify(text, f)),
+    }
+}
+
 fn custom_names(e: &Effects, text: &[u8]) -> Vec<String> {
     if e.settings {
         sql::custom_setting_names(text)

@@ -7,6 +7,8 @@
 
 pub mod acquire;
 pub mod buffers;
+mod error;
+pub mod handoff;
 pub mod inspect;
 pub mod limits;
 pub mod link;
@@ -22,27 +24,25 @@ pub mod transport;
 pub mod txn;
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
-use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::admin::{self, Access};
 use crate::app::App;
-use crate::auth::query::AuthQueryError;
-use crate::auth::scram::ScramError;
 use crate::cancel::ClientKey;
-use crate::config::{ClientTlsMode, ADMIN_DATABASES};
-use crate::error::{ClientVisible, Severity, SqlState};
+use crate::config::ADMIN_DATABASES;
+use crate::error::{ClientVisible, Severity};
 use crate::net::accept;
 use crate::net::addr::Addr;
 use crate::net::stream::Stream;
 use crate::pool::PoolError;
 use crate::protocol::startup::{self, StartupMessage, StartupPacket};
 use crate::protocol::{backend, ProtocolError, TxStatus, MAX_STARTUP_PACKET};
-use crate::server::{ServerConn, ServerError};
+use crate::server::ServerConn;
 use crate::stats::ClientEntry;
+pub use error::ClientError;
 use limits::Refused;
 use params::ClientParams;
 use stop::Stop;
@@ -50,120 +50,6 @@ use transport::Transport;
 
 /// Startup parameters that are about the connection, not session settings.
 const CONNECTION_PARAMS: &[&str] = &["user", "database", "options", "replication"];
-
-/// Why a client session ended early.
-#[derive(Debug, Error)]
-pub enum ClientError {
-    #[error(transparent)]
-    Protocol(#[from] ProtocolError),
-    /// A client message Postgres would refuse, in Postgres's words.
-    #[error("{0}")]
-    Malformed(&'static str),
-    #[error("password authentication failed for user \"{0}\"")]
-    AuthFailed(String),
-    /// No line of `auth_hba_file` matches, or the first that does says `reject`; Postgres's
-    /// words, with `verdict` saying which.
-    #[error("{verdict} for host \"{host}\", user \"{user}\", database \"{database}\", SSL {ssl}")]
-    HbaRefused {
-        verdict: &'static str,
-        /// The client's IP address, or `[local]` over a Unix socket (Postgres's words).
-        host: String,
-        user: String,
-        database: String,
-        ssl: &'static str,
-    },
-    #[error("certificate authentication failed for user \"{0}\"")]
-    CertFailed(String),
-    #[error("Peer authentication failed for user \"{0}\"")]
-    PeerFailed(String),
-    #[error(transparent)]
-    Setting(#[from] crate::server::catalog::Refusal),
-    #[error(transparent)]
-    AuthQuery(#[from] AuthQueryError),
-    #[error(transparent)]
-    Sasl(ScramError),
-    #[error("no user name given in the startup packet")]
-    NoUser,
-    #[error("SSL required: client_tls_sslmode = \"{}\" refuses unencrypted connections", .0.as_str())]
-    TlsRequired(ClientTlsMode),
-    #[error("replication connections are not supported by pgweir")]
-    Replication,
-    #[error("not allowed: user \"{0}\" is in neither admin_users nor stats_users")]
-    ConsoleDenied(String),
-    #[error(transparent)]
-    Pool(#[from] PoolError),
-    #[error(transparent)]
-    Server(#[from] ServerError),
-    #[error("client_login_timeout: client did not log in within {0:?}")]
-    LoginTimeout(Duration),
-    #[error("too many client connections for {kind} \"{name}\" ({setting})")]
-    TooManyClients {
-        kind: &'static str,
-        name: String,
-        setting: &'static str,
-    },
-    #[error("client_idle_timeout: terminating connection after {0:?} idle")]
-    IdleTimeout(Duration),
-    #[error("idle_transaction_timeout: terminating connection idle in a transaction for {0:?}")]
-    IdleInTransaction(Duration),
-    #[error("query_timeout: query ran longer than {0:?} and was canceled")]
-    QueryTimeout(Duration),
-    #[error("pgweir is shutting down")]
-    ShuttingDown,
-    #[error("terminating connection due to administrator command ({0} on the admin console)")]
-    Killed(&'static str),
-    #[error("database \"{0}\" does not allow connections: disabled on the admin console")]
-    Disabled(String),
-    #[error("client connection lost: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("client closed the connection")]
-    Closed,
-}
-
-impl ClientError {
-    /// A SCRAM failure is a wrong password unless the client broke the protocol.
-    fn from_scram(e: ScramError, user: &str) -> Self {
-        match e {
-            ScramError::BadProof => ClientError::AuthFailed(user.to_owned()),
-            e => ClientError::Sasl(e),
-        }
-    }
-
-    /// Whether the client can still be told about it.
-    fn reportable(&self) -> bool {
-        !matches!(self, ClientError::Io(_) | ClientError::Closed)
-    }
-}
-
-impl ClientVisible for ClientError {
-    fn sqlstate(&self) -> SqlState {
-        match self {
-            ClientError::Protocol(e) => e.sqlstate(),
-            ClientError::AuthFailed(_) => SqlState::INVALID_PASSWORD,
-            ClientError::Sasl(e) => SqlState(e.sqlstate()),
-            ClientError::NoUser
-            | ClientError::ConsoleDenied(_)
-            | ClientError::HbaRefused { .. }
-            | ClientError::CertFailed(_)
-            | ClientError::PeerFailed(_)
-            | ClientError::TlsRequired(_) => SqlState::INVALID_AUTHORIZATION,
-            ClientError::Replication => SqlState::FEATURE_NOT_SUPPORTED,
-            ClientError::Setting(r) => r.sqlstate(),
-            ClientError::Pool(e) => e.sqlstate(),
-            ClientError::Server(e) => e.sqlstate(),
-            ClientError::AuthQuery(_) => SqlState::CONNECTION_FAILURE,
-            ClientError::LoginTimeout(_) | ClientError::Disabled(_) => SqlState::CANNOT_CONNECT_NOW,
-            ClientError::TooManyClients { .. } => SqlState::TOO_MANY_CONNECTIONS,
-            ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
-            ClientError::IdleInTransaction(_) => SqlState::IDLE_IN_TRANSACTION_TIMEOUT,
-            ClientError::QueryTimeout(_) => SqlState::QUERY_CANCELED,
-            ClientError::ShuttingDown | ClientError::Killed(_) => SqlState::ADMIN_SHUTDOWN,
-            ClientError::Malformed(_) | ClientError::Io(_) | ClientError::Closed => {
-                SqlState::PROTOCOL_VIOLATION
-            }
-        }
-    }
-}
 
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
 pub async fn serve(app: Arc<App>, stream: Stream, peer: Addr) {
@@ -265,7 +151,6 @@ async fn session(
     transport: &Transport,
     who: &Who,
 ) -> Result<(), ClientError> {
-    let peer = &transport.addr;
     let limit = app.config().pgweir.client_login_timeout;
     let login = async {
         let login = Box::pin(log_in(app, stream, buf, transport, who));
@@ -284,13 +169,30 @@ async fn session(
     let Some(ready) = ready else {
         return Ok(());
     };
+    serve_ready(app, ready, stream, buf, transport).await
+}
+
+/// A logged-in client from its ReadyForQuery to the end: the relay or the console, and the
+/// lines and counters its ending leaves.
+async fn serve_ready(
+    app: &App,
+    ready: Ready,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    transport: &Transport,
+) -> Result<(), ClientError> {
+    let peer = &transport.addr;
     let info = ready.entry().shared_info();
     let (database, user, since) = (&info.database, &info.user, Instant::now());
     if app.config().pgweir.log_connections {
         tracing::info!(client = %peer, %database, %user, "client logged in");
     }
     let ended = match ready {
-        Ready::Relay(session) => relay::run(*session, stream, buf).await,
+        Ready::Relay(session) => match relay::run(*session, stream, buf).await {
+            Ok(Some(session)) => Err(handoff::give(app, &session, stream, buf)),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        },
         Ready::Console(console) => Box::pin(admin::run(app, console, stream, buf)).await,
     };
     if let Some(e) = ended.as_ref().err().filter(|e| e.reportable()) {
@@ -344,7 +246,7 @@ async fn log_in(
                 stream.write_all(b"N").await?;
             }
             StartupPacket::Cancel { pid, secret } => {
-                forward_cancel(app, ClientKey { pid, secret }).await;
+                forward_cancel(app, ClientKey { pid, secret }, true).await;
                 return Ok(None);
             }
             StartupPacket::Startup(m) => break m,
@@ -441,7 +343,7 @@ async fn log_in(
     backend::backend_key_data(&mut out, key.pid, key.secret);
     backend::ready_for_query(&mut out, TxStatus::Idle);
     let shared = Arc::clone(&app.sessions);
-    if !app.accepting() {
+    if !app.admitting() {
         // Shutdown began while this client was logging in.
         return Err(ClientError::ShuttingDown);
     }
@@ -594,15 +496,18 @@ async fn fill(stream: &mut Stream, buf: &mut BytesMut, n: usize) -> Result<(), C
     Ok(())
 }
 
-/// Forwards a cancel to the server the key's client holds right now, if any.
-async fn forward_cancel(app: &App, key: ClientKey) {
-    match app.cancels.target(key) {
-        Some((t, in_flight)) => {
-            if let Err(e) = ServerConn::cancel(t.addr, t.key).await {
-                tracing::warn!(error = %e, "forwarding cancel request failed");
-            }
-            drop(in_flight);
+/// Forwards a cancel to the server the key's client holds right now, if any. A key this
+/// process does not know may be another's of the same port (`so_reuseport`, a takeover):
+/// with `ask_peers` it goes to them.
+pub(crate) async fn forward_cancel(app: &App, key: ClientKey, ask_peers: bool) {
+    if let Some((t, in_flight)) = app.cancels.target(key) {
+        if let Err(e) = ServerConn::cancel(t.addr, t.key).await {
+            tracing::warn!(error = %e, "forwarding cancel request failed");
         }
-        None => tracing::debug!("cancel request for no active query; dropped"),
+        drop(in_flight);
+    } else if ask_peers && !app.cancels.knows(key.pid) {
+        crate::takeover::cancel_elsewhere(app.config().pgweir.listen_port, key).await;
+    } else {
+        tracing::debug!("cancel request for no active query; dropped");
     }
 }

@@ -193,14 +193,16 @@ enum Next {
     Gone,
 }
 
-/// Serves a logged-in client until it leaves. While the client is idle its task holds only
-/// what the session needs: everything a transaction uses lives in [`transaction`]'s future,
-/// boxed for that transaction's length, and a plaintext client's read buffer is given back.
+/// Serves a logged-in client until it leaves, or until a takeover's successor is to have
+/// it: then the session is returned, between transactions and holding no server
+/// ([`super::handoff`]). While the client is idle its task holds only what the session
+/// needs: everything a transaction uses lives in [`transaction`]'s future, boxed for that
+/// transaction's length, and a plaintext client's read buffer is given back.
 pub async fn run(
     mut s: Session,
     client: &mut Stream,
     cbuf: &mut BytesMut,
-) -> Result<(), ClientError> {
+) -> Result<Option<Session>, ClientError> {
     let mut b = Between {
         cframer: Framer::default(),
         to_client: OutQueue::default(),
@@ -210,6 +212,10 @@ pub async fn run(
     loop {
         b.to_client.write_all(client).await?;
         if let Some(e) = s.stop.reason() {
+            let unlinked = b.pinned_to.is_none() && !b.cframer.mid_message();
+            if unlinked && super::handoff::possible(&s, client) {
+                return Ok(Some(s));
+            }
             // Between transactions: the client's work is done; a pinned server is cleaned
             // (closed after a KILL).
             if let Some((server, _)) = b.pinned_to.take() {
@@ -223,13 +229,17 @@ pub async fn run(
                 shelve(std::mem::take(cbuf));
             }
             let idle_limit = s.pool.settings().client_idle_timeout;
-            if !next_request(client, cbuf, idle_limit, &s.stop).await? {
-                return Ok(());
+            match next_request(client, cbuf, idle_limit, &s.stop).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                // The top of the loop decides how the client goes.
+                Err(ClientError::ShuttingDown | ClientError::Killed(_)) => continue,
+                Err(e) => return Err(e),
             }
         }
         match Box::pin(transaction(&mut s, &mut b, client, cbuf)).await? {
             Next::Request => {}
-            Next::Gone => return Ok(()),
+            Next::Gone => return Ok(None),
         }
     }
 }

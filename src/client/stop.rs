@@ -18,7 +18,8 @@ pub async fn refuse_login(
     asked_to_log_in: impl Fn() -> bool,
 ) -> ClientError {
     shutdown.reached(Phase::Draining).await;
-    if !asked_to_log_in() {
+    // In a handover a login finishes, and the client goes to the successor logged in.
+    if !asked_to_log_in() || shutdown.handing_over() {
         shutdown.reached(Phase::Now).await;
     }
     ClientError::ShuttingDown
@@ -44,6 +45,12 @@ impl Stop {
             None if self.shutdown.phase() != Phase::Running => Some(ClientError::ShuttingDown),
             None => None,
         }
+    }
+
+    /// Whether a client between transactions goes to a successor process rather than being
+    /// closed: shutdown is a takeover's drain and no KILL closed it.
+    pub fn hand_over(&self) -> bool {
+        self.shutdown.handing_over() && self.kill.killed().is_none()
     }
 
     /// Whether a KILL closed the client: the server it holds is closed too, not cleaned

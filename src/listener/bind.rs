@@ -7,8 +7,10 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
@@ -77,18 +79,84 @@ impl Listeners {
     }
 }
 
-/// The listening Unix socket; its file goes with it.
+/// The listening Unix socket; its file goes with it, unless a successor process took the
+/// socket over.
 #[derive(Debug)]
 pub struct UnixSocketListener {
     pub listener: UnixListener,
     /// What each client arriving here is known as.
     pub addr: Addr,
     path: PathBuf,
+    dir: PathBuf,
+    handed_over: Arc<AtomicBool>,
 }
 
 impl Drop for UnixSocketListener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if !self.handed_over.load(Ordering::SeqCst) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The listening sockets as a successor takes them over: copies of their descriptors, which
+/// keep the sockets listening while they live.
+#[derive(Debug)]
+pub struct Handover {
+    pub tcp: Vec<OwnedFd>,
+    /// The Unix socket, its directory and port.
+    pub unix: Option<(OwnedFd, PathBuf, u16)>,
+    /// Set once the successor has the sockets: the Unix socket's file is then its.
+    pub handed_over: Arc<AtomicBool>,
+}
+
+impl Listeners {
+    /// What a successor needs to accept on these same sockets.
+    pub fn handover(&self) -> io::Result<Handover> {
+        let tcp = self.tcp.iter().map(|l| l.as_fd().try_clone_to_owned());
+        let unix = match &self.unix {
+            Some(u) => Some((
+                u.listener.as_fd().try_clone_to_owned()?,
+                u.dir.clone(),
+                u.addr.port(),
+            )),
+            None => None,
+        };
+        Ok(Handover {
+            tcp: tcp.collect::<io::Result<_>>()?,
+            unix,
+            handed_over: self
+                .unix
+                .as_ref()
+                .map_or_else(Arc::default, |u| Arc::clone(&u.handed_over)),
+        })
+    }
+
+    /// Listens on sockets a predecessor handed over (see [`Listeners::handover`]).
+    pub fn adopt(tcp: Vec<OwnedFd>, unix: Option<(OwnedFd, PathBuf, u16)>) -> io::Result<Self> {
+        let tcp = tcp
+            .into_iter()
+            .map(|fd| {
+                let std = std::net::TcpListener::from(fd);
+                std.set_nonblocking(true)?;
+                TcpListener::from_std(std)
+            })
+            .collect::<io::Result<_>>()?;
+        let unix = match unix {
+            Some((fd, dir, port)) => {
+                let std = std::os::unix::net::UnixListener::from(fd);
+                std.set_nonblocking(true)?;
+                Some(UnixSocketListener {
+                    listener: UnixListener::from_std(std)?,
+                    addr: Addr::unix(&dir, port),
+                    path: socket_path(&dir, port),
+                    dir,
+                    handed_over: Arc::default(),
+                })
+            }
+            None => None,
+        };
+        Ok(Listeners { tcp, unix })
     }
 }
 
@@ -207,6 +275,8 @@ fn listen_unix(u: &UnixSocket, port: u16) -> Result<UnixSocketListener, BindErro
         listener,
         addr: Addr::unix(&u.dir, port),
         path,
+        dir: u.dir.clone(),
+        handed_over: Arc::default(),
     };
     let permissions = |key, source| BindError::Permissions {
         key,

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-pub use bind::{bind, probe, BindError, Listeners, UnixSocketListener};
+pub use bind::{bind, probe, BindError, Handover, Listeners, UnixSocketListener};
 
 use crate::app::App;
 use crate::error::{Severity, SqlState};

@@ -108,6 +108,31 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
+    /// The socket of a plaintext connection, which another process can take over as it is;
+    /// `None` under TLS, whose session state lives in this process.
+    pub fn plain_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match self {
+            Stream::Plain(s) => Some(s.as_fd()),
+            Stream::Unix(s) => Some(s.as_fd()),
+            Stream::Tls(_) => None,
+        }
+    }
+
+    /// A plaintext connection from a socket another process handed over; `tcp` says which
+    /// kind it is.
+    pub fn adopt(fd: std::os::fd::OwnedFd, tcp: bool) -> io::Result<Stream> {
+        if tcp {
+            let s = std::net::TcpStream::from(fd);
+            s.set_nonblocking(true)?;
+            Ok(Stream::Plain(TcpStream::from_std(s)?))
+        } else {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Ok(Stream::Unix(UnixStream::from_std(s)?))
+        }
+    }
+
     /// The read and write halves, usable at the same time (in one task).
     pub fn split(&mut self) -> (StreamRead<'_>, StreamWrite<'_>) {
         match self {

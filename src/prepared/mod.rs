@@ -96,6 +96,11 @@ impl ClientStatements {
         self.by_name.get(name)
     }
 
+    /// Every named statement, by the client's name.
+    pub fn named(&self) -> impl Iterator<Item = (&Bytes, &Arc<Statement>)> {
+        self.by_name.iter().map(|(name, p)| (name, &p.stmt))
+    }
+
     /// The client prepared `stmt` as `name` now, with the row shape it has now.
     pub fn insert(&mut self, name: Bytes, stmt: Arc<Statement>) {
         let generation = stmt.generation();

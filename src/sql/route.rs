@@ -107,7 +107,7 @@ impl ReadOnlyFunctions {
 /// `SET pgweir.route TO|= primary|replica|auto` (also `SET SESSION pgweir.route ...`, quoted
 /// or not, with a trailing `;`), the session override pgweir answers itself; None for any
 /// other text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RouteSetting {
     Primary,
     Replica,
