@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,34 +69,43 @@ async fn an_upgrade_under_load_refuses_fails_and_drops_nobody() {
     let args = ["-n", "-M", "prepared", "-c", "20", "-j", "2", "-T", "8"];
     let bench = tokio::spawn(run_tool(pgbench(port, &db, &args)));
 
-    // New connections all along: each logs in, runs a query and leaves.
+    // New connections all along: each logs in, runs a query and leaves. Counted from
+    // the moment the new process starts until the old one has gone.
     let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let config = old.config(common::SCRAM_USER.name, common::SCRAM_USER.password, &db);
-    let churn = {
-        let (done, failed, errors) = (done.clone(), failed.clone(), errors.clone());
-        tokio::spawn(async move {
-            let until = Instant::now() + Duration::from_secs(7);
-            while Instant::now() < until {
-                let attempt = async {
-                    let client = common::connect(&config).await?;
-                    client.simple_query("SELECT 1").await
-                };
-                match attempt.await {
-                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
-                    Err(e) => {
-                        errors.lock().push(format!("{e:?}"));
-                        failed.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            }
+    let churn: Vec<_> = (0..4)
+        .map(|_| {
+            let (done, failed) = (done.clone(), failed.clone());
+            let (errors, stop, config) = (errors.clone(), stop.clone(), config.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let attempt = async {
+                        let client = common::connect(&config).await?;
+                        client.simple_query("SELECT 1").await
+                    };
+                    match attempt.await {
+                        Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            errors.lock().push(format!("{e:?}"));
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
         })
-    };
+        .collect();
 
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = done.load(Ordering::Relaxed);
     let new = old.take_over();
     wait_exit(&mut old).await;
-    churn.await.expect("the connection loop");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in churn {
+        task.await.expect("a connection loop");
+    }
     let out = within(60, "pgbench", bench).await.expect("pgbench");
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -110,10 +119,8 @@ async fn an_upgrade_under_load_refuses_fails_and_drops_nobody() {
         old.log(),
         new.log()
     );
-    assert!(
-        done.load(Ordering::Relaxed) > 20,
-        "the loop kept connecting"
-    );
+    let during = done.load(Ordering::Relaxed) - before;
+    assert!(during > 0, "the loop kept connecting through the takeover");
     assert!(
         out.status.success(),
         "pgbench: {report}\n{stderr}\nold log:\n{}\nnew log:\n{}",
@@ -138,8 +145,52 @@ async fn an_upgrade_under_load_refuses_fails_and_drops_nobody() {
         "pgbench's 20 clients were handed over: {handed}"
     );
     eprintln!(
-        "takeover under load: {} new connections, 0 refused or failed; pgbench {} transactions, 0 failed, 0 aborted; {handed} clients handed over",
+        "takeover under load: {} new connections ({during} during the takeover), 0 refused or failed; pgbench {} transactions, 0 failed, 0 aborted; {handed} clients handed over",
         done.load(Ordering::Relaxed),
         report_number(&report, "number of transactions actually processed:").unwrap_or(0),
     );
+}
+
+/// A client on the Unix socket moves like a TCP one, the socket's file stays for the new
+/// process, and a process that took over can itself be taken over.
+#[tokio::test]
+async fn unix_socket_clients_move_and_takeovers_chain() {
+    let dir = tempfile::tempdir().expect("socket dir");
+    let mut first = Pgweir::builder()
+        .general(&format!("unix_socket_dir = \"{}\"", dir.path().display()))
+        .start();
+    let socket = dir.path().join(format!(".s.PGSQL.{}", first.port));
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(dir.path())
+        .port(first.port)
+        .user(common::SCRAM_USER.name)
+        .password(common::SCRAM_USER.password)
+        .dbname(common::TEST_DB);
+    let client = common::connect(&config)
+        .await
+        .expect("connect over the socket");
+    client
+        .batch_execute("SET search_path = moved, public")
+        .await
+        .expect("SET");
+
+    let mut second = first.take_over();
+    wait_exit(&mut first).await;
+    assert!(
+        socket.exists(),
+        "the socket's file outlives the old process"
+    );
+    let third = second.take_over();
+    wait_exit(&mut second).await;
+
+    let row = within(10, "SHOW", client.query_one("SHOW search_path", &[]))
+        .await
+        .expect("the client still works after two takeovers");
+    assert_eq!(row.get::<_, String>(0), "moved, public");
+    let again = common::connect(&config)
+        .await
+        .expect("a new client on the socket");
+    again.simple_query("SELECT 1").await.expect("SELECT 1");
+    assert!(third.log().contains("takeover complete"), "{}", third.log());
 }
