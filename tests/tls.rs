@@ -319,3 +319,37 @@ async fn pgbench_over_tls() {
     let done = report_number(&report, "number of transactions actually processed:");
     assert!(done.is_some_and(|n| n > 200), "{report}");
 }
+
+/// A takeover cannot move a TLS session to another process: the TLS client is closed
+/// between transactions with FATAL 57P01 and reconnects to the new process, while a
+/// plaintext client beside it moves unnoticed.
+#[tokio::test]
+async fn a_takeover_closes_tls_clients_and_moves_the_others() {
+    let certs = Certs::new(SCRAM_USER.name);
+    let mut old = pgweir_with(&certs, "allow");
+    let config = old.config(SCRAM_USER.name, SCRAM_USER.password, TEST_DB);
+    let tls_client = connect_tls(&config, certs.client_config(false, false), false)
+        .await
+        .expect("TLS");
+    let plain = old.connect().await;
+    select_one(&tls_client).await;
+
+    let new = old.take_over();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while old.exited().is_none() {
+        assert!(std::time::Instant::now() < deadline, "{}", old.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        old.log().contains("pgweir is shutting down"),
+        "the TLS client was told why: {}",
+        old.log()
+    );
+    assert!(tls_client.simple_query("SELECT 1").await.is_err());
+    select_one(&plain).await;
+    let again = connect_tls(&config, certs.client_config(false, false), false)
+        .await
+        .expect("TLS again, to the new process");
+    select_one(&again).await;
+    assert!(new.log().contains("takeover complete"), "{}", new.log());
+}
