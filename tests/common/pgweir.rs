@@ -176,29 +176,30 @@ impl PgweirBuilder {
 
     /// Writes the config, starts pgweir and waits until it accepts connections.
     pub fn start(self) -> Pgweir {
-        cluster();
-        let dir = tempfile::Builder::new()
-            .prefix("pgweir-run-")
-            .tempdir()
-            .expect("temp dir for pgweir");
         let port = free_port();
-        let config_path = dir.path().join("pgweir.toml");
-        std::fs::write(&config_path, self.config_toml(port)).expect("write pgweir.toml");
+        let (dir, config_path) = run_dir(&self.config_toml(port));
         Pgweir::spawn(dir, config_path, port, &[])
     }
 
     /// Starts pgweir on `port` beside another process listening there (`so_reuseport`),
     /// so ready means its log says it listens, not that the port answers.
     pub fn start_sharing(self, port: u16) -> Pgweir {
-        cluster();
-        let dir = tempfile::Builder::new()
-            .prefix("pgweir-run-")
-            .tempdir()
-            .expect("temp dir for pgweir");
-        let config_path = dir.path().join("pgweir.toml");
-        std::fs::write(&config_path, self.config_toml(port)).expect("write pgweir.toml");
+        let (dir, config_path) = run_dir(&self.config_toml(port));
         Pgweir::spawn(dir, config_path, port, &["--await-log"])
     }
+}
+
+/// A temp dir for one pgweir process holding its config (and, later, its log), with the
+/// cluster it will talk to started.
+fn run_dir(config_toml: &str) -> (TempDir, PathBuf) {
+    cluster();
+    let dir = tempfile::Builder::new()
+        .prefix("pgweir-run-")
+        .tempdir()
+        .expect("temp dir for pgweir");
+    let config_path = dir.path().join("pgweir.toml");
+    std::fs::write(&config_path, config_toml).expect("write pgweir.toml");
+    (dir, config_path)
 }
 
 /// A running pgweir child process.
@@ -225,25 +226,15 @@ impl Pgweir {
     /// pgweir run with a config written elsewhere (by `pgweir convert`, say), which must
     /// have it listen on 127.0.0.1:`port`.
     pub fn start_from(config_toml: &str, port: u16) -> Pgweir {
-        cluster();
-        let dir = tempfile::Builder::new()
-            .prefix("pgweir-run-")
-            .tempdir()
-            .expect("temp dir for pgweir");
-        let config_path = dir.path().join("pgweir.toml");
-        std::fs::write(&config_path, config_toml).expect("write pgweir.toml");
+        let (dir, config_path) = run_dir(config_toml);
         Pgweir::spawn(dir, config_path, port, &[])
     }
 
     /// Starts another pgweir with a copy of this one's config and `pgweir --takeover`, and
     /// waits until its log says it took over.
     pub fn take_over(&self) -> Pgweir {
-        let dir = tempfile::Builder::new()
-            .prefix("pgweir-run-")
-            .tempdir()
-            .expect("temp dir for pgweir");
-        let config_path = dir.path().join("pgweir.toml");
-        std::fs::copy(&self.config_path, &config_path).expect("copy pgweir.toml");
+        let toml = std::fs::read_to_string(&self.config_path).expect("read pgweir.toml");
+        let (dir, config_path) = run_dir(&toml);
         Pgweir::spawn(dir, config_path, self.port, &["--takeover", "--await-log"])
     }
 
