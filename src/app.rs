@@ -183,7 +183,7 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
-fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 25] {
+fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 26] {
     let (o, n) = (&old.pgweir, &new.pgweir);
     let (op, np) = (&old.pool, &new.pool);
     let (ou, nu) = (o.unix_socket.as_ref(), n.unix_socket.as_ref());
@@ -237,6 +237,7 @@ fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 25
             "max_prepared_statements",
             op.max_prepared_statements != np.max_prepared_statements,
         ),
+        ("fleet", o.fleet != n.fleet),
     ]
 }
 

@@ -43,7 +43,7 @@ pub fn write(app: &App, what: Show, out: &mut BytesMut) {
     }
 }
 
-pub const POOLS: [(&str, Type); 18] = [
+pub const POOLS: [(&str, Type); 19] = [
     ("database", Type::Text),
     ("user", Type::Text),
     ("cl_active", Type::Int4),
@@ -63,6 +63,8 @@ pub const POOLS: [(&str, Type); 18] = [
     ("load_balance_hosts", Type::Text),
     // pgweir's own: `primary`, `replica0`, ... for databases with replicas.
     ("node", Type::Text),
+    // pgweir's own: logins Postgres refused for a connection limit (53300).
+    ("sv_refused", Type::Int8),
 ];
 
 /// One row per pool, and a database with replicas has a pool per node, its `database`
@@ -105,6 +107,7 @@ fn pools(app: &App, out: &mut BytesMut) {
                 pool.mode().as_str().into(),
                 Value::Null,
                 node.label().into(),
+                s.refused.into(),
             ]);
         }
     }

@@ -18,6 +18,7 @@ mod auth;
 mod duration;
 mod env;
 mod error;
+mod fleet;
 mod hint;
 mod listen;
 mod load;
@@ -37,6 +38,7 @@ use std::time::Duration;
 pub use auth::{AuthLookup, AuthSources, DatabaseAuth, DEFAULT_AUTH_QUERY};
 pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
+pub use fleet::{FleetName, MAX_FLEET_NAME};
 pub use listen::{FileMode, Group, ListenAddr, ListenHost, UnixSocket};
 pub use settings::PoolSettings;
 pub use tcp::TcpSettings;
@@ -49,7 +51,7 @@ use crate::auth::hba::HbaFile;
 /// replica monitor they were created with; and a client's pool mode and prepared-statement
 /// renaming must not change under it. A change to any of them waits for a restart (and the
 /// reload says so).
-pub const RESTART_ONLY: [&str; 25] = [
+pub const RESTART_ONLY: [&str; 26] = [
     "listen_addr",
     "listen_port",
     "unix_socket_dir",
@@ -75,6 +77,7 @@ pub const RESTART_ONLY: [&str; 25] = [
     "max_user_connections",
     "pool_mode",
     "max_prepared_statements",
+    "fleet",
 ];
 
 /// The values `log_level` accepts, quietest first.
@@ -191,6 +194,10 @@ pub struct GeneralConfig {
     pub tls: TlsConfig,
     /// Keepalive and user timeout of every client and server socket.
     pub tcp: TcpSettings,
+    /// The fleet this process belongs to: `max_db_connections` and `max_user_connections`
+    /// then hold for every pgweir process of that name against the same Postgres
+    /// ([`crate::fleet`]); `None` keeps them per process.
+    pub fleet: Option<FleetName>,
 }
 
 /// PgBouncer's defaults for the keys it has, except that SCRAM is the default
@@ -226,6 +233,7 @@ impl Default for GeneralConfig {
             auth_sources: AuthSources::default(),
             tls: TlsConfig::default(),
             tcp: TcpSettings::default(),
+            fleet: None,
         }
     }
 }

@@ -177,6 +177,8 @@ pub struct Pool {
     held: AtomicUsize,
     connects: metrics::Counter,
     connect_failures: metrics::Counter,
+    /// Logins Postgres refused for a connection limit.
+    refused: metrics::Counter,
 }
 
 impl Pool {
@@ -204,6 +206,7 @@ impl Pool {
             max_prepared: settings.max_prepared_statements,
             connects: metrics::counter!("pgweir_server_connects_total", &labels),
             connect_failures: metrics::counter!("pgweir_server_connect_failures_total", &labels),
+            refused: metrics::counter!("pgweir_server_refused_total", &refused_labels(&key)),
             key,
             target,
             settings: ArcSwap::from_pointee(settings),
@@ -390,7 +393,10 @@ impl Pool {
             Err(e) => {
                 self.connect_failures.increment(1);
                 tracing::warn!(pool = %self.key, error = %e, "server connection failed");
-                let kind = if e.is_passing() {
+                let kind = if e.is_connection_limit() {
+                    self.refused.increment(1);
+                    Failure::Full
+                } else if e.is_passing() {
                     Failure::Passing
                 } else {
                     Failure::Lasting
@@ -514,6 +520,17 @@ impl Pool {
         server.release();
         Ok(params)
     }
+}
+
+/// The labels of `pgweir_server_refused_total`: the pool's, and why Postgres refused.
+/// Starts at 0 with the pool, so the first refusal shows in `increase()`.
+fn refused_labels(key: &PoolKey) -> [(&'static str, String); 4] {
+    [
+        ("database", key.database.clone()),
+        ("user", key.user.clone()),
+        ("node", key.node.label()),
+        ("reason", "connection_limit".to_owned()),
+    ]
 }
 
 /// Counts a client waiting for RESUME while it waits, however its wait ends.

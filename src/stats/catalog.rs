@@ -17,7 +17,7 @@ enum Kind {
 use Kind::{Counter, Gauge, Histogram};
 
 /// Name, kind and HELP text of each family, in the README's order.
-const FAMILIES: [(&str, Kind, &str); 25] = [
+const FAMILIES: [(&str, Kind, &str); 26] = [
     (
         "pgweir_up",
         Gauge,
@@ -65,6 +65,11 @@ const FAMILIES: [(&str, Kind, &str); 25] = [
         "pgweir_server_connect_failures_total",
         Counter,
         "Server connections that failed to open or log in",
+    ),
+    (
+        "pgweir_server_refused_total",
+        Counter,
+        "Server logins Postgres refused, by reason (connection_limit: 53300)",
     ),
     (
         "pgweir_client_logins_total",
