@@ -32,10 +32,11 @@ pub enum Show {
     Totals,
     StatsAverages,
     Peers,
+    Fleet,
 }
 
 impl Show {
-    const ALL: [(&'static str, Show); 21] = [
+    const ALL: [(&'static str, Show); 22] = [
         ("pools", Show::Pools),
         ("stats", Show::Stats),
         ("stats_totals", Show::StatsTotals),
@@ -57,6 +58,7 @@ impl Show {
         ("totals", Show::Totals),
         ("stats_averages", Show::StatsAverages),
         ("peers", Show::Peers),
+        ("fleet", Show::Fleet),
     ];
 
     fn named(word: &str) -> Option<Show> {

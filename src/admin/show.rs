@@ -10,7 +10,7 @@ use bytes::BytesMut;
 
 use super::parse::Show;
 use super::result::{notice, ResultSet, Type, Value};
-use super::{internals, settings, sockets, stats};
+use super::{fleet, internals, settings, sockets, stats};
 use crate::app::App;
 use crate::pool::state::Snapshot;
 use crate::pool::Node;
@@ -40,6 +40,7 @@ pub fn write(app: &App, what: Show, out: &mut BytesMut) {
         Show::Peers => internals::none(&internals::PEERS, out),
         Show::Totals => stats::totals_all(app, out),
         Show::StatsAverages => stats::stats_averages(app, out),
+        Show::Fleet => fleet::fleet(app, out),
     }
 }
 
@@ -317,7 +318,7 @@ fn version(out: &mut BytesMut) {
 fn help(out: &mut BytesMut) {
     let detail = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\
                   \n\tSHOW LISTS|STATE|FDS|SOCKETS|ACTIVE_SOCKETS|MEM|DNS_HOSTS|DNS_ZONES|PEERS\
-                  \n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\
+                  \n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|FLEET\
                   \n\tSET key = arg\
                   \n\tRELOAD\
                   \n\tPAUSE [<db>]\

@@ -377,6 +377,7 @@ impl Pool {
             Ok(mut c) => {
                 self.connects.increment(1);
                 c.permit = permit;
+                c.permit.set_backend(c.key.pid);
                 // The catalog first: a login that sees the defaults may look for it.
                 if self.catalog.read().is_none() {
                     self.read_catalog(&mut c).await;
@@ -409,16 +410,17 @@ impl Pool {
     }
 
     /// Gives back a clean connection, closing it instead once past `server_lifetime` (zero,
-    /// as in PgBouncer: every connection is used once) or when a RECONNECT marked it.
+    /// as in PgBouncer: every connection is used once), when a RECONNECT marked it, or
+    /// when a fleet's coordinator lowered a shared limit below the servers open.
     fn checkin(self: &Arc<Self>, conn: Conn) {
         let born = conn.created;
         let now = Instant::now();
         let expired = now.duration_since(born) >= self.settings().server_lifetime;
         let mut state = self.state.lock();
-        if expired || state.is_marked(born) {
+        if expired || state.is_marked(born) || self.budgets.over() {
             let n = state.discard(born, now);
             drop(state);
-            tracing::debug!(pool = %self.key, server = conn.id.0, "server_lifetime reached or RECONNECT; closing");
+            tracing::debug!(pool = %self.key, server = conn.id.0, "server_lifetime reached, RECONNECT or over a fleet's allowance; closing");
             drop(conn);
             self.start_opens(n);
             return;
@@ -478,9 +480,34 @@ impl Pool {
                 _ => None,
             },
         });
+        let mut shed = 0;
+        while self.budgets.over() {
+            let Some(conn) = state.take_one_idle() else {
+                break;
+            };
+            // Dropped at once: the permit's count is what `over` reads.
+            drop(conn);
+            shed += 1;
+        }
         drop(state);
         drop(closed);
+        if shed > 0 {
+            tracing::debug!(pool = %self.key, closed = shed, "closed idle servers over a fleet's allowance");
+        }
         self.start_opens(open + more);
+    }
+
+    /// Servers the pool could use now (in use, logging in, or wanted by queued clients),
+    /// up to its size and reserve: what a fleet member asks its share for.
+    pub(crate) fn demand(&self) -> usize {
+        let s = self.snapshot();
+        let cap = s.size + self.settings().reserve_pool_size;
+        (s.active + s.login + s.waiting).min(cap)
+    }
+
+    /// The shared limits the pool's servers count against.
+    pub(crate) fn budgets(&self) -> &Budgets {
+        &self.budgets
     }
 
     /// Closes one idle connection to make room under a shared limit; true if there was one.

@@ -17,7 +17,7 @@ enum Kind {
 use Kind::{Counter, Gauge, Histogram};
 
 /// Name, kind and HELP text of each family, in the README's order.
-const FAMILIES: [(&str, Kind, &str); 26] = [
+const FAMILIES: [(&str, Kind, &str); 30] = [
     (
         "pgweir_up",
         Gauge,
@@ -132,6 +132,26 @@ const FAMILIES: [(&str, Kind, &str); 26] = [
         "1 while a replica is banned",
     ),
     ("pgweir_replica_bans_total", Counter, "Bans of each replica"),
+    (
+        "pgweir_fleet_members",
+        Gauge,
+        "Processes of the fleet sharing a connection limit, this one included",
+    ),
+    (
+        "pgweir_fleet_share",
+        Gauge,
+        "This process's fair share of a fleet's connection limit",
+    ),
+    (
+        "pgweir_fleet_slots_held",
+        Gauge,
+        "Slots of a fleet's connection limit this process holds",
+    ),
+    (
+        "pgweir_fleet_waiting",
+        Gauge,
+        "1 while this process waits for more slots of a fleet's connection limit",
+    ),
 ];
 
 /// The `kind` values of `pgweir_timeouts_total`.
