@@ -283,6 +283,7 @@ mod tests {
         );
         assert_eq!(parse("Show \"servers\";"), Ok(Command::Show(Show::Servers)));
         assert_eq!(parse("show help;"), Ok(Command::Show(Show::Help)));
+        assert_eq!(parse("SHOW FLEET"), Ok(Command::Show(Show::Fleet)));
     }
 
     #[test]
