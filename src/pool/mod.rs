@@ -5,10 +5,12 @@
 //! without I/O; [`registry`] creates pools and runs their upkeep; [`limits`] counts server
 //! connections per database and per user across pools; [`servers`] lists a pool's
 //! connections one by one for the admin console; [`control`] holds the admin console's
-//! pause and disable switches, which a pool reads at each checkout.
+//! pause and disable switches, which a pool reads at each checkout; [`guard`] the guards
+//! of a checkout (a place in the queue, the server handed out).
 
 pub mod control;
 pub mod group;
+mod guard;
 pub mod limits;
 pub mod registry;
 pub mod servers;
@@ -22,7 +24,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
-use tokio::sync::oneshot;
 
 use crate::config::{PoolMode, PoolSettings};
 use crate::error::{ClientVisible, SqlState};
@@ -31,13 +32,15 @@ use crate::server::catalog::{self, SettingCatalog};
 use crate::server::login::connect;
 use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use control::Switch;
+use guard::{Held, Waiting};
 use limits::Budgets;
 use servers::{Lent, LentServers};
-use state::{Checkout, Delivery, Failure, PoolState, Sizes, Snapshot, WaitLimits, WaiterId};
+use state::{Checkout, Failure, PoolState, Sizes, Snapshot, WaitLimits};
 
 pub use state::OnOutage;
 
 pub use group::{Policy, PoolGroup, ReplicaPool};
+pub use guard::PooledServer;
 pub use registry::Pools;
 
 /// Names a pool: the database a client asked for, the server user it logs in as, and which
@@ -558,118 +561,4 @@ fn refused_labels(key: &PoolKey) -> [(&'static str, String); 4] {
         ("node", key.node.label()),
         ("reason", "connection_limit".to_owned()),
     ]
-}
-
-/// Counts a client waiting for RESUME while it waits, however its wait ends.
-struct Held<'a>(&'a AtomicUsize);
-
-impl<'a> Held<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Held(count)
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A queued checkout. Dropped early (client gone, timeout), it leaves the queue, and a
-/// connection that was handed over in that instant goes back instead of leaking its slot.
-struct Waiting<'a> {
-    pool: &'a Arc<Pool>,
-    id: WaiterId,
-    rx: Option<oneshot::Receiver<Delivery<Conn, PoolError>>>,
-}
-
-impl<'a> Waiting<'a> {
-    fn new(
-        pool: &'a Arc<Pool>,
-        id: WaiterId,
-        rx: oneshot::Receiver<Delivery<Conn, PoolError>>,
-    ) -> Self {
-        Waiting {
-            pool,
-            id,
-            rx: Some(rx),
-        }
-    }
-
-    /// Waits for a connection, or for the janitor's word that `query_wait_timeout` has
-    /// passed ([`Pool::maintain`]).
-    async fn finish(mut self) -> Result<Conn, PoolError> {
-        let Some(rx) = self.rx.as_mut() else {
-            return Err(PoolError::Closed);
-        };
-        let got = rx.await;
-        self.rx = None;
-        got.map_err(|_| PoolError::Closed)?
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        if let Some(mut rx) = self.rx.take() {
-            self.pool.state.lock().leave(self.id);
-            rx.close();
-            if let Ok(Ok(conn)) = rx.try_recv() {
-                self.pool.checkin(conn);
-            }
-        }
-    }
-}
-
-/// A server checked out of its pool. [`PooledServer::release`] gives it back for reuse;
-/// dropping it instead closes the connection, the safe end for a server in an unknown state.
-#[derive(Debug)]
-pub struct PooledServer {
-    /// Present from checkout until release or drop.
-    conn: Option<Conn>,
-    pool: Arc<Pool>,
-}
-
-impl PooledServer {
-    /// Which of the database's servers this is.
-    pub fn node(&self) -> Node {
-        self.pool.key.node
-    }
-
-    /// Returns a clean server (idle, nothing owed) to the pool.
-    pub fn release(mut self) {
-        if let Some(c) = self.conn.take() {
-            self.pool.lent.returned(c.id);
-            self.pool.checkin(c);
-        }
-    }
-}
-
-impl std::ops::Deref for PooledServer {
-    type Target = ServerConn;
-    fn deref(&self) -> &ServerConn {
-        self.conn
-            .as_ref()
-            .expect("connection present until release or drop")
-    }
-}
-
-impl std::ops::DerefMut for PooledServer {
-    fn deref_mut(&mut self) -> &mut ServerConn {
-        self.conn
-            .as_mut()
-            .expect("connection present until release or drop")
-    }
-}
-
-impl Drop for PooledServer {
-    fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            tracing::debug!(pool = %self.pool.key, server = c.id.0, "closing server connection");
-            self.pool.lent.returned(c.id);
-            let born = c.created;
-            drop(c);
-            self.pool.discard(born);
-        }
-    }
 }
