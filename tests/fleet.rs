@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::console::{console, show, with_console, ADMIN};
 use common::{
     cluster, connect, pgbench, pgbench_database, report_number, run_tool, within, Pgweir,
-    SCRAM_USER,
+    SCRAM_USER, TEST_DB,
 };
 
 const FLEET: &str = "ci-fleet";
@@ -30,14 +30,14 @@ fn member(db: &str) -> Pgweir {
         .start()
 }
 
-/// The server connections of the fleet's pools in `db`: the SCRAM user's backends there,
+/// The server connections of the fleet's pools in `dbs`: the SCRAM user's backends there,
 /// the coordination connections (named `pgweir fleet=...`) left out.
-async fn servers_in(admin: &tokio_postgres::Client, db: &str) -> i64 {
+async fn servers_in(admin: &tokio_postgres::Client, dbs: &[String]) -> i64 {
     let row = admin
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND usename = $2 \
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1) AND usename = $2 \
              AND application_name NOT LIKE 'pgweir fleet=%'",
-            &[&db, &SCRAM_USER.name],
+            &[&dbs, &SCRAM_USER.name],
         )
         .await
         .expect("count backends");
@@ -45,14 +45,14 @@ async fn servers_in(admin: &tokio_postgres::Client, db: &str) -> i64 {
 }
 
 /// Samples [`servers_in`] every 10 ms until the flag is set; yields the most seen.
-fn sample_peak(db: String) -> (Arc<AtomicBool>, tokio::task::JoinHandle<i64>) {
+fn sample_peak(dbs: Vec<String>) -> (Arc<AtomicBool>, tokio::task::JoinHandle<i64>) {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let handle = tokio::spawn(async move {
         let admin = cluster().admin().await;
         let mut peak = 0;
         while !flag.load(Ordering::Relaxed) {
-            peak = peak.max(servers_in(&admin, &db).await);
+            peak = peak.max(servers_in(&admin, &dbs).await);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         peak
@@ -61,13 +61,13 @@ fn sample_peak(db: String) -> (Arc<AtomicBool>, tokio::task::JoinHandle<i64>) {
 }
 
 /// Waits until SHOW FLEET on `pgweir` shows its coordination connection up and `members`
-/// members for the database budget.
-async fn until_members(pgweir: &Pgweir, members: &str) {
+/// members for its budget of `kind` (`database` or `user`).
+async fn until_members(pgweir: &Pgweir, kind: &str, members: &str) {
     let admin = console(pgweir, ADMIN, "pgweir").await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let fleet = show(&admin, "SHOW FLEET").await;
-        let row = fleet.rows_where("kind", "database");
+        let row = fleet.rows_where("kind", kind);
         let at = |c: &str| row.first().and_then(|r| r[fleet.index(c)].clone());
         if at("connected").as_deref() == Some("1") && at("members").as_deref() == Some(members) {
             return;
@@ -136,10 +136,10 @@ async fn two_members_keep_to_one_budget_and_the_survivor_takes_it_all() {
         let c = within(20, "first client", m.connect_as(&SCRAM_USER, &db)).await;
         c.simple_query("SELECT 1").await.expect("first query");
     }
-    until_members(&a, "2").await;
-    until_members(&b, "2").await;
+    until_members(&a, "database", "2").await;
+    until_members(&b, "database", "2").await;
 
-    let (stop, peak) = sample_peak(db.clone());
+    let (stop, peak) = sample_peak(vec![db.clone()]);
     let (done_a, done_b) = tokio::join!(bench(&a, &db, "100", "10"), bench(&b, &db, "100", "10"));
     let total = done_a + done_b;
     eprintln!("transactions: {done_a} through a, {done_b} through b");
@@ -177,6 +177,53 @@ async fn two_members_keep_to_one_budget_and_the_survivor_takes_it_all() {
 }
 
 #[tokio::test]
+async fn a_user_s_limit_holds_over_the_fleet_and_its_databases() {
+    const LIMIT: i64 = 4;
+    let other = cluster().create_database("fleetu");
+    let dbs = vec![TEST_DB.to_owned(), other.clone()];
+    let member = || {
+        with_console()
+            .database(&other)
+            .pool_size(4)
+            .pool(&format!("max_user_connections = {LIMIT}"))
+            .general("fleet = \"ci-fleet-users\"")
+            .start()
+    };
+    let (a, b) = (member(), member());
+    for m in [&a, &b] {
+        let c = within(20, "first client", m.connect_as(&SCRAM_USER, &other)).await;
+        c.simple_query("SELECT 1").await.expect("first query");
+    }
+    until_members(&a, "user", "2").await;
+    until_members(&b, "user", "2").await;
+    let (stop, peak) = sample_peak(dbs.clone());
+    let mut tasks = Vec::new();
+    for (i, m) in [&a, &b].into_iter().cycle().take(20).enumerate() {
+        let config = m.config(SCRAM_USER.name, SCRAM_USER.password, &dbs[i % 4 / 2]);
+        tasks.push(tokio::spawn(async move {
+            let client = connect(&config).await?;
+            for _ in 0..20 {
+                client.simple_query("SELECT pg_sleep(0.01)").await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }));
+    }
+    for t in tasks {
+        let done = within(60, "a client's queries", t).await;
+        if let Err(e) = done.expect("client task") {
+            panic!("a client failed: {e:?}\n{}\n{}", a.log(), b.log());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let peak = peak.await.expect("sampler");
+    eprintln!("the most server connections of the user at once: {peak}");
+    assert!(
+        (1..=LIMIT).contains(&peak),
+        "Postgres saw {peak} server connections of the user, limit {LIMIT}"
+    );
+}
+
+#[tokio::test]
 async fn a_role_s_connection_limit_queues_clients_instead_of_failing_them() {
     const ROLE: (&str, &str) = ("fleet_limited", "limited_pw");
     cluster().psql(
@@ -194,7 +241,7 @@ async fn a_role_s_connection_limit_queues_clients_instead_of_failing_them() {
         .start();
     let mut tasks = Vec::new();
     for _ in 0..30 {
-        let config = pgweir.config(ROLE.0, ROLE.1, common::TEST_DB);
+        let config = pgweir.config(ROLE.0, ROLE.1, TEST_DB);
         tasks.push(tokio::spawn(async move {
             let client = connect(&config).await?;
             for _ in 0..10 {

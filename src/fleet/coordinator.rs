@@ -1,7 +1,7 @@
 //! The coordination connection of one [`Site`]: logged in with the pools' own server code
-//! ([`crate::server::login::connect`]), named in `application_name`, it reads the site's
-//! advisory locks from `pg_locks` every [`POLL`], asks [`share::plan`] what to do with each
-//! budget, and takes, announces and releases locks accordingly, raising a budget's
+//! ([`crate::server::login::connect_named`]) and named in `application_name` from its
+//! startup, it reads the site's advisory locks from `pg_locks` every [`POLL`], asks
+//! [`share::plan`] what to do with each budget, and takes, announces and releases locks accordingly, raising a budget's
 //! allowance only after its slots are locked and unlocking a slot only once the servers
 //! it covered are closed and their backends gone from `pg_stat_activity`.
 //!
@@ -20,7 +20,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::share::{self, Local, Plan, Slot, View};
 use super::{Shared, Site, Status};
-use crate::server::login::connect;
+use crate::server::login::connect_named;
 use crate::server::{ServerConn, ServerError};
 
 /// How often the locks are read: how fast shares move when members come and go.
@@ -80,9 +80,7 @@ async fn session(
     application_name: &str,
     timeout: Duration,
 ) -> Result<std::convert::Infallible, FleetError> {
-    let mut conn = connect(&site.target, timeout).await?;
-    conn.run_internal(&format!("SET application_name = '{application_name}'"))
-        .await?;
+    let mut conn = connect_named(&site.target, timeout, Some(application_name)).await?;
     tracing::info!(site = %site.target.address(), database = %site.target.dbname, pid = conn.key.pid,
         "fleet coordination connection up");
     let mut tracked: HashMap<i32, Tracked> = HashMap::new();
