@@ -64,11 +64,19 @@ struct Tracked {
 pub async fn run(site: Arc<Site>, application_name: String, timeout: Duration) {
     loop {
         let Err(e) = session(&site, &application_name, timeout).await;
-        tracing::warn!(site = %site.target.address(), database = %site.target.dbname, error = %e,
-            "fleet coordination connection lost: opening no servers against its budgets until it is back");
+        let mut was_up = false;
         for shared in site.budgets() {
             shared.budget.allow(0);
-            *shared.status.lock() = Status::default();
+            let before = std::mem::take(&mut *shared.status.lock());
+            was_up |= before.connected;
+        }
+        let (at, database) = (site.target.address(), &site.target.dbname);
+        // Once per outage, not once per attempt.
+        if was_up {
+            tracing::warn!(site = %at, %database, error = %e,
+                "fleet coordination connection lost: opening no servers against its budgets until it is back");
+        } else {
+            tracing::debug!(site = %at, %database, error = %e, "fleet coordination connection failed");
         }
         tokio::time::sleep(RECONNECT).await;
     }
