@@ -224,6 +224,53 @@ async fn a_user_s_limit_holds_over_the_fleet_and_its_databases() {
 }
 
 #[tokio::test]
+async fn a_member_that_loses_its_coordination_connection_holds_nothing_until_it_is_back() {
+    let db = cluster().create_database("fleetlost");
+    let pgweir = with_console()
+        .database(&db)
+        .pool_size(4)
+        .pool("max_db_connections = 4")
+        .general("fleet = \"ci-fleet-lost\"")
+        .start();
+    let client = within(20, "first client", pgweir.connect_as(&SCRAM_USER, &db)).await;
+    client.simple_query("SELECT 1").await.expect("first query");
+    until_members(&pgweir, "database", "1").await;
+    let postgres = cluster().admin().await;
+    postgres
+        .simple_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name LIKE 'pgweir fleet=ci-fleet-lost %'",
+        )
+        .await
+        .expect("terminate the coordination connection");
+    let admin = console(&pgweir, ADMIN, "pgweir").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut lost, mut emptied) = (false, false);
+    loop {
+        let fleet = show(&admin, "SHOW FLEET").await;
+        let connected = fleet.get("kind", "database", "connected");
+        lost |= connected.as_deref() == Some("0");
+        emptied |= lost && pool_servers(&admin, &db).await == 0;
+        if emptied && connected.as_deref() == Some("1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lost {lost}, servers closed {emptied}, SHOW FLEET {:?}\n{}",
+            fleet.rows,
+            pgweir.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rows = within(
+        10,
+        "a query once the slots are back",
+        client.simple_query("SELECT 1"),
+    );
+    rows.await.expect("the client carries on");
+}
+
+#[tokio::test]
 async fn a_role_s_connection_limit_queues_clients_instead_of_failing_them() {
     const ROLE: (&str, &str) = ("fleet_limited", "limited_pw");
     cluster().psql(
