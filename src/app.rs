@@ -248,6 +248,7 @@ fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 26
             "max_prepared_statements",
             op.max_prepared_statements != np.max_prepared_statements,
         ),
+        ("fleet", o.fleet != n.fleet),
     ]
 }
 

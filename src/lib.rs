@@ -6,7 +6,8 @@
 //! moves bytes both ways, framed by [`protocol`] → the server goes back to the pool.
 //! [`config`] is read once at start; [`cancel`] routes CancelRequests; [`admin`] answers
 //! clients of the virtual admin database; [`stats`] counts for it and for Prometheus.
-//! [`convert`] turns a pgbouncer.ini into a pgweir.toml (`pgweir convert`).
+//! [`convert`] turns a pgbouncer.ini into a pgweir.toml (`pgweir convert`). [`fleet`] holds
+//! the shared connection limits to one budget across processes, through Postgres.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod fleet;
 pub mod listener;
 pub mod net;
 pub mod pool;

@@ -27,7 +27,7 @@ fn expected_columns(what: &str) -> Vec<&'static str> {
         "POOLS" => {
             "database user cl_active cl_waiting cl_active_cancel_req \
             cl_waiting_cancel_req sv_active sv_active_cancel sv_being_canceled sv_idle sv_used \
-            sv_tested sv_login maxwait maxwait_us pool_mode load_balance_hosts node"
+            sv_tested sv_login maxwait maxwait_us pool_mode load_balance_hosts node sv_refused"
         }
         "STATS" => {
             "database total_server_assignment_count total_xact_count total_query_count \

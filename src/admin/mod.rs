@@ -17,10 +17,13 @@
 //! - DATABASES, USERS, CONFIG: the configuration, with live counts from the pools and the
 //!   client registry; CONFIG never shows a password.
 //! - LISTS, STATE, VERSION, HELP: counts of the above, and constants.
+//! - FLEET ([`fleet`](mod@fleet)): the shared limits this process coordinates with its
+//!   fleet, from [`crate::fleet::Fleet::report`].
 //!
 //! [`parse`](mod@parse) reads the command grammar, [`result`] writes the answers on the wire.
 
 pub mod control;
+pub mod fleet;
 pub mod internals;
 pub mod parse;
 pub mod result;

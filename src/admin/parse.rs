@@ -32,10 +32,11 @@ pub enum Show {
     Totals,
     StatsAverages,
     Peers,
+    Fleet,
 }
 
 impl Show {
-    const ALL: [(&'static str, Show); 21] = [
+    const ALL: [(&'static str, Show); 22] = [
         ("pools", Show::Pools),
         ("stats", Show::Stats),
         ("stats_totals", Show::StatsTotals),
@@ -57,6 +58,7 @@ impl Show {
         ("totals", Show::Totals),
         ("stats_averages", Show::StatsAverages),
         ("peers", Show::Peers),
+        ("fleet", Show::Fleet),
     ];
 
     fn named(word: &str) -> Option<Show> {
@@ -281,6 +283,7 @@ mod tests {
         );
         assert_eq!(parse("Show \"servers\";"), Ok(Command::Show(Show::Servers)));
         assert_eq!(parse("show help;"), Ok(Command::Show(Show::Help)));
+        assert_eq!(parse("SHOW FLEET"), Ok(Command::Show(Show::Fleet)));
     }
 
     #[test]

@@ -169,6 +169,7 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         auth_sources,
         tls: _,
         tcp: _,
+        fleet,
     } = g;
     let mut keys = vec![
         ("listen_addr", listen_addr.to_string()),
@@ -236,6 +237,10 @@ fn general(g: &GeneralConfig) -> Vec<(&'static str, String)> {
         ("log_disconnections", log_disconnections.to_string()),
         ("stats_period", duration(*stats_period)),
         ("log_format", log_format.as_str().to_owned()),
+        (
+            "fleet",
+            fleet.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+        ),
     ];
     keys.extend(auth_keys(auth_sources));
     keys

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 
 use super::parse::Show;
 use super::result::{notice, ResultSet, Type, Value};
-use super::{internals, settings, sockets, stats};
+use super::{fleet, internals, settings, sockets, stats};
 use crate::app::App;
 use crate::pool::state::Snapshot;
 use crate::pool::Node;
@@ -40,10 +40,11 @@ pub fn write(app: &App, what: Show, out: &mut BytesMut) {
         Show::Peers => internals::none(&internals::PEERS, out),
         Show::Totals => stats::totals_all(app, out),
         Show::StatsAverages => stats::stats_averages(app, out),
+        Show::Fleet => fleet::fleet(app, out),
     }
 }
 
-pub const POOLS: [(&str, Type); 18] = [
+pub const POOLS: [(&str, Type); 19] = [
     ("database", Type::Text),
     ("user", Type::Text),
     ("cl_active", Type::Int4),
@@ -63,6 +64,8 @@ pub const POOLS: [(&str, Type); 18] = [
     ("load_balance_hosts", Type::Text),
     // pgweir's own: `primary`, `replica0`, ... for databases with replicas.
     ("node", Type::Text),
+    // pgweir's own: logins Postgres refused for a connection limit (53300).
+    ("sv_refused", Type::Int8),
 ];
 
 /// One row per pool, and a database with replicas has a pool per node, its `database`
@@ -105,6 +108,7 @@ fn pools(app: &App, out: &mut BytesMut) {
                 pool.mode().as_str().into(),
                 Value::Null,
                 node.label().into(),
+                s.refused.into(),
             ]);
         }
     }
@@ -314,7 +318,7 @@ fn version(out: &mut BytesMut) {
 fn help(out: &mut BytesMut) {
     let detail = "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\
                   \n\tSHOW LISTS|STATE|FDS|SOCKETS|ACTIVE_SOCKETS|MEM|DNS_HOSTS|DNS_ZONES|PEERS\
-                  \n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\
+                  \n\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS|FLEET\
                   \n\tSET key = arg\
                   \n\tRELOAD\
                   \n\tPAUSE [<db>]\

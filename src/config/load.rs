@@ -14,8 +14,9 @@ use super::error::Problem;
 use super::listen::{self, FileMode, Group, ListenAddr, UnixSocket};
 use super::reader::{EnvLookup, Reader, Section};
 use super::{
-    AuthType, Config, DatabaseConfig, GeneralConfig, Histograms, LogFormat, PoolDefaults, PoolMode,
-    ReadRouting, ReplicaConfig, Target, UserConfig, ADMIN_DATABASES, LOG_LEVELS,
+    AuthType, Config, DatabaseConfig, FleetName, GeneralConfig, Histograms, LogFormat,
+    PoolDefaults, PoolMode, ReadRouting, ReplicaConfig, Target, UserConfig, ADMIN_DATABASES,
+    LOG_LEVELS,
 };
 use crate::auth::hba::HbaFile;
 use crate::pool::Node;
@@ -251,6 +252,7 @@ fn operations(
         log_format: r
             .choice(s, "log_format", &LogFormat::ALL, LogFormat::as_str)
             .unwrap_or(d.log_format),
+        fleet: r.parsed(s, "fleet", FleetName::parse).or(d.fleet),
         ..d
     }
 }

@@ -18,6 +18,7 @@ mod auth;
 mod duration;
 mod env;
 mod error;
+mod fleet;
 mod hint;
 mod listen;
 mod load;
@@ -37,6 +38,7 @@ use std::time::Duration;
 pub use auth::{AuthLookup, AuthSources, DatabaseAuth, DEFAULT_AUTH_QUERY};
 pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
+pub use fleet::{FleetName, MAX_FLEET_NAME};
 pub use listen::{FileMode, Group, ListenAddr, ListenHost, UnixSocket};
 pub use settings::PoolSettings;
 pub use tcp::TcpSettings;
@@ -76,6 +78,7 @@ pub const RESTART_ONLY: [&str; 26] = [
     "max_user_connections",
     "pool_mode",
     "max_prepared_statements",
+    "fleet",
 ];
 
 /// The values `log_level` accepts, quietest first.
@@ -195,6 +198,10 @@ pub struct GeneralConfig {
     pub tls: TlsConfig,
     /// Keepalive and user timeout of every client and server socket.
     pub tcp: TcpSettings,
+    /// The fleet this process belongs to: `max_db_connections` and `max_user_connections`
+    /// then hold for every pgweir process of that name against the same Postgres
+    /// ([`crate::fleet`]); `None` keeps them per process.
+    pub fleet: Option<FleetName>,
 }
 
 /// PgBouncer's defaults for the keys it has, except that SCRAM is the default
@@ -231,6 +238,7 @@ impl Default for GeneralConfig {
             auth_sources: AuthSources::default(),
             tls: TlsConfig::default(),
             tcp: TcpSettings::default(),
+            fleet: None,
         }
     }
 }

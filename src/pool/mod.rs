@@ -5,10 +5,12 @@
 //! without I/O; [`registry`] creates pools and runs their upkeep; [`limits`] counts server
 //! connections per database and per user across pools; [`servers`] lists a pool's
 //! connections one by one for the admin console; [`control`] holds the admin console's
-//! pause and disable switches, which a pool reads at each checkout.
+//! pause and disable switches, which a pool reads at each checkout; [`guard`] the guards
+//! of a checkout (a place in the queue, the server handed out).
 
 pub mod control;
 pub mod group;
+mod guard;
 pub mod limits;
 pub mod registry;
 pub mod servers;
@@ -22,7 +24,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
-use tokio::sync::oneshot;
 
 use crate::config::{PoolMode, PoolSettings};
 use crate::error::{ClientVisible, SqlState};
@@ -31,13 +32,15 @@ use crate::server::catalog::{self, SettingCatalog};
 use crate::server::login::connect;
 use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use control::Switch;
+use guard::{Held, Waiting};
 use limits::Budgets;
 use servers::{Lent, LentServers};
-use state::{Checkout, Delivery, Failure, PoolState, Sizes, Snapshot, WaitLimits, WaiterId};
+use state::{Checkout, Failure, PoolState, Sizes, Snapshot, WaitLimits};
 
 pub use state::OnOutage;
 
 pub use group::{Policy, PoolGroup, ReplicaPool};
+pub use guard::PooledServer;
 pub use registry::Pools;
 
 /// Names a pool: the database a client asked for, the server user it logs in as, and which
@@ -177,6 +180,8 @@ pub struct Pool {
     held: AtomicUsize,
     connects: metrics::Counter,
     connect_failures: metrics::Counter,
+    /// Logins Postgres refused for a connection limit.
+    refused: metrics::Counter,
 }
 
 impl Pool {
@@ -204,6 +209,7 @@ impl Pool {
             max_prepared: settings.max_prepared_statements,
             connects: metrics::counter!("pgweir_server_connects_total", &labels),
             connect_failures: metrics::counter!("pgweir_server_connect_failures_total", &labels),
+            refused: metrics::counter!("pgweir_server_refused_total", &refused_labels(&key)),
             key,
             target,
             settings: ArcSwap::from_pointee(settings),
@@ -374,6 +380,7 @@ impl Pool {
             Ok(mut c) => {
                 self.connects.increment(1);
                 c.permit = permit;
+                c.permit.set_backend(c.key.pid);
                 // The catalog first: a login that sees the defaults may look for it.
                 if self.catalog.read().is_none() {
                     self.read_catalog(&mut c).await;
@@ -390,7 +397,10 @@ impl Pool {
             Err(e) => {
                 self.connect_failures.increment(1);
                 tracing::warn!(pool = %self.key, error = %e, "server connection failed");
-                let kind = if e.is_passing() {
+                let kind = if e.is_connection_limit() {
+                    self.refused.increment(1);
+                    Failure::Full
+                } else if e.is_passing() {
                     Failure::Passing
                 } else {
                     Failure::Lasting
@@ -403,16 +413,17 @@ impl Pool {
     }
 
     /// Gives back a clean connection, closing it instead once past `server_lifetime` (zero,
-    /// as in PgBouncer: every connection is used once) or when a RECONNECT marked it.
+    /// as in PgBouncer: every connection is used once), when a RECONNECT marked it, or
+    /// when a fleet's coordinator lowered a shared limit below the servers open.
     fn checkin(self: &Arc<Self>, conn: Conn) {
         let born = conn.created;
         let now = Instant::now();
         let expired = now.duration_since(born) >= self.settings().server_lifetime;
         let mut state = self.state.lock();
-        if expired || state.is_marked(born) {
+        if expired || state.is_marked(born) || self.budgets.over() {
             let n = state.discard(born, now);
             drop(state);
-            tracing::debug!(pool = %self.key, server = conn.id.0, "server_lifetime reached or RECONNECT; closing");
+            tracing::debug!(pool = %self.key, server = conn.id.0, "server_lifetime reached, RECONNECT or over a fleet's allowance; closing");
             drop(conn);
             self.start_opens(n);
             return;
@@ -472,9 +483,34 @@ impl Pool {
                 _ => None,
             },
         });
+        let mut shed = 0;
+        while self.budgets.over() {
+            let Some(conn) = state.take_one_idle() else {
+                break;
+            };
+            // Dropped at once: the permit's count is what `over` reads.
+            drop(conn);
+            shed += 1;
+        }
         drop(state);
         drop(closed);
+        if shed > 0 {
+            tracing::debug!(pool = %self.key, closed = shed, "closed idle servers over a fleet's allowance");
+        }
         self.start_opens(open + more);
+    }
+
+    /// Servers the pool could use now (in use, logging in, or wanted by queued clients),
+    /// up to its size and reserve: what a fleet member asks its share for.
+    pub(crate) fn demand(&self) -> usize {
+        let s = self.snapshot();
+        let cap = s.size + self.settings().reserve_pool_size;
+        (s.active + s.login + s.waiting).min(cap)
+    }
+
+    /// The shared limits the pool's servers count against.
+    pub(crate) fn budgets(&self) -> &Budgets {
+        &self.budgets
     }
 
     /// Closes one idle connection to make room under a shared limit; true if there was one.
@@ -516,116 +552,13 @@ impl Pool {
     }
 }
 
-/// Counts a client waiting for RESUME while it waits, however its wait ends.
-struct Held<'a>(&'a AtomicUsize);
-
-impl<'a> Held<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Held(count)
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A queued checkout. Dropped early (client gone, timeout), it leaves the queue, and a
-/// connection that was handed over in that instant goes back instead of leaking its slot.
-struct Waiting<'a> {
-    pool: &'a Arc<Pool>,
-    id: WaiterId,
-    rx: Option<oneshot::Receiver<Delivery<Conn, PoolError>>>,
-}
-
-impl<'a> Waiting<'a> {
-    fn new(
-        pool: &'a Arc<Pool>,
-        id: WaiterId,
-        rx: oneshot::Receiver<Delivery<Conn, PoolError>>,
-    ) -> Self {
-        Waiting {
-            pool,
-            id,
-            rx: Some(rx),
-        }
-    }
-
-    /// Waits for a connection, or for the janitor's word that `query_wait_timeout` has
-    /// passed ([`Pool::maintain`]).
-    async fn finish(mut self) -> Result<Conn, PoolError> {
-        let Some(rx) = self.rx.as_mut() else {
-            return Err(PoolError::Closed);
-        };
-        let got = rx.await;
-        self.rx = None;
-        got.map_err(|_| PoolError::Closed)?
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        if let Some(mut rx) = self.rx.take() {
-            self.pool.state.lock().leave(self.id);
-            rx.close();
-            if let Ok(Ok(conn)) = rx.try_recv() {
-                self.pool.checkin(conn);
-            }
-        }
-    }
-}
-
-/// A server checked out of its pool. [`PooledServer::release`] gives it back for reuse;
-/// dropping it instead closes the connection, the safe end for a server in an unknown state.
-#[derive(Debug)]
-pub struct PooledServer {
-    /// Present from checkout until release or drop.
-    conn: Option<Conn>,
-    pool: Arc<Pool>,
-}
-
-impl PooledServer {
-    /// Which of the database's servers this is.
-    pub fn node(&self) -> Node {
-        self.pool.key.node
-    }
-
-    /// Returns a clean server (idle, nothing owed) to the pool.
-    pub fn release(mut self) {
-        if let Some(c) = self.conn.take() {
-            self.pool.lent.returned(c.id);
-            self.pool.checkin(c);
-        }
-    }
-}
-
-impl std::ops::Deref for PooledServer {
-    type Target = ServerConn;
-    fn deref(&self) -> &ServerConn {
-        self.conn
-            .as_ref()
-            .expect("connection present until release or drop")
-    }
-}
-
-impl std::ops::DerefMut for PooledServer {
-    fn deref_mut(&mut self) -> &mut ServerConn {
-        self.conn
-            .as_mut()
-            .expect("connection present until release or drop")
-    }
-}
-
-impl Drop for PooledServer {
-    fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            tracing::debug!(pool = %self.pool.key, server = c.id.0, "closing server connection");
-            self.pool.lent.returned(c.id);
-            let born = c.created;
-            drop(c);
-            self.pool.discard(born);
-        }
-    }
+/// The labels of `pgweir_server_refused_total`: the pool's, and why Postgres refused.
+/// Starts at 0 with the pool, so the first refusal shows in `increase()`.
+fn refused_labels(key: &PoolKey) -> [(&'static str, String); 4] {
+    [
+        ("database", key.database.clone()),
+        ("user", key.user.clone()),
+        ("node", key.node.label()),
+        ("reason", "connection_limit".to_owned()),
+    ]
 }

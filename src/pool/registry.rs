@@ -6,7 +6,9 @@
 //! same server) to make room. The work per tick is per pool, never per client.
 //!
 //! It also holds the admin console's switches ([`Control`]) and remembers the pools a
-//! reload replaced while they live, for PAUSE, RECONNECT, KILL and WAIT_CLOSE.
+//! reload replaced while they live, for PAUSE, RECONNECT, KILL and WAIT_CLOSE. With
+//! `fleet` set, the primaries' shared limits are made as [`Fleet`] budgets, registered
+//! where they are coordinated, and told the pools' demand at every tick.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -21,6 +23,7 @@ use super::limits::{Budget, Budgets};
 use super::{ConnectSettings, Node, OnOutage, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
 use crate::auth::passthrough::Keyring;
 use crate::config::{Config, DatabaseConfig, PoolSettings};
+use crate::fleet::{Fleet, Kind};
 use crate::net::tls::TlsState;
 use crate::prepared::Registry;
 use crate::route::{Monitor, MonitorSettings};
@@ -51,10 +54,14 @@ pub struct Pools {
     keyring: Arc<Keyring>,
     /// TLS towards the servers, which every target shares.
     tls: TlsState,
+    /// The fleet whose budget the shared limits are part of, when `fleet` is set.
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl Pools {
     pub fn new(config: Arc<Config>, keyring: Arc<Keyring>, tls: TlsState) -> Arc<Self> {
+        let g = &config.pgweir;
+        let fleet = (g.fleet.clone()).map(|name| Fleet::new(name, g.server_connect_timeout));
         let pools = Arc::new(Pools {
             config: ArcSwap::new(config),
             groups: RwLock::new(HashMap::new()),
@@ -66,6 +73,7 @@ impl Pools {
             control: Control::default(),
             keyring,
             tls,
+            fleet,
         });
         tokio::spawn(janitor(Arc::downgrade(&pools)));
         pools
@@ -190,15 +198,15 @@ impl Pools {
             ),
         };
         let budgets = Budgets {
-            database: budget(
-                &self.db_budgets,
-                &format!("{}{suffix}", key.database),
+            database: self.budget(
+                Limit::new(Kind::Database, &key.database, &suffix, key.node),
                 settings.max_db_connections,
+                || target.clone(),
             ),
-            user: budget(
-                &self.user_budgets,
-                &format!("{}{suffix}", key.user),
+            user: self.budget(
+                Limit::new(Kind::User, &key.user, &suffix, key.node),
                 settings.max_user_connections,
+                || user_home(cfg, &target),
             ),
         };
         let connect = ConnectSettings {
@@ -347,11 +355,51 @@ impl Pools {
         all
     }
 
+    /// The shared limit `limit` names, created on first use; `None` when unlimited. A
+    /// primary's limit in a fleet is a fleet budget, coordinated at `home`'s database.
+    fn budget(
+        &self,
+        limit: Limit<'_>,
+        max: usize,
+        home: impl FnOnce() -> ServerTarget,
+    ) -> Option<Arc<Budget>> {
+        if max == 0 {
+            return None;
+        }
+        let map = match limit.kind {
+            Kind::Database => &self.db_budgets,
+            Kind::User => &self.user_budgets,
+        };
+        let mut map = map.lock();
+        let label = format!("{}{}", limit.name, limit.suffix);
+        if let Some(b) = map.get(&label) {
+            return Some(Arc::clone(b));
+        }
+        let b = match (&self.fleet, limit.node) {
+            (Some(fleet), Node::Primary) => {
+                let b = Budget::fleet(max);
+                fleet.register(limit.kind, limit.name, Arc::clone(&b), home());
+                b
+            }
+            _ => Budget::new(max),
+        };
+        map.insert(label, Arc::clone(&b));
+        Some(b)
+    }
+
+    /// The fleet this process belongs to, if any.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
+    }
+
     /// One janitor pass.
     fn tick(&self) {
         let pools = self.all();
         for p in &pools {
             p.maintain();
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet.note_demand(pools.iter().map(|p| (p.budgets(), p.demand())));
         }
         for starving in pools.iter().filter(|p| p.starved()) {
             let sibling = pools.iter().find(|o| {
@@ -367,19 +415,39 @@ impl Pools {
     }
 }
 
-/// The shared limit for `name`, created on first use; `None` when unlimited.
-fn budget(
-    map: &Mutex<HashMap<String, Arc<Budget>>>,
-    name: &str,
-    max: usize,
-) -> Option<Arc<Budget>> {
-    (max > 0).then(|| {
-        Arc::clone(
-            map.lock()
-                .entry(name.to_owned())
-                .or_insert_with(|| Budget::new(max)),
-        )
-    })
+/// Names a shared limit: its kind, the database or user, and for a replica's the
+/// `@host:port` suffix that keeps its count apart from the primary's.
+struct Limit<'a> {
+    kind: Kind,
+    name: &'a str,
+    suffix: &'a str,
+    node: Node,
+}
+
+impl<'a> Limit<'a> {
+    fn new(kind: Kind, name: &'a str, suffix: &'a str, node: Node) -> Self {
+        Limit {
+            kind,
+            name,
+            suffix,
+            node,
+        }
+    }
+}
+
+/// Where a fleet coordinates a user's `max_user_connections`: one database every member
+/// agrees on whichever of the user's pools it opened first, the first configured one (by
+/// name), reached with the credentials of `target`, one of that user's pools.
+fn user_home(cfg: &Config, target: &ServerTarget) -> ServerTarget {
+    match cfg.databases.values().next() {
+        Some(db) => ServerTarget {
+            host: db.host.clone(),
+            port: db.port,
+            dbname: db.dbname.clone(),
+            ..target.clone()
+        },
+        None => target.clone(),
+    }
 }
 
 async fn janitor(pools: Weak<Pools>) {

@@ -4,7 +4,9 @@
 //!
 //! A failed login is retried after `retry`; meanwhile the queue either gets the error or,
 //! when the failure may pass (Postgres restarting) and the pool waits outages out, keeps
-//! waiting ([`Failure`], [`OnOutage`]).
+//! waiting ([`Failure`], [`OnOutage`]). A login refused for a connection limit is retried
+//! sooner, as soon as one of the pool's own servers closes and so frees a place; until
+//! then the queue moves through the servers the pool has.
 //!
 //! RECONNECT marks every connection open at that moment for closing ([`PoolState::mark`]):
 //! the idle ones are closed at once, the others when they come back or finish logging in;
@@ -29,8 +31,12 @@ pub type Delivery<C, E> = Result<C, E>;
 /// What kind of failed login it was, which decides what the queue does about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Postgres is restarting, unreachable or full: the same login may work in a moment.
+    /// Postgres is restarting or unreachable: the same login may work in a moment.
     Passing,
+    /// Postgres refused the login for a connection limit (53300: `max_connections`, a
+    /// role's or a database's `CONNECTION LIMIT`): it may work as soon as a connection
+    /// closes, which the pool sees when it is one of its own.
+    Full,
     /// The login itself is refused (password, database, configuration): waiting won't help.
     Lasting,
 }
@@ -103,6 +109,8 @@ pub struct Snapshot {
     pub size: usize,
     /// Servers open beyond the pool size.
     pub reserve_in_use: usize,
+    /// Logins Postgres refused for a connection limit since the pool was made.
+    pub refused: u64,
 }
 
 /// A connection at rest.
@@ -142,6 +150,11 @@ pub struct PoolState<C, E> {
     mark: Option<Instant>,
     /// Marked connections still checked out.
     marked: usize,
+    /// Logins refused for a connection limit ([`Failure::Full`]) since the pool was made.
+    refused: u64,
+    /// One of the pool's servers closed since the last [`Failure::Full`]: the next login
+    /// need not wait out `retry`.
+    freed: bool,
 }
 
 impl<C, E: Clone> PoolState<C, E> {
@@ -161,6 +174,8 @@ impl<C, E: Clone> PoolState<C, E> {
             deferred: false,
             mark: None,
             marked: 0,
+            refused: 0,
+            freed: false,
         }
     }
 
@@ -280,7 +295,7 @@ impl<C, E: Clone> PoolState<C, E> {
             let Some(i) = self.idle.pop_front() else {
                 break;
             };
-            self.open -= 1;
+            self.closing(1);
             closed.push(i.conn);
         }
         (closed, self.reserve_opens(sizes.size, now))
@@ -313,7 +328,7 @@ impl<C, E: Clone> PoolState<C, E> {
         self.opening -= 1;
         self.last_failure = None;
         if self.is_marked(born) {
-            self.open -= 1;
+            self.closing(1);
             return (Some(conn), self.reserve_opens(self.sizes.size, now));
         }
         (self.checkin(conn, born, now), 0)
@@ -325,6 +340,10 @@ impl<C, E: Clone> PoolState<C, E> {
     pub fn open_failed(&mut self, err: E, kind: Failure, now: Instant) {
         self.opening -= 1;
         self.open -= 1;
+        self.freed = false;
+        if kind == Failure::Full {
+            self.refused += 1;
+        }
         if self.open == 0 {
             let told: Vec<WaiterId> = self
                 .waiters
@@ -352,7 +371,7 @@ impl<C, E: Clone> PoolState<C, E> {
         let limit = self.sizes.size + self.sizes.reserve.min(self.reserve_grants);
         if self.open > limit {
             // Above a size a reload shrank: the queue waits for a server within the size.
-            self.open -= 1;
+            self.closing(1);
             return Some(conn);
         }
         while let Some((_, (_, _, w))) = self.waiters.pop_first() {
@@ -367,7 +386,7 @@ impl<C, E: Clone> PoolState<C, E> {
         }
         self.reserve_grants = 0;
         if self.open > self.sizes.size {
-            self.open -= 1;
+            self.closing(1);
             return Some(conn);
         }
         self.idle.push_back(Idle {
@@ -381,7 +400,7 @@ impl<C, E: Clone> PoolState<C, E> {
     /// A checked-out connection opened at `born` was closed. Returns how many
     /// replacements the queue needs.
     pub fn discard(&mut self, born: Instant, now: Instant) -> usize {
-        self.open -= 1;
+        self.closing(1);
         if self.is_marked(born) {
             self.marked = self.marked.saturating_sub(1);
         }
@@ -412,7 +431,7 @@ impl<C, E: Clone> PoolState<C, E> {
 
     /// Takes every idle connection out, for closing.
     pub fn close_idle(&mut self) -> Vec<C> {
-        self.open -= self.idle.len();
+        self.closing(self.idle.len());
         self.idle.drain(..).map(|i| i.conn).collect()
     }
 
@@ -440,7 +459,7 @@ impl<C, E: Clone> PoolState<C, E> {
         let mut kept = VecDeque::with_capacity(self.idle.len());
         while let Some(i) = self.idle.pop_front() {
             if expired(&i, self.open, self.sizes.min) {
-                self.open -= 1;
+                self.closing(1);
                 closed.push(i.conn);
             } else {
                 kept.push_back(i);
@@ -460,17 +479,28 @@ impl<C, E: Clone> PoolState<C, E> {
         (closed, open)
     }
 
-    /// True when no login failure is fresher than `retry`.
+    /// True when no login failure is fresher than `retry`, or the last one was a
+    /// connection limit and one of the pool's servers has closed since.
     fn last_failure_expired(&self, now: Instant) -> bool {
-        self.last_failure
-            .as_ref()
-            .is_none_or(|(at, _, _)| now.duration_since(*at) >= self.retry)
+        self.freed
+            || self
+                .last_failure
+                .as_ref()
+                .is_none_or(|(at, _, _)| now.duration_since(*at) >= self.retry)
+    }
+
+    /// `n` open connections leave the count, to be closed by the caller: after a
+    /// [`Failure::Full`], the place each frees in Postgres may take the next login.
+    fn closing(&mut self, n: usize) {
+        self.open -= n;
+        let full = matches!(self.last_failure, Some((_, _, Failure::Full)));
+        self.freed |= full && n > 0;
     }
 
     /// Takes the least recently used idle connection out (for closing), releasing its slot.
     pub fn take_one_idle(&mut self) -> Option<C> {
         let i = self.idle.pop_front()?;
-        self.open -= 1;
+        self.closing(1);
         Some(i.conn)
     }
 
@@ -510,6 +540,7 @@ impl<C, E: Clone> PoolState<C, E> {
             max_wait: self.max_wait(now),
             size: self.sizes.size,
             reserve_in_use: self.open.saturating_sub(self.sizes.size),
+            refused: self.refused,
         }
     }
 
@@ -525,7 +556,7 @@ impl<C, E: Clone> PoolState<C, E> {
 
 /// Whether a waiter with this `outage` keeps waiting through a failed login of this kind.
 fn waits_out(outage: OnOutage, kind: Failure) -> bool {
-    kind == Failure::Passing && outage == OnOutage::Wait
+    kind != Failure::Lasting && outage == OnOutage::Wait
 }
 
 #[cfg(test)]

@@ -516,3 +516,49 @@ fn a_paused_pool_keeps_no_minimum_and_closes_idle_on_request() {
     assert_eq!(s.close_idle(), vec![1, 2]);
     assert_eq!((s.open_count(), s.idle_count()), (0, 0));
 }
+
+#[test]
+fn a_connection_limit_keeps_the_queue_moving_and_retries_when_a_server_closes() {
+    let now = Instant::now();
+    let mut s = State::new_for_test(sizes(3, 0, 0));
+    let (_, mut first, open) = wait(&mut s, now);
+    let (_, mut second, _) = wait(&mut s, now);
+    let (_, mut third, _) = wait(&mut s, now);
+    assert_eq!(open, 1);
+    s.opened(1, now, now);
+    s.open_failed("too many connections", Failure::Full, now);
+    s.open_failed("too many connections", Failure::Full, now);
+    assert_eq!(s.snapshot(now, Duration::ZERO).refused, 2);
+    assert_eq!(first.try_recv().unwrap(), Ok(1));
+    assert!(
+        second.try_recv().is_err(),
+        "still queued: the pool has a server"
+    );
+    assert!(s.checkin(1, now, now).is_none());
+    assert_eq!(
+        second.try_recv().unwrap(),
+        Ok(1),
+        "the queue moves through it"
+    );
+    let later = now + Duration::from_millis(10);
+    let (_, open) = s.maintain(later, Duration::ZERO, Duration::ZERO, false, |_| true);
+    assert_eq!(open, 0, "no new login before a place frees up");
+    assert_eq!(
+        s.discard(now, later),
+        1,
+        "its own server closed: try again at once"
+    );
+    s.opened(2, later, later);
+    assert_eq!(third.try_recv().unwrap(), Ok(2));
+}
+
+#[test]
+fn a_connection_limit_with_nothing_open_waits_for_the_retry() {
+    let now = Instant::now();
+    let mut s = State::new_for_test(sizes(2, 0, 0));
+    let (_, mut rx, _) = wait(&mut s, now);
+    s.open_failed("too many connections", Failure::Full, now);
+    assert!(rx.try_recv().is_err(), "a full server is waited out");
+    let (_, open) = s.maintain(now + RETRY, Duration::ZERO, Duration::ZERO, false, |_| true);
+    assert_eq!(open, 1);
+}

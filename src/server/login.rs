@@ -31,14 +31,30 @@ use crate::net::connect::{server_end_point, upgrade};
 
 /// Connects and logs in, all within `timeout`.
 pub async fn connect(target: &ServerTarget, timeout: Duration) -> Result<ServerConn, ServerError> {
+    connect_named(target, timeout, None).await
+}
+
+/// [`connect`] with an `application_name` in the startup packet, for pgweir's own
+/// connections that others must tell apart in `pg_stat_activity` from the first moment
+/// (a fleet's coordination connection).
+pub async fn connect_named(
+    target: &ServerTarget,
+    timeout: Duration,
+    application_name: Option<&str>,
+) -> Result<ServerConn, ServerError> {
     let addr = target.address();
-    match tokio::time::timeout(timeout, connect_inner(target, &addr)).await {
+    let inner = connect_inner(target, &addr, application_name);
+    match tokio::time::timeout(timeout, inner).await {
         Ok(r) => r,
         Err(_) => Err(ServerError::ConnectTimeout(addr)),
     }
 }
 
-async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, ServerError> {
+async fn connect_inner(
+    target: &ServerTarget,
+    addr: &str,
+    application_name: Option<&str>,
+) -> Result<ServerConn, ServerError> {
     let (stream, peer) = open(target, addr).await?;
     let mut conn = ServerConn {
         id: ServerId::next(),
@@ -57,7 +73,8 @@ async fn connect_inner(target: &ServerTarget, addr: &str) -> Result<ServerConn, 
         ("user", target.user.as_str()),
         ("database", target.dbname.as_str()),
     ];
-    frontend::startup_message(params.iter().copied(), &mut out)?;
+    let named = application_name.map(|n| ("application_name", n));
+    frontend::startup_message(params.iter().copied().chain(named), &mut out)?;
     conn.stream.write_all(&out).await?;
     authenticate(&mut conn, target).await?;
     finish_startup(&mut conn).await?;

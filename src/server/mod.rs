@@ -193,6 +193,13 @@ pub enum ServerError {
 }
 
 impl ServerError {
+    /// Whether Postgres refused the login for a connection limit (53300: its
+    /// `max_connections`, or a role's or a database's `CONNECTION LIMIT`): a place frees
+    /// up when any of its connections closes.
+    pub fn is_connection_limit(&self) -> bool {
+        matches!(self, ServerError::Upstream { code, .. } if code == "53300")
+    }
+
     /// Whether the same login may work in a moment: Postgres unreachable, shutting down,
     /// starting up or out of connections. Not a refused password, a missing database or a
     /// setting pgweir cannot use, which only a person can fix.
@@ -446,6 +453,9 @@ mod tests {
         ] {
             assert!(passing.is_passing(), "{passing:?}");
         }
+        assert!(upstream("53300").is_connection_limit());
+        assert!(!upstream("53200").is_connection_limit());
+        assert!(!ServerError::Closed.is_connection_limit());
         let invalid = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad certificate");
         for lasting in [
             upstream("28P01"),

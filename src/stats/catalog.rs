@@ -17,7 +17,7 @@ enum Kind {
 use Kind::{Counter, Gauge, Histogram};
 
 /// Name, kind and HELP text of each family, in the README's order.
-const FAMILIES: [(&str, Kind, &str); 25] = [
+const FAMILIES: [(&str, Kind, &str); 30] = [
     (
         "pgweir_up",
         Gauge,
@@ -65,6 +65,11 @@ const FAMILIES: [(&str, Kind, &str); 25] = [
         "pgweir_server_connect_failures_total",
         Counter,
         "Server connections that failed to open or log in",
+    ),
+    (
+        "pgweir_server_refused_total",
+        Counter,
+        "Server logins Postgres refused, by reason (connection_limit: 53300)",
     ),
     (
         "pgweir_client_logins_total",
@@ -127,6 +132,26 @@ const FAMILIES: [(&str, Kind, &str); 25] = [
         "1 while a replica is banned",
     ),
     ("pgweir_replica_bans_total", Counter, "Bans of each replica"),
+    (
+        "pgweir_fleet_members",
+        Gauge,
+        "Processes of the fleet sharing a connection limit, this one included",
+    ),
+    (
+        "pgweir_fleet_share",
+        Gauge,
+        "This process's fair share of a fleet's connection limit",
+    ),
+    (
+        "pgweir_fleet_slots_held",
+        Gauge,
+        "Slots of a fleet's connection limit this process holds",
+    ),
+    (
+        "pgweir_fleet_waiting",
+        Gauge,
+        "1 while this process waits for more slots of a fleet's connection limit",
+    ),
 ];
 
 /// The `kind` values of `pgweir_timeouts_total`.

@@ -155,7 +155,32 @@ fn refresh(app: &App, previous: &mut BTreeSet<Series>) {
     for (labels, n) in bans {
         metrics::counter!("pgweir_replica_bans_total", &labels).absolute(n);
     }
+    refresh_fleet(app, &mut gauges);
     *previous = gauges.publish(previous);
+}
+
+/// The standing of each connection limit this process shares with its fleet.
+fn refresh_fleet(app: &App, gauges: &mut Gauges) {
+    let Some(fleet) = app.pools.fleet() else {
+        return;
+    };
+    for r in fleet.report() {
+        let labels = vec![
+            ("fleet", fleet.name.to_string()),
+            ("kind", r.kind.as_str().to_owned()),
+            ("name", r.name.clone()),
+        ];
+        let s = r.status;
+        let values = [
+            ("pgweir_fleet_members", s.members),
+            ("pgweir_fleet_share", s.share),
+            ("pgweir_fleet_slots_held", s.held),
+            ("pgweir_fleet_waiting", usize::from(s.waiting)),
+        ];
+        for (name, v) in values {
+            gauges.put(name, labels.clone(), v as f64, Merge::First);
+        }
+    }
 }
 
 /// Logged-in clients per (database, user), by state in [`ClientState::ALL`]'s order.

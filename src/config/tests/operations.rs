@@ -159,6 +159,10 @@ fn wrong_operating_values_are_rejected() {
             "pgweir.shutdown_timeout: must not be negative",
         ),
         (
+            "fleet = \"orders poolers\"",
+            "pgweir.fleet: ' ' is not allowed: use letters, digits, '.', '_' and '-'",
+        ),
+        (
             "stats_period = \"60\"",
             "pgweir.stats_period: needs a unit (ms, s, m or h), like \"60s\"; \
              a bare integer without quotes means seconds",
@@ -214,9 +218,14 @@ fn example_file_documents_operating_keys() {
         (g.log_connections, g.log_disconnections, g.log_format),
         (d.log_connections, d.log_disconnections, d.log_format)
     );
-    let uncommented = example.replace("# metrics_addr = ", "metrics_addr = ");
+    assert_eq!(g.fleet, None);
+    let uncommented = example
+        .replace("# metrics_addr = ", "metrics_addr = ")
+        .replace("# fleet = ", "fleet = ");
+    let g = parse(&uncommented).pgweir;
+    assert_eq!(g.metrics_addr, Some(addr("127.0.0.1:9930")));
     assert_eq!(
-        parse(&uncommented).pgweir.metrics_addr,
-        Some(addr("127.0.0.1:9930"))
+        g.fleet.map(|f| f.to_string()).as_deref(),
+        Some("orders-poolers")
     );
 }
