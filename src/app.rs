@@ -193,7 +193,7 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         .collect()
 }
 
-fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 26] {
+fn changed_restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 27] {
     let (o, n) = (&old.pgweir, &new.pgweir);
     let (op, np) = (&old.pool, &new.pool);
     let (ou, nu) = (o.unix_socket.as_ref(), n.unix_socket.as_ref());

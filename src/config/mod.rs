@@ -51,7 +51,7 @@ use crate::auth::hba::HbaFile;
 /// replica monitor they were created with; and a client's pool mode and prepared-statement
 /// renaming must not change under it. A change to any of them waits for a restart (and the
 /// reload says so).
-pub const RESTART_ONLY: [&str; 26] = [
+pub const RESTART_ONLY: [&str; 27] = [
     "listen_addr",
     "listen_port",
     "so_reuseport",
