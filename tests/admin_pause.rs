@@ -461,7 +461,7 @@ async fn suspend_is_refused_with_the_reason() {
     let err = admin.simple_query("SUSPEND").await.expect_err("SUSPEND");
     let db = err.as_db_error().expect("an ErrorResponse");
     assert_eq!(db.code(), &SqlState::FEATURE_NOT_SUPPORTED);
-    assert!(db.message().contains("online restart"), "{}", db.message());
+    assert!(db.message().contains("--takeover"), "{}", db.message());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,10 @@ impl Default for TcpSettings {
             keepidle: Duration::from_secs(60),
             keepintvl: Duration::from_secs(10),
             keepcnt: 6,
-            user_timeout: Duration::from_secs(60),
+            // No shorter than the keepalives' 60 + 6 x 10 s: on Linux a user timeout also
+            // ends keepalive probing, and a shorter one drops an idle connection whose
+            // first probe alone went unanswered (a saturated loopback loses some).
+            user_timeout: Duration::from_secs(120),
         }
     }
 }
