@@ -50,6 +50,9 @@ DURATION="${DURATION:-30}"
 LOGIN_MAX="${LOGIN_MAX:-$(( CLIENTS * 3 / 1000 > LOGIN_WINDOW ? CLIENTS * 3 / 1000 : LOGIN_WINDOW ))}"
 JOBS="${JOBS:-16}"
 POOL="${POOL:-20}"
+# Worker threads per pgweir process: the cores shared out, as PgBouncer's one thread per
+# process is; more threads than cores only adds switching.
+WORKERS="${WORKERS:-$(( $(nproc) / PROCS > 0 ? $(nproc) / PROCS : 1 ))}"
 ITERATIONS="${ITERATIONS:-4096}"
 POOLERS="${POOLERS:-pgweir}"
 ROUNDS="${ROUNDS:-1}"
@@ -105,6 +108,7 @@ listen_port = $port
 so_reuseport = true
 auth_type = "scram-sha-256"
 max_client_conn = $MAX_CLIENT_CONN
+workers = $WORKERS
 log_level = "info"
 log_connections = false
 log_disconnections = false
