@@ -85,6 +85,9 @@ pub enum Message {
     Refused { why: String },
 }
 
+/// How long a control connection's peer may take to send a message.
+const CONTROL_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The port's control directory.
 pub fn control_dir(port: u16) -> PathBuf {
     std::env::temp_dir().join(format!("pgweir-{port}"))
@@ -185,6 +188,9 @@ fn answer(
     trusted: bool,
 ) -> Result<(), WireError> {
     stream.set_nonblocking(false)?;
+    // A peer that connects and says nothing does not hold this thread for long; the
+    // takeover's only other read (the successor's Accepting) is as quick.
+    stream.set_read_timeout(Some(CONTROL_READ_LIMIT))?;
     let mut wire = Wire::new(stream);
     match wire.recv::<Message>()? {
         Some(Message::Cancel { pid, secret }) => {
@@ -203,10 +209,16 @@ fn answer(
 
 /// The old side of a takeover: sockets, then clients as they come between transactions.
 fn hand_over(app: &Arc<App>, mut wire: Wire, offer: &Offer, pid: u32) -> Result<(), WireError> {
-    let taken = offer.sockets.lock().take();
-    let (Some((sockets, metrics)), Some(clients)) = (taken, app.handoff.start()) else {
+    let refused = |wire: &mut Wire| {
         let why = "another takeover is under way, or this process is stopping".to_owned();
-        return wire.send(&Message::Refused { why }, &[]);
+        wire.send(&Message::Refused { why }, &[])
+    };
+    let Some((sockets, metrics)) = offer.sockets.lock().take() else {
+        return refused(&mut wire);
+    };
+    let Some(clients) = app.handoff.start() else {
+        *offer.sockets.lock() = Some((sockets, metrics));
+        return refused(&mut wire);
     };
     tracing::info!(
         successor = pid,
@@ -279,6 +291,11 @@ pub fn inherit(port: u16) -> Result<Inherited, TakeoverError> {
         let Ok(stream) = StdUnixStream::connect(&path) else {
             continue;
         };
+        // Bounded while the sockets come; clients come when they come.
+        stream
+            .set_read_timeout(Some(CONTROL_READ_LIMIT))
+            .map_err(WireError::Io)?;
+        let same_socket = stream.try_clone().map_err(WireError::Io)?;
         let mut wire = Wire::new(stream);
         wire.send(
             &Message::Takeover {
@@ -297,6 +314,7 @@ pub fn inherit(port: u16) -> Result<Inherited, TakeoverError> {
                 let unix_fd = unix.as_ref().and_then(|_| fds.pop());
                 let unix = unix_fd.zip(unix).map(|(fd, (dir, port))| (fd, dir, port));
                 let listeners = Listeners::adopt(fds, unix).map_err(WireError::Io)?;
+                same_socket.set_read_timeout(None).map_err(WireError::Io)?;
                 return Ok(Inherited {
                     listeners,
                     metrics,
