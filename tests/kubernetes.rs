@@ -1115,60 +1115,18 @@ fn check_as_the_pod_would(label: &str, objects: &[Yaml], secrets: &BTreeMap<Stri
     );
     std::fs::write(&config_path, &moved).unwrap();
 
-    let run = |path: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_pgweir"))
-            .arg("check")
-            .arg("--config")
-            .arg(path)
-            .env_clear()
-            .envs(&env)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run pgweir check")
-    };
-    let out = run(&config_path);
-    if out.status.success() {
-        return;
-    }
-    let text = output_text(&out);
-    // Tolerated for one key only, and only while it is unknown: `[pgweir] fleet`, which
-    // issue 18 point 3 adds in parallel with these manifests. Once `pgweir check` knows it,
-    // this branch is never taken. While it is unknown, pgweir check stops before reading
-    // the files, so the rest is checked on a copy with the fleet line commented out: the
-    // one change, and the config must then pass whole.
-    let problems: Vec<&str> = text
-        .lines()
-        .skip_while(|l| !l.starts_with("pgweir: invalid configuration"))
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    let fleet_unknown = |l: &&str| l.ends_with("pgweir.fleet: unknown key");
-    assert!(
-        !problems.is_empty() && problems.iter().all(fleet_unknown),
-        "{label}: pgweir check refuses the rendered config:\n{text}"
-    );
-    eprintln!(
-        "NOTE {label}: this pgweir does not know [pgweir] fleet yet ({}); checking the \
-         rest of the config without that line",
-        problems.join("; ")
-    );
-    let without: String = moved
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("fleet =") {
-                format!("# {l}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let other = config_path.with_file_name("without-fleet.toml");
-    std::fs::write(&other, without).unwrap();
-    let out = run(&other);
+    let out = Command::new(env!("CARGO_BIN_EXE_pgweir"))
+        .arg("check")
+        .arg("--config")
+        .arg(&config_path)
+        .env_clear()
+        .envs(&env)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pgweir check");
     assert!(
         out.status.success(),
-        "{label}: pgweir check refuses the rendered config (fleet aside):\n{}",
+        "{label}: pgweir check refuses the rendered config:\n{}",
         output_text(&out)
     );
 }
