@@ -100,9 +100,13 @@ pub struct ControlSocket {
     path: PathBuf,
 }
 
+/// The directory goes with its last socket (removing one that still holds another's fails).
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -114,19 +118,29 @@ pub fn bind_control(port: u16) -> Result<ControlSocket, TakeoverError> {
         dir: dir.clone(),
         source,
     };
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(&dir)
-        .map_err(failed)?;
-    let meta = std::fs::metadata(&dir).map_err(failed)?;
-    if meta.uid() != nix::unistd::getuid().as_raw() || meta.permissions().mode() & 0o077 != 0 {
-        let why = "owned by another user or open to others";
-        return Err(failed(std::io::Error::other(why)));
-    }
     let path = dir.join(format!("{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(failed)?;
+    // Twice: the last process of the port may remove the directory between our making it
+    // and binding in it.
+    let mut attempt = 0;
+    let listener = loop {
+        attempt += 1;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&dir)
+            .map_err(failed)?;
+        let meta = std::fs::metadata(&dir).map_err(failed)?;
+        if meta.uid() != nix::unistd::getuid().as_raw() || meta.permissions().mode() & 0o077 != 0 {
+            let why = "owned by another user or open to others";
+            return Err(failed(std::io::Error::other(why)));
+        }
+        let _ = std::fs::remove_file(&path);
+        match UnixListener::bind(&path) {
+            Ok(listener) => break listener,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 2 => continue,
+            Err(e) => return Err(failed(e)),
+        }
+    };
     Ok(ControlSocket { listener, path })
 }
 

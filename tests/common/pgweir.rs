@@ -372,6 +372,10 @@ impl Drop for Pgweir {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A killed process leaves its control socket (and maybe the port's directory).
+        let control = std::env::temp_dir().join(format!("pgweir-{}", self.port));
+        let _ = std::fs::remove_file(control.join(format!("{}.sock", self.child.id())));
+        let _ = std::fs::remove_dir(&control);
         if std::thread::panicking() {
             let log = self.log();
             let tail = &log[log.len().saturating_sub(8000)..];

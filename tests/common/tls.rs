@@ -37,6 +37,13 @@ impl Certs {
             .prefix("pgweir-tls-")
             .tempdir()
             .expect("temp dir for certificates");
+        // Certificates kept in a static are never dropped: their directory (keys included)
+        // goes when the test process does, as the cluster's does.
+        super::cluster::spawn_detached(&format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = dir.path().display(),
+        ));
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
