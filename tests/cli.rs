@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{check, free_port, Pgweir};
 
 fn pgweir_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgweir"));
+    let mut cmd = common::pgweir_command();
     cmd.stdin(Stdio::null());
     cmd
 }

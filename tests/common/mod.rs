@@ -22,7 +22,7 @@ pub mod wire;
 pub use cluster::{
     cluster, Cluster, TestUser, MD5_USER, PLAIN_USER, SCRAM_USER, TEST_DB, TRUST_USER,
 };
-pub use pgweir::{check, Pgweir, PgweirBuilder};
+pub use pgweir::{check, pgweir_command, Pgweir, PgweirBuilder};
 pub use tools::{pg_tool, pgbench, pgbench_database, report_number, run_tool};
 
 use std::net::TcpListener;

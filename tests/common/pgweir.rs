@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -189,6 +190,29 @@ impl PgweirBuilder {
     }
 }
 
+/// The pgweir binary, with its temp dir (where each process puts its control socket,
+/// `pgweir-<port>/<pid>.sock`) one of this test process's own, removed when it exits: a
+/// pgweir killed by a test leaves its socket behind.
+pub fn pgweir_command() -> Command {
+    static TMP: OnceLock<PathBuf> = OnceLock::new();
+    let tmp = TMP.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("pgweir-tmp-")
+            .tempdir()
+            .expect("temp dir for pgweir processes")
+            .keep();
+        super::cluster::spawn_detached(&format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; rm -rf '{dir}'",
+            pid = std::process::id(),
+            dir = dir.display(),
+        ));
+        dir
+    });
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgweir"));
+    cmd.env("TMPDIR", tmp);
+    cmd
+}
+
 /// A temp dir for one pgweir process holding its config (and, later, its log), with the
 /// cluster it will talk to started.
 fn run_dir(config_toml: &str) -> (TempDir, PathBuf) {
@@ -244,7 +268,7 @@ impl Pgweir {
         let log_path = dir.path().join("pgweir.log");
         let log = std::fs::File::create(&log_path).expect("create pgweir.log");
         let await_log = args.contains(&"--await-log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pgweir"))
+        let child = pgweir_command()
             .args(args.iter().filter(|a| **a != "--await-log"))
             .arg("--config")
             .arg(&config_path)
@@ -372,10 +396,6 @@ impl Drop for Pgweir {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // A killed process leaves its control socket (and maybe the port's directory).
-        let control = std::env::temp_dir().join(format!("pgweir-{}", self.port));
-        let _ = std::fs::remove_file(control.join(format!("{}.sock", self.child.id())));
-        let _ = std::fs::remove_dir(&control);
         if std::thread::panicking() {
             let log = self.log();
             let tail = &log[log.len().saturating_sub(8000)..];
