@@ -183,7 +183,9 @@ fn run(config: Config, tls: Tls, path: &Path, takeover: bool) -> std::io::Result
         let mut exporter_task = None;
         let mut metrics_fd = None;
         if let Some((addr, handle)) = metrics {
-            let metrics_listener = match inherited_metrics {
+            // The predecessor's socket unless the config moved metrics_addr elsewhere.
+            let inherited = inherited_metrics.filter(|l| l.local_addr().ok() == Some(addr));
+            let metrics_listener = match inherited {
                 Some(l) => {
                     l.set_nonblocking(true)?;
                     tokio::net::TcpListener::from_std(l)?
