@@ -8,18 +8,16 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::auth::passthrough::Keyring;
 use crate::auth::query::AuthQueries;
 use crate::auth::UserDirectory;
 use crate::cancel::CancelRegistry;
-use crate::client::limits::ClientCounts;
-use crate::client::state::SessionShared;
+use crate::clients::{ClientLimits, ClientRegistry, PinCounts};
 use crate::config::{Config, ConfigError};
+use crate::control::Outbox;
 use crate::net::tls::{Tls, TlsState};
 use crate::pool::Pools;
+use crate::secret::passthrough::Keyring;
 use crate::shutdown::{Phase, Shutdown};
-use crate::stats::Clients;
-use crate::takeover::Outbox;
 
 #[derive(Debug)]
 pub struct App {
@@ -32,12 +30,13 @@ pub struct App {
     pub auth_queries: AuthQueries,
     pub pools: Arc<Pools>,
     pub cancels: Arc<CancelRegistry>,
-    /// Connected clients per database and user.
-    pub clients: Arc<ClientCounts>,
-    /// Pinning counts shared by every session.
-    pub sessions: Arc<SessionShared>,
-    /// Every logged-in client and its state, for metrics and the admin console.
-    pub connected: Arc<Clients>,
+    /// Every logged-in client: its state, for metrics and the admin console, and its KILL
+    /// switch.
+    pub clients: Arc<ClientRegistry>,
+    /// Clients counted per database and user, against their `max_*_client_connections`.
+    pub client_limits: Arc<ClientLimits>,
+    /// How many clients are pinned to their server.
+    pub pins: Arc<PinCounts>,
     pub shutdown: Shutdown,
     /// Where the configuration was read from, for RELOAD and SIGHUP.
     config_path: PathBuf,
@@ -75,9 +74,9 @@ impl App {
             keyring,
             auth_queries: AuthQueries::default(),
             cancels: Arc::new(CancelRegistry::default()),
-            clients: Arc::new(ClientCounts::default()),
-            sessions: Arc::new(SessionShared::default()),
-            connected: Arc::new(Clients::default()),
+            clients: Arc::new(ClientRegistry::default()),
+            client_limits: Arc::new(ClientLimits::default()),
+            pins: Arc::new(PinCounts::default()),
             shutdown: Shutdown::default(),
             config: ArcSwap::new(config),
             source: Mutex::new(std::fs::read_to_string(&path).unwrap_or_default()),
@@ -155,7 +154,7 @@ impl App {
     /// at it; clients still logging in watch the phase themselves.
     pub fn shut_down(&self, phase: Phase) {
         self.shutdown.advance(phase);
-        self.connected.wake_all();
+        self.clients.wake_all();
     }
 
     /// Whether new clients are accepted: until shutdown begins.

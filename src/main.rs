@@ -16,8 +16,8 @@ use pgweir::app::App;
 use pgweir::config::{Config, LogFormat};
 use pgweir::listener;
 use pgweir::net::tls::Tls;
+use pgweir::report::{self, exporter};
 use pgweir::shutdown::Phase;
-use pgweir::stats::{self, exporter};
 use pgweir::takeover::{self, Offer};
 use std::os::fd::AsFd;
 
@@ -170,7 +170,7 @@ fn run(config: Config, tls: Tls, path: &Path, takeover: bool) -> std::io::Result
         let app = Arc::new(App::new(config, path.to_owned(), tls));
         let period = app.config().pgweir.stats_period;
         if !period.is_zero() {
-            tokio::spawn(stats::period::log_every(Arc::clone(&app), period));
+            tokio::spawn(report::period::log_every(Arc::clone(&app), period));
         }
         let port = app.config().pgweir.listen_port;
         let (listeners, inherited_metrics, predecessor) = if takeover {

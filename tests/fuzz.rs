@@ -11,14 +11,14 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 
 use pgweir::admin::parse::parse as admin_parse;
-use pgweir::auth::hba::HbaFile;
-use pgweir::auth::scram::{ScramServer, MECHANISM};
-use pgweir::auth::secret::StoredSecret;
-use pgweir::auth::userlist;
 use pgweir::config::Config;
 use pgweir::convert::connstr;
+use pgweir::hba::HbaFile;
 use pgweir::protocol::framer::{Disposition, Framer, Inspector, OutQueue, View, Want};
 use pgweir::protocol::startup;
+use pgweir::secret::scram::{ScramServer, MECHANISM};
+use pgweir::secret::userlist;
+use pgweir::secret::StoredSecret;
 use pgweir::sql::route::{classify, route_setting, ReadOnlyFunctions};
 
 /// Valid inputs to start mutations from.

@@ -15,7 +15,7 @@
 //!   a RELOAD replaced is gone (its servers close when its last client leaves).
 //!
 //! The switches live in [`crate::pool::control`]; the clients' kill switches in
-//! [`crate::stats::clients`]. The waits here poll pool state every few milliseconds: they
+//! [`crate::clients::registry`]. The waits here poll pool state every few milliseconds: they
 //! are rare, and polling keeps the relay's path free of notifications for them.
 
 use std::future::Future;
@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use super::{is_console, Refusal};
 use crate::app::App;
+use crate::clients::Kill;
 use crate::error::SqlState;
 use crate::pool::control::ControlError;
-use crate::stats::Kill;
 
 /// How often a waiting command looks at the pools again.
 const POLL: Duration = Duration::from_millis(10);
@@ -150,7 +150,7 @@ pub async fn kill(app: &App, db: Option<&str>) -> Result<(), Refusal> {
     }
     let doomed = |database: &str| db.map_or(!is_console(database), |d| d == database);
     let mut killed = 0;
-    for client in app.connected.all() {
+    for client in app.clients.all() {
         if doomed(&client.database) {
             client.kill(Kill::Database);
             killed += 1;
@@ -166,7 +166,7 @@ pub async fn kill(app: &App, db: Option<&str>) -> Result<(), Refusal> {
 
 /// `me` is the asking console client's own id.
 pub async fn kill_client(app: &App, id: u64, me: u64) -> Result<(), Refusal> {
-    let Some(client) = app.connected.all().into_iter().find(|c| c.id == id) else {
+    let Some(client) = app.clients.all().into_iter().find(|c| c.id == id) else {
         return Err(Refusal::new(
             UNDEFINED_OBJECT,
             format!("client {id} not found"),
@@ -176,7 +176,7 @@ pub async fn kill_client(app: &App, id: u64, me: u64) -> Result<(), Refusal> {
     tracing::info!(client = id, database = %client.database, user = %client.user, "KILL_CLIENT");
     drop(client);
     if id != me {
-        let gone = until(|| app.connected.all().iter().all(|c| c.id != id));
+        let gone = until(|| app.clients.all().iter().all(|c| c.id != id));
         if !within(KILL_WAIT, gone).await {
             tracing::warn!(
                 client = id,

@@ -11,9 +11,9 @@
 //!
 //! Where each SHOW gets its data ([`show`], [`stats`], [`sockets`], [`settings`]):
 //! - POOLS, SERVERS: every pool of [`crate::pool::Pools`], one row per node of a database
-//!   with replicas; servers by state from the pool, clients from [`crate::stats::Clients`].
+//!   with replicas; servers by state from the pool, clients from [`crate::clients::ClientRegistry`].
 //! - STATS, STATS_TOTALS: the [`crate::stats::GroupStats`] totals, summed per database.
-//! - CLIENTS: the [`crate::stats::Clients`] registry.
+//! - CLIENTS: the [`crate::clients::ClientRegistry`] registry.
 //! - DATABASES, USERS, CONFIG: the configuration, with live counts from the pools and the
 //!   client registry; CONFIG never shows a password.
 //! - LISTS, STATE, VERSION, HELP: counts of the above, and constants.
@@ -34,17 +34,19 @@ pub mod sockets;
 pub mod stats;
 
 use bytes::BytesMut;
+use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::app::App;
-use crate::client::stop::Stop;
-use crate::client::{read_message, ClientError};
+use crate::clients::ClientEntry;
+use crate::clients::Stop;
+use crate::clients::Stopped;
 use crate::config::{GeneralConfig, ADMIN_DATABASES};
 use crate::error::{Severity, SqlState};
+use crate::net::read::{read_message, ReadError};
 use crate::net::stream::Stream;
 use crate::protocol::{backend, fe, ProtocolError, TxStatus};
 use crate::shutdown::Phase;
-use crate::stats::ClientEntry;
 use parse::{parse, Command, ShutdownMode};
 
 /// The largest message read from a console client. Queries are one short command; a
@@ -92,6 +94,21 @@ pub struct Console {
     pub entry: ClientEntry,
 }
 
+/// Why a console session ended early. The client is told in [`crate::client`], which turns
+/// each into the ErrorResponse any client gets for the same reason.
+#[derive(Debug, Error)]
+pub enum ConsoleError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A message Postgres would refuse, in Postgres's words.
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("client connection lost: {0}")]
+    Write(#[from] std::io::Error),
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
 /// Why a command got an ErrorResponse instead of an answer.
 #[derive(Debug)]
 pub struct Refusal {
@@ -135,7 +152,7 @@ pub async fn run(
     console: Console,
     stream: &mut Stream,
     buf: &mut BytesMut,
-) -> Result<(), ClientError> {
+) -> Result<(), ConsoleError> {
     // Set from the first extended-protocol message until its Sync, as a server skips
     // messages after an error.
     let mut skipping = false;
@@ -144,7 +161,7 @@ pub async fn run(
     loop {
         let (tag, body) = tokio::select! {
             read = read_message(stream, buf, MAX_MESSAGE) => read?,
-            e = stop.between_transactions() => return Err(e),
+            e = stop.between_transactions() => return Err(e.into()),
         };
         match tag {
             fe::QUERY => {
@@ -174,7 +191,7 @@ pub async fn run(
             }
             // Outside a COPY these are ignored, as Postgres does.
             fe::COPY_DATA | fe::COPY_DONE | fe::COPY_FAIL => {}
-            tag => return Err(ProtocolError::UnknownType(tag).into()),
+            tag => return Err(ReadError::Protocol(ProtocolError::UnknownType(tag)).into()),
         }
         if !out.is_empty() {
             stream.write_all(&out).await?;
@@ -191,17 +208,17 @@ async fn while_connected(
     stream: &mut Stream,
     buf: &mut BytesMut,
     stop: &Stop,
-) -> Result<(), ClientError> {
+) -> Result<(), ConsoleError> {
     tokio::pin!(work);
     loop {
         buf.reserve(1024);
         tokio::select! {
             biased;
             () = &mut work => return Ok(()),
-            e = stop.between_transactions() => return Err(e),
+            e = stop.between_transactions() => return Err(e.into()),
             read = stream.read_buf(buf), if buf.len() < MAX_MESSAGE => {
                 if read? == 0 {
-                    return Err(ClientError::Closed);
+                    return Err(ReadError::Closed.into());
                 }
             }
         }
@@ -210,10 +227,12 @@ async fn while_connected(
 
 /// A Query's text: everything before its terminating NUL, which must be its last byte, as
 /// Postgres reads it (a FATAL 08P01 otherwise).
-fn query_text(body: &[u8]) -> Result<&[u8], ClientError> {
+fn query_text(body: &[u8]) -> Result<&[u8], ConsoleError> {
     match body.iter().position(|&b| b == 0) {
-        None => Err(ClientError::Malformed("invalid string in message")),
-        Some(end) if end + 1 != body.len() => Err(ClientError::Malformed("invalid message format")),
+        None => Err(ConsoleError::Malformed("invalid string in message")),
+        Some(end) if end + 1 != body.len() => {
+            Err(ConsoleError::Malformed("invalid message format"))
+        }
         Some(end) => Ok(&body[..end]),
     }
 }

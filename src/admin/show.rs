@@ -12,9 +12,9 @@ use super::parse::Show;
 use super::result::{notice, ResultSet, Type, Value};
 use super::{fleet, internals, settings, sockets, stats};
 use crate::app::App;
+use crate::clients::ClientState;
+use crate::config::Node;
 use crate::pool::state::Snapshot;
-use crate::pool::Node;
-use crate::stats::ClientState;
 
 /// Answers one SHOW into `out`.
 pub fn write(app: &App, what: Show, out: &mut BytesMut) {
@@ -120,7 +120,7 @@ fn pools(app: &App, out: &mut BytesMut) {
 fn clients_by_pool(app: &App) -> HashMap<(String, String), usize> {
     let mut counts = HashMap::new();
     let config = app.config();
-    for c in app.connected.all() {
+    for c in app.clients.all() {
         let Some(db) = config.databases.get(&c.database) else {
             continue;
         };
@@ -172,7 +172,7 @@ pub const DATABASES: [(&str, Type); 17] = [
 /// limits them per server.
 fn databases(app: &App, out: &mut BytesMut) {
     let (cfg, pools) = (&app.config(), app.pools.all());
-    let clients = app.connected.all();
+    let clients = app.clients.all();
     let mut rs = ResultSet::new(out, &DATABASES);
     for (name, db) in &cfg.databases {
         let nodes = std::iter::once((Node::Primary, db.host.as_str(), db.port));
@@ -231,7 +231,7 @@ pub const USERS: [(&str, Type); 8] = [
 /// over every pool.
 fn users(app: &App, out: &mut BytesMut) {
     let (cfg, pools) = (&app.config(), app.pools.all());
-    let clients = app.connected.all();
+    let clients = app.clients.all();
     let mut names: Vec<String> = app.users().names().map(str::to_owned).collect();
     names.sort();
     let none = crate::config::UserConfig::default();
@@ -273,7 +273,7 @@ fn lists(app: &App, out: &mut BytesMut) {
         ("pools", pools.len()),
         ("peer_pools", 0),
         ("free_clients", 0),
-        ("used_clients", app.connected.all().len()),
+        ("used_clients", app.clients.all().len()),
         ("login_clients", 0),
         ("free_servers", 0),
         ("used_servers", servers),

@@ -1,5 +1,5 @@
 //! SHOW CLIENTS and SHOW SERVERS: one row per connection, in PgBouncer's socket columns.
-//! Clients come from the [`crate::stats::Clients`] registry (console clients included, as
+//! Clients come from the [`crate::clients::ClientRegistry`] registry (console clients included, as
 //! PgBouncer lists them), servers from each pool ([`crate::pool::Pool::servers`]).
 //!
 //! A client's `request_time` is when it last asked for a server (a pinned client's
@@ -24,11 +24,11 @@ use bytes::BytesMut;
 use super::result::{timestamp, ResultSet, Type, Value};
 use super::show::clamp;
 use crate::app::App;
+use crate::clients::ClientState;
 use crate::config::GeneralConfig;
+use crate::config::Node;
 use crate::net::addr::Addr;
 use crate::pool::servers::ServerInfo;
-use crate::pool::Node;
-use crate::stats::ClientState;
 
 pub const CLIENTS: [(&str, Type); 21] = [
     ("type", Type::Text),
@@ -85,7 +85,7 @@ pub fn clients(app: &App, out: &mut BytesMut) {
 
 /// Every client, by id, as SHOW CLIENTS shows it (and SHOW SOCKETS starts from).
 pub fn client_rows(app: &App) -> Vec<Vec<Value>> {
-    let mut all = app.connected.all();
+    let mut all = app.clients.all();
     all.sort_by_key(|c| c.id);
     let g = &app.config().pgweir;
     let mut rows = Vec::with_capacity(all.len());

@@ -1,28 +1,17 @@
-//! Client authentication: [`secret`] parses what is stored, [`scram`] runs the server side
-//! of the SASL exchange ([`channel_binding`] its `-PLUS` checks), [`keys`] derives SCRAM keys
-//! from passwords, [`md5`] checks md5 responses and cleartext passwords, [`hba`] decides per
-//! connection which of them applies under `auth_type = "hba"`, [`userlist`] reads PgBouncer's
-//! auth file, [`passthrough`] keeps what pgweir may log in to Postgres with when it has no
-//! plaintext password, [`query`] asks Postgres for the secrets of the other users
-//! (`auth_query`), and the [`UserDirectory`] holds every user's secret from `[users]` and the
-//! auth file. All pure but the file reads and the lookups in [`query`]. The exchange itself
-//! (reading and writing messages) is driven by [`crate::client::login`].
+//! Who may log in, and with which secret: the [`UserDirectory`] holds every user's secret
+//! from `[users]` and the auth file, and [`query`] asks Postgres for the secrets of the
+//! other users (`auth_query`). The secrets and the exchanges that check them are
+//! [`crate::secret`]'s; which exchange applies under `auth_type = "hba"` is
+//! [`crate::hba`]'s. The exchange itself (reading and writing messages) is driven by
+//! [`crate::client::login`].
 
-pub mod channel_binding;
-pub mod hba;
-pub mod keys;
-pub mod md5;
-pub mod passthrough;
 pub mod query;
-pub mod scram;
-pub mod secret;
-pub mod userlist;
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use crate::config::Config;
-use secret::{ScramVerifier, StoredSecret};
+use crate::secret::{keys, userlist, ScramVerifier, StoredSecret};
 
 /// What pgweir knows about one user's password.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 //! made-up names can neither grow it without end nor push out the answers for real roles.
 //!
 //! Called by [`crate::client::login`]; logs in through [`crate::server::login`], with the
-//! secret pgweir holds for `auth_user` ([`super::UserDirectory`], [`super::passthrough`]).
+//! secret pgweir holds for `auth_user` ([`super::UserDirectory`], [`crate::secret::passthrough`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,11 +23,11 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
-use super::passthrough::Keyring;
-use super::secret::StoredSecret;
 use super::{UserDirectory, UserSecret};
 use crate::config::{AuthLookup, Config};
 use crate::net::tls::TlsState;
+use crate::secret::passthrough::Keyring;
+use crate::secret::StoredSecret;
 use crate::server::{login, upstream_error, ServerConn, ServerError, ServerTarget};
 
 /// Server connections one lookup database's pool may open.

@@ -17,15 +17,16 @@ use super::relay::Session;
 use super::routing::{
     decide, retry_window, route_reply, scan_request, Destination, LinkRoute, Scan,
 };
-use super::stop::Stop;
 use super::ClientError;
+use crate::clients::ClientState;
+use crate::clients::Stop;
+use crate::config::Node;
 use crate::config::PoolMode;
 use crate::net::stream::Stream;
-use crate::pool::{Node, Pool, PoolError, PooledServer};
+use crate::pool::{Pool, PoolError, PooledServer};
 use crate::protocol::framer::OutQueue;
 use crate::protocol::{fe, ProtocolError, TxStatus};
 use crate::sql::{Classification, Verdict};
-use crate::stats::ClientState;
 
 /// What became of the client's next request. Returned once per transaction and moved
 /// once: boxing the server would cost an allocation per transaction instead.
@@ -63,7 +64,7 @@ pub async fn next_request(
     };
     tokio::select! {
         got = wait => got,
-        e = stop.between_transactions() => Err(e),
+        e = stop.between_transactions() => Err(e.into()),
     }
 }
 
@@ -261,8 +262,8 @@ async fn checkout(
         tokio::select! {
             biased;
             server = &mut wait => return server.map(Some).map_err(Waited::Pool),
-            e = stop.now() => return Err(Waited::Stopped(e)),
-            e = &mut paused_while_draining => return Err(Waited::Stopped(e)),
+            e = stop.now() => return Err(Waited::Stopped(e.into())),
+            e = &mut paused_while_draining => return Err(Waited::Stopped(e.into())),
             read = client.read_buf(cbuf), if room => {
                 if !matches!(read, Ok(n) if n > 0) {
                     return Ok(None);

@@ -4,12 +4,15 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::admin::ConsoleError;
 use crate::auth::query::AuthQueryError;
-use crate::auth::scram::ScramError;
+use crate::clients::Stopped;
 use crate::config::ClientTlsMode;
 use crate::error::{ClientVisible, SqlState};
+use crate::net::read::ReadError;
 use crate::pool::PoolError;
 use crate::protocol::ProtocolError;
+use crate::secret::scram::ScramError;
 use crate::server::ServerError;
 
 /// Why a client session ended early.
@@ -85,6 +88,36 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("client closed the connection")]
     Closed,
+}
+
+impl From<ReadError> for ClientError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Protocol(e) => ClientError::Protocol(e),
+            ReadError::Io(e) => ClientError::Io(e),
+            ReadError::Closed => ClientError::Closed,
+        }
+    }
+}
+
+impl From<ConsoleError> for ClientError {
+    fn from(e: ConsoleError) -> Self {
+        match e {
+            ConsoleError::Read(e) => e.into(),
+            ConsoleError::Malformed(m) => ClientError::Malformed(m),
+            ConsoleError::Write(e) => ClientError::Io(e),
+            ConsoleError::Stopped(s) => s.into(),
+        }
+    }
+}
+
+impl From<Stopped> for ClientError {
+    fn from(stopped: Stopped) -> Self {
+        match stopped {
+            Stopped::ShuttingDown => ClientError::ShuttingDown,
+            Stopped::Killed(command) => ClientError::Killed(command),
+        }
+    }
 }
 
 impl ClientError {

@@ -10,72 +10,30 @@
 //! rustls state) and a client pinned to its server (its state lives in that server
 //! connection). Those are closed between transactions with FATAL 57P01, as in a shutdown.
 
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
-use serde::{Deserialize, Serialize};
 
 use super::inspect::analysis;
 use super::params::ClientParams;
 use super::relay::Session;
-use super::stop::Stop;
-use super::transport::Transport;
 use super::{too_many, ClientError, Ready};
 use crate::app::App;
-use crate::auth::passthrough::ScramClientKey;
-use crate::auth::secret::StoredSecret;
 use crate::cancel::ClientKey;
+use crate::clients::Stop;
 use crate::config::PoolMode;
+use crate::control::HandedClient;
 use crate::net::addr::Addr;
 use crate::net::stream::Stream;
+use crate::net::transport::Transport;
 use crate::prepared::Unnamed;
 use crate::protocol::split_cstr;
-use crate::sql::RouteSetting;
-
-/// A session as it crosses from one process to the next. Byte strings are base64.
-#[derive(Serialize, Deserialize)]
-pub struct HandedClient {
-    database: String,
-    user: String,
-    /// The client's TCP address; `None` on the Unix socket.
-    tcp_peer: Option<SocketAddr>,
-    cancel: (i32, i32),
-    /// Reported parameters as the client believes them, and its other settings.
-    reported: Vec<(String, String)>,
-    other: Vec<(String, String)>,
-    custom_names: Vec<String>,
-    /// Named statements: the client's name, and the Parse body after it.
-    statements: Vec<(String, String)>,
-    /// The unnamed statement's Parse body, when it can be sent again.
-    unnamed: Option<String>,
-    route_setting: Option<RouteSetting>,
-    /// How long ago the client's last write on the primary ended: replicas must have
-    /// replayed past it in the new process too.
-    wrote_ago: Option<Duration>,
-    primary_next: bool,
-    /// What the client sent that was not yet read as a request.
-    pending: String,
-    /// The secret this user's clients were checked against and the SCRAM key they proved,
-    /// so the new process can log in to Postgres as the user without a password.
-    secret: Option<String>,
-    client_key: Option<String>,
-}
-
-/// Names the client only: a handed-over session carries a secret.
-impl std::fmt::Debug for HandedClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HandedClient")
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("tcp_peer", &self.tcp_peer)
-            .finish_non_exhaustive()
-    }
-}
+use crate::secret::passthrough::ScramClientKey;
+use crate::secret::StoredSecret;
 
 /// Whether the session can be handed over as it stands (the relay asks between
 /// transactions, holding no server).
@@ -201,7 +159,7 @@ async fn restore(app: &App, h: HandedClient, peer: Addr) -> Result<Session, Clie
     let g = &app.config().pgweir;
     let (db_limit, user_limit) = (g.max_db_client_connections, g.max_user_client_connections);
     let slot = app
-        .clients
+        .client_limits
         .admit(database, user, db_limit, user_limit)
         .map_err(|refused| too_many(refused, database, user))?;
     let group = app.pools.get(database, user)?;
@@ -219,9 +177,9 @@ async fn restore(app: &App, h: HandedClient, peer: Addr) -> Result<Session, Clie
         .cancels
         .register_as(key)
         .ok_or(ClientError::HandoverFailed("its cancel key is taken here"))?;
-    let entry = app.connected.register(peer, database, user, String::new());
+    let entry = app.clients.register(peer, database, user, String::new());
     let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
-    let shared = Arc::clone(&app.sessions);
+    let shared = Arc::clone(&app.pins);
     let mut s = Session::new(group, params, cancel, slot, shared, entry, stop);
     let routes = s.group.routes() && s.pool.mode() != PoolMode::Session;
     let functions = routes.then_some(&s.group.routing.functions);

@@ -4,7 +4,7 @@
 //! ([`crate::auth::query`]). An unknown user, and one whose password is missing or expired,
 //! goes through the same exchange as a known one and fails the same way, so the answer does
 //! not reveal which users exist. A successful login leaves its secret and SCRAM key in the
-//! [`crate::auth::passthrough::Keyring`] for the pool's own logins.
+//! [`crate::secret::passthrough::Keyring`] for the pool's own logins.
 
 use bytes::{Buf, BytesMut};
 use rand::Rng;
@@ -12,26 +12,27 @@ use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 use tokio::io::AsyncWriteExt;
 
-use super::transport::Transport;
-use super::{read_message, ClientError};
+use super::ClientError;
 use crate::app::App;
-use crate::auth::channel_binding::MECHANISM_PLUS;
-use crate::auth::hba::{cert_proves, Method};
-use crate::auth::md5::{cleartext_check, cleartext_matches, md5_response_matches};
-use crate::auth::passthrough::ScramClientKey;
-use crate::auth::scram::{ScramServer, MECHANISM};
-use crate::auth::secret::{ScramVerifier, StoredSecret};
 use crate::auth::UserSecret;
 use crate::config::{AuthType, GeneralConfig};
+use crate::hba::{cert_proves, Method};
+use crate::net::read::read_message;
 use crate::net::stream::Stream;
+use crate::net::transport::Transport;
 use crate::protocol::{backend, fe};
+use crate::secret::channel_binding::MECHANISM_PLUS;
+use crate::secret::md5::{cleartext_check, cleartext_matches, md5_response_matches};
+use crate::secret::passthrough::ScramClientKey;
+use crate::secret::scram::{ScramServer, MECHANISM};
+use crate::secret::{ScramVerifier, StoredSecret};
 
 /// Password messages are small; anything bigger is an attack or a broken client.
 const MAX_PASSWORD_MESSAGE: usize = 8 * 1024;
 
 /// Runs the exchange the client's method calls for. Ok means the client proved who it is;
 /// what it proved against is then remembered for the pool's own logins
-/// ([`crate::auth::passthrough::Keyring`]).
+/// ([`crate::secret::passthrough::Keyring`]).
 pub async fn authenticate(
     app: &App,
     stream: &mut Stream,

@@ -10,7 +10,6 @@ pub mod buffers;
 mod error;
 pub mod handoff;
 pub mod inspect;
-pub mod limits;
 pub mod link;
 pub mod login;
 pub mod params;
@@ -19,34 +18,33 @@ pub mod reset;
 pub mod routing;
 pub mod settle;
 pub mod state;
-pub mod stop;
-pub mod transport;
 pub mod txn;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
 
 use crate::admin::{self, Access};
 use crate::app::App;
 use crate::cancel::ClientKey;
+use crate::clients::ClientEntry;
+use crate::clients::Refused;
+use crate::clients::Stop;
 use crate::config::ADMIN_DATABASES;
 use crate::error::{ClientVisible, Severity};
 use crate::net::accept;
 use crate::net::addr::Addr;
+use crate::net::read;
 use crate::net::stream::Stream;
+use crate::net::transport::Transport;
 use crate::pool::PoolError;
 use crate::protocol::startup::{self, StartupMessage, StartupPacket};
 use crate::protocol::{backend, ProtocolError, TxStatus, MAX_STARTUP_PACKET};
 use crate::server::ServerConn;
-use crate::stats::ClientEntry;
 pub use error::ClientError;
-use limits::Refused;
 use params::ClientParams;
-use stop::Stop;
-use transport::Transport;
 
 /// Startup parameters that are about the connection, not session settings.
 const CONNECTION_PARAMS: &[&str] = &["user", "database", "options", "replication"];
@@ -124,7 +122,7 @@ async fn encrypt(
     let silent = tokio::select! {
         _ = stream.arrival() => None,
         e = timed_out => Some(e),
-        e = stop::refuse_login(app.shutdown.watch(), || false) => Some(e),
+        e = crate::clients::stop::refuse_login(app.shutdown.watch(), || false) => Some(e.into()),
     };
     if let Some(e) = silent {
         count_timeout(&e);
@@ -161,10 +159,11 @@ async fn session(
             .await
             .map_err(|_| ClientError::LoginTimeout(limit))?
     };
-    let refused = stop::refuse_login(app.shutdown.watch(), || who.0.get().is_some());
+    let refused =
+        crate::clients::stop::refuse_login(app.shutdown.watch(), || who.0.get().is_some());
     let ready = tokio::select! {
         ready = login => ready?,
-        e = refused => return Err(e),
+        e = refused => return Err(e.into()),
     };
     let Some(ready) = ready else {
         return Ok(());
@@ -193,7 +192,9 @@ async fn serve_ready(
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         },
-        Ready::Console(console) => Box::pin(admin::run(app, console, stream, buf)).await,
+        Ready::Console(console) => Box::pin(admin::run(app, console, stream, buf))
+            .await
+            .map_err(ClientError::from),
     };
     if let Some(e) = ended.as_ref().err().filter(|e| e.reportable()) {
         // pgweir's own errors count with the servers' (which the relay counts).
@@ -322,7 +323,7 @@ async fn log_in(
 
     let g = &app.config().pgweir;
     let slot = app
-        .clients
+        .client_limits
         .admit(
             database,
             user,
@@ -342,14 +343,14 @@ async fn log_in(
     let key = cancel.key();
     backend::backend_key_data(&mut out, key.pid, key.secret);
     backend::ready_for_query(&mut out, TxStatus::Idle);
-    let shared = Arc::clone(&app.sessions);
+    let shared = Arc::clone(&app.pins);
     if !app.admitting() {
         // Shutdown began while this client was logging in.
         return Err(ClientError::ShuttingDown);
     }
     // Listed before it hears ReadyForQuery, so SHOW CLIENTS has it as soon as it can act.
     let entry = app
-        .connected
+        .clients
         .register(*peer, database, user, stream.tls_description());
     stream.write_all(&out).await?;
     let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
@@ -390,7 +391,7 @@ async fn enter_console(
         return Err(ClientError::ShuttingDown);
     }
     let entry = app
-        .connected
+        .clients
         .register(*peer, database, user, stream.tls_description());
     stream.write_all(&out).await?;
     Ok(Some(Ready::Console(admin::Console { access, entry })))
@@ -457,43 +458,14 @@ async fn read_startup(
     stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<StartupPacket, ClientError> {
-    fill(stream, buf, 4).await?;
+    read::fill(stream, buf, 4).await?;
     let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     if !(8..=MAX_STARTUP_PACKET).contains(&len) {
         return Err(ProtocolError::BadStartupLength(len).into());
     }
-    fill(stream, buf, len).await?;
+    read::fill(stream, buf, len).await?;
     let packet = buf.split_to(len);
     Ok(startup::parse(&packet[4..])?)
-}
-
-/// Reads one tagged message of at most `max` bytes, whole.
-pub(crate) async fn read_message(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    max: usize,
-) -> Result<(u8, Bytes), ClientError> {
-    fill(stream, buf, 5).await?;
-    let tag = buf[0];
-    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if !(4..=max).contains(&len) {
-        return Err(ProtocolError::BadLength(len as u32).into());
-    }
-    fill(stream, buf, len + 1).await?;
-    buf.advance(5);
-    Ok((tag, buf.split_to(len - 4).freeze()))
-}
-
-/// Reads until `buf` holds at least `n` bytes.
-async fn fill(stream: &mut Stream, buf: &mut BytesMut, n: usize) -> Result<(), ClientError> {
-    while buf.len() < n {
-        // Room for the rest of the packet, and enough that a login takes few reads.
-        buf.reserve((n - buf.len()).max(1024));
-        if stream.read_buf(buf).await? == 0 {
-            return Err(ClientError::Closed);
-        }
-    }
-    Ok(())
 }
 
 /// Forwards a cancel to the server the key's client holds right now, if any. A key this
@@ -506,7 +478,7 @@ pub(crate) async fn forward_cancel(app: &App, key: ClientKey, ask_peers: bool) {
         }
         drop(in_flight);
     } else if ask_peers && !app.cancels.knows(key.pid) {
-        crate::takeover::cancel_elsewhere(app.config().pgweir.listen_port, key).await;
+        crate::control::cancel_elsewhere(app.config().pgweir.listen_port, key).await;
     } else {
         tracing::debug!("cancel request for no active query; dropped");
     }

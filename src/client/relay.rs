@@ -31,26 +31,27 @@ use tokio::io::AsyncReadExt;
 use super::acquire::{acquire, next_request, Acquired};
 use super::buffers::{ensure_spare, shelve};
 use super::inspect::{drain_client, ServerSide, ServerTracking};
-use super::limits::ClientSlot;
 use super::link::{Link, Timeouts};
 use super::params::ClientParams;
 use super::reset::{self, Leftover};
 use super::routing::{route_reply, ClientRoute, Held, LinkRoute};
 use super::settle::{after_transaction, AfterTransaction};
-use super::state::SessionShared;
-use super::stop::Stop;
 use super::ClientError;
 use crate::cancel::{CancelHandle, CancelTarget};
+use crate::clients::ClientSlot;
+use crate::clients::PinCounts;
+use crate::clients::Stop;
+use crate::clients::{ClientEntry, ClientState};
+use crate::config::Node;
 use crate::config::PoolMode;
 use crate::error::{Severity, SqlState};
 use crate::net::stream::Stream;
-use crate::pool::{Node, Pool, PoolGroup, PooledServer};
+use crate::pool::{Pool, PoolGroup, PooledServer};
 use crate::prepared::{answer_parse_locally, ClientStatements};
 use crate::protocol::framer::{Framer, OutQueue};
 use crate::protocol::{backend, TxStatus};
 use crate::server::{ServerConn, ServerError, SCS_SLOT};
 use crate::sql::{PinReason, Pins};
-use crate::stats::{ClientEntry, ClientState};
 
 /// Reading from one side pauses while this much waits to be written to the other.
 const HIGH_WATER: usize = 256 * 1024;
@@ -68,7 +69,7 @@ pub struct Session {
     pub(super) route: ClientRoute,
     pub(super) params: ClientParams,
     pub(super) cancel: CancelHandle,
-    pub(super) shared: Arc<SessionShared>,
+    pub(super) shared: Arc<PinCounts>,
     /// The client's named prepared statements.
     pub(super) statements: ClientStatements,
     /// State that ties the client to the server it holds.
@@ -92,7 +93,7 @@ impl Session {
         params: ClientParams,
         cancel: CancelHandle,
         slot: ClientSlot,
-        shared: Arc<SessionShared>,
+        shared: Arc<PinCounts>,
         entry: ClientEntry,
         stop: Stop,
     ) -> Self {
@@ -219,9 +220,13 @@ pub async fn run(
             // Between transactions: the client's work is done; a pinned server is cleaned
             // (closed after a KILL).
             if let Some((server, _)) = b.pinned_to.take() {
-                Box::pin(reset::left_behind(server, s.stop.leftover())).await;
+                Box::pin(reset::left_behind(
+                    server,
+                    Leftover::when_stopped(s.stop.killed()),
+                ))
+                .await;
             }
-            return Err(e);
+            return Err(e.into());
         }
         if b.pinned_to.is_none() {
             s.entry.set(ClientState::Idle);
@@ -466,7 +471,7 @@ async fn pump(
                     return Ok(End::Expired(e));
                 }
             }
-            e = stop.at(boundary) => return Ok(End::Expired(e)),
+            e = stop.at(boundary) => return Ok(End::Expired(e.into())),
             r = cr.read_buf(cbuf), if read_client => {
                 if r? == 0 {
                     // Mid-message, mid-COPY or before a batch's Sync, what would complete

@@ -22,6 +22,21 @@ pub enum Leftover {
     Clean { rollback: bool, discard: bool },
 }
 
+impl Leftover {
+    /// What becomes of a server a client holds between transactions when it must go
+    /// (shutdown, KILL): reset for the next client, unless the client was killed.
+    pub fn when_stopped(killed: bool) -> Self {
+        if killed {
+            Leftover::Close
+        } else {
+            Leftover::Clean {
+                rollback: false,
+                discard: true,
+            }
+        }
+    }
+}
+
 /// Makes `server` fit for the next client, or closes it.
 pub async fn left_behind(server: PooledServer, left: Leftover) {
     let steps: &[&str] = match left {

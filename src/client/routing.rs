@@ -12,9 +12,10 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::config::Node;
 use crate::config::PoolMode;
 use crate::error::{Severity, SqlState};
-use crate::pool::{Node, Policy};
+use crate::pool::Policy;
 use crate::prepared::ClientStatements;
 use crate::protocol::framer::View;
 use crate::protocol::{backend, fe, split_cstr, TxStatus};

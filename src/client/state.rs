@@ -9,8 +9,6 @@
 //! rolled back with their transaction, and state dropped again all come out exactly as
 //! Postgres has them, at the cost of one round trip after only those transactions.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
 use crate::server::TRACKED;
 use crate::sql::{Effects, PinReason, Pins};
 
@@ -32,36 +30,6 @@ impl Watch {
 
     pub fn any(&self) -> bool {
         self.settings || self.pins
-    }
-}
-
-/// What every session shares: how many clients are pinned.
-#[derive(Debug, Default)]
-pub struct SessionShared {
-    pinned_now: AtomicUsize,
-    pinned_total: AtomicU64,
-}
-
-impl SessionShared {
-    /// A client became pinned to its server.
-    pub fn pinned(&self) {
-        self.pinned_now.fetch_add(1, Ordering::Relaxed);
-        self.pinned_total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A pinned client let go of its server, or left.
-    pub fn unpinned(&self) {
-        self.pinned_now.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Clients pinned right now.
-    pub fn pinned_now(&self) -> usize {
-        self.pinned_now.load(Ordering::Relaxed)
-    }
-
-    /// Times any client became pinned since start.
-    pub fn pinned_total(&self) -> u64 {
-        self.pinned_total.load(Ordering::Relaxed)
     }
 }
 

@@ -13,13 +13,13 @@ use super::auth;
 use super::error::Problem;
 use super::listen::{self, FileMode, Group, ListenAddr, UnixSocket};
 use super::reader::{EnvLookup, Reader, Section};
+use super::Node;
 use super::{
     AuthType, Config, DatabaseConfig, FleetName, GeneralConfig, Histograms, LogFormat,
     PoolDefaults, PoolMode, ReadRouting, ReplicaConfig, Target, UserConfig, ADMIN_DATABASES,
     LOG_LEVELS,
 };
-use crate::auth::hba::HbaFile;
-use crate::pool::Node;
+use crate::hba::HbaFile;
 use crate::sql::route::never_read_only;
 
 /// Where Postgres listens unless a database entry says otherwise.

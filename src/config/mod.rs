@@ -22,6 +22,7 @@ mod fleet;
 mod hint;
 mod listen;
 mod load;
+mod node;
 mod reader;
 mod settings;
 mod tcp;
@@ -40,11 +41,12 @@ pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
 pub use fleet::{FleetName, MAX_FLEET_NAME};
 pub use listen::{FileMode, Group, ListenAddr, ListenHost, UnixSocket};
+pub use node::Node;
 pub use settings::PoolSettings;
 pub use tcp::TcpSettings;
 pub use tls::{ClientTlsMode, ServerTlsMode, TlsConfig};
 
-use crate::auth::hba::HbaFile;
+use crate::hba::HbaFile;
 
 /// Keys a reload does not apply to the running process: sockets, threads and the log
 /// are set up once at start; existing pools keep the connect settings, shared limits and

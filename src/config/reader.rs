@@ -16,7 +16,7 @@ use super::env::expand;
 use super::error::Problem;
 use super::hint;
 use super::Secret;
-use crate::auth::secret::StoredSecret;
+use crate::secret::StoredSecret;
 
 /// Environment lookup, injectable so tests need not touch the process environment.
 pub(super) type EnvLookup<'e> = &'e dyn Fn(&str) -> Option<String>;

@@ -23,8 +23,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
+use crate::budget::{Budget, Budgets};
 use crate::config::FleetName;
-use crate::pool::limits::{Budget, Budgets};
 use crate::server::ServerTarget;
 
 /// Which limit a budget is.

@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use super::addr::Addr;
 use super::stream::Stream;
 use super::tls::{common_name, ClientTls, ALPN};
-use crate::client::transport::Transport;
 use crate::error::{Severity, SqlState};
+use crate::net::transport::Transport;
 use crate::protocol::backend;
 use crate::protocol::startup::{self, StartupPacket};
 

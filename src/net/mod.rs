@@ -6,6 +6,8 @@
 pub mod accept;
 pub mod addr;
 pub mod connect;
+pub mod read;
 pub mod stream;
 pub mod tcp;
 pub mod tls;
+pub mod transport;

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Node, Pool};
+use super::Pool;
+use crate::config::Node;
 use crate::config::{DatabaseConfig, ReadRouting, ReplicaConfig, Secret, Target};
 use crate::route::{pick, Candidate, Monitor};
 use crate::server::ServerTarget;

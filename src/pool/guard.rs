@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::state::{Delivery, WaiterId};
-use super::{Conn, Node, Pool, PoolError};
+use super::{Conn, Pool, PoolError};
+use crate::config::Node;
 use crate::server::ServerConn;
 
 /// Counts a client waiting for RESUME while it waits, however its wait ends.

@@ -2,8 +2,8 @@
 //! `query_wait_timeout` (and a reserve after `reserve_pool_timeout`), connections opened a
 //! few at a time by the pool itself, health checks before reuse, and the [`PooledServer`]
 //! guard that gives a connection back (or closes it). The bookkeeping lives in [`state`],
-//! without I/O; [`registry`] creates pools and runs their upkeep; [`limits`] counts server
-//! connections per database and per user across pools; [`servers`] lists a pool's
+//! without I/O; [`registry`] creates pools and runs their upkeep; [`crate::budget`] counts
+//! server connections per database and per user across pools; [`servers`] lists a pool's
 //! connections one by one for the admin console; [`control`] holds the admin console's
 //! pause and disable switches, which a pool reads at each checkout; [`guard`] the guards
 //! of a checkout (a place in the queue, the server handed out).
@@ -11,7 +11,6 @@
 pub mod control;
 pub mod group;
 mod guard;
-pub mod limits;
 pub mod registry;
 pub mod servers;
 pub mod state;
@@ -25,6 +24,8 @@ use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
+use crate::budget::Budgets;
+use crate::config::Node;
 use crate::config::{PoolMode, PoolSettings};
 use crate::error::{ClientVisible, SqlState};
 use crate::prepared::Registry;
@@ -33,7 +34,6 @@ use crate::server::login::connect;
 use crate::server::{ServerConn, ServerError, ServerParams, ServerTarget};
 use control::Switch;
 use guard::{Held, Waiting};
-use limits::Budgets;
 use servers::{Lent, LentServers};
 use state::{Checkout, Failure, PoolState, Sizes, Snapshot, WaitLimits};
 
@@ -58,34 +58,6 @@ impl fmt::Display for PoolKey {
         match self.node {
             Node::Primary => Ok(()),
             Node::Replica(i) => write!(f, "@replica{i}"),
-        }
-    }
-}
-
-/// One server of a database: its primary, or the replica at this index of `replicas`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Node {
-    #[default]
-    Primary,
-    Replica(usize),
-}
-
-impl Node {
-    /// The `node` label of metrics: `primary`, `replica0`, `replica1`, ...
-    pub fn label(self) -> String {
-        match self {
-            Node::Primary => "primary".to_owned(),
-            Node::Replica(i) => format!("replica{i}"),
-        }
-    }
-
-    /// The `database` column of the console's per-node rows: the database for its primary,
-    /// `database/replica0` for a replica, so the rows of one (database, user) stay apart for
-    /// tools that key on those two columns (the Prometheus pgbouncer_exporter).
-    pub fn console_name(self, database: &str) -> String {
-        match self {
-            Node::Primary => database.to_owned(),
-            Node::Replica(_) => format!("{database}/{}", self.label()),
         }
     }
 }

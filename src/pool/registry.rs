@@ -19,14 +19,15 @@ use parking_lot::{Mutex, RwLock};
 
 use super::control::Control;
 use super::group::{Origin, Routing};
-use super::limits::{Budget, Budgets};
-use super::{ConnectSettings, Node, OnOutage, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
-use crate::auth::passthrough::Keyring;
+use super::{ConnectSettings, OnOutage, Pool, PoolError, PoolGroup, PoolKey, ReplicaPool};
+use crate::budget::{Budget, Budgets};
+use crate::config::Node;
 use crate::config::{Config, DatabaseConfig, PoolSettings};
 use crate::fleet::{Fleet, Kind};
 use crate::net::tls::TlsState;
 use crate::prepared::Registry;
 use crate::route::{Monitor, MonitorSettings};
+use crate::secret::passthrough::Keyring;
 use crate::server::ServerTarget;
 use crate::sql::ReadOnlyFunctions;
 use crate::stats::GroupStats;

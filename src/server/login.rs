@@ -3,7 +3,7 @@
 //! (SCRAM-SHA-256, with channel binding under TLS, md5, cleartext or none), then
 //! ParameterStatus and BackendKeyData up to the first ReadyForQuery. Without a plaintext
 //! password, SCRAM passes through with the keys a client revealed and md5 answers from the
-//! stored hash ([`crate::auth::passthrough`]).
+//! stored hash ([`crate::secret::passthrough`]).
 
 use std::time::{Duration, Instant};
 
@@ -24,10 +24,10 @@ use super::{
     upstream_error, ServerConn, ServerError, ServerId, ServerKey, ServerParams, ServerTarget,
     Stream,
 };
-use crate::auth::passthrough::{Gs2, KeyedScramClient, PassThroughError};
-use crate::auth::secret::StoredSecret;
 use crate::net::addr::{is_socket_dir, socket_path, Addr};
 use crate::net::connect::{server_end_point, upgrade};
+use crate::secret::passthrough::{Gs2, KeyedScramClient, PassThroughError};
+use crate::secret::StoredSecret;
 
 /// Connects and logs in, all within `timeout`.
 pub async fn connect(target: &ServerTarget, timeout: Duration) -> Result<ServerConn, ServerError> {
@@ -337,7 +337,7 @@ mod tests {
     /// without its signature must not get a logged-in connection.
     #[tokio::test]
     async fn authentication_ok_without_the_server_signature_is_refused() {
-        use crate::auth::passthrough::Credentials;
+        use crate::secret::passthrough::Credentials;
         use std::sync::Arc;
         use tokio::io::AsyncReadExt;
 

@@ -18,7 +18,6 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::auth::passthrough::{Credentials, PassThroughError};
 use crate::config::{Secret, TcpSettings};
 use crate::error::{ClientVisible, SqlState};
 use crate::net::addr::{is_socket_dir, socket_path, Addr};
@@ -27,6 +26,7 @@ use crate::net::stream::Stream;
 use crate::net::tls::TlsState;
 use crate::prepared::ServerStatements;
 use crate::protocol::{backend, TxStatus};
+use crate::secret::passthrough::{Credentials, PassThroughError};
 
 /// Identifies one server connection in logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -267,7 +267,7 @@ pub struct ServerConn {
     pub addr: Addr,
     pub created: Instant,
     /// This connection's share of max_db_connections / max_user_connections.
-    pub permit: crate::pool::limits::Permit,
+    pub permit: crate::budget::Permit,
 }
 
 impl ServerConn {

@@ -1,18 +1,15 @@
-//! What pgweir counts about its work, for the Prometheus endpoint ([`exporter`]) and the
+//! What pgweir counts about its work, for the Prometheus endpoint ([`crate::report`]) and the
 //! admin console's SHOW commands: per (database, user) totals kept in atomics
 //! ([`GroupStats`], updated by the relay once per request and transaction, with the change
-//! over the last `stats_period` that [`period`] closes), latency histograms recorded
-//! through the `metrics` crate, and the state of every client ([`Clients`]). Gauges such as servers by state are not kept here: they are read from the
-//! pools when someone asks.
+//! over the last `stats_period` that [`period`] closes) and latency histograms recorded
+//! through the `metrics` crate. Gauges such as servers and clients by state are not kept
+//! here: they are read from the pools and the client registry when someone asks.
 //!
 //! The hot path costs a few relaxed atomic additions and three histogram samples per
 //! transaction; without `metrics_addr` no recorder is installed and the histogram handles
 //! do nothing.
 
 pub mod catalog;
-pub mod clients;
-pub mod exporter;
-pub mod gauges;
 pub mod period;
 
 use std::collections::VecDeque;
@@ -26,7 +23,6 @@ use crate::config::Histograms;
 use crate::prepared::CacheCounts;
 use crate::protocol::TxStatus;
 
-pub use clients::{ClientEntry, ClientState, Clients, Kill, KillWatch};
 pub use period::{Averages, Period, Reading};
 
 /// Totals for one (database, user) pair since start, as PgBouncer's SHOW STATS has them.

@@ -1,14 +1,12 @@
 //! The stats period: every `stats_period`, the change in each (database, user)'s
 //! [`super::GroupStats`] totals is kept on the stats (for SHOW STATS's `avg_*` columns) and
-//! logged as one line per pair that did anything, with rates and averages over the period
-//! as PgBouncer computes them ([`Averages`]).
+//! logged ([`crate::report::period`]) as one line per pair that did anything, with rates and
+//! averages over the period as PgBouncer computes them ([`Averages`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::GroupStats;
-use crate::app::App;
 
 /// The totals at one reading, or the change between two.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,39 +119,6 @@ impl Averages {
             binds: per_second(d.binds),
         }
     }
-}
-
-/// Closes a period every `period` until the process ends.
-pub async fn log_every(app: Arc<App>, period: Duration) {
-    let mut every = tokio::time::interval(period);
-    every.tick().await;
-    let mut began = Instant::now();
-    loop {
-        every.tick().await;
-        let length = began.elapsed();
-        began = Instant::now();
-        for s in app.pools.group_stats() {
-            let p = s.close_period(length);
-            if p.change != Reading::default() {
-                log_line(&s, Averages::of(p));
-            }
-        }
-    }
-}
-
-fn log_line(s: &GroupStats, a: Averages) {
-    tracing::info!(
-        database = %s.database,
-        user = %s.user,
-        xacts_per_sec = a.transactions,
-        queries_per_sec = a.queries,
-        in_bytes_per_sec = a.received,
-        out_bytes_per_sec = a.sent,
-        avg_xact_us = a.transaction_us,
-        avg_query_us = a.query_us,
-        avg_wait_us = a.wait_us,
-        "stats"
-    );
 }
 
 #[cfg(test)]

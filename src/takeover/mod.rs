@@ -7,7 +7,7 @@
 //! Every process binds a control socket `<pid>.sock` in the port's control directory,
 //! `$TMPDIR/pgweir-<listen_port>/` (mode 0700: only pgweir's own OS user may connect, and a
 //! takeover is checked against the caller's credentials as well). The protocol is frames of
-//! JSON with descriptors attached ([`wire`]):
+//! JSON with descriptors attached ([`crate::control`]):
 //!
 //! 1. The new process connects to the oldest socket in the directory and sends
 //!    [`Message::Takeover`]; the old one answers [`Message::Sockets`] with its listening TCP
@@ -22,27 +22,22 @@
 //! A process that gets a CancelRequest for a key it does not know sends it to every other
 //! control socket of the port as [`Message::Cancel`]; the one serving that client forwards it.
 
-pub mod outbox;
-pub mod wire;
-
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
 
 use crate::app::App;
 use crate::cancel::ClientKey;
-use crate::client::handoff::HandedClient;
+use crate::control::wire::{Wire, WireError};
+use crate::control::{control_dir, sockets_in, Message};
 use crate::listener::{Handover, Listeners};
-pub use outbox::Outbox;
-use wire::{Wire, WireError};
 
 /// Why a takeover could not happen.
 #[derive(Debug, thiserror::Error)]
@@ -60,38 +55,8 @@ pub enum TakeoverError {
     },
 }
 
-/// What crosses a control connection.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind")]
-pub enum Message {
-    /// New to old: hand everything over to process `pid`.
-    Takeover { pid: u32 },
-    /// Any process to another: forward this cancel if the client is yours.
-    Cancel { pid: i32, secret: i32 },
-    /// Old to new, with descriptors attached in this order: each TCP socket, the Unix socket
-    /// (with its directory and port), the metrics socket.
-    Sockets {
-        tcp: usize,
-        unix: Option<(PathBuf, u16)>,
-        metrics: bool,
-    },
-    /// New to old: accepting on the sockets; hand the clients over.
-    Accepting,
-    /// Old to new: one client, its socket attached.
-    Client(Box<HandedClient>),
-    /// Old to new: every client has been handed over or has left.
-    Done { handed: usize },
-    /// The request cannot be served (another takeover is under way).
-    Refused { why: String },
-}
-
 /// How long a control connection's peer may take to send a message.
 const CONTROL_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The port's control directory.
-pub fn control_dir(port: u16) -> PathBuf {
-    std::env::temp_dir().join(format!("pgweir-{port}"))
-}
 
 /// This process's control socket; its file goes with it.
 #[derive(Debug)]
@@ -391,48 +356,4 @@ fn receive(
             }
         }
     }
-}
-
-/// Control sockets in `dir`, oldest first, less this process's own.
-fn sockets_in(dir: &Path) -> Vec<PathBuf> {
-    let own = format!("{}.sock", std::process::id());
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.ends_with(".sock") && n != own)
-        })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    found.sort();
-    found.into_iter().map(|(_, p)| p).collect()
-}
-
-/// Sends a cancel this process could not place to every other process of the port.
-pub async fn cancel_elsewhere(port: u16, key: ClientKey) {
-    let sent = tokio::task::spawn_blocking(move || {
-        for path in sockets_in(&control_dir(port)) {
-            match StdUnixStream::connect(&path) {
-                Ok(stream) => {
-                    let cancel = Message::Cancel {
-                        pid: key.pid,
-                        secret: key.secret,
-                    };
-                    if let Err(e) = Wire::new(stream).send(&cancel, &[]) {
-                        tracing::debug!(error = %e, "cancel not sent to a peer");
-                    }
-                }
-                // A socket nobody listens on was left by a process that was killed.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(_) => {}
-            }
-        }
-    });
-    let _ = sent.await;
 }

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 /// Connected-client counts by name.
 #[derive(Debug, Default)]
-pub struct ClientCounts {
+pub struct ClientLimits {
     by_db: Mutex<HashMap<String, usize>>,
     by_user: Mutex<HashMap<String, usize>>,
 }
@@ -21,7 +21,7 @@ pub enum Refused {
     User,
 }
 
-impl ClientCounts {
+impl ClientLimits {
     /// Counts a client in, unless either limit (0 = unlimited) is already reached.
     pub fn admit(
         self: &Arc<Self>,
@@ -73,7 +73,7 @@ fn give_back(map: &Mutex<HashMap<String, usize>>, name: &str) {
 /// One client's place in the counts.
 #[derive(Debug)]
 pub struct ClientSlot {
-    counts: Arc<ClientCounts>,
+    counts: Arc<ClientLimits>,
     db: String,
     user: String,
 }
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn limits_apply_per_name_and_places_come_back() {
-        let c = Arc::new(ClientCounts::default());
+        let c = Arc::new(ClientLimits::default());
         let a = c.admit("app", "alice", 2, 1).unwrap();
         assert_eq!(c.admit("app", "alice", 2, 1).unwrap_err(), Refused::User);
         assert_eq!(

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::keys;
 use super::passthrough::ScramClientKey;
-use super::secret::StoredSecret;
+use super::StoredSecret;
 
 /// Whether `response` is `"md5" + hex(md5(hex(md5(password + user)) + salt))` for the stored
 /// password. A SCRAM verifier cannot answer md5 (Postgres switches to SCRAM for such users;

@@ -2,11 +2,11 @@
 //! `"user" "secret"` pair per line, a doubled `""` standing for a quote inside either, blank
 //! lines and lines starting with `;` or `#` ignored, anything after the secret ignored. The
 //! secret is plaintext, `md5<hex>` or a `SCRAM-SHA-256$` verifier ([`StoredSecret`]).
-//! Pure: [`super::UserDirectory`] reads the file and hands the text here.
+//! Pure: [`crate::auth::UserDirectory`] reads the file and hands the text here.
 
 use thiserror::Error;
 
-use super::secret::StoredSecret;
+use super::StoredSecret;
 
 /// Why a file was refused: the line and what is wrong there, never the secret itself.
 #[derive(Debug, Error, PartialEq, Eq)]

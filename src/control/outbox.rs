@@ -1,6 +1,6 @@
 //! The old process's side of handing clients over: client tasks post themselves here once
 //! between transactions ([`crate::client::handoff::give`]), and the takeover's control
-//! thread ([`super::hand_over`]) sends each to the successor in turn.
+//! thread ([`crate::takeover`]) sends each to the successor in turn.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +8,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 
 use parking_lot::Mutex;
 
-use crate::client::handoff::HandedClient;
+use super::HandedClient;
 
 /// One client to hand over (its socket, a copy of the descriptor, and its session), or
 /// `None`: every client has gone, say so and finish.
@@ -64,7 +64,7 @@ impl Outbox {
     }
 
     /// The control thread sent the last frame.
-    pub(super) fn flushed(&self) {
+    pub fn flushed(&self) {
         self.flushed.store(true, Ordering::SeqCst);
     }
 

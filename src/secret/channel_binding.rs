@@ -48,9 +48,9 @@ pub fn expected(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::keys::verifier_for;
-    use crate::auth::scram::ScramServer;
-    use crate::auth::secret::StoredSecret;
+    use crate::secret::keys::verifier_for;
+    use crate::secret::scram::ScramServer;
+    use crate::secret::StoredSecret;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     use ScramError::*;
 

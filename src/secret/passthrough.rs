@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use super::keys::hmac;
-use super::secret::{ScramVerifier, StoredSecret};
+use super::{ScramVerifier, StoredSecret};
 
 /// A ClientKey recovered from a client's SCRAM proof: as good as the password for logging
 /// in, so never shown.
@@ -276,8 +276,8 @@ impl KeyedScramClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::channel_binding::MECHANISM_PLUS;
-    use crate::auth::scram::{ScramServer, MECHANISM};
+    use crate::secret::channel_binding::MECHANISM_PLUS;
+    use crate::secret::scram::{ScramServer, MECHANISM};
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     use postgres_protocol::password::scram_sha_256;
 

@@ -4,7 +4,7 @@
 //! place at start, before any pool exists, so the histogram and counter handles the pools
 //! and relay keep are live; [`serve`] answers scrapes. Values that are state rather than
 //! events (clients and servers by state, pool sizes, replica lag, the totals of
-//! [`super::GroupStats`]) are read when a scrape arrives, so they cost the relay nothing;
+//! [`crate::stats::GroupStats`]) are read when a scrape arrives, so they cost the relay nothing;
 //! [`super::gauges`] merges what several groups report for one series and zeroes series
 //! nothing reports any more.
 //!
@@ -24,9 +24,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::gauges::{Gauges, Labels, Merge, Series};
-use super::ClientState;
 use crate::app::App;
-use crate::pool::{Node, PoolGroup};
+use crate::clients::ClientState;
+use crate::config::Node;
+use crate::pool::PoolGroup;
 
 /// Histogram buckets, in seconds: from a fast pgbench query to a long report.
 const BUCKETS: [f64; 15] = [
@@ -48,7 +49,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets(&BUCKETS)?
         .install_recorder()?;
-    super::catalog::describe();
+    crate::stats::catalog::describe();
     Ok(handle)
 }
 
@@ -186,7 +187,7 @@ fn refresh_fleet(app: &App, gauges: &mut Gauges) {
 /// Logged-in clients per (database, user), by state in [`ClientState::ALL`]'s order.
 fn client_counts(app: &App) -> BTreeMap<(String, String), [usize; 4]> {
     let mut out: BTreeMap<(String, String), [usize; 4]> = BTreeMap::new();
-    for ((database, user, state), n) in app.connected.counts() {
+    for ((database, user, state), n) in app.clients.counts() {
         let i = ClientState::ALL
             .iter()
             .position(|s| *s == state)

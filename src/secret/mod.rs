@@ -1,5 +1,17 @@
-//! What pgweir stores about a user's password: plaintext, an md5 hash or a SCRAM verifier,
-//! parsed from the strings Postgres itself uses (`md5<hex>`, `SCRAM-SHA-256$…`).
+//! Passwords and what stands for them, with no I/O: what pgweir stores about a user's
+//! password (plaintext, an md5 hash or a SCRAM verifier, parsed here from the strings Postgres
+//! itself uses, `md5<hex>`, `SCRAM-SHA-256$…`), [`scram`] the server side of the SASL
+//! exchange ([`channel_binding`] its `-PLUS` checks), [`keys`] SCRAM keys derived from
+//! passwords, [`md5`] md5 responses and cleartext passwords, [`userlist`] PgBouncer's auth
+//! file, and [`passthrough`] what pgweir may log in to Postgres with when it has no plaintext
+//! password. A leaf: the configuration, authentication and server logins all build on it.
+
+pub mod channel_binding;
+pub mod keys;
+pub mod md5;
+pub mod passthrough;
+pub mod scram;
+pub mod userlist;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;

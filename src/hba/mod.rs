@@ -567,5 +567,4 @@ fn include(
 }
 
 #[cfg(test)]
-#[path = "hba_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! Frames on a control connection: a 4-byte length, a JSON [`Message`], and the file
+//! Frames on a control connection: a 4-byte length, a JSON [`super::Message`], and the file
 //! descriptors the message names passed alongside with SCM_RIGHTS (the kernel gives the
 //! receiver its own copies). Blocking I/O on a `std` Unix stream: a control connection
 //! carries a handful of frames, or one per client handed over, and runs on its own thread.

@@ -8,7 +8,7 @@
 //! Each entry also carries the client's kill switch: the admin console's KILL and
 //! KILL_CLIENT throw it ([`ClientInfo::kill`]) and the client's task, which selects on it
 //! wherever it waits ([`KillWatch`]), ends the session. The same wake-up serves shutdown
-//! ([`Clients::wake_all`]): a client task leaves its waker in its own entry, one
+//! ([`ClientRegistry::wake_all`]): a client task leaves its waker in its own entry, one
 //! uncontended lock per poll, where a watch channel would queue and unqueue a waiter on
 //! every poll of the relay loop.
 
@@ -92,7 +92,7 @@ impl Kill {
 
 /// The registry of logged-in clients.
 #[derive(Debug, Default)]
-pub struct Clients {
+pub struct ClientRegistry {
     next_id: AtomicU64,
     by_id: Mutex<HashMap<u64, Weak<ClientInfo>>>,
 }
@@ -183,7 +183,7 @@ impl KillWatch {
 #[derive(Debug)]
 pub struct ClientEntry {
     info: Arc<ClientInfo>,
-    registry: Arc<Clients>,
+    registry: Arc<ClientRegistry>,
 }
 
 impl ClientEntry {
@@ -228,7 +228,7 @@ impl Drop for ClientEntry {
     }
 }
 
-impl Clients {
+impl ClientRegistry {
     /// Registers a client that has just logged in, idle.
     pub fn register(
         self: &Arc<Self>,
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn clients_come_and_go_with_their_states() {
-        let clients = Arc::new(Clients::default());
+        let clients = Arc::new(ClientRegistry::default());
         let addr = Addr::Tcp("127.0.0.1:5000".parse().unwrap());
         let a = clients.register(addr, "db", "u", String::new());
         let b = clients.register(addr, "db", "u", String::new());
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_waiting_client_shows_its_request_time_and_wait() {
-        let clients = Arc::new(Clients::default());
+        let clients = Arc::new(ClientRegistry::default());
         let entry = clients.register(
             Addr::Tcp("127.0.0.1:5000".parse().unwrap()),
             "db",
@@ -341,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_kill_wakes_the_client_once_and_the_first_reason_stays() {
-        let clients = Arc::new(Clients::default());
+        let clients = Arc::new(ClientRegistry::default());
         let entry = clients.register(
             Addr::Tcp("127.0.0.1:5000".parse().unwrap()),
             "db",

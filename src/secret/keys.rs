@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 
 use super::passthrough::ScramClientKey;
-use super::secret::{ScramVerifier, StoredSecret};
+use super::{ScramVerifier, StoredSecret};
 
 /// Postgres' default `scram_iterations`, used for verifiers derived from plaintext secrets.
 pub const DEFAULT_ITERATIONS: u32 = 4096;

@@ -15,7 +15,7 @@ use thiserror::Error;
 use super::channel_binding;
 use super::keys::hmac;
 use super::passthrough::ScramClientKey;
-use super::secret::ScramVerifier;
+use super::ScramVerifier;
 
 /// The SASL mechanism pgweir always offers; under TLS `SCRAM-SHA-256-PLUS` comes first.
 pub const MECHANISM: &str = "SCRAM-SHA-256";
@@ -307,8 +307,8 @@ fn expect_attr(part: Option<&[u8]>, name: u8) -> Result<&[u8], ScramError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::keys::verifier_for;
-    use crate::auth::secret::StoredSecret;
+    use crate::secret::keys::verifier_for;
+    use crate::secret::StoredSecret;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
     use postgres_protocol::password::scram_sha_256;
     use rand::rngs::StdRng;
