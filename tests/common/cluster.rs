@@ -1,4 +1,5 @@
-//! The throwaway PostgreSQL 15 cluster: one per test binary, started lazily.
+//! The throwaway PostgreSQL cluster (version 15, or the one in `$PGWEIR_PG_BIN`): one per
+//! test binary, started lazily.
 //!
 //! `initdb` runs into a fresh temp dir, the server listens on 127.0.0.1 and a free
 //! port, and `pg_hba.conf` gives each test user a different login method so pgweir's
@@ -61,7 +62,12 @@ pub const TEST_DB: &str = "pgweir_test";
 const INSTALL_HINT: &str = "PostgreSQL 15 server binaries (initdb, pg_ctl, postgres) were not \
 found in /usr/lib/postgresql/15/bin nor in `pg_config --bindir`. The integration tests need a \
 real PostgreSQL 15: install it with `apt-get install postgresql-15 postgresql-client-15` \
-(Debian/Ubuntu) and run the tests again.";
+(Debian/Ubuntu) and run the tests again, or set PGWEIR_PG_BIN to the bin directory of another \
+PostgreSQL (initdb, pg_ctl, postgres, psql, pgbench).";
+
+/// Names the directory of the PostgreSQL programs to test against instead of version 15's
+/// (e.g. `PGWEIR_PG_BIN=/usr/lib/postgresql/17/bin cargo test`).
+const PG_BIN_VAR: &str = "PGWEIR_PG_BIN";
 
 /// A running cluster owned by this test process.
 pub struct Cluster {
@@ -96,7 +102,7 @@ pub fn cluster() -> &'static Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        let bindir = find_bindir().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
+        let bindir = find_bindir().unwrap_or_else(|message| panic!("{message}"));
         let dir = make_dir();
         chown_to_postgres(&dir);
         let cluster = Cluster {
@@ -344,14 +350,31 @@ impl Cluster {
 }
 
 /// Finds the PostgreSQL 15 server binaries: Debian's fixed path first, then pg_config.
-fn find_bindir() -> Option<PathBuf> {
+/// `$PGWEIR_PG_BIN` when set (it must hold initdb), else Debian's PostgreSQL 15, else
+/// whatever `pg_config --bindir` names.
+fn find_bindir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os(PG_BIN_VAR) {
+        let dir = PathBuf::from(dir);
+        return match dir.join("initdb").exists() {
+            true => Ok(dir),
+            false => Err(format!(
+                "{PG_BIN_VAR}={} has no initdb: set it to the bin directory of a PostgreSQL \
+                 installation (e.g. /usr/lib/postgresql/17/bin), or unset it to use version 15",
+                dir.display()
+            )),
+        };
+    }
     let debian = PathBuf::from("/usr/lib/postgresql/15/bin");
     if debian.join("initdb").exists() {
-        return Some(debian);
+        return Ok(debian);
     }
-    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    dir.join("initdb").exists().then_some(dir)
+    Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .filter(|dir| dir.join("initdb").exists())
+        .ok_or_else(|| INSTALL_HINT.to_owned())
 }
 
 /// A fresh directory under the system temp dir that we delete ourselves (via the

@@ -198,18 +198,17 @@ fn log_format_names_round_trip() {
     assert_eq!(names, ["text", "json"]);
 }
 
-/// The example file shows the operating keys' defaults, and its commented-out
-/// `metrics_addr` is valid once uncommented.
+/// The example file shows the operating keys' defaults, except the two the quickstart
+/// turns on (`metrics_addr` and an admin user), and its commented-out `fleet` is valid
+/// once uncommented.
 #[test]
 fn example_file_documents_operating_keys() {
     let example = include_str!("../../../config/pgweir.toml");
     let g = parse(example).pgweir;
     let d = parse(MINIMAL).pgweir;
-    assert_eq!(g.metrics_addr, None);
-    assert_eq!(
-        (&g.admin_users, &g.stats_users),
-        (&d.admin_users, &d.stats_users)
-    );
+    assert_eq!(g.metrics_addr, Some(addr("127.0.0.1:9930")));
+    assert_eq!(g.admin_users, ["admin"]);
+    assert_eq!(g.stats_users, d.stats_users);
     assert_eq!(
         (g.shutdown_timeout, g.stats_period),
         (d.shutdown_timeout, d.stats_period)
@@ -219,11 +218,8 @@ fn example_file_documents_operating_keys() {
         (d.log_connections, d.log_disconnections, d.log_format)
     );
     assert_eq!(g.fleet, None);
-    let uncommented = example
-        .replace("# metrics_addr = ", "metrics_addr = ")
-        .replace("# fleet = ", "fleet = ");
+    let uncommented = example.replace("# fleet = ", "fleet = ");
     let g = parse(&uncommented).pgweir;
-    assert_eq!(g.metrics_addr, Some(addr("127.0.0.1:9930")));
     assert_eq!(
         g.fleet.map(|f| f.to_string()).as_deref(),
         Some("orders-poolers")
