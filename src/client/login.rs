@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 use tokio::io::AsyncWriteExt;
 
-use super::ClientError;
+use super::{ClientError, InForce};
 use crate::app::App;
 use crate::auth::UserSecret;
 use crate::config::{AuthType, GeneralConfig};
@@ -33,8 +33,9 @@ const MAX_PASSWORD_MESSAGE: usize = 8 * 1024;
 /// Runs the exchange the client's method calls for. Ok means the client proved who it is;
 /// what it proved against is then remembered for the pool's own logins
 /// ([`crate::secret::passthrough::Keyring`]).
-pub async fn authenticate(
+pub(super) async fn authenticate(
     app: &App,
+    in_force: &InForce,
     stream: &mut Stream,
     buf: &mut BytesMut,
     user: &str,
@@ -42,12 +43,12 @@ pub async fn authenticate(
     transport: &Transport,
 ) -> Result<(), ClientError> {
     // An hba refusal comes first, so a refused client costs no auth_query lookup.
-    let method = method(&app.config().pgweir, user, database, transport)?;
-    let known = find_secret(app, user, database).await?;
+    let method = method(&in_force.config.pgweir, user, database, transport)?;
+    let known = find_secret(app, in_force, user, database).await?;
     let secret = known.as_ref().and_then(Option::as_ref);
     let failed = || ClientError::AuthFailed(user.to_owned());
-    let lookups = app.config().auth_lookup(database).is_some();
-    let unknown_scram = lookups || app.users().mostly_scram();
+    let lookups = in_force.config.auth_lookup(database).is_some();
+    let unknown_scram = lookups || in_force.users.mostly_scram();
     let key = match method {
         Method::Reject => Err(hba_refused(true, user, database, transport)),
         Method::Trust => known.as_ref().map(|_| None).ok_or_else(failed),
@@ -98,19 +99,19 @@ pub async fn authenticate(
 /// for both as for a wrong password, and fail the same way.
 async fn find_secret(
     app: &App,
+    in_force: &InForce,
     user: &str,
     database: &str,
 ) -> Result<Option<Option<UserSecret>>, ClientError> {
-    let users = app.users();
+    let InForce { config, users } = in_force;
     let listed = users.get(user);
     if let Some(Some(secret)) = listed {
         return Ok(Some(Some(secret.clone())));
     }
     // A `[users]` entry without a password only sets pool keys: the query may know the secret.
-    let config = app.config();
     let found = app
         .auth_queries
-        .lookup(&config, &users, &app.keyring, &app.tls, database, user)
+        .lookup(config, users, &app.keyring, &app.tls, database, user)
         .await;
     match found {
         Ok(None) if listed.is_some() => Ok(Some(None)),

@@ -1,9 +1,9 @@
 //! One client connection from accept to goodbye: TLS negotiation ([`crate::net::accept`]),
-//! the startup packet (refusing GSS, and plaintext over TCP when `client_tls_sslmode` requires
-//! TLS; routing CancelRequests), authentication ([`login`]), the first ParameterStatus,
-//! BackendKeyData and ReadyForQuery, then the [`relay`], or for the virtual admin
-//! database the [`crate::admin`] console. Every failure a client can see is turned into an
-//! ErrorResponse with its SQLSTATE here.
+//! then the login in four steps ([`log_in`]): the startup packets ([`startup`]),
+//! authentication ([`login`]), admission (client limits, pools, startup settings) and the
+//! greeting (ParameterStatus, BackendKeyData, ReadyForQuery); then the [`relay`], or for the
+//! virtual admin database the [`crate::admin`] console. Every failure a client can see is
+//! turned into an ErrorResponse with its SQLSTATE here.
 
 pub mod acquire;
 pub mod buffers;
@@ -17,6 +17,7 @@ pub mod relay;
 pub mod reset;
 pub mod routing;
 pub mod settle;
+mod startup;
 pub mod state;
 pub mod txn;
 
@@ -28,26 +29,21 @@ use tokio::io::AsyncWriteExt;
 
 use crate::admin::{self, Access};
 use crate::app::App;
-use crate::cancel::ClientKey;
-use crate::clients::ClientEntry;
-use crate::clients::Refused;
-use crate::clients::Stop;
-use crate::config::ADMIN_DATABASES;
+use crate::auth::UserDirectory;
+use crate::cancel::{CancelHandle, ClientKey};
+use crate::clients::{stop, ClientEntry, ClientSlot, Refused, Stop};
+use crate::config::{Config, ADMIN_DATABASES};
 use crate::error::{ClientVisible, Severity};
 use crate::net::accept;
 use crate::net::addr::Addr;
-use crate::net::read;
 use crate::net::stream::Stream;
 use crate::net::transport::Transport;
-use crate::pool::PoolError;
-use crate::protocol::startup::{self, StartupMessage, StartupPacket};
-use crate::protocol::{backend, ProtocolError, TxStatus, MAX_STARTUP_PACKET};
+use crate::pool::{PoolError, PoolGroup};
+use crate::protocol::{backend, TxStatus};
 use crate::server::ServerConn;
 pub use error::ClientError;
 use params::ClientParams;
-
-/// Startup parameters that are about the connection, not session settings.
-const CONNECTION_PARAMS: &[&str] = &["user", "database", "options", "replication"];
+use startup::Startup;
 
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
 pub async fn serve(app: Arc<App>, stream: Stream, peer: Addr) {
@@ -57,12 +53,13 @@ pub async fn serve(app: Arc<App>, stream: Stream, peer: Addr) {
     let mut buf = BytesMut::with_capacity(1024);
     // Boxed, as the login below: a future's size is its largest state's, and the task
     // keeps that size while its client sits idle.
-    let Some((mut stream, transport)) = Box::pin(encrypt(&app, stream, &mut buf, &peer)).await
-    else {
+    let in_force = InForce::now(&app);
+    let encrypted = encrypt(&app, &in_force.config, stream, &mut buf, &peer);
+    let Some((mut stream, transport)) = Box::pin(encrypted).await else {
         return;
     };
     let who = Who::default();
-    if let Err(e) = session(&app, &mut stream, &mut buf, &transport, &who).await {
+    if let Err(e) = session(&app, in_force, &mut stream, &mut buf, &transport, &who).await {
         Box::pin(farewell(e, &mut stream, &who, &peer)).await;
     }
 }
@@ -105,12 +102,13 @@ impl Who {
 /// it is dropped; one that stops halfway through a handshake cannot be told.
 async fn encrypt(
     app: &App,
+    config: &Config,
     mut stream: Stream,
     buf: &mut BytesMut,
     peer: &Addr,
 ) -> Option<(Stream, Transport)> {
     let tls = app.tls.load_full();
-    let limit = app.config().pgweir.client_login_timeout;
+    let limit = config.pgweir.client_login_timeout;
     let deadline = (!limit.is_zero()).then(|| tokio::time::Instant::now() + limit);
     let timed_out = async {
         match deadline {
@@ -122,7 +120,7 @@ async fn encrypt(
     let silent = tokio::select! {
         _ = stream.arrival() => None,
         e = timed_out => Some(e),
-        e = crate::clients::stop::refuse_login(app.shutdown.watch(), || false) => Some(e.into()),
+        e = stop::refuse_login(app.shutdown.watch(), || false) => Some(e.into()),
     };
     if let Some(e) = silent {
         count_timeout(&e);
@@ -142,16 +140,19 @@ async fn encrypt(
     negotiated
 }
 
+/// The login within `client_login_timeout`, then the session. `in_force` is dropped once the
+/// client has logged in: a client connected for days must not keep a configuration alive.
 async fn session(
     app: &App,
+    in_force: InForce,
     stream: &mut Stream,
     buf: &mut BytesMut,
     transport: &Transport,
     who: &Who,
 ) -> Result<(), ClientError> {
-    let limit = app.config().pgweir.client_login_timeout;
+    let limit = in_force.config.pgweir.client_login_timeout;
     let login = async {
-        let login = Box::pin(log_in(app, stream, buf, transport, who));
+        let login = Box::pin(log_in(app, &in_force, stream, buf, transport, who));
         if limit.is_zero() {
             return login.await;
         }
@@ -159,12 +160,12 @@ async fn session(
             .await
             .map_err(|_| ClientError::LoginTimeout(limit))?
     };
-    let refused =
-        crate::clients::stop::refuse_login(app.shutdown.watch(), || who.0.get().is_some());
+    let refused = stop::refuse_login(app.shutdown.watch(), || who.0.get().is_some());
     let ready = tokio::select! {
         ready = login => ready?,
         e = refused => return Err(e.into()),
     };
+    drop(in_force);
     let Some(ready) = ready else {
         return Ok(());
     };
@@ -232,96 +233,129 @@ impl Ready {
     }
 }
 
-/// Startup and authentication. `None` when the connection was only a CancelRequest.
+/// What one login reads of the configuration and the users, once, when it begins: a reload
+/// halfway through cannot give one login two configurations.
+struct InForce {
+    config: Arc<Config>,
+    users: Arc<UserDirectory>,
+}
+
+impl InForce {
+    fn now(app: &App) -> Self {
+        InForce {
+            config: app.config(),
+            users: app.users(),
+        }
+    }
+}
+
+/// A login in four steps: startup, authentication, admission, greeting. `None` when the
+/// connection was only a CancelRequest.
 async fn log_in(
     app: &App,
+    in_force: &InForce,
     stream: &mut Stream,
     buf: &mut BytesMut,
     transport: &Transport,
     who: &Who,
 ) -> Result<Option<Ready>, ClientError> {
-    let peer = &transport.addr;
-    let startup = loop {
-        match read_startup(stream, buf).await? {
-            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                stream.write_all(b"N").await?;
-            }
-            StartupPacket::Cancel { pid, secret } => {
-                forward_cancel(app, ClientKey { pid, secret }, true).await;
-                return Ok(None);
-            }
-            StartupPacket::Startup(m) => break m,
-        }
+    let config = &in_force.config;
+    let Some(startup) = startup::receive(app, config, stream, buf, transport, who).await? else {
+        return Ok(None);
     };
-    // Over a Unix socket there is no TLS to require, as PgBouncer and Postgres agree.
-    let tls_mode = app.config().pgweir.tls.client_sslmode;
-    let unix = transport.addr.ip().is_none();
-    if tls_mode.requires_tls() && !transport.tls && !unix {
-        return Err(ClientError::TlsRequired(tls_mode));
+    if admin::is_console(&startup.database) {
+        return console_login(app, in_force, stream, buf, &startup, transport).await;
     }
-    let mut out = BytesMut::new();
-    negotiate_version(&startup, &mut out);
-    if startup
-        .get("replication")
-        .is_some_and(|r| r != "false" && r != "0")
-    {
-        return Err(ClientError::Replication);
-    }
-    let user = startup
-        .get("user")
-        .filter(|u| !u.is_empty())
-        .ok_or(ClientError::NoUser)?;
-    let database = startup
-        .get("database")
-        .filter(|d| !d.is_empty())
-        .unwrap_or(user);
-    who.set(database, user);
-    if !out.is_empty() {
-        stream.write_all(&out).await?;
-        out.clear();
-    }
-    // Names a client made up must not become label values: they would grow the metrics
-    // without bound.
-    let known = |name: &str, ok: bool| {
-        if ok {
-            name.to_owned()
-        } else {
-            "unknown".to_owned()
-        }
-    };
-    let console = admin::is_console(database);
-    if console && owner_on_socket(transport, user) {
-        tracing::info!(client = %peer, user, "console access by pgweir's own OS user on its socket");
-        return enter_console(app, stream, database, user, peer, Some(Access::Admin)).await;
-    }
-    let pair = [
-        (
-            "database",
-            known(
-                database,
-                console || app.config().databases.contains_key(database),
-            ),
-        ),
-        ("user", known(user, app.users().get(user).is_some())),
-    ];
-    if let Err(e) = login::authenticate(app, stream, buf, user, database, transport).await {
-        metrics::counter!("pgweir_client_auth_failures_total", &pair).increment(1);
-        return Err(e);
-    }
-    if console {
-        return enter_console(app, stream, database, user, peer, None).await;
-    }
+    authenticate(app, in_force, stream, buf, &startup, transport).await?;
+    let admitted = admit(app, config, &startup).await?;
+    greet(app, stream, &startup, admitted, &transport.addr).await
+}
+
+/// Step 2: the client proves who it is, and is told so unless its database is disabled.
+/// Failures and logins are counted per database and user.
+async fn authenticate(
+    app: &App,
+    in_force: &InForce,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    startup: &Startup,
+    transport: &Transport,
+) -> Result<(), ClientError> {
+    let database = &startup.database;
+    let known_database = in_force.config.databases.contains_key(database);
+    prove(
+        app,
+        in_force,
+        stream,
+        buf,
+        startup,
+        transport,
+        known_database,
+    )
+    .await?;
     if app.pools.control.is_disabled(database) {
-        return Err(ClientError::Disabled(database.to_owned()));
+        return Err(ClientError::Disabled(database.clone()));
     }
     // Authenticated: a real user (perhaps found by auth_query), so its name is a fair label.
-    let pair = [pair[0].clone(), ("user", user.to_owned())];
-    metrics::counter!("pgweir_client_logins_total", &pair).increment(1);
+    let labels = [
+        ("database", label(database, known_database)),
+        ("user", startup.user.clone()),
+    ];
+    metrics::counter!("pgweir_client_logins_total", &labels).increment(1);
+    let mut out = BytesMut::new();
     backend::authentication_ok(&mut out);
     stream.write_all(&out).await?;
-    out.clear();
+    Ok(())
+}
 
-    let g = &app.config().pgweir;
+/// The exchange the client's authentication method calls for ([`login`]), its failures
+/// counted.
+async fn prove(
+    app: &App,
+    in_force: &InForce,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    startup: &Startup,
+    transport: &Transport,
+    known_database: bool,
+) -> Result<(), ClientError> {
+    let (user, database) = (&startup.user, &startup.database);
+    let proved = login::authenticate(app, in_force, stream, buf, user, database, transport).await;
+    if proved.is_err() {
+        let labels = [
+            ("database", label(database, known_database)),
+            ("user", label(user, in_force.users.get(user).is_some())),
+        ];
+        metrics::counter!("pgweir_client_auth_failures_total", &labels).increment(1);
+    }
+    proved
+}
+
+/// A name as a metric label: names a client made up must not become label values, they
+/// would grow the metrics without bound.
+fn label(name: &str, known: bool) -> String {
+    if known {
+        name.to_owned()
+    } else {
+        "unknown".to_owned()
+    }
+}
+
+/// What admission gives a client: its place under the client limits, its pools, its
+/// parameters and its cancel key.
+struct Admitted {
+    slot: ClientSlot,
+    group: Arc<PoolGroup>,
+    params: ClientParams,
+    cancel: CancelHandle,
+}
+
+/// Step 3: a place under `max_db_client_connections` and `max_user_client_connections`,
+/// the pools of its database and user, and the startup settings judged against what the
+/// server accepts.
+async fn admit(app: &App, config: &Config, startup: &Startup) -> Result<Admitted, ClientError> {
+    let (database, user) = (&startup.database, &startup.user);
+    let g = &config.pgweir;
     let slot = app
         .client_limits
         .admit(
@@ -333,30 +367,78 @@ async fn log_in(
         .map_err(|refused| too_many(refused, database, user))?;
     let group = app.pools.get(database, user)?;
     let defaults = group.primary.startup_params().await?;
-    let settings = session_settings(&startup, &g.ignore_startup_parameters);
+    let settings = startup.session_settings(&g.ignore_startup_parameters);
     params::judge(&settings, group.primary.catalog().as_deref())?;
-    let params = ClientParams::new(&defaults, &settings);
-    let cancel = app.cancels.register();
+    Ok(Admitted {
+        slot,
+        params: ClientParams::new(&defaults, &settings),
+        group,
+        cancel: app.cancels.register(),
+    })
+}
+
+/// Step 4: the client's parameters, its cancel key and ReadyForQuery, once it is listed
+/// in the client registry; then the relay takes it.
+async fn greet(
+    app: &App,
+    stream: &mut Stream,
+    startup: &Startup,
+    admitted: Admitted,
+    peer: &Addr,
+) -> Result<Option<Ready>, ClientError> {
+    let Admitted {
+        slot,
+        group,
+        params,
+        cancel,
+    } = admitted;
+    let mut out = BytesMut::new();
     for (k, v) in params.reported.iter() {
         backend::parameter_status(&mut out, k, v);
     }
     let key = cancel.key();
     backend::backend_key_data(&mut out, key.pid, key.secret);
     backend::ready_for_query(&mut out, TxStatus::Idle);
-    let shared = Arc::clone(&app.pins);
     if !app.admitting() {
         // Shutdown began while this client was logging in.
         return Err(ClientError::ShuttingDown);
     }
     // Listed before it hears ReadyForQuery, so SHOW CLIENTS has it as soon as it can act.
+    let (database, user) = (&startup.database, &startup.user);
     let entry = app
         .clients
         .register(*peer, database, user, stream.tls_description());
     stream.write_all(&out).await?;
     let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
+    let pins = Arc::clone(&app.pins);
     Ok(Some(Ready::Relay(Box::new(relay::Session::new(
-        group, params, cancel, slot, shared, entry, stop,
+        group, params, cancel, slot, pins, entry, stop,
     )))))
+}
+
+/// A login to the admin console: pgweir's own OS user on its socket is let in as an admin
+/// without a password; anyone else authenticates as any client would, then needs a console
+/// right.
+async fn console_login(
+    app: &App,
+    in_force: &InForce,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    startup: &Startup,
+    transport: &Transport,
+) -> Result<Option<Ready>, ClientError> {
+    let (peer, user) = (&transport.addr, startup.user.as_str());
+    let granted = if owner_on_socket(transport, user) {
+        tracing::info!(client = %peer, user, "console access by pgweir's own OS user on its socket");
+        Some(Access::Admin)
+    } else {
+        prove(app, in_force, stream, buf, startup, transport, true).await?;
+        None
+    };
+    let access = granted
+        .or_else(|| Access::of(&in_force.config.pgweir, user))
+        .ok_or_else(|| ClientError::ConsoleDenied(user.to_owned()))?;
+    enter_console(app, stream, &startup.database, user, peer, access).await
 }
 
 /// Whether a console login is PgBouncer's trusted one: the admin user name (`pgbouncer`,
@@ -367,20 +449,15 @@ fn owner_on_socket(transport: &Transport, user: &str) -> bool {
     ADMIN_DATABASES.contains(&user) && transport.peer_uid == Some(nix::unistd::getuid().as_raw())
 }
 
-/// An authenticated client of the admin console: refused unless `user` is an admin or
-/// stats user (or `granted` rights without being one), else welcomed and registered like
-/// any client.
+/// A console client with `access`: welcomed and registered like any client.
 async fn enter_console(
     app: &App,
     stream: &mut Stream,
     database: &str,
     user: &str,
     peer: &Addr,
-    granted: Option<Access>,
+    access: Access,
 ) -> Result<Option<Ready>, ClientError> {
-    let access = granted
-        .or_else(|| Access::of(&app.config().pgweir, user))
-        .ok_or_else(|| ClientError::ConsoleDenied(user.to_owned()))?;
     let labels = [("database", database.to_owned()), ("user", user.to_owned())];
     metrics::counter!("pgweir_client_logins_total", &labels).increment(1);
     let mut out = BytesMut::new();
@@ -421,51 +498,6 @@ fn too_many(refused: Refused, database: &str, user: &str) -> ClientError {
         name: name.to_owned(),
         setting,
     }
-}
-
-/// Answers a newer 3.x minor version, and any `_pq_.` options, with what pgweir speaks.
-fn negotiate_version(m: &StartupMessage, out: &mut BytesMut) {
-    let unknown: Vec<String> = m
-        .params
-        .iter()
-        .filter(|(k, _)| k.starts_with("_pq_."))
-        .map(|(k, _)| k.clone())
-        .collect();
-    if m.minor > 0 || !unknown.is_empty() {
-        backend::negotiate_protocol_version(out, 0, &unknown);
-    }
-}
-
-/// Startup parameters that are session settings, with `options` expanded, less those in
-/// `ignore_startup_parameters` (`options` there ignores the whole of it, as in PgBouncer).
-fn session_settings(m: &StartupMessage, ignore: &[String]) -> Vec<(String, String)> {
-    let ignored = |k: &str| ignore.iter().any(|i| i.eq_ignore_ascii_case(k));
-    let mut out: Vec<(String, String)> = m
-        .params
-        .iter()
-        .filter(|(k, _)| !CONNECTION_PARAMS.contains(&k.as_str()) && !k.starts_with("_pq_."))
-        .cloned()
-        .collect();
-    if let Some(opts) = m.get("options").filter(|_| !ignored("options")) {
-        out.extend(startup::parse_options(opts));
-    }
-    out.retain(|(k, _)| !ignored(k));
-    out
-}
-
-/// Reads one untagged startup-phase packet.
-async fn read_startup(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-) -> Result<StartupPacket, ClientError> {
-    read::fill(stream, buf, 4).await?;
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if !(8..=MAX_STARTUP_PACKET).contains(&len) {
-        return Err(ProtocolError::BadStartupLength(len).into());
-    }
-    read::fill(stream, buf, len).await?;
-    let packet = buf.split_to(len);
-    Ok(startup::parse(&packet[4..])?)
 }
 
 /// Forwards a cancel to the server the key's client holds right now, if any. A key this
