@@ -1,16 +1,17 @@
-//! The console's `SET key = value`, as PgBouncer has it: a key SHOW CONFIG lists that a
-//! reload may change, its value written as PgBouncer takes it for PgBouncer's keys (seconds
-//! as numbers, booleans as 0/1 or on/off, lists comma-separated) or as the config file has
-//! it for pgweir's own. It is put in force at once, as a reload of the file with that line
-//! changed would be, and lasts until the next reload reads the file again: the text of the
-//! configuration in force is what is edited ([`App::edit_source`]), so SHOW CONFIG shows
-//! the new value and a later SET keeps the earlier ones.
+//! The console's `SET key = value`, as PgBouncer has it: a key of the configuration's key
+//! table ([`Key`], what SHOW CONFIG lists) that a reload may change, its value written as
+//! PgBouncer takes it for PgBouncer's keys (seconds as numbers, booleans as 0/1 or on/off,
+//! lists comma-separated) or as the config file has it for pgweir's own. It is put in force
+//! at once, as a reload of the file with that line changed would be, and lasts until the
+//! next reload reads the file again: the text of the configuration in force is what is
+//! edited ([`App::edit_source`]), so SHOW CONFIG shows the new value and a later SET keeps
+//! the earlier ones.
 
 use toml_edit::DocumentMut;
 
-use super::{settings, Refusal};
+use super::Refusal;
 use crate::app::App;
-use crate::config::RESTART_ONLY;
+use crate::config::{Key, Reload};
 use crate::convert::pgbouncer_value;
 use crate::error::SqlState;
 
@@ -20,11 +21,11 @@ const INVALID_PARAMETER_VALUE: SqlState = SqlState("22023");
 
 /// Sets `key` to `raw`; returns the reload's notes.
 pub fn set(app: &App, key: &str, raw: &str) -> Result<Vec<String>, Refusal> {
-    let Some(section) = settings::section_of(key) else {
+    let Some(setting) = Key::named(key) else {
         let message = format!("unrecognized configuration parameter \"{key}\"");
         return Err(Refusal::new(UNDEFINED_OBJECT, message));
     };
-    if RESTART_ONLY.contains(&key) {
+    if setting.reload == Reload::Restart {
         let message = format!("parameter \"{key}\" cannot be changed without restarting pgweir");
         return Err(Refusal::new(CANT_CHANGE_RUNTIME_PARAM, message));
     }
@@ -32,9 +33,10 @@ pub fn set(app: &App, key: &str, raw: &str) -> Result<Vec<String>, Refusal> {
         let message = format!("invalid value for parameter \"{key}\": {why}");
         Refusal::new(INVALID_PARAMETER_VALUE, message)
     };
-    let value = pgbouncer_value(key, raw)
+    let value = pgbouncer_value(setting, raw)
         .unwrap_or_else(|| Ok(plain_value(raw)))
         .map_err(invalid)?;
+    let section = setting.section.name();
     app.edit_source(|text| with_setting(text, section, key, &value))
         .map_err(invalid)
 }

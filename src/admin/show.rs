@@ -190,7 +190,7 @@ fn databases(app: &App, out: &mut BytesMut) {
                 port.into(),
                 db.dbname.as_str().into(),
                 db.user.as_deref().into(),
-                db.pool_size.unwrap_or(cfg.pool.default_pool_size).into(),
+                db.pool_size.unwrap_or(cfg.pool.pool_size).into(),
                 db.min_pool_size.unwrap_or(cfg.pool.min_pool_size).into(),
                 db.reserve_pool_size
                     .unwrap_or(cfg.pool.reserve_pool_size)

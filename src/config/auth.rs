@@ -1,7 +1,8 @@
 //! The authentication-source keys: `auth_file`, `auth_user`, `auth_query`, `auth_dbname` and
 //! `auth_query_cache_ttl` in `[pgweir]`, and the per-database `auth_user`, `auth_query` and
-//! `auth_dbname` overrides. Read by [`super::load`]; used by [`crate::auth`] (the file) and
-//! [`crate::auth::query`] (the query). PgBouncer's names and meanings.
+//! `auth_dbname` overrides. Read by [`super::load`] (the `[pgweir]` keys as [`super::table`]
+//! lists them); used by [`crate::auth`] (the file) and [`crate::auth::query`] (the query).
+//! PgBouncer's names and meanings.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -84,29 +85,18 @@ impl Config {
     }
 }
 
-/// The `[pgweir]` keys.
-pub(super) fn sources(r: &mut Reader<'_>, s: &mut Section<'_>) -> AuthSources {
-    let d = AuthSources::default();
-    let auth_query = r.string(s, "auth_query");
-    if auth_query.as_ref().is_some_and(|q| q.trim().is_empty()) {
+/// An `auth_query` (`[pgweir]`'s, or a database's) must ask something.
+pub(super) fn check_query(r: &mut Reader<'_>, s: &Section<'_>, query: &str) {
+    if query.trim().is_empty() {
         r.key_problem(s, "auth_query", "must not be empty");
-    }
-    AuthSources {
-        auth_file: r.string(s, "auth_file").map(PathBuf::from),
-        auth_user: r.string(s, "auth_user"),
-        auth_query: auth_query.unwrap_or(d.auth_query),
-        auth_dbname: r.string(s, "auth_dbname"),
-        auth_query_cache_ttl: r
-            .duration(s, "auth_query_cache_ttl")
-            .unwrap_or(d.auth_query_cache_ttl),
     }
 }
 
 /// A `[databases.NAME]` table's keys.
 pub(super) fn database(r: &mut Reader<'_>, s: &mut Section<'_>) -> DatabaseAuth {
     let auth_query = r.string(s, "auth_query");
-    if auth_query.as_ref().is_some_and(|q| q.trim().is_empty()) {
-        r.key_problem(s, "auth_query", "must not be empty");
+    if let Some(query) = &auth_query {
+        check_query(r, s, query);
     }
     DatabaseAuth {
         auth_user: r.string(s, "auth_user"),

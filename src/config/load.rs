@@ -1,6 +1,7 @@
-//! Builds a [`Config`] from the file's text, one section at a time, with the defaults
-//! and rules each key has. The [`Reader`] does the TOML walking and collects problems;
-//! this file only says which keys exist, what they must be, and what they default to.
+//! Builds a [`Config`] from the file's text, one section at a time. The [`Reader`] does the
+//! TOML walking and collects problems; the `[pgweir]` and `[pool]` keys are read as
+//! [`super::table`] lists them, and this file adds the rules between keys, the value checks
+//! some keys there use, and the `[databases]` and `[users]` entries.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,13 +12,13 @@ use toml_edit::ImDocument;
 
 use super::auth;
 use super::error::Problem;
-use super::listen::{self, FileMode, Group, ListenAddr, UnixSocket};
+use super::keys;
+use super::listen::{self, FileMode, Group, UnixSocket};
 use super::reader::{EnvLookup, Reader, Section};
 use super::Node;
 use super::{
-    AuthType, Config, DatabaseConfig, FleetName, GeneralConfig, Histograms, LogFormat,
-    PoolDefaults, PoolMode, ReadRouting, ReplicaConfig, Target, UserConfig, ADMIN_DATABASES,
-    LOG_LEVELS,
+    AuthType, Config, DatabaseConfig, GeneralConfig, PoolMode, PoolSettings, ReadRouting,
+    ReplicaConfig, Target, UserConfig, ADMIN_DATABASES,
 };
 use crate::hba::HbaFile;
 use crate::sql::route::never_read_only;
@@ -25,11 +26,11 @@ use crate::sql::route::never_read_only;
 /// Where Postgres listens unless a database entry says otherwise.
 const DEFAULT_SERVER_PORT: u16 = 5432;
 /// Ports a listener or a server may use.
-const PORTS: std::ops::RangeInclusive<i64> = 1..=65535;
+pub(super) const PORTS: std::ops::RangeInclusive<i64> = 1..=65535;
 /// Sizes and limits that must be at least one.
-const AT_LEAST_ONE: std::ops::RangeInclusive<i64> = 1..=i64::MAX;
+pub(super) const AT_LEAST_ONE: std::ops::RangeInclusive<i64> = 1..=i64::MAX;
 /// Counts where zero has a meaning of its own.
-const NON_NEGATIVE: std::ops::RangeInclusive<i64> = 0..=i64::MAX;
+pub(super) const NON_NEGATIVE: std::ops::RangeInclusive<i64> = 0..=i64::MAX;
 /// How far behind a replica may be before it gets no reads, unless a database says.
 const DEFAULT_MAX_REPLICA_LAG: Duration = Duration::from_secs(1);
 /// Replica weights: at least one, so every listed replica gets some reads.
@@ -51,24 +52,19 @@ pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Proble
     let mut root = Section::root(doc.as_table());
     // Users first: `[pgweir]` names some of them. Problems are sorted by line, so the
     // order sections are read in does not show.
-    let users = r
+    let mut config = Config::defaults();
+    config.users = r
         .table(&mut root, "users")
         .map(|mut sec| named(&mut r, &mut sec, |r, _, user_sec| user(r, user_sec)))
         .unwrap_or_default();
     // An absent [pgweir] or [pool] is read as empty: its defaults, and its keys known.
     let empty = toml_edit::Table::new();
     let sec = r.table_or(&mut root, "pgweir", &empty);
-    let pgweir = general(&mut r, sec, &users);
+    general(&mut r, sec, &mut config);
     let sec = r.table_or(&mut root, "pool", &empty);
-    let pool = pool(&mut r, sec);
-    let databases = databases(&mut r, &mut root, &pool);
-    auth::check_dbnames(&mut r, &pgweir.auth_sources, &databases);
-    let config = Config {
-        pgweir,
-        databases,
-        pool,
-        users,
-    };
+    pool(&mut r, sec, &mut config);
+    config.databases = databases(&mut r, &mut root, &config.pool);
+    auth::check_dbnames(&mut r, &config.pgweir.auth_sources, &config.databases);
     r.finish(root);
     let problems = r.into_problems();
     if problems.is_empty() {
@@ -78,72 +74,14 @@ pub(super) fn build(text: &str, env: EnvLookup<'_>) -> Result<Config, Vec<Proble
     }
 }
 
-/// `[pgweir]`, whose `admin_users` and `stats_users` must be among `users`.
-fn general(
-    r: &mut Reader<'_>,
-    mut sec: Section<'_>,
-    users: &BTreeMap<String, UserConfig>,
-) -> GeneralConfig {
-    let s = &mut sec;
-    // The auth sources first (admin users may come from the auth file), then the operating
-    // keys; `d` then supplies them and the other defaults.
-    let auth_sources = auth::sources(r, s);
-    let d = GeneralConfig {
-        auth_sources,
-        ..GeneralConfig::default()
-    };
-    let d = operations(r, s, users, d);
-    let tls = super::tls::read(r, s);
-    let tcp = super::tcp::read(r, s);
-    let config = GeneralConfig {
-        listen_addr: r
-            .parsed(s, "listen_addr", ListenAddr::parse)
-            .unwrap_or(d.listen_addr),
-        listen_port: r.int(s, "listen_port", PORTS).unwrap_or(d.listen_port),
-        so_reuseport: r.boolean(s, "so_reuseport").unwrap_or(d.so_reuseport),
-        unix_socket: unix_socket(r, s),
-        auth_type: r
-            .choice(s, "auth_type", &AuthType::ALL, AuthType::as_str)
-            .unwrap_or(d.auth_type),
-        auth_hba_file: r.parsed(s, "auth_hba_file", |path| {
-            HbaFile::load(Path::new(path)).map_err(|e| e.to_string())
-        }),
-        max_client_conn: r
-            .int(s, "max_client_conn", AT_LEAST_ONE)
-            .unwrap_or(d.max_client_conn),
-        max_db_client_connections: r
-            .int(s, "max_db_client_connections", NON_NEGATIVE)
-            .unwrap_or(d.max_db_client_connections),
-        max_user_client_connections: r
-            .int(s, "max_user_client_connections", NON_NEGATIVE)
-            .unwrap_or(d.max_user_client_connections),
-        workers: r.int(s, "workers", NON_NEGATIVE).unwrap_or(d.workers),
-        log_level: r
-            .choice(s, "log_level", &LOG_LEVELS, |level| level)
-            .map_or(d.log_level, str::to_owned),
-        server_connect_timeout: r
-            .duration(s, "server_connect_timeout")
-            .unwrap_or(d.server_connect_timeout),
-        server_login_retry: r
-            .duration(s, "server_login_retry")
-            .unwrap_or(d.server_login_retry),
-        client_login_timeout: r
-            .duration(s, "client_login_timeout")
-            .unwrap_or(d.client_login_timeout),
-        replica_ban_time: r
-            .duration(s, "replica_ban_time")
-            .unwrap_or(d.replica_ban_time),
-        replica_check_interval: r
-            .duration(s, "replica_check_interval")
-            .unwrap_or(d.replica_check_interval),
-        tls,
-        tcp,
-        ..d
-    };
+/// `[pgweir]`: its keys, then the rules between them.
+fn general(r: &mut Reader<'_>, mut sec: Section<'_>, config: &mut Config) {
+    keys::read(r, &mut sec, keys::Section::Pgweir, config);
+    let config = &config.pgweir;
     if config.auth_type == AuthType::Hba && !sec.has("auth_hba_file") {
         r.key_problem(&sec, "auth_type", "\"hba\" needs auth_hba_file");
     }
-    check_cert_auth(r, &sec, &config);
+    check_cert_auth(r, &sec, config);
     if config.listen_addr.hosts().is_empty() && config.unix_socket.is_none() {
         let why = "is empty and unix_socket_dir is not set: nothing to listen on";
         r.key_problem(&sec, "listen_addr", why);
@@ -152,18 +90,19 @@ fn general(
         // A zero interval would make the monitor spin on its queries.
         r.key_problem(&sec, "replica_check_interval", "must be more than zero");
     }
+    auth::check_query(r, &sec, config.auth_sources.auth_query.as_str());
+    super::tls::check(r, &sec, &config.tls);
     r.finish(sec);
-    config
 }
 
 /// `unix_socket_dir` with its mode and group, which mean nothing without it.
-fn unix_socket(r: &mut Reader<'_>, s: &mut Section<'_>) -> Option<UnixSocket> {
+pub(super) fn unix_socket(r: &mut Reader<'_>, s: &mut Section<'_>, config: &mut Config) {
     let dir = r.parsed(s, "unix_socket_dir", listen::socket_dir);
     let mode = r.parsed(s, "unix_socket_mode", FileMode::parse);
     let group = r.parsed(s, "unix_socket_group", Group::lookup);
     if dir.is_none() && s.has("unix_socket_dir") {
         // Its own problem is reported.
-        return None;
+        return;
     }
     let Some(dir) = dir.flatten() else {
         for key in ["unix_socket_mode", "unix_socket_group"] {
@@ -171,13 +110,24 @@ fn unix_socket(r: &mut Reader<'_>, s: &mut Section<'_>) -> Option<UnixSocket> {
                 r.key_problem(s, key, "has no effect without unix_socket_dir");
             }
         }
-        return None;
+        return;
     };
-    Some(UnixSocket {
+    config.pgweir.unix_socket = Some(UnixSocket {
         dir,
         mode: mode.unwrap_or(FileMode::DEFAULT),
         group,
-    })
+    });
+}
+
+/// `auth_hba_file`, parsed when the configuration is read so a bad file is refused like any
+/// other problem.
+pub(super) fn hba_file(r: &mut Reader<'_>, s: &mut Section<'_>, config: &mut Config) {
+    let file = r.parsed(s, "auth_hba_file", |path| {
+        HbaFile::load(Path::new(path)).map_err(|e| e.to_string())
+    });
+    if file.is_some() {
+        config.pgweir.auth_hba_file = file;
+    }
 }
 
 /// `cert`, as `auth_type` or on a line of the hba file `hba` reads, lets nobody in unless
@@ -202,64 +152,28 @@ fn check_cert_auth(r: &mut Reader<'_>, sec: &Section<'_>, config: &GeneralConfig
     }
 }
 
-/// The `[pgweir]` keys for operating the pooler (metrics, admin console, shutdown,
-/// logging), on top of `d` (which supplies every other field). An admin or stats user
-/// must be in `users`, since it could never log in to use its rights otherwise, unless an
-/// `auth_file` (read only when the pooler runs) may hold it.
-fn operations(
+/// `admin_users` or `stats_users` (`key`). Each must be in `[users]`, since it could never
+/// log in to use its rights otherwise, unless an `auth_file` (read only when the pooler
+/// runs) may hold it.
+pub(super) fn console_users(
     r: &mut Reader<'_>,
     s: &mut Section<'_>,
-    users: &BTreeMap<String, UserConfig>,
-    d: GeneralConfig,
-) -> GeneralConfig {
-    let from_file = d.auth_sources.auth_file.is_some();
-    let configured = |name: String| {
-        if from_file || users.contains_key(&name) {
+    key: &'static str,
+    config: &Config,
+) -> Option<Vec<String>> {
+    let from_file = config.pgweir.auth_sources.auth_file.is_some();
+    r.strings(s, key, |name| {
+        if from_file || config.users.contains_key(&name) {
             Ok(name)
         } else {
             Err(format!("{name:?} is not a user in [users]"))
         }
-    };
-    GeneralConfig {
-        metrics_addr: r.parsed(s, "metrics_addr", metrics_addr).or(d.metrics_addr),
-        metrics_histograms: r
-            .choice(
-                s,
-                "metrics_histograms",
-                &Histograms::ALL,
-                Histograms::as_str,
-            )
-            .unwrap_or(d.metrics_histograms),
-        admin_users: r
-            .strings(s, "admin_users", configured)
-            .unwrap_or(d.admin_users),
-        stats_users: r
-            .strings(s, "stats_users", configured)
-            .unwrap_or(d.stats_users),
-        shutdown_timeout: r
-            .duration(s, "shutdown_timeout")
-            .unwrap_or(d.shutdown_timeout),
-        ignore_startup_parameters: r
-            .strings(s, "ignore_startup_parameters", |name| {
-                Ok(name.to_ascii_lowercase())
-            })
-            .unwrap_or(d.ignore_startup_parameters),
-        log_connections: r.boolean(s, "log_connections").unwrap_or(d.log_connections),
-        log_disconnections: r
-            .boolean(s, "log_disconnections")
-            .unwrap_or(d.log_disconnections),
-        stats_period: r.duration(s, "stats_period").unwrap_or(d.stats_period),
-        log_format: r
-            .choice(s, "log_format", &LogFormat::ALL, LogFormat::as_str)
-            .unwrap_or(d.log_format),
-        fleet: r.parsed(s, "fleet", FleetName::parse).or(d.fleet),
-        ..d
-    }
+    })
 }
 
 /// `metrics_addr`: an IP address and a port. Not a host name, which would need a lookup
 /// at start, and not port 0, which would serve the metrics where no scraper can know.
-fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
+pub(super) fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
     match text.parse::<SocketAddr>() {
         Ok(addr) if addr.port() != 0 => Ok(addr),
         _ => Err(format!(
@@ -268,66 +182,15 @@ fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// `[pool]`.
-fn pool(r: &mut Reader<'_>, mut sec: Section<'_>) -> PoolDefaults {
-    let s = &mut sec;
-    // The durations are read first; `base` then supplies them and the other defaults.
-    let base = pool_timeouts(r, s, PoolDefaults::default());
-    let config = PoolDefaults {
-        pool_mode: r
-            .choice(s, "pool_mode", &PoolMode::ALL, PoolMode::as_str)
-            .unwrap_or(base.pool_mode),
-        default_pool_size: r
-            .int(s, "default_pool_size", AT_LEAST_ONE)
-            .unwrap_or(base.default_pool_size),
-        min_pool_size: r
-            .int(s, "min_pool_size", NON_NEGATIVE)
-            .unwrap_or(base.min_pool_size),
-        reserve_pool_size: r
-            .int(s, "reserve_pool_size", NON_NEGATIVE)
-            .unwrap_or(base.reserve_pool_size),
-        max_db_connections: r
-            .int(s, "max_db_connections", NON_NEGATIVE)
-            .unwrap_or(base.max_db_connections),
-        max_user_connections: r
-            .int(s, "max_user_connections", NON_NEGATIVE)
-            .unwrap_or(base.max_user_connections),
-        server_check_query: r
-            .string(s, "server_check_query")
-            .unwrap_or(base.server_check_query),
-        max_prepared_statements: r
-            .int(s, "max_prepared_statements", NON_NEGATIVE)
-            .unwrap_or(base.max_prepared_statements),
-        pin_session_state: r
-            .boolean(s, "pin_session_state")
-            .unwrap_or(base.pin_session_state),
-        read_only_functions: r
-            .strings(s, "read_only_functions", read_only_function)
-            .unwrap_or(base.read_only_functions),
-        ..base
-    };
-    if config.min_pool_size > config.default_pool_size {
-        let limit = format!("default_pool_size ({})", config.default_pool_size);
+/// `[pool]`: its keys, then the rule between the two sizes.
+fn pool(r: &mut Reader<'_>, mut sec: Section<'_>, config: &mut Config) {
+    keys::read(r, &mut sec, keys::Section::Pool, config);
+    let config = &config.pool;
+    if config.min_pool_size > config.pool_size {
+        let limit = format!("default_pool_size ({})", config.pool_size);
         r.key_problem(&sec, "min_pool_size", format!("must not exceed {limit}"));
     }
     r.finish(sec);
-    config
-}
-
-/// The durations of `[pool]`, on top of `d` (which supplies every other field).
-fn pool_timeouts(r: &mut Reader<'_>, s: &mut Section<'_>, d: PoolDefaults) -> PoolDefaults {
-    let mut read = |key, default| r.duration(s, key).unwrap_or(default);
-    PoolDefaults {
-        reserve_pool_timeout: read("reserve_pool_timeout", d.reserve_pool_timeout),
-        server_idle_timeout: read("server_idle_timeout", d.server_idle_timeout),
-        server_lifetime: read("server_lifetime", d.server_lifetime),
-        query_wait_timeout: read("query_wait_timeout", d.query_wait_timeout),
-        query_timeout: read("query_timeout", d.query_timeout),
-        idle_transaction_timeout: read("idle_transaction_timeout", d.idle_transaction_timeout),
-        client_idle_timeout: read("client_idle_timeout", d.client_idle_timeout),
-        server_check_delay: read("server_check_delay", d.server_check_delay),
-        ..d
-    }
 }
 
 /// `[databases]`, which must name at least one database. Each entry is checked
@@ -335,7 +198,7 @@ fn pool_timeouts(r: &mut Reader<'_>, s: &mut Section<'_>, d: PoolDefaults) -> Po
 fn databases(
     r: &mut Reader<'_>,
     root: &mut Section<'_>,
-    defaults: &PoolDefaults,
+    defaults: &PoolSettings,
 ) -> BTreeMap<String, DatabaseConfig> {
     let Some(mut sec) = r.table(root, "databases") else {
         if !root.has("databases") {
@@ -368,7 +231,7 @@ fn database(
     r: &mut Reader<'_>,
     name: &str,
     mut sec: Section<'_>,
-    defaults: &PoolDefaults,
+    defaults: &PoolSettings,
 ) -> DatabaseConfig {
     if ADMIN_DATABASES.contains(&name) {
         let path = sec.path().to_owned();
@@ -456,7 +319,7 @@ fn check_routing(r: &mut Reader<'_>, sec: &Section<'_>, db: &DatabaseConfig) {
 /// One `read_only_functions` name, lowercased as the server folds unquoted names. It
 /// must be a bare name, since the classifier matches it in every schema, and must not
 /// be one of the functions that always write.
-fn read_only_function(name: String) -> Result<String, String> {
+pub(super) fn read_only_function(name: String) -> Result<String, String> {
     let name = name.to_ascii_lowercase();
     if name.is_empty() || name.contains('.') {
         return Err(format!(
@@ -478,9 +341,9 @@ fn check_min_pool_size(
     r: &mut Reader<'_>,
     sec: &Section<'_>,
     db: &DatabaseConfig,
-    defaults: &PoolDefaults,
+    defaults: &PoolSettings,
 ) {
-    let size = db.pool_size.unwrap_or(defaults.default_pool_size);
+    let size = db.pool_size.unwrap_or(defaults.pool_size);
     match (db.min_pool_size, db.pool_size) {
         (Some(min), _) if min > size => {
             let limit = match db.pool_size {

@@ -4,10 +4,13 @@
 //! [`Config`] and never sees TOML. Secrets stay wrapped in [`Secret`] so they do not
 //! reach logs through `Debug`.
 //!
-//! The types and defaults live here; `load` says which keys each section has,
-//! `reader` walks the TOML and collects problems, `duration` and `env` parse the
-//! value forms shared by many keys, `settings` resolves what one pool actually uses
-//! ([`Config::pool_settings`]), and [`ConfigError`] lists everything that is wrong.
+//! The types and defaults live here. `table` lists every `[pgweir]` and `[pool]` key once,
+//! as `keys` describes them (section, kind of value, reload, PgBouncer name, how to read
+//! and show it); `load` reads the file with that table and adds the rules between keys and
+//! the `[databases]` and `[users]` entries; `reader` walks the TOML and collects problems;
+//! `duration` and `env` parse the value forms shared by many keys; `settings` holds the
+//! pool settings and resolves what one pool actually uses ([`Config::pool_settings`]); and
+//! [`ConfigError`] lists everything that is wrong.
 //!
 //! Every timeout is a [`Duration`]. Zero is a valid value whose meaning is PgBouncer's
 //! for that key, documented on each field: for most it switches the timeout off, but
@@ -20,11 +23,13 @@ mod env;
 mod error;
 mod fleet;
 mod hint;
+mod keys;
 mod listen;
 mod load;
 mod node;
 mod reader;
 mod settings;
+mod table;
 mod tcp;
 #[cfg(test)]
 mod tests;
@@ -40,6 +45,7 @@ pub use auth::{AuthLookup, AuthSources, DatabaseAuth, DEFAULT_AUTH_QUERY};
 pub use duration::{duration_from_seconds, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
 pub use fleet::{FleetName, MAX_FLEET_NAME};
+pub use keys::{Key, Kind, Reload, Section, Value};
 pub use listen::{FileMode, Group, ListenAddr, ListenHost, UnixSocket};
 pub use node::Node;
 pub use settings::PoolSettings;
@@ -48,40 +54,31 @@ pub use tls::{ClientTlsMode, ServerTlsMode, TlsConfig};
 
 use crate::hba::HbaFile;
 
-/// Keys a reload does not apply to the running process: sockets, threads and the log
-/// are set up once at start; existing pools keep the connect settings, shared limits and
-/// replica monitor they were created with; and a client's pool mode and prepared-statement
-/// renaming must not change under it. A change to any of them waits for a restart (and the
-/// reload says so).
-pub const RESTART_ONLY: [&str; 27] = [
-    "listen_addr",
-    "listen_port",
-    "so_reuseport",
-    "unix_socket_dir",
-    "unix_socket_mode",
-    "unix_socket_group",
-    "workers",
-    "metrics_addr",
-    "metrics_histograms",
-    "max_client_conn",
-    "log_level",
-    "log_format",
-    "stats_period",
-    "server_connect_timeout",
-    "server_login_retry",
-    "tcp_keepalive",
-    "tcp_keepidle",
-    "tcp_keepintvl",
-    "tcp_keepcnt",
-    "tcp_user_timeout",
-    "replica_check_interval",
-    "replica_ban_time",
-    "max_db_connections",
-    "max_user_connections",
-    "pool_mode",
-    "max_prepared_statements",
-    "fleet",
-];
+/// `NAMES`: the config-file name of each variant of a choice, in `ALL`'s order, so the key
+/// table, the converter and the messages list the same names as the reader accepts.
+macro_rules! variant_names {
+    ($($t:ident),*) => {$(
+        impl $t {
+            pub const NAMES: [&'static str; $t::ALL.len()] = {
+                let mut names = [""; $t::ALL.len()];
+                let mut i = 0;
+                while i < names.len() {
+                    names[i] = $t::ALL[i].as_str();
+                    i += 1;
+                }
+                names
+            };
+        }
+    )*};
+}
+variant_names!(
+    AuthType,
+    LogFormat,
+    Histograms,
+    PoolMode,
+    ClientTlsMode,
+    ServerTlsMode
+);
 
 /// The values `log_level` accepts, quietest first.
 pub const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -95,7 +92,8 @@ pub const ADMIN_DATABASES: [&str; 2] = ["pgweir", "pgbouncer"];
 #[derive(Debug, Clone)]
 pub struct Config {
     pub pgweir: GeneralConfig,
-    pub pool: PoolDefaults,
+    /// `[pool]`: what every pool uses unless a database or user overrides it.
+    pub pool: PoolSettings,
     /// Keyed by the name clients connect to.
     pub databases: BTreeMap<String, DatabaseConfig>,
     /// Keyed by user name.
@@ -270,7 +268,7 @@ impl AuthType {
     ];
 
     /// The name used in the config file (PgBouncer's spelling).
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             AuthType::ScramSha256 => "scram-sha-256",
             AuthType::Md5 => "md5",
@@ -296,7 +294,7 @@ impl LogFormat {
     pub const ALL: [LogFormat; 2] = [LogFormat::Text, LogFormat::Json];
 
     /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
@@ -318,7 +316,7 @@ pub enum Histograms {
 impl Histograms {
     pub const ALL: [Histograms; 3] = [Histograms::Pool, Histograms::Database, Histograms::Off];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Histograms::Pool => "pool",
             Histograms::Database => "database",
@@ -347,92 +345,11 @@ impl PoolMode {
     ];
 
     /// The name used in the config file and in `SHOW POOLS`.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             PoolMode::Session => "session",
             PoolMode::Transaction => "transaction",
             PoolMode::Statement => "statement",
-        }
-    }
-}
-
-/// `[pool]`: defaults every pool starts from. Which of them a database or user may
-/// override, and in what order, is in [`PoolSettings`].
-#[derive(Debug, Clone)]
-pub struct PoolDefaults {
-    pub pool_mode: PoolMode,
-    pub default_pool_size: usize,
-    /// Server connections kept open even when idle, so the first clients after a quiet
-    /// spell (or a Postgres restart) do not wait for logins; at most the pool size.
-    pub min_pool_size: usize,
-    /// Extra connections a pool may open for clients that have waited longer than
-    /// `reserve_pool_timeout`, to absorb bursts; 0 = no reserve.
-    pub reserve_pool_size: usize,
-    /// How long a client waits before the reserve may be used; zero = at once.
-    pub reserve_pool_timeout: Duration,
-    /// Most server connections to one database over all its pools; 0 = no limit.
-    pub max_db_connections: usize,
-    /// Most server connections as one user over all its pools; 0 = no limit.
-    pub max_user_connections: usize,
-    /// An unused server idle this long is closed (down to `min_pool_size`); zero = never.
-    pub server_idle_timeout: Duration,
-    /// An unused server connected this long is closed, so server-side memory and
-    /// configuration changes do not live forever; zero = use each server only once.
-    pub server_lifetime: Duration,
-    /// A client queued this long for a server gets an error and is disconnected;
-    /// zero = wait forever.
-    pub query_wait_timeout: Duration,
-    /// A query running this long is cancelled; zero = never. Meant as a network-failure
-    /// backstop slightly above the server's own `statement_timeout`.
-    pub query_timeout: Duration,
-    /// A client idle this long inside a transaction is disconnected, so it cannot hold
-    /// a server (and its locks) indefinitely; zero = never.
-    pub idle_transaction_timeout: Duration,
-    /// A client idle this long outside a transaction is disconnected; zero = never.
-    pub client_idle_timeout: Duration,
-    /// A server released longer ago than this is checked with `server_check_query`
-    /// before it is handed out, so a dead one is replaced unseen; zero = always check.
-    pub server_check_delay: Duration,
-    /// The check query. Empty (the default) sends an empty query, which Postgres
-    /// answers without parsing or planning anything (PgBouncer's `<empty>`).
-    pub server_check_query: String,
-    /// Protocol-level prepared statements kept on each server connection (least recently
-    /// used closed first), so clients' named statements work in transaction and statement
-    /// mode; 0 turns the support off and passes statement names through unchanged.
-    pub max_prepared_statements: usize,
-    /// Whether a client that creates state which cannot follow it to another server
-    /// (LISTEN, session advisory locks, temp tables, WITH HOLD cursors, LOAD, SQL
-    /// PREPARE) keeps its server until that state is gone. When false, such statements
-    /// are refused with an error instead.
-    pub pin_session_state: bool,
-    /// Functions (lowercase, unqualified) the operator declares read-only, so reads that
-    /// call them may go to a replica; the default for every database that does not set
-    /// its own list. Functions that always write are refused.
-    pub read_only_functions: Vec<String>,
-}
-
-/// Transaction mode is why pgweir exists; every other value is PgBouncer's.
-impl Default for PoolDefaults {
-    fn default() -> Self {
-        PoolDefaults {
-            pool_mode: PoolMode::Transaction,
-            default_pool_size: 20,
-            min_pool_size: 0,
-            reserve_pool_size: 0,
-            reserve_pool_timeout: Duration::from_secs(5),
-            max_db_connections: 0,
-            max_user_connections: 0,
-            server_idle_timeout: Duration::from_secs(600),
-            server_lifetime: Duration::from_secs(3600),
-            query_wait_timeout: Duration::from_secs(120),
-            query_timeout: Duration::ZERO,
-            idle_transaction_timeout: Duration::ZERO,
-            client_idle_timeout: Duration::ZERO,
-            server_check_delay: Duration::from_secs(30),
-            server_check_query: String::new(),
-            max_prepared_statements: 200,
-            pin_session_state: true,
-            read_only_functions: Vec::new(),
         }
     }
 }
@@ -503,7 +420,7 @@ impl ReadRouting {
     pub const ALL: [ReadRouting; 2] = [ReadRouting::Off, ReadRouting::Auto];
 
     /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ReadRouting::Off => "off",
             ReadRouting::Auto => "auto",
@@ -527,7 +444,7 @@ impl Target {
     pub const ALL: [Target; 3] = [Target::Primary, Target::Replica, Target::Any];
 
     /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Target::Primary => "primary",
             Target::Replica => "replica",

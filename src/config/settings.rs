@@ -1,5 +1,6 @@
-//! What one pool and its clients actually use, once `[pool]` defaults and the
-//! `[databases.NAME]` and `[users.NAME]` overrides are combined.
+//! The pool settings ([`PoolSettings`]): `[pool]` holds them as every pool's defaults,
+//! and each pool gets them with the `[databases.NAME]` and `[users.NAME]` overrides
+//! applied.
 //!
 //! Runtime code asks [`Config::pool_settings`] instead of walking the three tables
 //! itself, so the precedence rules live in one place: a user override beats a
@@ -8,30 +9,91 @@
 
 use std::time::Duration;
 
-use super::{Config, DatabaseConfig, PoolDefaults, PoolMode, UserConfig};
+use super::{Config, DatabaseConfig, PoolMode, UserConfig};
 
-/// The effective settings for one (database, client user) pair. Field meanings and
-/// what zero means are those of the [`PoolDefaults`] fields of the same names.
+/// The pool settings: as `[pool]` gives them (every pool's defaults), and as one pool
+/// gets them once its database's and users' overrides are applied
+/// ([`Config::pool_settings`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
     pub pool_mode: PoolMode,
+    /// Server connections per pool; `default_pool_size` in `[pool]`.
     pub pool_size: usize,
-    /// Never more than `pool_size`: a user's smaller `pool_size` caps it.
+    /// Server connections kept open even when idle, so the first clients after a quiet
+    /// spell (or a Postgres restart) do not wait for logins; never more than `pool_size`
+    /// (a user's smaller `pool_size` caps it).
     pub min_pool_size: usize,
+    /// Extra connections a pool may open for clients that have waited longer than
+    /// `reserve_pool_timeout`, to absorb bursts; 0 = no reserve.
     pub reserve_pool_size: usize,
+    /// How long a client waits before the reserve may be used; zero = at once.
     pub reserve_pool_timeout: Duration,
+    /// Most server connections to one database over all its pools; 0 = no limit.
     pub max_db_connections: usize,
+    /// Most server connections as one user over all its pools; 0 = no limit.
     pub max_user_connections: usize,
+    /// An unused server idle this long is closed (down to `min_pool_size`); zero = never.
     pub server_idle_timeout: Duration,
+    /// An unused server connected this long is closed, so server-side memory and
+    /// configuration changes do not live forever; zero = use each server only once.
     pub server_lifetime: Duration,
+    /// A client queued this long for a server gets an error and is disconnected;
+    /// zero = wait forever.
     pub query_wait_timeout: Duration,
+    /// A query running this long is cancelled; zero = never. Meant as a network-failure
+    /// backstop slightly above the server's own `statement_timeout`.
     pub query_timeout: Duration,
+    /// A client idle this long inside a transaction is disconnected, so it cannot hold
+    /// a server (and its locks) indefinitely; zero = never.
     pub idle_transaction_timeout: Duration,
+    /// A client idle this long outside a transaction is disconnected; zero = never.
     pub client_idle_timeout: Duration,
+    /// A server released longer ago than this is checked with `server_check_query`
+    /// before it is handed out, so a dead one is replaced unseen; zero = always check.
     pub server_check_delay: Duration,
+    /// The check query. Empty (the default) sends an empty query, which Postgres
+    /// answers without parsing or planning anything (PgBouncer's `<empty>`).
     pub server_check_query: String,
+    /// Protocol-level prepared statements kept on each server connection (least recently
+    /// used closed first), so clients' named statements work in transaction and statement
+    /// mode; 0 turns the support off and passes statement names through unchanged.
     pub max_prepared_statements: usize,
+    /// Whether a client that creates state which cannot follow it to another server
+    /// (LISTEN, session advisory locks, temp tables, WITH HOLD cursors, LOAD, SQL
+    /// PREPARE) keeps its server until that state is gone. When false, such statements
+    /// are refused with an error instead.
     pub pin_session_state: bool,
+    /// Functions (lowercase, unqualified) the operator declares read-only, so reads that
+    /// call them may go to a replica: in `[pool]` the default for every database that does
+    /// not set its own list, for a pool its database's list. Functions that always write
+    /// are refused.
+    pub read_only_functions: Vec<String>,
+}
+
+/// Transaction mode is why pgweir exists; every other value is PgBouncer's.
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            pool_mode: PoolMode::Transaction,
+            pool_size: 20,
+            min_pool_size: 0,
+            reserve_pool_size: 0,
+            reserve_pool_timeout: Duration::from_secs(5),
+            max_db_connections: 0,
+            max_user_connections: 0,
+            server_idle_timeout: Duration::from_secs(600),
+            server_lifetime: Duration::from_secs(3600),
+            query_wait_timeout: Duration::from_secs(120),
+            query_timeout: Duration::ZERO,
+            idle_transaction_timeout: Duration::ZERO,
+            client_idle_timeout: Duration::ZERO,
+            server_check_delay: Duration::from_secs(30),
+            server_check_query: String::new(),
+            max_prepared_statements: 200,
+            pin_session_state: true,
+            read_only_functions: Vec::new(),
+        }
+    }
 }
 
 impl Config {
@@ -58,10 +120,11 @@ impl Config {
     }
 }
 
-/// Combines the three levels; `pool_user` and `client` are `None` when the user has
-/// no `[users]` entry (possible with `auth_type = "trust"` or a forced user).
+/// Combines the three levels: the `[pool]` settings `d`, with the overrides each key
+/// allows. `pool_user` and `client` are `None` when the user has no `[users]` entry
+/// (possible with `auth_type = "trust"` or a forced user).
 fn resolve(
-    d: &PoolDefaults,
+    d: &PoolSettings,
     db: &DatabaseConfig,
     pool_user: Option<&UserConfig>,
     client: Option<&UserConfig>,
@@ -69,7 +132,7 @@ fn resolve(
     let pool_size = pool_user
         .and_then(|u| u.pool_size)
         .or(db.pool_size)
-        .unwrap_or(d.default_pool_size);
+        .unwrap_or(d.pool_size);
     let client_timeout = |get: fn(&UserConfig) -> Option<Duration>, default: Duration| {
         client.and_then(get).unwrap_or(default)
     };
@@ -84,23 +147,19 @@ fn resolve(
             .and_then(|u| u.reserve_pool_size)
             .or(db.reserve_pool_size)
             .unwrap_or(d.reserve_pool_size),
-        reserve_pool_timeout: d.reserve_pool_timeout,
         max_db_connections: db.max_db_connections.unwrap_or(d.max_db_connections),
         max_user_connections: pool_user
             .and_then(|u| u.max_user_connections)
             .unwrap_or(d.max_user_connections),
-        server_idle_timeout: d.server_idle_timeout,
         server_lifetime: db.server_lifetime.unwrap_or(d.server_lifetime),
-        query_wait_timeout: d.query_wait_timeout,
         query_timeout: client_timeout(|u| u.query_timeout, d.query_timeout),
         idle_transaction_timeout: client_timeout(
             |u| u.idle_transaction_timeout,
             d.idle_transaction_timeout,
         ),
         client_idle_timeout: client_timeout(|u| u.client_idle_timeout, d.client_idle_timeout),
-        server_check_delay: d.server_check_delay,
-        server_check_query: d.server_check_query.clone(),
-        max_prepared_statements: d.max_prepared_statements,
         pin_session_state: db.pin_session_state.unwrap_or(d.pin_session_state),
+        read_only_functions: db.read_only_functions.clone(),
+        ..d.clone()
     }
 }

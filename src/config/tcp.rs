@@ -3,11 +3,9 @@
 //! before the first probe), and `tcp_user_timeout` so data a peer never acknowledges fails
 //! the connection instead of being retransmitted for a quarter of an hour. Zero leaves a
 //! value to the operating system, as in PgBouncer; pgweir's defaults notice a dead peer
-//! within about two minutes.
+//! within about two minutes. The keys are read as [`super::table`] lists them.
 
 use std::time::Duration;
-
-use super::reader::{Reader, Section};
 
 /// The TCP options pgweir sets on every client and server socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,19 +33,5 @@ impl Default for TcpSettings {
             // first probe alone went unanswered (a saturated loopback loses some).
             user_timeout: Duration::from_secs(120),
         }
-    }
-}
-
-/// The `tcp_*` keys of `[pgweir]`.
-pub(super) fn read(r: &mut Reader<'_>, s: &mut Section<'_>) -> TcpSettings {
-    let d = TcpSettings::default();
-    TcpSettings {
-        keepalive: r.boolean(s, "tcp_keepalive").unwrap_or(d.keepalive),
-        keepidle: r.duration(s, "tcp_keepidle").unwrap_or(d.keepidle),
-        keepintvl: r.duration(s, "tcp_keepintvl").unwrap_or(d.keepintvl),
-        keepcnt: r
-            .int(s, "tcp_keepcnt", 0..=i64::from(i32::MAX))
-            .unwrap_or(d.keepcnt),
-        user_timeout: r.duration(s, "tcp_user_timeout").unwrap_or(d.user_timeout),
     }
 }

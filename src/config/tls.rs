@@ -1,7 +1,7 @@
 //! The `[pgweir]` TLS keys, PgBouncer's names and meanings: `client_tls_*` for connections
-//! from clients, `server_tls_*` for connections to Postgres. Only the rules between keys are
-//! checked here; the files themselves are read by [`crate::net::tls`] at start, by
-//! `pgweir check` and on reload.
+//! from clients, `server_tls_*` for connections to Postgres. The keys are read as
+//! [`super::table`] lists them; only the rules between them are checked here. The files
+//! themselves are read by [`crate::net::tls`] at start, by `pgweir check` and on reload.
 
 use std::path::PathBuf;
 
@@ -37,7 +37,7 @@ impl ClientTlsMode {
     ];
 
     /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ClientTlsMode::Disable => "disable",
             ClientTlsMode::Allow => "allow",
@@ -99,7 +99,7 @@ impl ServerTlsMode {
     ];
 
     /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ServerTlsMode::Disable => "disable",
             ServerTlsMode::Prefer => "prefer",
@@ -141,24 +141,8 @@ impl TlsConfig {
     }
 }
 
-/// Reads the TLS keys of `[pgweir]` and checks the rules between them.
-pub(super) fn read(r: &mut Reader<'_>, s: &mut Section<'_>) -> TlsConfig {
-    let mut path = |r: &mut Reader<'_>, key| r.string(s, key).map(PathBuf::from);
-    let mut config = TlsConfig {
-        client_cert_file: path(r, "client_tls_cert_file"),
-        client_key_file: path(r, "client_tls_key_file"),
-        client_ca_file: path(r, "client_tls_ca_file"),
-        server_ca_file: path(r, "server_tls_ca_file"),
-        server_cert_file: path(r, "server_tls_cert_file"),
-        server_key_file: path(r, "server_tls_key_file"),
-        ..TlsConfig::default()
-    };
-    config.client_sslmode = r
-        .choice(s, "client_tls_sslmode", &ClientTlsMode::ALL, |m| m.as_str())
-        .unwrap_or_default();
-    config.server_sslmode = r
-        .choice(s, "server_tls_sslmode", &ServerTlsMode::ALL, |m| m.as_str())
-        .unwrap_or_default();
+/// The rules between the TLS keys of `[pgweir]` (each read as [`super::table`] lists it).
+pub(super) fn check(r: &mut Reader<'_>, s: &Section<'_>, config: &TlsConfig) {
     let mode = config.client_sslmode;
     if mode != ClientTlsMode::Disable {
         for (key, set) in [
@@ -185,7 +169,6 @@ pub(super) fn read(r: &mut Reader<'_>, s: &mut Section<'_>) -> TlsConfig {
         let message = "server_tls_cert_file and server_tls_key_file go together";
         r.key_problem(s, "server_tls_cert_file", message);
     }
-    config
 }
 
 #[cfg(test)]

@@ -1,32 +1,8 @@
 //! What becomes of each PgBouncer setting: the pgweir key it maps to and how its value is
-//! written, or why it has no counterpart. One table per kind of entry, so a reader can see
-//! at a glance what carries over.
-
-/// The pgweir section a `[pgbouncer]` setting lands in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Section {
-    Pgweir,
-    Pool,
-}
-
-/// How a PgBouncer value is written in pgweir's TOML.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
-    Int,
-    /// `0/1/yes/no/on/off/true/false`.
-    Bool,
-    /// Bare (possibly fractional) seconds, or a number with a unit.
-    Duration,
-    /// Bare milliseconds (`tcp_user_timeout`).
-    Millis,
-    Str,
-    /// A file name: a relative one is taken from the pgbouncer.ini's directory.
-    Path,
-    /// A comma-separated list.
-    List,
-    /// One of the values pgweir knows for the key (checked by `pgweir check`).
-    Choice(&'static [&'static str]),
-}
+//! written, or why it has no counterpart. The `[pgbouncer]` settings pgweir has are those
+//! the configuration's key table ([`crate::config::Key`]) names, with the kind of value it
+//! gives them; this file lists the rest, and the keys of `[databases]` and `[users]`
+//! entries, so a reader can see at a glance what carries over.
 
 /// Why a setting is not carried over; printed next to it in the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,25 +25,16 @@ impl Why {
 /// What a setting becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    Key(&'static str, Form),
+    Key(&'static str, Kind),
     Skip(Why),
 }
 
-use Form::*;
-use Section::{Pgweir, Pool};
+use crate::config::Kind::{self, *};
+use crate::config::{Key as ConfigKey, PoolMode, Section};
 use Target::{Key, Skip};
 use Why::{NotNeeded, NotSupported};
 
-const SSLMODES: &[&str] = &[
-    "disable",
-    "allow",
-    "prefer",
-    "require",
-    "verify-ca",
-    "verify-full",
-];
-const POOL_MODES: &[&str] = &["session", "transaction", "statement"];
-const AUTH_TYPES: &[&str] = &["scram-sha-256", "md5", "plain", "trust", "cert", "hba"];
+const POOL_MODES: &[&str] = &PoolMode::NAMES;
 
 const LOGGING: Why =
     NotNeeded("pgweir logs to stderr, for the service manager or container runtime to keep");
@@ -77,55 +44,14 @@ const TLS_SUITES: Why =
 const BUFFERS: Why = NotNeeded("pgweir sizes its buffers itself and streams large messages");
 const DNS: Why = NotNeeded("pgweir resolves a server's host name when it connects");
 
-/// The `[pgbouncer]` settings PgBouncer 1.25 has, by name.
+/// The `[pgbouncer]` settings PgBouncer 1.25 has, by name: those pgweir has a key for
+/// (marked so in the configuration's key table), and why each of the others is left behind.
 pub fn general(key: &str) -> Option<(Section, Target)> {
-    let pg = |key, form| (Pgweir, Key(key, form));
-    let pool = |key, form| (Pool, Key(key, form));
-    let skip = |why| (Pgweir, Skip(why));
+    if let Some(k) = ConfigKey::for_pgbouncer(key) {
+        return Some((k.section, Key(k.name, k.kind)));
+    }
+    let skip = |why| (Section::Pgweir, Skip(why));
     Some(match key {
-        "listen_addr" => pg("listen_addr", Str),
-        "listen_port" => pg("listen_port", Int),
-        "auth_type" => pg("auth_type", Choice(AUTH_TYPES)),
-        "auth_hba_file" => pg("auth_hba_file", Path),
-        "auth_file" => pg("auth_file", Path),
-        "auth_user" => pg("auth_user", Str),
-        "auth_query" => pg("auth_query", Str),
-        "auth_dbname" => pg("auth_dbname", Str),
-        "max_client_conn" => pg("max_client_conn", Int),
-        "max_db_client_connections" => pg("max_db_client_connections", Int),
-        "max_user_client_connections" => pg("max_user_client_connections", Int),
-        "server_connect_timeout" => pg("server_connect_timeout", Duration),
-        "server_login_retry" => pg("server_login_retry", Duration),
-        "client_login_timeout" => pg("client_login_timeout", Duration),
-        "admin_users" => pg("admin_users", List),
-        "stats_users" => pg("stats_users", List),
-        "log_connections" => pg("log_connections", Bool),
-        "log_disconnections" => pg("log_disconnections", Bool),
-        "stats_period" => pg("stats_period", Duration),
-        "client_tls_sslmode" => pg("client_tls_sslmode", Choice(SSLMODES)),
-        "client_tls_cert_file" => pg("client_tls_cert_file", Path),
-        "client_tls_key_file" => pg("client_tls_key_file", Path),
-        "client_tls_ca_file" => pg("client_tls_ca_file", Path),
-        "server_tls_sslmode" => pg("server_tls_sslmode", Choice(SSLMODES)),
-        "server_tls_ca_file" => pg("server_tls_ca_file", Path),
-        "server_tls_cert_file" => pg("server_tls_cert_file", Path),
-        "server_tls_key_file" => pg("server_tls_key_file", Path),
-        "pool_mode" => pool("pool_mode", Choice(POOL_MODES)),
-        "default_pool_size" => pool("default_pool_size", Int),
-        "min_pool_size" => pool("min_pool_size", Int),
-        "reserve_pool_size" => pool("reserve_pool_size", Int),
-        "reserve_pool_timeout" => pool("reserve_pool_timeout", Duration),
-        "max_db_connections" => pool("max_db_connections", Int),
-        "max_user_connections" => pool("max_user_connections", Int),
-        "server_idle_timeout" => pool("server_idle_timeout", Duration),
-        "server_lifetime" => pool("server_lifetime", Duration),
-        "query_wait_timeout" => pool("query_wait_timeout", Duration),
-        "query_timeout" => pool("query_timeout", Duration),
-        "idle_transaction_timeout" => pool("idle_transaction_timeout", Duration),
-        "client_idle_timeout" => pool("client_idle_timeout", Duration),
-        "server_check_delay" => pool("server_check_delay", Duration),
-        "server_check_query" => pool("server_check_query", Str),
-        "max_prepared_statements" => pool("max_prepared_statements", Int),
         "logfile" | "syslog" | "syslog_ident" | "syslog_facility" => skip(LOGGING),
         "pidfile" => skip(NotNeeded(
             "pgweir runs in the foreground under its service manager",
@@ -134,13 +60,9 @@ pub fn general(key: &str) -> Option<(Section, Target)> {
         "verbose" | "log_pooler_errors" | "log_stats" => skip(NotNeeded(
             "pgweir's log_level sets how much it logs; errors sent to clients are always logged",
         )),
-        "unix_socket_dir" => pg("unix_socket_dir", Path),
-        "unix_socket_mode" => pg("unix_socket_mode", Str),
-        "unix_socket_group" => pg("unix_socket_group", Str),
         "server_reset_query" | "server_reset_query_always" => skip(NotNeeded(
             "pgweir tracks each client's session state and resets only what a client changed",
         )),
-        "ignore_startup_parameters" => pg("ignore_startup_parameters", List),
         "track_extra_parameters" => skip(NotNeeded(
             "pgweir keeps every startup parameter a client sends and applies it to each server",
         )),
@@ -156,16 +78,10 @@ pub fn general(key: &str) -> Option<(Section, Target)> {
         "query_wait_notify" => skip(NotSupported("queued clients get no notice")),
         "dns_max_ttl" | "dns_nxdomain_ttl" | "dns_zone_check_period" | "resolv_conf" => skip(DNS),
         "pkt_buf" | "max_packet_size" | "sbuf_loopcnt" | "listen_backlog" => skip(BUFFERS),
-        "so_reuseport" => pg("so_reuseport", Bool),
         "peer_id" => skip(NotNeeded(
             "processes sharing a port find each other and forward cancels without it",
         )),
         "tcp_defer_accept" | "tcp_socket_buffer" => skip(TCP),
-        "tcp_keepalive" => pg("tcp_keepalive", Bool),
-        "tcp_keepcnt" => pg("tcp_keepcnt", Int),
-        "tcp_keepidle" => pg("tcp_keepidle", Duration),
-        "tcp_keepintvl" => pg("tcp_keepintvl", Duration),
-        "tcp_user_timeout" => pg("tcp_user_timeout", Millis),
         "client_tls_protocols"
         | "client_tls_ciphers"
         | "client_tls13_ciphers"

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use keys::{Form, Section, Target, Why};
+use crate::config::{Key, Kind, Section};
+use keys::{Target, Why};
 
 /// Why a pgbouncer.ini could not be read at all.
 #[derive(Debug, Error)]
@@ -312,7 +313,7 @@ impl Builder {
     }
 
     /// The TOML form of `raw`; relative paths are taken from the ini's directory.
-    fn value(&self, form: Form, raw: &str) -> Result<String, String> {
+    fn value(&self, form: Kind, raw: &str) -> Result<String, String> {
         toml_value(form, raw, &self.base)
     }
 
@@ -356,26 +357,26 @@ impl Builder {
 
 /// The TOML form of `raw`, a value written as PgBouncer takes it; a relative path is joined
 /// to `base`.
-fn toml_value(form: Form, raw: &str, base: &Path) -> Result<String, String> {
+fn toml_value(form: Kind, raw: &str, base: &Path) -> Result<String, String> {
     match form {
-        Form::Int => match raw.parse::<i64>() {
+        Kind::Int => match raw.parse::<i64>() {
             Ok(n) => Ok(n.to_string()),
             Err(_) => Err(format!("{raw:?} is not a whole number")),
         },
-        Form::Bool => match raw.to_ascii_lowercase().as_str() {
+        Kind::Bool => match raw.to_ascii_lowercase().as_str() {
             "1" | "yes" | "on" | "true" => Ok("true".into()),
             "0" | "no" | "off" | "false" => Ok("false".into()),
             _ => Err(format!("{raw:?} is not a boolean")),
         },
-        Form::Duration => duration(raw),
-        Form::Millis => match raw.trim().parse::<u64>() {
+        Kind::Duration => duration(raw),
+        Kind::Millis => match raw.trim().parse::<u64>() {
             Ok(ms) => Ok(toml_str(&format!("{ms}ms"))),
             Err(_) => Err(format!("{raw:?} is not a whole number of milliseconds")),
         },
-        Form::Str => Ok(toml_str(raw)),
+        Kind::Str => Ok(toml_str(raw)),
         // Empty is PgBouncer's "not set" (for unix_socket_dir: no socket).
-        Form::Path if raw.is_empty() => Ok(toml_str("")),
-        Form::Path => {
+        Kind::Path if raw.is_empty() => Ok(toml_str("")),
+        Kind::Path => {
             let path = Path::new(raw);
             let path = if path.is_relative() {
                 base.join(path)
@@ -384,7 +385,7 @@ fn toml_value(form: Form, raw: &str, base: &Path) -> Result<String, String> {
             };
             Ok(toml_str(&path.to_string_lossy()))
         }
-        Form::List => {
+        Kind::List => {
             let items: Vec<String> = raw
                 .split(',')
                 .map(str::trim)
@@ -393,7 +394,7 @@ fn toml_value(form: Form, raw: &str, base: &Path) -> Result<String, String> {
                 .collect();
             Ok(format!("[{}]", items.join(", ")))
         }
-        Form::Choice(options) => {
+        Kind::Choice(options) => {
             let lower = raw.to_ascii_lowercase();
             if options.contains(&lower.as_str()) {
                 Ok(toml_str(&lower))
@@ -404,19 +405,11 @@ fn toml_value(form: Form, raw: &str, base: &Path) -> Result<String, String> {
     }
 }
 
-/// Whether PgBouncer has a `[pgbouncer]` setting of this name that pgweir keeps the name of:
-/// the admin console shows and takes its values in PgBouncer's forms.
-pub fn is_pgbouncer_setting(key: &str) -> bool {
-    matches!(keys::general(key), Some((_, Target::Key(k, _))) if k == key)
-}
-
-/// The TOML value for a PgBouncer setting `key` written as PgBouncer takes it (for the
-/// console's SET); `None` when PgBouncer has no such setting.
-pub fn pgbouncer_value(key: &str, raw: &str) -> Option<Result<String, String>> {
-    match keys::general(key)? {
-        (_, Target::Key(k, form)) if k == key => Some(toml_value(form, raw, Path::new(""))),
-        _ => None,
-    }
+/// The TOML value for `key` written as PgBouncer takes it (for the console's SET); `None`
+/// when `key` is pgweir's own.
+pub fn pgbouncer_value(key: &Key, raw: &str) -> Option<Result<String, String>> {
+    key.pgbouncer?;
+    Some(toml_value(key.kind, raw, Path::new("")))
 }
 
 /// A PgBouncer time value (seconds, possibly fractional, or with a unit) as pgweir writes

@@ -46,7 +46,7 @@ fn a_transaction_mode_web_app_converts_to_the_same_settings() {
     assert_eq!(config.pgweir.max_client_conn, 10_000);
     assert!(!config.pgweir.log_connections);
     assert_eq!(config.pool.pool_mode, PoolMode::Transaction);
-    assert_eq!(config.pool.default_pool_size, 150);
+    assert_eq!(config.pool.pool_size, 150);
     assert_eq!(config.pool.reserve_pool_size, 10);
     assert_eq!(
         config.pool.reserve_pool_timeout,

@@ -212,7 +212,7 @@ impl Pool {
     }
 
     /// Takes new settings from a reload: sizes and timeouts apply to the next checkout.
-    /// The pool mode and prepared-statement limit stay (see [`crate::config::RESTART_ONLY`]):
+    /// The pool mode and prepared-statement limit stay (see [`crate::config::Reload`]):
     /// connected clients rely on them.
     pub fn reconfigure(self: &Arc<Self>, mut settings: PoolSettings) {
         settings.pool_mode = self.mode;

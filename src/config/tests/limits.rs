@@ -111,7 +111,7 @@ fn reads_every_limit_and_timeout_key() {
     assert_eq!(g.client_login_timeout, secs(2));
     assert_eq!(g.server_login_retry, Duration::from_millis(500));
     let p = &config.pool;
-    assert_eq!((p.default_pool_size, p.min_pool_size), (10, 2));
+    assert_eq!((p.pool_size, p.min_pool_size), (10, 2));
     assert_eq!((p.reserve_pool_size, p.max_db_connections), (3, 40));
     assert_eq!(p.max_user_connections, 30);
     assert_eq!(p.reserve_pool_timeout, Duration::from_millis(250));

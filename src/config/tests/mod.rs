@@ -2,10 +2,12 @@
 //! environment expansion, and that secrets never reach error text. The pool sizing,
 //! limit and timeout keys are in `limits`, the replica routing keys in `replicas`, the
 //! metrics, admin console, shutdown and logging keys in `operations`, `auth_hba_file` in
-//! `hba`, and `Config::pool_settings` in `settings`; all use the helpers here.
+//! `hba`, `Config::pool_settings` in `settings`, and the key table (and the README's
+//! reference of it) in `keys`; all use the helpers here.
 
 mod auth;
 mod hba;
+mod keys;
 mod limits;
 mod operations;
 mod replicas;
@@ -59,7 +61,7 @@ fn absent_sections_take_defaults() {
     assert_eq!(g.log_level, "info");
     assert_eq!(g.server_connect_timeout, Duration::from_secs(15));
     assert_eq!(config.pool.pool_mode, PoolMode::Transaction);
-    assert_eq!(config.pool.default_pool_size, 20);
+    assert_eq!(config.pool.pool_size, 20);
     assert!(config.users.is_empty());
     let app = &config.databases["app"];
     assert_eq!(app.host, "db.internal");
@@ -75,7 +77,7 @@ fn absent_sections_take_defaults() {
 fn empty_sections_take_defaults() {
     let config = parse(&format!("[pgweir]\n[pool]\n[users]\n{MINIMAL}"));
     assert_eq!(config.pgweir.listen_port, 6432);
-    assert_eq!(config.pool.default_pool_size, 20);
+    assert_eq!(config.pool.pool_size, 20);
     assert!(config.users.is_empty());
 }
 
@@ -123,7 +125,7 @@ pool_mode = "session"
     assert_eq!(g.log_level, "debug");
     assert_eq!(g.server_connect_timeout, Duration::from_millis(250));
     assert_eq!(config.pool.pool_mode, PoolMode::Statement);
-    assert_eq!(config.pool.default_pool_size, 5);
+    assert_eq!(config.pool.pool_size, 5);
     let app = &config.databases["app"];
     assert_eq!((app.port, app.dbname.as_str()), (5433, "app_prod"));
     assert_eq!(app.user.as_deref(), Some("app_owner"));

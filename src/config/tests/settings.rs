@@ -30,6 +30,7 @@ fn defaults() -> PoolSettings {
         server_check_query: String::new(),
         max_prepared_statements: 200,
         pin_session_state: true,
+        read_only_functions: Vec::new(),
     }
 }
 
@@ -99,6 +100,7 @@ fn pool_level() -> PoolSettings {
         server_check_query: "SELECT 1".to_owned(),
         max_prepared_statements: 50,
         pin_session_state: false,
+        read_only_functions: Vec::new(),
     }
 }
 
