@@ -358,5 +358,4 @@ pub fn retry_window(buf: &[u8]) -> Option<Bytes> {
 }
 
 #[cfg(test)]
-#[path = "routing_tests.rs"]
 mod tests;

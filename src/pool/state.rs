@@ -560,5 +560,4 @@ fn waits_out(outage: OnOutage, kind: Failure) -> bool {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;
