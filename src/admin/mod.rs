@@ -4,7 +4,7 @@
 //! messages get an error and are skipped up to their Sync.
 //!
 //! Who may use it: a client authenticates as any configured user would (see
-//! [`crate::client::login`]); then users in `admin_users` may run every command, users in
+//! [`crate::client::authenticate`]); then users in `admin_users` may run every command, users in
 //! `stats_users` the SHOW commands only, and anyone else is refused with FATAL 28000.
 //! RELOAD and SHUTDOWN are answered here, the other control commands (PAUSE, RESUME,
 //! DISABLE, ENABLE, RECONNECT, KILL, KILL_CLIENT, WAIT_CLOSE) in [`control`](mod@control).

@@ -3,7 +3,7 @@
 //! other users (`auth_query`). The secrets and the exchanges that check them are
 //! [`crate::secret`]'s; which exchange applies under `auth_type = "hba"` is
 //! [`crate::hba`]'s. The exchange itself (reading and writing messages) is driven by
-//! [`crate::client::login`].
+//! [`crate::client::authenticate`].
 
 pub mod query;
 

@@ -7,7 +7,7 @@
 //! fails does not tell whether the role exists. The cache is bounded so probing with
 //! made-up names can neither grow it without end nor push out the answers for real roles.
 //!
-//! Called by [`crate::client::login`]; logs in through [`crate::server::login`], with the
+//! Called by [`crate::client::authenticate`]; logs in through [`crate::server::login`], with the
 //! secret pgweir holds for `auth_user` ([`super::UserDirectory`], [`crate::secret::passthrough`]).
 
 use std::collections::HashMap;

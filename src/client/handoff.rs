@@ -19,9 +19,10 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 
 use super::inspect::analysis;
+use super::login::too_many;
 use super::params::ClientParams;
 use super::relay::Session;
-use super::{too_many, ClientError, Ready};
+use super::{ClientError, Ready};
 use crate::app::App;
 use crate::cancel::ClientKey;
 use crate::clients::Stop;

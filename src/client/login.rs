@@ -1,331 +1,256 @@
-//! Authenticating a client: the message exchange for each `auth_type` (under `hba`, for the
-//! method of the first matching line of `auth_hba_file`), checked against the
-//! [`crate::auth::UserDirectory`] or, for users it lacks, `auth_query`
-//! ([`crate::auth::query`]). An unknown user, and one whose password is missing or expired,
-//! goes through the same exchange as a known one and fails the same way, so the answer does
-//! not reveal which users exist. A successful login leaves its secret and SCRAM key in the
-//! [`crate::secret::passthrough::Keyring`] for the pool's own logins.
+//! A login in four steps, each a method of [`Login`]: startup ([`super::startup`]),
+//! authentication ([`super::authenticate`] runs the exchange), admission (the client limits,
+//! the pools, the startup settings judged) and the greeting (ParameterStatus, BackendKeyData,
+//! ReadyForQuery). A login to the admin console takes its own way after startup. The
+//! configuration and the users are read once, when the login begins ([`InForce`]).
 
-use bytes::{Buf, BytesMut};
-use rand::Rng;
-use sha2::{Digest, Sha256};
-use std::sync::OnceLock;
+use std::sync::Arc;
+
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::{ClientError, InForce};
+use super::params::{self, ClientParams};
+use super::startup::{self, Startup};
+use super::{authenticate, relay, ClientError, Ready, Who};
+use crate::admin::{self, Access};
 use crate::app::App;
-use crate::auth::UserSecret;
-use crate::config::{AuthType, GeneralConfig};
-use crate::hba::{cert_proves, Method};
-use crate::net::read::read_message;
+use crate::auth::UserDirectory;
+use crate::cancel::CancelHandle;
+use crate::clients::{ClientSlot, Refused, Stop};
+use crate::config::{Config, ADMIN_DATABASES};
 use crate::net::stream::Stream;
 use crate::net::transport::Transport;
-use crate::protocol::{backend, fe};
-use crate::secret::channel_binding::MECHANISM_PLUS;
-use crate::secret::md5::{cleartext_check, cleartext_matches, md5_response_matches};
-use crate::secret::passthrough::ScramClientKey;
-use crate::secret::scram::{ScramServer, MECHANISM};
-use crate::secret::{ScramVerifier, StoredSecret};
+use crate::pool::PoolGroup;
+use crate::protocol::{backend, TxStatus};
 
-/// Password messages are small; anything bigger is an attack or a broken client.
-const MAX_PASSWORD_MESSAGE: usize = 8 * 1024;
-
-/// Runs the exchange the client's method calls for. Ok means the client proved who it is;
-/// what it proved against is then remembered for the pool's own logins
-/// ([`crate::secret::passthrough::Keyring`]).
-pub(super) async fn authenticate(
-    app: &App,
-    in_force: &InForce,
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    user: &str,
-    database: &str,
-    transport: &Transport,
-) -> Result<(), ClientError> {
-    // An hba refusal comes first, so a refused client costs no auth_query lookup.
-    let method = method(&in_force.config.pgweir, user, database, transport)?;
-    let known = find_secret(app, in_force, user, database).await?;
-    let secret = known.as_ref().and_then(Option::as_ref);
-    let failed = || ClientError::AuthFailed(user.to_owned());
-    let lookups = in_force.config.auth_lookup(database).is_some();
-    let unknown_scram = lookups || in_force.users.mostly_scram();
-    let key = match method {
-        Method::Reject => Err(hba_refused(true, user, database, transport)),
-        Method::Trust => known.as_ref().map(|_| None).ok_or_else(failed),
-        Method::Cert => (known.is_some() && cert_proves(transport.cert_name.as_deref(), user))
-            .then_some(None)
-            .ok_or_else(|| ClientError::CertFailed(user.to_owned())),
-        Method::Peer => (known.is_some() && peer_proves(transport.peer_uid, user))
-            .then_some(None)
-            .ok_or_else(|| ClientError::PeerFailed(user.to_owned())),
-        Method::Password => {
-            let mut out = BytesMut::new();
-            backend::authentication_cleartext(&mut out);
-            stream.write_all(&out).await?;
-            let body = read_password(stream, buf).await?;
-            let pw = body.strip_suffix(&[0]).unwrap_or(&body);
-            match secret {
-                Some(s) => cleartext_check(&s.secret, user, pw),
-                None => mock_cleartext(user, pw).then_some(None),
-            }
-            .ok_or_else(failed)
-        }
-        Method::Md5 if runs_md5(secret, unknown_scram) => {
-            md5_exchange(stream, buf, user, secret).await.map(|()| None)
-        }
-        // Like Postgres, md5 falls back to SCRAM when only a SCRAM verifier is stored.
-        Method::Md5 | Method::ScramSha256 => {
-            let verifier = secret
-                .and_then(|s| s.scram.clone())
-                .unwrap_or_else(|| mock_verifier(user));
-            let end_point = transport.end_point.clone().filter(|_| transport.tls);
-            scram_exchange(stream, buf, user, verifier, end_point)
-                .await
-                .map(Some)
-        }
-    }?;
-    if let Some(s) = secret {
-        // Only a stored verifier needs the key (from a SCRAM proof, or derived from a
-        // cleartext password): a plaintext secret logs in by itself.
-        let key = key.filter(|_| matches!(s.secret, StoredSecret::Scram(_)));
-        app.keyring.remember(database, user, &s.secret, key);
-    }
-    Ok(())
+/// What one login reads of the configuration and the users, once, when it begins: a reload
+/// halfway through cannot give one login two configurations.
+pub struct InForce {
+    pub config: Arc<Config>,
+    pub users: Arc<UserDirectory>,
 }
 
-/// The user's secret: from `[users]` or the auth file, else from `auth_query`. `None` for a
-/// user nobody knows; `Some(None)` for one known without a usable (or with an expired)
-/// password, which only `trust` and `cert` accept: password methods run the same exchange
-/// for both as for a wrong password, and fail the same way.
-async fn find_secret(
-    app: &App,
-    in_force: &InForce,
-    user: &str,
-    database: &str,
-) -> Result<Option<Option<UserSecret>>, ClientError> {
-    let InForce { config, users } = in_force;
-    let listed = users.get(user);
-    if let Some(Some(secret)) = listed {
-        return Ok(Some(Some(secret.clone())));
-    }
-    // A `[users]` entry without a password only sets pool keys: the query may know the secret.
-    let found = app
-        .auth_queries
-        .lookup(config, users, &app.keyring, &app.tls, database, user)
-        .await;
-    match found {
-        Ok(None) if listed.is_some() => Ok(Some(None)),
-        Ok(found) => Ok(found),
-        Err(e) => {
-            tracing::warn!(%user, %database, error = %e, "auth_query failed");
-            Err(e.into())
+impl InForce {
+    pub fn now(app: &App) -> Self {
+        InForce {
+            config: app.config(),
+            users: app.users(),
         }
     }
 }
 
-/// A cleartext check for a user nobody knows, always false. It does the work a check against
-/// a SCRAM verifier does (a PBKDF2 run), against the mock verifier, so the time taken does
-/// not tell who exists: verifiers are what `auth_query` finds and what an auth file copied
-/// from `pg_authid` holds, lookups or not.
-fn mock_cleartext(user: &str, password: &[u8]) -> bool {
-    let mock = StoredSecret::Scram(mock_verifier(user));
-    std::hint::black_box(cleartext_matches(&mock, user, password));
-    false
+/// One login under way: the app, what is in force for it, and the connection's facts.
+pub struct Login<'a> {
+    pub app: &'a App,
+    pub in_force: InForce,
+    pub transport: &'a Transport,
 }
 
-/// Whether an `md5` login runs the md5 exchange: yes unless only a SCRAM verifier is stored
-/// (Postgres falls back to SCRAM then). A user nobody knows gets the exchange most users
-/// get, so the mechanism does not tell who exists: SCRAM (`unknown_scram`) where `auth_query`
-/// may find users (`pg_authid` holds SCRAM verifiers by default since Postgres 14) or most
-/// known users hold verifiers, md5 otherwise.
-fn runs_md5(secret: Option<&UserSecret>, unknown_scram: bool) -> bool {
-    match secret {
-        Some(s) => !matches!(s.secret, StoredSecret::Scram(_)),
-        None => !unknown_scram,
-    }
+/// What admission gives a client: its place under the client limits, its pools, its
+/// parameters and its cancel key.
+struct Admitted {
+    slot: ClientSlot,
+    group: Arc<PoolGroup>,
+    params: ClientParams,
+    cancel: CancelHandle,
 }
 
-/// How this client must authenticate: `auth_type`, or under `hba` the method of the first
-/// matching line (no line, or a `reject` line, refuses the client here: before any
-/// `auth_query` lookup, which a refused client must neither cost nor see fail).
-fn method(
-    g: &GeneralConfig,
-    user: &str,
-    database: &str,
-    transport: &Transport,
-) -> Result<Method, ClientError> {
-    Ok(match g.auth_type {
-        AuthType::ScramSha256 => Method::ScramSha256,
-        AuthType::Md5 => Method::Md5,
-        AuthType::Plain => Method::Password,
-        AuthType::Trust => Method::Trust,
-        AuthType::Cert => Method::Cert,
-        AuthType::Hba => {
-            let (ip, tls) = (transport.addr.ip(), transport.tls);
-            // `None` is a Unix socket: only `local` lines match it.
-            let matched = g
-                .auth_hba_file
-                .as_ref()
-                .and_then(|hba| hba.find(ip, tls, database, user));
-            let Some(matched) = matched else {
-                return Err(hba_refused(false, user, database, transport));
-            };
-            let (line, method) = (matched.line, matched.method);
-            tracing::debug!(client = %transport.addr, line, ?method, "hba line matched");
-            if method == Method::Reject {
-                return Err(hba_refused(true, user, database, transport));
-            }
-            method
+impl Login<'_> {
+    /// The four steps. `None` when the connection was only a CancelRequest.
+    pub async fn run(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        who: &Who,
+    ) -> Result<Option<Ready>, ClientError> {
+        let config = &self.in_force.config;
+        let received = startup::receive(self.app, config, stream, buf, self.transport, who);
+        let Some(startup) = received.await? else {
+            return Ok(None);
+        };
+        if admin::is_console(&startup.database) {
+            return self.console(stream, buf, &startup).await.map(Some);
         }
-    })
-}
+        self.authenticate(stream, buf, &startup).await?;
+        let admitted = self.admit(&startup).await?;
+        self.greet(stream, &startup, admitted).await.map(Some)
+    }
 
-/// Postgres's refusal for a `reject` line (`rejected`) or for no matching line.
-fn hba_refused(rejected: bool, user: &str, database: &str, transport: &Transport) -> ClientError {
-    ClientError::HbaRefused {
-        verdict: if rejected {
-            "pg_hba.conf rejects connection"
+    /// Step 2: the client proves who it is, and is told so unless its database is
+    /// disabled. Logins are counted per database and user.
+    async fn authenticate(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        startup: &Startup,
+    ) -> Result<(), ClientError> {
+        let database = &startup.database;
+        let known_database = self.in_force.config.databases.contains_key(database);
+        self.prove(stream, buf, startup, known_database).await?;
+        if self.app.pools.control.is_disabled(database) {
+            return Err(ClientError::Disabled(database.clone()));
+        }
+        // Authenticated: a real user (perhaps found by auth_query), so its name is a fair
+        // label.
+        let labels = [
+            ("database", label(database, known_database)),
+            ("user", startup.user.clone()),
+        ];
+        metrics::counter!("pgweir_client_logins_total", &labels).increment(1);
+        let mut out = BytesMut::new();
+        backend::authentication_ok(&mut out);
+        stream.write_all(&out).await?;
+        Ok(())
+    }
+
+    /// The exchange the client's authentication method calls for, its failures counted.
+    async fn prove(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        startup: &Startup,
+        known_database: bool,
+    ) -> Result<(), ClientError> {
+        let (user, database) = (&startup.user, &startup.database);
+        let proved = authenticate::authenticate(self, stream, buf, user, database).await;
+        if proved.is_err() {
+            let labels = [
+                ("database", label(database, known_database)),
+                ("user", label(user, self.in_force.users.get(user).is_some())),
+            ];
+            metrics::counter!("pgweir_client_auth_failures_total", &labels).increment(1);
+        }
+        proved
+    }
+
+    /// Step 3: a place under `max_db_client_connections` and
+    /// `max_user_client_connections`, the pools of its database and user, and the startup
+    /// settings judged against what the server accepts.
+    async fn admit(&self, startup: &Startup) -> Result<Admitted, ClientError> {
+        let (app, g) = (self.app, &self.in_force.config.pgweir);
+        let (database, user) = (&startup.database, &startup.user);
+        let slot = app
+            .client_limits
+            .admit(
+                database,
+                user,
+                g.max_db_client_connections,
+                g.max_user_client_connections,
+            )
+            .map_err(|refused| too_many(refused, database, user))?;
+        let group = app.pools.get(database, user)?;
+        let defaults = group.primary.startup_params().await?;
+        let settings = startup.session_settings(&g.ignore_startup_parameters);
+        params::judge(&settings, group.primary.catalog().as_deref())?;
+        Ok(Admitted {
+            slot,
+            params: ClientParams::new(&defaults, &settings),
+            group,
+            cancel: app.cancels.register(),
+        })
+    }
+
+    /// Step 4: the client's parameters, its cancel key and ReadyForQuery, once it is
+    /// listed in the client registry; then the relay takes it.
+    async fn greet(
+        &self,
+        stream: &mut Stream,
+        startup: &Startup,
+        admitted: Admitted,
+    ) -> Result<Ready, ClientError> {
+        let Admitted {
+            slot,
+            group,
+            params,
+            cancel,
+        } = admitted;
+        let mut out = BytesMut::new();
+        for (k, v) in params.reported.iter() {
+            backend::parameter_status(&mut out, k, v);
+        }
+        let key = cancel.key();
+        backend::backend_key_data(&mut out, key.pid, key.secret);
+        backend::ready_for_query(&mut out, TxStatus::Idle);
+        let app = self.app;
+        if !app.admitting() {
+            // Shutdown began while this client was logging in.
+            return Err(ClientError::ShuttingDown);
+        }
+        // Listed before it hears ReadyForQuery, so SHOW CLIENTS has it as soon as it can act.
+        let (database, user, peer) = (&startup.database, &startup.user, self.transport.addr);
+        let tls = stream.tls_description();
+        let entry = app.clients.register(peer, database, user, tls);
+        stream.write_all(&out).await?;
+        let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
+        let pins = Arc::clone(&app.pins);
+        let session = relay::Session::new(group, params, cancel, slot, pins, entry, stop);
+        Ok(Ready::Relay(Box::new(session)))
+    }
+
+    /// A login to the admin console: pgweir's own OS user on its socket is let in as an
+    /// admin without a password; anyone else authenticates as any client would, then needs
+    /// a console right. Welcomed and registered like any client.
+    async fn console(
+        &self,
+        stream: &mut Stream,
+        buf: &mut BytesMut,
+        startup: &Startup,
+    ) -> Result<Ready, ClientError> {
+        let (peer, user) = (&self.transport.addr, startup.user.as_str());
+        let granted = if owner_on_socket(self.transport, user) {
+            tracing::info!(client = %peer, user, "console access by pgweir's own OS user on its socket");
+            Some(Access::Admin)
         } else {
-            "no pg_hba.conf entry"
-        },
-        host: transport
-            .addr
-            .ip()
-            .map_or_else(|| "[local]".to_owned(), |ip| ip.to_string()),
-        user: user.to_owned(),
-        database: database.to_owned(),
-        ssl: if transport.tls { "on" } else { "off" },
-    }
-}
-
-/// Whether the process at the other end of a Unix socket runs as the OS user named like
-/// `user`, as Postgres's `peer` method demands without a user name map.
-fn peer_proves(uid: Option<u32>, user: &str) -> bool {
-    let Some(uid) = uid else {
-        return false;
-    };
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(os_user)) => os_user.name == user,
-        Ok(None) => false,
-        Err(e) => {
-            tracing::warn!(uid, error = %e, "cannot look up the peer's user name");
-            false
+            self.prove(stream, buf, startup, true).await?;
+            None
+        };
+        let access = granted
+            .or_else(|| Access::of(&self.in_force.config.pgweir, user))
+            .ok_or_else(|| ClientError::ConsoleDenied(user.to_owned()))?;
+        let database = startup.database.as_str();
+        let labels = [("database", database.to_owned()), ("user", user.to_owned())];
+        metrics::counter!("pgweir_client_logins_total", &labels).increment(1);
+        let mut out = BytesMut::new();
+        backend::authentication_ok(&mut out);
+        admin::welcome(&mut out, access);
+        if !self.app.accepting() {
+            // Shutdown began while this client was logging in.
+            return Err(ClientError::ShuttingDown);
         }
+        let tls = stream.tls_description();
+        let entry = self.app.clients.register(*peer, database, user, tls);
+        stream.write_all(&out).await?;
+        Ok(Ready::Console(admin::Console { access, entry }))
     }
 }
 
-async fn md5_exchange(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    user: &str,
-    secret: Option<&UserSecret>,
-) -> Result<(), ClientError> {
-    let salt: [u8; 4] = rand::thread_rng().gen();
-    let mut out = BytesMut::new();
-    backend::authentication_md5(&mut out, salt);
-    stream.write_all(&out).await?;
-    let body = read_password(stream, buf).await?;
-    let response = body.strip_suffix(&[0]).unwrap_or(&body);
-    let ok = secret.is_some_and(|s| md5_response_matches(&s.secret, user, salt, response));
-    ok.then_some(())
-        .ok_or_else(|| ClientError::AuthFailed(user.to_owned()))
+/// Whether a console login is PgBouncer's trusted one: the admin user name (`pgbouncer`,
+/// or `pgweir`) from a process of pgweir's own OS user on the Unix socket, which the kernel
+/// vouches for. It gets the whole console without a password, so runbooks that use
+/// `psql -h /socket/dir -U pgbouncer pgbouncer` as the pooler's user keep working.
+fn owner_on_socket(transport: &Transport, user: &str) -> bool {
+    ADMIN_DATABASES.contains(&user) && transport.peer_uid == Some(nix::unistd::getuid().as_raw())
 }
 
-/// Runs SCRAM against `verifier`; on success returns the ClientKey the proof revealed.
-async fn scram_exchange(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    user: &str,
-    verifier: ScramVerifier,
-    end_point: Option<Vec<u8>>,
-) -> Result<ScramClientKey, ClientError> {
-    // Under TLS, channel binding is offered first, as Postgres does.
-    let (mut scram, mechanisms) = match end_point {
-        Some(end_point) => (
-            ScramServer::with_channel_binding(verifier, end_point),
-            &[MECHANISM_PLUS, MECHANISM][..],
-        ),
-        None => (ScramServer::new(verifier), &[MECHANISM][..]),
+/// A name as a metric label: names a client made up must not become label values, they
+/// would grow the metrics without bound.
+fn label(name: &str, known: bool) -> String {
+    if known {
+        name.to_owned()
+    } else {
+        "unknown".to_owned()
+    }
+}
+
+/// The refusal of a client over one of the client limits.
+pub(super) fn too_many(refused: Refused, database: &str, user: &str) -> ClientError {
+    let (kind, name, setting) = match refused {
+        Refused::Database => ("database", database, "max_db_client_connections"),
+        Refused::User => ("user", user, "max_user_client_connections"),
     };
-    let mut out = BytesMut::new();
-    backend::authentication_sasl(&mut out, mechanisms);
-    stream.write_all(&out).await?;
-
-    let mut initial = read_password(stream, buf).await?;
-    let mechanism = take_cstr(&mut initial)?;
-    let data = sasl_data(&mut initial)?;
-    let first = scram
-        .client_first(&mechanism, &data)
-        .map_err(|e| ClientError::from_scram(e, user))?;
-    out.clear();
-    backend::authentication_sasl_continue(&mut out, &first);
-    stream.write_all(&out).await?;
-
-    let response = read_password(stream, buf).await?;
-    let (last, key) = scram
-        .client_final(&response)
-        .map_err(|e| ClientError::from_scram(e, user))?;
-    out.clear();
-    backend::authentication_sasl_final(&mut out, &last);
-    stream.write_all(&out).await?;
-    Ok(key)
-}
-
-/// Reads the next message, which must be a PasswordMessage/SASL response ('p').
-async fn read_password(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-) -> Result<bytes::Bytes, ClientError> {
-    let (tag, body) = read_message(stream, buf, MAX_PASSWORD_MESSAGE).await?;
-    if tag != fe::PASSWORD {
-        return Err(ClientError::Malformed("expected password response"));
-    }
-    Ok(body)
-}
-
-/// The client-first-message of a SASLInitialResponse after its mechanism: its length (-1
-/// for none) must be exactly what is left, as Postgres checks it.
-fn sasl_data(rest: &mut bytes::Bytes) -> Result<bytes::Bytes, ClientError> {
-    let short = || ClientError::Malformed("insufficient data left in message");
-    if rest.len() < 4 {
-        return Err(short());
-    }
-    let data = match rest.get_i32() {
-        -1 => bytes::Bytes::new(),
-        len => match usize::try_from(len) {
-            Ok(n) if n <= rest.len() => rest.split_to(n),
-            _ => return Err(short()),
-        },
-    };
-    if !rest.is_empty() {
-        return Err(ClientError::Malformed("invalid message format"));
-    }
-    Ok(data)
-}
-
-fn take_cstr(b: &mut bytes::Bytes) -> Result<String, ClientError> {
-    let end = b
-        .iter()
-        .position(|&c| c == 0)
-        .ok_or(ClientError::Malformed("invalid string in message"))?;
-    let s = String::from_utf8_lossy(&b[..end]).into_owned();
-    b.advance(end + 1);
-    Ok(s)
-}
-
-/// A verifier nobody can match, stable per user name for the life of the process (as in
-/// Postgres), so probing with made-up names sees the same salt twice.
-fn mock_verifier(user: &str) -> ScramVerifier {
-    static NONCE: OnceLock<[u8; 32]> = OnceLock::new();
-    let nonce = NONCE.get_or_init(|| rand::thread_rng().gen());
-    let digest = Sha256::new()
-        .chain_update(nonce)
-        .chain_update(user)
-        .finalize();
-    ScramVerifier {
-        iterations: 4096,
-        salt: digest[..16].to_vec(),
-        stored_key: rand::thread_rng().gen(),
-        server_key: rand::thread_rng().gen(),
+    ClientError::TooManyClients {
+        kind,
+        name: name.to_owned(),
+        setting,
     }
 }

@@ -1,17 +1,18 @@
 //! One client connection from accept to goodbye: TLS negotiation ([`crate::net::accept`]),
-//! then the login in four steps ([`log_in`]): the startup packets ([`startup`]),
-//! authentication ([`login`]), admission (client limits, pools, startup settings) and the
-//! greeting (ParameterStatus, BackendKeyData, ReadyForQuery); then the [`relay`], or for the
-//! virtual admin database the [`crate::admin`] console. Every failure a client can see is
+//! then the login in four steps ([`login`]): the startup packets ([`startup`]),
+//! authentication ([`authenticate`]), admission (client limits, pools, startup settings) and
+//! the greeting (ParameterStatus, BackendKeyData, ReadyForQuery); then the [`relay`], or for
+//! the virtual admin database the [`crate::admin`] console. Every failure a client can see is
 //! turned into an ErrorResponse with its SQLSTATE here.
 
 pub mod acquire;
+pub mod authenticate;
 pub mod buffers;
 mod error;
 pub mod handoff;
 pub mod inspect;
 pub mod link;
-pub mod login;
+mod login;
 pub mod params;
 pub mod relay;
 pub mod reset;
@@ -27,23 +28,21 @@ use std::time::Instant;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use crate::admin::{self, Access};
+use crate::admin;
 use crate::app::App;
-use crate::auth::UserDirectory;
-use crate::cancel::{CancelHandle, ClientKey};
-use crate::clients::{stop, ClientEntry, ClientSlot, Refused, Stop};
-use crate::config::{Config, ADMIN_DATABASES};
+use crate::cancel::ClientKey;
+use crate::clients::{stop, ClientEntry};
+use crate::config::Config;
 use crate::error::{ClientVisible, Severity};
 use crate::net::accept;
 use crate::net::addr::Addr;
 use crate::net::stream::Stream;
 use crate::net::transport::Transport;
-use crate::pool::{PoolError, PoolGroup};
-use crate::protocol::{backend, TxStatus};
+use crate::pool::PoolError;
+use crate::protocol::backend;
 use crate::server::ServerConn;
 pub use error::ClientError;
-use params::ClientParams;
-use startup::Startup;
+use login::{InForce, Login};
 
 /// Serves one accepted connection to the end, reporting a fatal error if there is one.
 pub async fn serve(app: Arc<App>, stream: Stream, peer: Addr) {
@@ -140,8 +139,9 @@ async fn encrypt(
     negotiated
 }
 
-/// The login within `client_login_timeout`, then the session. `in_force` is dropped once the
-/// client has logged in: a client connected for days must not keep a configuration alive.
+/// The login within `client_login_timeout`, then the session. What was in force for the
+/// login is dropped once the client has logged in: a client connected for days must not
+/// keep a configuration alive.
 async fn session(
     app: &App,
     in_force: InForce,
@@ -151,8 +151,13 @@ async fn session(
     who: &Who,
 ) -> Result<(), ClientError> {
     let limit = in_force.config.pgweir.client_login_timeout;
-    let login = async {
-        let login = Box::pin(log_in(app, &in_force, stream, buf, transport, who));
+    let login = Login {
+        app,
+        in_force,
+        transport,
+    };
+    let logged_in = async {
+        let login = Box::pin(login.run(stream, buf, who));
         if limit.is_zero() {
             return login.await;
         }
@@ -162,10 +167,10 @@ async fn session(
     };
     let refused = stop::refuse_login(app.shutdown.watch(), || who.0.get().is_some());
     let ready = tokio::select! {
-        ready = login => ready?,
+        ready = logged_in => ready?,
         e = refused => return Err(e.into()),
     };
-    drop(in_force);
+    drop(login);
     let Some(ready) = ready else {
         return Ok(());
     };
@@ -233,247 +238,6 @@ impl Ready {
     }
 }
 
-/// What one login reads of the configuration and the users, once, when it begins: a reload
-/// halfway through cannot give one login two configurations.
-struct InForce {
-    config: Arc<Config>,
-    users: Arc<UserDirectory>,
-}
-
-impl InForce {
-    fn now(app: &App) -> Self {
-        InForce {
-            config: app.config(),
-            users: app.users(),
-        }
-    }
-}
-
-/// A login in four steps: startup, authentication, admission, greeting. `None` when the
-/// connection was only a CancelRequest.
-async fn log_in(
-    app: &App,
-    in_force: &InForce,
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    transport: &Transport,
-    who: &Who,
-) -> Result<Option<Ready>, ClientError> {
-    let config = &in_force.config;
-    let Some(startup) = startup::receive(app, config, stream, buf, transport, who).await? else {
-        return Ok(None);
-    };
-    if admin::is_console(&startup.database) {
-        return console_login(app, in_force, stream, buf, &startup, transport).await;
-    }
-    authenticate(app, in_force, stream, buf, &startup, transport).await?;
-    let admitted = admit(app, config, &startup).await?;
-    greet(app, stream, &startup, admitted, &transport.addr).await
-}
-
-/// Step 2: the client proves who it is, and is told so unless its database is disabled.
-/// Failures and logins are counted per database and user.
-async fn authenticate(
-    app: &App,
-    in_force: &InForce,
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    startup: &Startup,
-    transport: &Transport,
-) -> Result<(), ClientError> {
-    let database = &startup.database;
-    let known_database = in_force.config.databases.contains_key(database);
-    prove(
-        app,
-        in_force,
-        stream,
-        buf,
-        startup,
-        transport,
-        known_database,
-    )
-    .await?;
-    if app.pools.control.is_disabled(database) {
-        return Err(ClientError::Disabled(database.clone()));
-    }
-    // Authenticated: a real user (perhaps found by auth_query), so its name is a fair label.
-    let labels = [
-        ("database", label(database, known_database)),
-        ("user", startup.user.clone()),
-    ];
-    metrics::counter!("pgweir_client_logins_total", &labels).increment(1);
-    let mut out = BytesMut::new();
-    backend::authentication_ok(&mut out);
-    stream.write_all(&out).await?;
-    Ok(())
-}
-
-/// The exchange the client's authentication method calls for ([`login`]), its failures
-/// counted.
-async fn prove(
-    app: &App,
-    in_force: &InForce,
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    startup: &Startup,
-    transport: &Transport,
-    known_database: bool,
-) -> Result<(), ClientError> {
-    let (user, database) = (&startup.user, &startup.database);
-    let proved = login::authenticate(app, in_force, stream, buf, user, database, transport).await;
-    if proved.is_err() {
-        let labels = [
-            ("database", label(database, known_database)),
-            ("user", label(user, in_force.users.get(user).is_some())),
-        ];
-        metrics::counter!("pgweir_client_auth_failures_total", &labels).increment(1);
-    }
-    proved
-}
-
-/// A name as a metric label: names a client made up must not become label values, they
-/// would grow the metrics without bound.
-fn label(name: &str, known: bool) -> String {
-    if known {
-        name.to_owned()
-    } else {
-        "unknown".to_owned()
-    }
-}
-
-/// What admission gives a client: its place under the client limits, its pools, its
-/// parameters and its cancel key.
-struct Admitted {
-    slot: ClientSlot,
-    group: Arc<PoolGroup>,
-    params: ClientParams,
-    cancel: CancelHandle,
-}
-
-/// Step 3: a place under `max_db_client_connections` and `max_user_client_connections`,
-/// the pools of its database and user, and the startup settings judged against what the
-/// server accepts.
-async fn admit(app: &App, config: &Config, startup: &Startup) -> Result<Admitted, ClientError> {
-    let (database, user) = (&startup.database, &startup.user);
-    let g = &config.pgweir;
-    let slot = app
-        .client_limits
-        .admit(
-            database,
-            user,
-            g.max_db_client_connections,
-            g.max_user_client_connections,
-        )
-        .map_err(|refused| too_many(refused, database, user))?;
-    let group = app.pools.get(database, user)?;
-    let defaults = group.primary.startup_params().await?;
-    let settings = startup.session_settings(&g.ignore_startup_parameters);
-    params::judge(&settings, group.primary.catalog().as_deref())?;
-    Ok(Admitted {
-        slot,
-        params: ClientParams::new(&defaults, &settings),
-        group,
-        cancel: app.cancels.register(),
-    })
-}
-
-/// Step 4: the client's parameters, its cancel key and ReadyForQuery, once it is listed
-/// in the client registry; then the relay takes it.
-async fn greet(
-    app: &App,
-    stream: &mut Stream,
-    startup: &Startup,
-    admitted: Admitted,
-    peer: &Addr,
-) -> Result<Option<Ready>, ClientError> {
-    let Admitted {
-        slot,
-        group,
-        params,
-        cancel,
-    } = admitted;
-    let mut out = BytesMut::new();
-    for (k, v) in params.reported.iter() {
-        backend::parameter_status(&mut out, k, v);
-    }
-    let key = cancel.key();
-    backend::backend_key_data(&mut out, key.pid, key.secret);
-    backend::ready_for_query(&mut out, TxStatus::Idle);
-    if !app.admitting() {
-        // Shutdown began while this client was logging in.
-        return Err(ClientError::ShuttingDown);
-    }
-    // Listed before it hears ReadyForQuery, so SHOW CLIENTS has it as soon as it can act.
-    let (database, user) = (&startup.database, &startup.user);
-    let entry = app
-        .clients
-        .register(*peer, database, user, stream.tls_description());
-    stream.write_all(&out).await?;
-    let stop = Stop::new(app.shutdown.watch(), entry.kill_watch());
-    let pins = Arc::clone(&app.pins);
-    Ok(Some(Ready::Relay(Box::new(relay::Session::new(
-        group, params, cancel, slot, pins, entry, stop,
-    )))))
-}
-
-/// A login to the admin console: pgweir's own OS user on its socket is let in as an admin
-/// without a password; anyone else authenticates as any client would, then needs a console
-/// right.
-async fn console_login(
-    app: &App,
-    in_force: &InForce,
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    startup: &Startup,
-    transport: &Transport,
-) -> Result<Option<Ready>, ClientError> {
-    let (peer, user) = (&transport.addr, startup.user.as_str());
-    let granted = if owner_on_socket(transport, user) {
-        tracing::info!(client = %peer, user, "console access by pgweir's own OS user on its socket");
-        Some(Access::Admin)
-    } else {
-        prove(app, in_force, stream, buf, startup, transport, true).await?;
-        None
-    };
-    let access = granted
-        .or_else(|| Access::of(&in_force.config.pgweir, user))
-        .ok_or_else(|| ClientError::ConsoleDenied(user.to_owned()))?;
-    enter_console(app, stream, &startup.database, user, peer, access).await
-}
-
-/// Whether a console login is PgBouncer's trusted one: the admin user name (`pgbouncer`,
-/// or `pgweir`) from a process of pgweir's own OS user on the Unix socket, which the kernel
-/// vouches for. It gets the whole console without a password, so runbooks that use
-/// `psql -h /socket/dir -U pgbouncer pgbouncer` as the pooler's user keep working.
-fn owner_on_socket(transport: &Transport, user: &str) -> bool {
-    ADMIN_DATABASES.contains(&user) && transport.peer_uid == Some(nix::unistd::getuid().as_raw())
-}
-
-/// A console client with `access`: welcomed and registered like any client.
-async fn enter_console(
-    app: &App,
-    stream: &mut Stream,
-    database: &str,
-    user: &str,
-    peer: &Addr,
-    access: Access,
-) -> Result<Option<Ready>, ClientError> {
-    let labels = [("database", database.to_owned()), ("user", user.to_owned())];
-    metrics::counter!("pgweir_client_logins_total", &labels).increment(1);
-    let mut out = BytesMut::new();
-    backend::authentication_ok(&mut out);
-    admin::welcome(&mut out, access);
-    if !app.accepting() {
-        // Shutdown began while this client was logging in.
-        return Err(ClientError::ShuttingDown);
-    }
-    let entry = app
-        .clients
-        .register(*peer, database, user, stream.tls_description());
-    stream.write_all(&out).await?;
-    Ok(Some(Ready::Console(admin::Console { access, entry })))
-}
-
 /// Counts a timeout that ended a client's session, by the setting that ran out.
 fn count_timeout(e: &ClientError) {
     let kind = match e {
@@ -486,18 +250,6 @@ fn count_timeout(e: &ClientError) {
     };
     // `kind` is one of catalog::TIMEOUT_KINDS, which start at 0.
     metrics::counter!("pgweir_timeouts_total", "kind" => kind).increment(1);
-}
-
-fn too_many(refused: Refused, database: &str, user: &str) -> ClientError {
-    let (kind, name, setting) = match refused {
-        Refused::Database => ("database", database, "max_db_client_connections"),
-        Refused::User => ("user", user, "max_user_client_connections"),
-    };
-    ClientError::TooManyClients {
-        kind,
-        name: name.to_owned(),
-        setting,
-    }
 }
 
 /// Forwards a cancel to the server the key's client holds right now, if any. A key this

@@ -1,5 +1,5 @@
 //! `auth_hba_file`: the subset of Postgres's pg_hba.conf that PgBouncer supports, parsed
-//! once per (re)load and matched per login by [`crate::client::login`]. Pure apart from
+//! once per (re)load and matched per login by [`crate::client::authenticate`]. Pure apart from
 //! [`HbaFile::load`] reading the file and the `@file` lists it names.
 //!
 //! Lines are `TYPE DATABASE USER [ADDRESS [MASK]] METHOD`, with `#` comments, `\`

@@ -1,7 +1,7 @@
 //! What the connection itself tells authentication: the client's address, whether TLS is on,
 //! the name in a verified client certificate, the channel-binding data for SCRAM-PLUS, and
 //! over a Unix socket the peer's user id.
-//! Built by [`accept`](super::accept) after the TLS handshake; read by [`crate::client::login`].
+//! Built by [`accept`](super::accept) after the TLS handshake; read by [`crate::client::authenticate`].
 
 use super::addr::Addr;
 

@@ -7,7 +7,7 @@
 //!
 //! [`Keyring`] holds, per database and user, the secret that user's clients were last checked
 //! against (from `[users]`, the auth file or the auth query) and the recovered key, in memory
-//! only: no `Debug` shows them, nothing logs them. [`crate::client::login`] fills it after a
+//! only: no `Debug` shows them, nothing logs them. [`crate::client::authenticate`] fills it after a
 //! successful login; [`crate::server::login`] reads it through [`crate::server::ServerTarget`].
 
 use std::collections::HashMap;
