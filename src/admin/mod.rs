@@ -11,9 +11,9 @@
 //!
 //! Where each SHOW gets its data ([`show`], [`stats`], [`sockets`], [`settings`]):
 //! - POOLS, SERVERS: every pool of [`crate::pool::Pools`], one row per node of a database
-//!   with replicas; servers by state from the pool, clients from [`crate::clients::ClientRegistry`].
+//!   with replicas; servers by state from the pool, clients from the client registry.
 //! - STATS, STATS_TOTALS: the [`crate::stats::GroupStats`] totals, summed per database.
-//! - CLIENTS: the [`crate::clients::ClientRegistry`] registry.
+//! - CLIENTS: the [`crate::clients::ClientRegistry`].
 //! - DATABASES, USERS, CONFIG: the configuration, with live counts from the pools and the
 //!   client registry; CONFIG never shows a password.
 //! - LISTS, STATE, VERSION, HELP: counts of the above, and constants.
@@ -38,9 +38,7 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::app::App;
-use crate::clients::ClientEntry;
-use crate::clients::Stop;
-use crate::clients::Stopped;
+use crate::clients::{ClientEntry, Stop, Stopped};
 use crate::config::{GeneralConfig, ADMIN_DATABASES};
 use crate::error::{Severity, SqlState};
 use crate::net::read::{read_message, ReadError};

@@ -25,8 +25,7 @@ use super::result::{timestamp, ResultSet, Type, Value};
 use super::show::clamp;
 use crate::app::App;
 use crate::clients::ClientState;
-use crate::config::GeneralConfig;
-use crate::config::Node;
+use crate::config::{GeneralConfig, Node};
 use crate::net::addr::Addr;
 use crate::pool::servers::ServerInfo;
 

@@ -18,10 +18,8 @@ use super::routing::{
     decide, retry_window, route_reply, scan_request, Destination, LinkRoute, Scan,
 };
 use super::ClientError;
-use crate::clients::ClientState;
-use crate::clients::Stop;
-use crate::config::Node;
-use crate::config::PoolMode;
+use crate::clients::{ClientState, Stop};
+use crate::config::{Node, PoolMode};
 use crate::net::stream::Stream;
 use crate::pool::{Pool, PoolError, PooledServer};
 use crate::protocol::framer::OutQueue;

@@ -12,8 +12,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::Node;
-use crate::config::PoolMode;
+use crate::config::{Node, PoolMode};
 use crate::error::{Severity, SqlState};
 use crate::pool::Policy;
 use crate::prepared::ClientStatements;

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Pool;
-use crate::config::Node;
-use crate::config::{DatabaseConfig, ReadRouting, ReplicaConfig, Secret, Target};
+use crate::config::{DatabaseConfig, Node, ReadRouting, ReplicaConfig, Secret, Target};
 use crate::route::{pick, Candidate, Monitor};
 use crate::server::ServerTarget;
 use crate::sql::ReadOnlyFunctions;

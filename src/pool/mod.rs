@@ -25,8 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
 use crate::budget::Budgets;
-use crate::config::Node;
-use crate::config::{PoolMode, PoolSettings};
+use crate::config::{Node, PoolMode, PoolSettings};
 use crate::error::{ClientVisible, SqlState};
 use crate::prepared::Registry;
 use crate::server::catalog::{self, SettingCatalog};
