@@ -2,7 +2,7 @@
 //! errors, pipelines, COPY and abrupt disconnects mid-transaction, chosen at
 //! random from a fixed seed for a few seconds. (Cancels stay out: Postgres itself
 //! occasionally cancels a session's next statement after a cancel, even without
-//! a pooler, which would make this test flaky; tests/startup.rs covers cancel.)
+//! a pooler, which would make this test flaky; `startup` covers cancel.)
 //! Afterwards the invariants must hold: exactly the committed rows exist, no
 //! server is left inside a transaction, the pool never exceeded its size, and
 //! pgweir still serves new clients.

@@ -6,7 +6,7 @@
 //! never panics. Secrets (passwords, md5 hashes) never appear in the log at debug level, in
 //! SHOW CONFIG / USERS / DATABASES, in error messages or in metrics labels. The admin
 //! console's refusal of users outside admin_users and stats_users is tested in
-//! tests/admin.rs (`stats_users_may_only_show_and_other_users_are_refused`).
+//! `admin::console` (`stats_users_may_only_show_and_other_users_are_refused`).
 
 use crate::common;
 

@@ -1,6 +1,6 @@
 //! The integration-test harness shared by every test module.
 //!
-//! The test binary's tests share one throwaway PostgreSQL 15 cluster ([`cluster()`]),
+//! The tests share one throwaway PostgreSQL 15 cluster ([`cluster()`]),
 //! started on first use and torn down by a watchdog when the test process exits. Tests run
 //! pgweir itself as a child process ([`Pgweir`]) with a generated config on a free
 //! port, and talk to it with real clients: tokio-postgres, `psql` and `pgbench`.

@@ -1,6 +1,8 @@
 //! Prepared statements through pgweir in transaction mode: named statements at the
-//! protocol level, edge cases, state that outlives a Sync, and tokio-postgres's own.
+//! protocol level and as pgweir caches them on servers, edge cases, state that outlives a
+//! Sync, and tokio-postgres's own.
 
+mod cache;
 mod edges;
 mod lifetimes;
 mod named;
