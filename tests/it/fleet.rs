@@ -179,10 +179,16 @@ async fn two_members_keep_to_one_budget_and_the_survivor_takes_it_all() {
 #[tokio::test]
 async fn a_user_s_limit_holds_over_the_fleet_and_its_databases() {
     const LIMIT: i64 = 4;
-    let other = cluster().create_database("fleetu");
-    let dbs = vec![TEST_DB.to_owned(), other.clone()];
+    // Databases of its own: Postgres's count of the user's connections must not include
+    // other tests' in the shared database.
+    let (first, other) = (
+        cluster().create_database("fleetu"),
+        cluster().create_database("fleetu"),
+    );
+    let dbs = vec![first.clone(), other.clone()];
     let member = || {
         with_console()
+            .database(&first)
             .database(&other)
             .pool_size(4)
             .pool(&format!("max_user_connections = {LIMIT}"))

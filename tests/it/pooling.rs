@@ -11,36 +11,14 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use common::{
-    backend_pid, cluster, pg_tool, run_tool, watch_peak, within, Pgweir, SCRAM_USER, TEST_DB,
+    backend_pid, cluster, pgbench, report_number, run_tool, watch_peak, within, Pgweir, SCRAM_USER,
+    TEST_DB,
 };
-
-/// Polls `pg_stat_activity` directly on Postgres until stopped and returns the
-/// most backends it ever saw for `user` in `db`.
-fn pgbench(pgweir: &Pgweir, db: &str, args: &[&str]) -> std::process::Command {
-    let mut cmd = pg_tool("pgbench", SCRAM_USER.password);
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &pgweir.port.to_string(),
-        "-U",
-        SCRAM_USER.name,
-    ])
-    .args(args)
-    .arg(db);
-    cmd
-}
-
-/// Finds `prefix` in pgbench's report and parses the number after it.
-fn report_number(report: &str, prefix: &str) -> Option<u64> {
-    let line = report.lines().find(|l| l.starts_with(prefix))?;
-    line[prefix.len()..].split_whitespace().next()?.parse().ok()
-}
 
 async fn pgbench_run(pgweir: &Pgweir, db: &str, mode: &str) {
     let (stop, watcher) = watch_peak(Some(SCRAM_USER.name), db.to_string());
     let out = run_tool(pgbench(
-        pgweir,
+        pgweir.port,
         db,
         &["-c", "200", "-j", "2", "-T", "10", "-M", mode],
     ))
@@ -78,7 +56,7 @@ async fn pgbench_200_clients_onto_a_pool_of_10() {
         .pool_size(10)
         .max_client_conn(400)
         .start();
-    let init = run_tool(pgbench(&pgweir, &db, &["-i", "-q"])).await;
+    let init = run_tool(pgbench(pgweir.port, &db, &["-i", "-q"])).await;
     assert!(
         init.status.success(),
         "pgbench -i: {}",

@@ -97,6 +97,7 @@ async fn large_messages_to_the_server() {
 async fn show_servers_shows_tls() {
     cluster_certs();
     let pgweir = with_console()
+        .on(cluster())
         .general("server_tls_sslmode = \"require\"")
         .start();
     let client = pgweir.connect().await;
