@@ -175,6 +175,7 @@ fn watch(db: String, stop: Arc<AtomicBool>) -> JoinHandle<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_keeps_every_invariant() {
+    let _heavy = common::heavy().await;
     let db = cluster().create_database("chaos");
     let direct = cluster().admin_on(&db).await;
     direct

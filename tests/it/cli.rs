@@ -114,6 +114,13 @@ fn env_variables_are_expanded_and_unset_ones_are_errors() {
 
 /// Waits for a port to accept, killing the child and failing if it never does.
 fn assert_listens(child: &mut std::process::Child, port: u16) {
+    until_listening(child, port);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits (up to 20 s) until pgweir accepts on `port`; panics if it exits first.
+fn until_listening(child: &mut std::process::Child, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -125,8 +132,6 @@ fn assert_listens(child: &mut std::process::Child, port: u16) {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn write_config(dir: &Path, port: u16) {
@@ -176,17 +181,21 @@ fn log_at_error_level(rust_log: Option<&str>) -> String {
         cmd.env("RUST_LOG", filter);
     }
     let mut child = cmd.spawn().unwrap();
-    assert_listens(&mut child, port);
+    until_listening(&mut child, port);
     // The socket accepts as soon as it is bound, a moment before the line saying so is
-    // written: give a busy machine that moment when a line is expected.
+    // written: give a busy machine that moment when a line is expected, pgweir still
+    // running.
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let log = loop {
         let log = std::fs::read_to_string(&log_path).unwrap();
         if rust_log.is_none() || log.contains("INFO") || Instant::now() > deadline {
-            return log;
+            break log;
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    log
 }
 
 #[test]

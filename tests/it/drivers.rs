@@ -119,6 +119,7 @@ async fn run_checked(cmd: Command, hint: &'static str, db: &str, pool_size: i64)
 
 #[tokio::test]
 async fn pgbench_prepared_100_clients_onto_a_pool_of_10() {
+    let _heavy = common::heavy().await;
     const CLIENTS: u64 = 100;
     const PER_CLIENT: u64 = 30;
     let db = cluster().create_database("drv_pgbench");

@@ -128,6 +128,7 @@ async fn pool_servers(admin: &tokio_postgres::Client, db: &str) -> i64 {
 
 #[tokio::test]
 async fn two_members_keep_to_one_budget_and_the_survivor_takes_it_all() {
+    let _heavy = common::heavy().await;
     let db = pgbench_database("fleet").await;
     let a = member(&db);
     let mut b = member(&db);
@@ -178,6 +179,7 @@ async fn two_members_keep_to_one_budget_and_the_survivor_takes_it_all() {
 
 #[tokio::test]
 async fn a_user_s_limit_holds_over_the_fleet_and_its_databases() {
+    let _heavy = common::heavy().await;
     const LIMIT: i64 = 4;
     // Databases of its own: Postgres's count of the user's connections must not include
     // other tests' in the shared database.

@@ -50,6 +50,7 @@ async fn pgbench_run(pgweir: &Pgweir, db: &str, mode: &str) {
 
 #[tokio::test]
 async fn pgbench_200_clients_onto_a_pool_of_10() {
+    let _heavy = common::heavy().await;
     let db = cluster().create_database("bench");
     let pgweir = Pgweir::builder()
         .database(&db)

@@ -291,6 +291,7 @@ async fn server_lifetime_zero_uses_each_server_once() {
 
 #[tokio::test]
 async fn max_db_connections_caps_backends_over_all_pools_of_a_database() {
+    let _heavy = common::heavy().await;
     let db = cluster().create_database("maxdb");
     let pgweir = Pgweir::builder()
         .database(&db)
@@ -340,6 +341,7 @@ async fn max_db_connections_caps_backends_over_all_pools_of_a_database() {
 
 #[tokio::test]
 async fn max_user_connections_caps_a_user_over_all_databases() {
+    let _heavy = common::heavy().await;
     let db1 = cluster().create_database("maxuser");
     let db2 = cluster().create_database("maxuser");
     let pgweir = Pgweir::builder()
@@ -414,6 +416,7 @@ async fn slow_login_proxy(delay: Duration) -> (u16, Arc<AtomicI64>) {
 
 #[tokio::test]
 async fn a_burst_of_clients_opens_servers_a_few_at_a_time() {
+    let _heavy = common::heavy().await;
     let db = cluster().create_database("herd");
     let (port, most) = slow_login_proxy(Duration::from_millis(200)).await;
     let pgweir = Pgweir::builder()

@@ -21,6 +21,11 @@
 //! Everything else a test does to Postgres stays inside what it owns: databases from
 //! [`Cluster::create_database`], roles of its own, backends it terminates by its own
 //! database, role or pid.
+//!
+//! The tests that load the machine most (pgbench with 100 or more clients, chaos) and the
+//! few whose backend counts such load upsets take [`heavy`], so no two of them run at once.
+//! The test process itself stays far below its 20,000 open files: clients that come in
+//! hundreds are pgbench's and the drivers' own processes.
 
 mod cluster;
 pub mod console;
@@ -45,6 +50,16 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
+
+/// Held for the whole of a test that loads the machine most (pgbench with 100 or more
+/// clients, the chaos test) or whose backend counts such load has been seen to upset (a
+/// server closed to make room can still show in `pg_stat_activity` while its successor
+/// logs in): such a test shares the test threads with the others, never the machine with
+/// another of its kind.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
 
 /// Asks the kernel for a port nobody is listening on. The port is released again
 /// before returning, so there is a tiny race with other processes; tests accept it.

@@ -297,6 +297,7 @@ async fn check_validates_files() {
 /// 200 pgbench clients over TLS, none failing.
 #[tokio::test]
 async fn pgbench_over_tls() {
+    let _heavy = common::heavy().await;
     let certs = Certs::new(SCRAM_USER.name);
     let db = pgbench_database("tls_bench").await;
     let pgweir = Pgweir::builder()
