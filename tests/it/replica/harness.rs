@@ -1,6 +1,6 @@
 //! The streaming-replica harness the read-routing work builds on: a replica cloned from
-//! the test cluster is in recovery, replays what the primary commits, honours an apply
-//! delay, and can be stopped and started again.
+//! the replica tests' primary is in recovery, replays what the primary commits, honours an
+//! apply delay, and can be stopped and started again.
 
 use crate::common;
 
