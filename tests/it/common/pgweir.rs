@@ -190,12 +190,20 @@ impl PgweirBuilder {
         toml
     }
 
-    /// Writes the config, starts pgweir and waits until it accepts connections.
+    /// Writes the config, starts pgweir and waits until it accepts connections. A port
+    /// [`free_port`] found can be taken by another socket before pgweir binds it; then
+    /// pgweir tries again on another.
     pub fn start(self) -> Pgweir {
-        let port = free_port();
         self.cluster();
-        let (dir, config_path) = run_dir(&self.config_toml(port));
-        Pgweir::spawn(dir, config_path, port, &[])
+        for _ in 0..3 {
+            let port = free_port();
+            let (dir, config_path) = run_dir(&self.config_toml(port));
+            match Pgweir::try_spawn(dir, config_path, port, &[]) {
+                Err(exited) if exited.contains("Address already in use") => continue,
+                started => return started.unwrap_or_else(|exited| panic!("{exited}")),
+            }
+        }
+        panic!("pgweir found its port taken three times over")
     }
 
     /// Starts pgweir on `port` beside another process listening there (`so_reuseport`),
@@ -279,8 +287,18 @@ impl Pgweir {
     }
 
     /// Runs the binary with `args`; `--await-log` is the harness's own: wait for the log's
-    /// "listening" line as well as for the port.
+    /// "listening" line as well as for the port. Panics if pgweir exits during startup.
     fn spawn(dir: TempDir, config_path: PathBuf, port: u16, args: &[&str]) -> Pgweir {
+        Pgweir::try_spawn(dir, config_path, port, args).unwrap_or_else(|exited| panic!("{exited}"))
+    }
+
+    /// [`Pgweir::spawn`], with pgweir exiting during startup an error that holds its log.
+    fn try_spawn(
+        dir: TempDir,
+        config_path: PathBuf,
+        port: u16,
+        args: &[&str],
+    ) -> Result<Pgweir, String> {
         let log_path = dir.path().join("pgweir.log");
         let log = std::fs::File::create(&log_path).expect("create pgweir.log");
         let await_log = args.contains(&"--await-log");
@@ -305,24 +323,24 @@ impl Pgweir {
             log_path,
             _dir: dir,
         };
-        pgweir.wait_ready(await_log);
-        pgweir
+        pgweir.wait_ready(await_log)?;
+        Ok(pgweir)
     }
 
     /// Polls the port until pgweir accepts (and, with `await_log`, until its log says it
-    /// listens); panics with its log if it exits first.
-    fn wait_ready(&mut self, await_log: bool) {
+    /// listens); an error with its log if it exits first.
+    fn wait_ready(&mut self, await_log: bool) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "pgweir exited during startup ({status}); its log:\n{}",
                     self.log()
-                );
+                ));
             }
             let logged = !await_log || self.log().contains("pgweir listening");
             if logged && TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                return Ok(());
             }
             if Instant::now() > deadline {
                 panic!(
