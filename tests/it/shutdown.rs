@@ -114,6 +114,7 @@ async fn a_transaction_in_flight_finishes_then_its_client_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_committed_transaction_and_exits_in_time() {
+    let _heavy = common::heavy().await;
     table("shut_load").await;
     let mut pgweir = Pgweir::builder()
         .general("shutdown_timeout = \"10s\"")
@@ -232,6 +233,7 @@ async fn told(wire: &mut Wire, who: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_shutdown_tells_queued_and_logging_in_clients_why() {
+    let _heavy = common::heavy().await;
     let mut pgweir = Pgweir::builder()
         .pool_size(1)
         .general("shutdown_timeout = \"1s\"")

@@ -22,8 +22,9 @@
 //! [`Cluster::create_database`], roles of its own, backends it terminates by its own
 //! database, role or pid.
 //!
-//! The tests that load the machine most (pgbench with 100 or more clients, chaos) and the
-//! few whose backend counts such load upsets take [`heavy`], so no two of them run at once.
+//! The tests that load the machine most (pgbench with 100 or more clients, chaos, shutdown
+//! under load) and the few whose backend counts or timing such load upsets take [`heavy`],
+//! so no two of them run at once.
 //! The test process itself stays far below its 20,000 open files: clients that come in
 //! hundreds are pgbench's and the drivers' own processes.
 
@@ -52,10 +53,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
 /// Held for the whole of a test that loads the machine most (pgbench with 100 or more
-/// clients, the chaos test) or whose backend counts such load has been seen to upset (a
-/// server closed to make room can still show in `pg_stat_activity` while its successor
-/// logs in): such a test shares the test threads with the others, never the machine with
-/// another of its kind.
+/// clients, the chaos test, the shutdown under load) or whose backend counts or timing such
+/// load has been seen to upset (a server closed to make room can still show in
+/// `pg_stat_activity` while its successor logs in; a client queued behind a transaction
+/// when shutdown begins): such a test shares the test threads with the others, never the
+/// machine with another of its kind.
 pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     HEAVY.lock().await
