@@ -24,7 +24,7 @@ BENCH_CLIENTS="${BENCH_CLIENTS:-50}"
 BENCH_SECONDS="${BENCH_SECONDS:-10}"
 CONFIG=config/pgweir.toml
 
-# The names in config/pgweir.toml (tests/first_hour.rs holds these lines to that file).
+# The names in config/pgweir.toml (tests/it/first_hour.rs holds these lines to that file).
 APP_USER="pgweir"
 APP_PASSWORD="pgweir"
 APP_DB="pgbench"

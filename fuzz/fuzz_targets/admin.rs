@@ -1,4 +1,4 @@
-//! The admin console's command parser, as tests/fuzz.rs calls it, and for `SET key = value`
+//! The admin console's command parser, as tests/it/fuzz.rs calls it, and for `SET key = value`
 //! the PgBouncer-form value conversion the console's SET then applies. Input: the Query's
 //! text.
 #![no_main]

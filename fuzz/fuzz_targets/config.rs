@@ -1,5 +1,5 @@
 //! pgweir.toml: the TOML reader and everything that validates it (`Config::parse`), with
-//! `${NAME}` expanding to `x`, as tests/fuzz.rs calls it. Input: the file's text.
+//! `${NAME}` expanding to `x`, as tests/it/fuzz.rs calls it. Input: the file's text.
 #![no_main]
 
 mod common;

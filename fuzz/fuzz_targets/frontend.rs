@@ -1,4 +1,4 @@
-//! Client-to-server byte streams: the relay's framer (as tests/fuzz.rs drives it, with the
+//! Client-to-server byte streams: the relay's framer (as tests/it/fuzz.rs drives it, with the
 //! stream cut into pieces of a size the input chooses), and the two parsers that read a
 //! client's buffered messages before they are framed: the retry window and the local
 //! answer to Parse … Sync batches. Input: one byte for the piece size, then the stream.
@@ -13,7 +13,7 @@ use pgweir::prepared::{answer_parse_locally, Analysis, ClientStatements, Registr
 use pgweir::protocol::framer::{Disposition, Framer, Inspector, OutQueue, View, Want};
 use std::sync::Arc;
 
-/// Wants a head of Binds and whole small messages, forwards everything (tests/fuzz.rs).
+/// Wants a head of Binds and whole small messages, forwards everything (tests/it/fuzz.rs).
 struct Sees;
 
 impl Inspector for Sees {

@@ -1,6 +1,6 @@
 //! The SQL lexer and everything that reads statements with it: the read/write classifier
 //! and `SET pgweir.route`, session-state effects, custom setting names, DEALLOCATE names,
-//! writes and transaction ends, as tests/fuzz.rs calls them. Input: the query text, bytes
+//! writes and transaction ends, as tests/it/fuzz.rs calls them. Input: the query text, bytes
 //! as a client sends them (not necessarily UTF-8).
 #![no_main]
 

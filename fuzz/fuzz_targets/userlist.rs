@@ -1,5 +1,5 @@
 //! userlist.txt (PgBouncer's auth_file), stored secrets (MD5, SCRAM verifiers, plain) and
-//! libpq connection strings (PgBouncer's [databases] lines), as tests/fuzz.rs calls them.
+//! libpq connection strings (PgBouncer's [databases] lines), as tests/it/fuzz.rs calls them.
 //! Input: the file's text.
 #![no_main]
 

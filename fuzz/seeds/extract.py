@@ -316,7 +316,7 @@ def main():
     write("config", config)
     ini = [INI_SEED + b"\0[databases]\nb = host=h2\n"]
     ini += [b + b"\0" for b in files("/etc/pgbouncer/pgbouncer.ini")]
-    for f in ("src/convert/tests.rs", "src/convert/ini.rs", "tests/convert.rs"):
+    for f in ("src/convert/tests.rs", "src/convert/ini.rs", "tests/it/convert.rs"):
         ini += [b + b"\0[pgbouncer]\npool_mode = session\n" for b in literals(f, 10) if b"[" in b and b"=" in b]
     write("pgbouncer_ini", ini)
 

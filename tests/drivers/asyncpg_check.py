@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """asyncpg with its default statement cache, from many connections at once.
 
-Run by tests/drivers.rs against pgweir in transaction mode with fewer servers than
+Run by tests/it/drivers.rs against pgweir in transaction mode with fewer servers than
 clients. asyncpg prepares every query as a named statement (`__asyncpg_stmt_N__`)
 and reuses it from its cache, so consecutive transactions of one connection use
 statements that were prepared on another server connection. Phase one runs one

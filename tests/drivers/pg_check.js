@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // node-postgres (`pg`) named queries from many clients at once.
 //
-// Run by tests/drivers.rs against pgweir in transaction mode with fewer servers than
+// Run by tests/it/drivers.rs against pgweir in transaction mode with fewer servers than
 // clients. A named query (`{ name, text, values }`) is parsed once per connection and
 // afterwards only bound and executed, so later transactions of a client use a
 // statement that was prepared on another server connection. Connection parameters

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """psycopg 3 with every query server-side prepared, from many threads at once.
 
-Run by tests/drivers.rs against pgweir in transaction mode with fewer servers than
+Run by tests/it/drivers.rs against pgweir in transaction mode with fewer servers than
 clients, so a client's consecutive transactions land on different server connections
 while psycopg believes its named statements (`_pg3_N`) live in one session. Connection
 parameters come from the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD,
