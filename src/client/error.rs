@@ -72,10 +72,9 @@ pub enum ClientError {
     IdleInTransaction(Duration),
     #[error("query_timeout: query ran longer than {0:?} and was canceled")]
     QueryTimeout(Duration),
-    #[error("pgweir is shutting down")]
-    ShuttingDown,
-    #[error("terminating connection due to administrator command ({0} on the admin console)")]
-    Killed(&'static str),
+    /// Shutdown, or a KILL on the admin console.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
     #[error("database \"{0}\" does not allow connections: disabled on the admin console")]
     Disabled(String),
     /// A takeover's successor could not take the client over; it should reconnect.
@@ -107,15 +106,6 @@ impl From<ConsoleError> for ClientError {
             ConsoleError::Malformed(m) => ClientError::Malformed(m),
             ConsoleError::Write(e) => ClientError::Io(e),
             ConsoleError::Stopped(s) => s.into(),
-        }
-    }
-}
-
-impl From<Stopped> for ClientError {
-    fn from(stopped: Stopped) -> Self {
-        match stopped {
-            Stopped::ShuttingDown => ClientError::ShuttingDown,
-            Stopped::Killed(command) => ClientError::Killed(command),
         }
     }
 }
@@ -160,10 +150,9 @@ impl ClientVisible for ClientError {
             ClientError::IdleTimeout(_) => SqlState::IDLE_SESSION_TIMEOUT,
             ClientError::IdleInTransaction(_) => SqlState::IDLE_IN_TRANSACTION_TIMEOUT,
             ClientError::QueryTimeout(_) => SqlState::QUERY_CANCELED,
-            ClientError::ShuttingDown
-            | ClientError::Killed(_)
-            | ClientError::HandoverFailed(_)
-            | ClientError::HandedOver => SqlState::ADMIN_SHUTDOWN,
+            ClientError::Stopped(_) | ClientError::HandoverFailed(_) | ClientError::HandedOver => {
+                SqlState::ADMIN_SHUTDOWN
+            }
             ClientError::Malformed(_) | ClientError::Io(_) | ClientError::Closed => {
                 SqlState::PROTOCOL_VIOLATION
             }

@@ -25,7 +25,7 @@ use super::relay::Session;
 use super::{ClientError, Ready};
 use crate::app::App;
 use crate::cancel::ClientKey;
-use crate::clients::Stop;
+use crate::clients::{Stop, Stopped};
 use crate::config::PoolMode;
 use crate::control::HandedClient;
 use crate::net::addr::Addr;
@@ -43,13 +43,13 @@ pub fn possible(s: &Session, client: &Stream) -> bool {
 }
 
 /// Posts the client to the successor. Always ends the session here: `HandedOver` when the
-/// successor takes it, `ShuttingDown` (FATAL 57P01) when there is none any more.
+/// successor takes it, shutting down (FATAL 57P01) when there is none any more.
 pub fn give(app: &App, s: &Session, client: &Stream, cbuf: &[u8]) -> ClientError {
     let Some(fd) = client
         .plain_fd()
         .and_then(|fd| fd.try_clone_to_owned().ok())
     else {
-        return ClientError::ShuttingDown;
+        return ClientError::Stopped(Stopped::ShuttingDown);
     };
     let info = s.entry.shared_info();
     let tcp_peer = match info.addr {
@@ -91,7 +91,7 @@ pub fn give(app: &App, s: &Session, client: &Stream, cbuf: &[u8]) -> ClientError
     if app.handoff.post(fd, Box::new(state)) {
         ClientError::HandedOver
     } else {
-        ClientError::ShuttingDown
+        ClientError::Stopped(Stopped::ShuttingDown)
     }
 }
 

@@ -16,7 +16,7 @@ use crate::admin::{self, Access};
 use crate::app::App;
 use crate::auth::UserDirectory;
 use crate::cancel::CancelHandle;
-use crate::clients::{ClientSlot, Refused, Stop};
+use crate::clients::{ClientSlot, Refused, Stop, Stopped};
 use crate::config::{Config, ADMIN_DATABASES};
 use crate::net::stream::Stream;
 use crate::net::transport::Transport;
@@ -174,7 +174,7 @@ impl Login<'_> {
         let app = self.app;
         if !app.admitting() {
             // Shutdown began while this client was logging in.
-            return Err(ClientError::ShuttingDown);
+            return Err(ClientError::Stopped(Stopped::ShuttingDown));
         }
         // Listed before it hears ReadyForQuery, so SHOW CLIENTS has it as soon as it can act.
         let (database, user, peer) = (&startup.database, &startup.user, self.transport.addr);
@@ -215,7 +215,7 @@ impl Login<'_> {
         admin::welcome(&mut out, access);
         if !self.app.accepting() {
             // Shutdown began while this client was logging in.
-            return Err(ClientError::ShuttingDown);
+            return Err(ClientError::Stopped(Stopped::ShuttingDown));
         }
         let tls = stream.tls_description();
         let entry = self.app.clients.register(*peer, database, user, tls);

@@ -234,7 +234,7 @@ pub async fn run(
                 Ok(true) => {}
                 Ok(false) => return Ok(None),
                 // The top of the loop decides how the client goes.
-                Err(ClientError::ShuttingDown | ClientError::Killed(_)) => continue,
+                Err(ClientError::Stopped(_)) => continue,
                 Err(e) => return Err(e),
             }
         }
